@@ -1,0 +1,89 @@
+"""Export job records as flat rows (one per file) to CSV or JSON Lines, for spreadsheets and tools."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from batch_runner.errors import UsageError
+from batch_runner.jobs import FileRecord, JobRecord
+
+HEAD = ("file_name", "key", "index", "state", "request_id", "model")
+TAIL = ("sha256", "bytes", "reason")
+FORMATS = ("csv", "jsonl")
+_RESERVED = frozenset(HEAD + TAIL)
+
+
+def export_rows(records: list[JobRecord]) -> Iterator[dict[str, Any]]:
+    """One row per file, and one with empty file fields for a job without files, in index order."""
+    for rec in sorted(records, key=lambda r: r.index):
+        for f in rec.files or [None]:
+            yield _row(rec, f)
+
+
+def write_export(records: list[JobRecord], out_path: Path, fmt: str) -> int:
+    """Write the rows as "csv" or "jsonl" atomically; returns how many rows were written."""
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
+    out_path = Path(out_path)
+    rows = list(export_rows(records))
+    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
+            if fmt == "csv":
+                _write_csv(fh, rows)
+            else:
+                for row in rows:
+                    fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(rows)
+
+
+def columns(rows: Iterable[dict[str, Any]]) -> list[str]:
+    """The union of the rows' keys: fixed columns first, then inputs, meta.*, vars.*, file columns."""
+    seen = dict.fromkeys(k for row in rows for k in row)
+    middle = [k for k in seen if k not in _RESERVED]
+    middle.sort(key=lambda k: 1 if k.startswith("meta.") else 2 if k.startswith("vars.") else 0)
+    return [*HEAD, *middle, *TAIL]
+
+
+def _row(rec: JobRecord, f: FileRecord | None) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "file_name": f.file_name if f else None,
+        "key": rec.key,
+        "index": rec.index,
+        "state": rec.state.value,
+        "request_id": rec.request_ids[-1] if rec.request_ids else None,
+        "model": rec.model,
+    }
+    for k, v in rec.inputs.items():
+        # an input that shares a name with a fixed column must not overwrite it
+        row[f"inputs.{k}" if k in _RESERVED else k] = v
+    row.update({f"meta.{k}": v for k, v in rec.meta.items()})
+    row.update({f"vars.{k}": v for k, v in rec.vars.items()})
+    row["sha256"] = f.sha256 if f else None
+    row["bytes"] = f.bytes if f else None
+    row["reason"] = rec.reason
+    return row
+
+
+def _write_csv(fh: Any, rows: list[dict[str, Any]]) -> None:
+    writer = csv.DictWriter(fh, fieldnames=columns(rows), restval="")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+
+
+def _cell(value: Any) -> Any:
+    # spreadsheets get lists and mappings as JSON text, missing values as empty cells
+    if value is None:
+        return ""
+    if isinstance(value, bool | list | dict):
+        return json.dumps(value, ensure_ascii=False)
+    return value

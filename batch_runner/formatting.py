@@ -1,0 +1,59 @@
+"""Pure text formatting for the CLI: summaries, status, validation previews."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from batch_runner.jobs import JobSpec
+
+STATE_ORDER = ("pending", "submitting", "queued", "running", "downloading", "done", "failed",
+               "cancelled", "uncertain")
+
+
+def format_counts(counts: dict[str, int]) -> str:
+    parts = [f"{s} {counts[s]}" for s in STATE_ORDER if counts.get(s)]
+    return ", ".join(parts) if parts else "no jobs"
+
+
+def format_retries(retries: dict[str, int]) -> str:
+    return ", ".join(f"{cause} ×{n}" for cause, n in retries.items()) or "none"
+
+
+def format_summary(summary: dict[str, Any], *, max_failures: int = 20) -> str:
+    lines = [
+        f"jobs: {summary['jobs']} ({format_counts(summary['counts'])})",
+        f"files: {summary['files']} ({summary.get('bytes', 0) / 1e6:.1f} MB)",
+    ]
+    if "wall_seconds" in summary:
+        lines.append(f"wall time: {summary['wall_seconds']:.1f} s")
+    lines.append(f"retries: {format_retries(summary.get('retries', {}))}")
+    dups = summary.get("possible_duplicates", 0)
+    lines.append(
+        f"possibly charged twice: {dups}"
+        + (" (submissions sent again after their answer was lost)" if dups else "")
+    )
+    if summary.get("not_in_manifest"):
+        lines.append(f"not in manifest: {summary['not_in_manifest']} (kept in the state, untouched)")
+    failures = summary.get("failures", [])
+    if failures:
+        lines.append("failures:")
+        for f in failures[:max_failures]:
+            lines.append(f"  #{f['index']:05d} {f['state']}: {f.get('reason') or 'no reason given'}")
+        if len(failures) > max_failures:
+            lines.append(f"  … and {len(failures) - max_failures} more (status --json lists them)")
+    if summary.get("error"):
+        lines.append(f"stopped: {summary['error']}")
+    return "\n".join(lines)
+
+
+def format_preview(jobs: list[JobSpec], *, limit: int = 10, width: int = 60) -> str:
+    rows = []
+    for i, job in enumerate(jobs[:limit], 1):
+        prompt = str(job.inputs.get("prompt", ""))
+        prompt = prompt if len(prompt) <= width else prompt[: width - 1] + "…"
+        rest = ", ".join(f"{k}={v}" for k, v in job.inputs.items() if k != "prompt")
+        copy = f" (copy {job.copy + 1})" if job.copy else ""
+        rows.append(f"  {i:5d}  {prompt}{copy}" + (f"  [{rest}]" if rest else ""))
+    if len(jobs) > limit:
+        rows.append(f"  … {len(jobs) - limit} more")
+    return "\n".join(rows)

@@ -1,0 +1,109 @@
+"""Jobs and their states; the allowed transitions are written down here and nowhere else."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobState(StrEnum):
+    PENDING = "pending"
+    SUBMITTING = "submitting"
+    QUEUED = "queued"
+    RUNNING = "running"
+    DOWNLOADING = "downloading"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    UNCERTAIN = "uncertain"
+
+
+S = JobState
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    S.PENDING: frozenset({S.SUBMITTING, S.CANCELLED}),
+    # a lost submit answer makes the job uncertain; a clear refusal sends it back or fails it
+    S.SUBMITTING: frozenset({S.QUEUED, S.RUNNING, S.PENDING, S.UNCERTAIN, S.FAILED, S.DOWNLOADING}),
+    S.QUEUED: frozenset({S.QUEUED, S.RUNNING, S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.RUNNING, S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED, S.QUEUED}),
+    S.DOWNLOADING: frozenset({S.DOWNLOADING, S.DONE, S.FAILED}),
+    S.UNCERTAIN: frozenset({S.SUBMITTING, S.PENDING, S.FAILED}),
+    S.DONE: frozenset({S.DOWNLOADING}),  # files found missing on resume are fetched again
+    S.FAILED: frozenset({S.PENDING}),
+    S.CANCELLED: frozenset(),
+}
+TERMINAL = frozenset({S.DONE, S.FAILED, S.CANCELLED})
+IN_FLIGHT = frozenset({S.SUBMITTING, S.QUEUED, S.RUNNING, S.DOWNLOADING})
+
+
+def can_move(old: JobState, new: JobState) -> bool:
+    return new in TRANSITIONS[old]
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a job came from: manifest file and 1-based line (YAML/JSONL) or row (CSV)."""
+
+    file: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One job after expansion: what is sent (`inputs`) and what is only kept (`meta`, `vars`)."""
+
+    model: str
+    inputs: dict[str, Any]
+    copy: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
+    source: Location | None = None
+    sweep: int | None = None  # index of the sweep entry it came from, if any
+
+    @property
+    def key(self) -> str:
+        return job_key(self.model, self.inputs, self.copy)
+
+
+def job_key(model: str, inputs: dict[str, Any], copy: int) -> str:
+    """Stable hash of model path, final inputs and copy number (16 hex digits)."""
+    blob = json.dumps([model, inputs, copy], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """One downloaded output file; `file_name` is relative to the run directory."""
+
+    file_name: str  # e.g. "images/00001-a-red-fox.png"
+    k: int  # 1-based number of the file within its job
+    sha256: str
+    bytes: int
+    url: str | None = None
+
+
+@dataclass
+class JobRecord:
+    """A job as the state file knows it (what status, report and export read)."""
+
+    key: str
+    index: int  # 1-based, stable across resumes
+    model: str
+    inputs: dict[str, Any]
+    state: JobState
+    copy: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+    vars: dict[str, Any] = field(default_factory=dict)
+    sweep: int | None = None
+    source: str | None = None  # "file:line"
+    reason: str | None = None  # why it failed / was cancelled / is uncertain
+    request_id: str | None = None  # the current attempt's id
+    request_ids: list[str] = field(default_factory=list)  # every attempt's id, oldest first
+    attempts: int = 0
+    files: list[FileRecord] = field(default_factory=list)
+    in_manifest: bool = True

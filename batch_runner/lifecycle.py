@@ -1,0 +1,296 @@
+"""The life of one job: submit (journaled), poll until finished, download its files."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from batch_runner.errors import AccountError, ApiError
+from batch_runner.jobs import FileRecord, JobRecord, JobState
+from batch_runner.naming import DEFAULT_TEMPLATE, render_name
+from batch_runner.outputs import IMAGES_DIR, append_metadata, metadata_line, parameters_text
+from batch_runner.policy import Action, PollPlanner, classify, retry_delay
+from batch_runner.settings import RunSettings
+from batch_runner.state import StateStore
+
+MAX_CALL_RETRIES = 12  # per call: enough to ride out a storm, bounded so nothing loops forever
+MAX_URL_REFRESHES = 3
+
+S = JobState
+
+
+class ApiClient(Protocol):
+    async def submit(self, model: str, inputs: dict[str, Any]) -> Any: ...
+    async def result(self, request_id: str) -> Any: ...
+
+
+Fetch = Callable[..., Awaitable[Any]]  # download(url, *, images_dir, name_for, parameters)
+
+
+class Retry(Exception):
+    """The generation failed and a new attempt is allowed."""
+
+
+class Giveup(Exception):
+    """The job ends here with the state already recorded."""
+
+
+@dataclass
+class Tracker:
+    """What the run has seen so far (read by progress and the summary)."""
+
+    submitted: int = 0
+    finished: int = 0
+    files: int = 0
+    bytes: int = 0
+    metadata_dirty: bool = False
+    stopping: bool = False
+    fatal: AccountError | None = None
+    listeners: list[Callable[[str, int], None]] = field(default_factory=list)
+
+    def emit(self, event: str, amount: int = 1) -> None:
+        for listener in self.listeners:
+            listener(event, amount)
+
+
+@dataclass
+class JobRunner:
+    store: StateStore
+    client: ApiClient
+    fetch: Fetch
+    settings: RunSettings
+    run_dir: Path
+    planner: PollPlanner
+    tracker: Tracker
+    rng: random.Random = field(default_factory=random.Random)
+
+    async def run(self, job: JobRecord) -> None:
+        """Carry one job as far as it can go; every outcome is recorded in the state."""
+        deadline = time.monotonic() + self.settings.job_timeout
+        try:
+            if job.state is S.DONE:  # files went missing: a fresh /result gives their URLs again
+                self._move(job, S.DOWNLOADING, None)
+            while True:
+                if job.request_id is None and not await self._submit(job, deadline):
+                    return
+                try:
+                    await self._download(job, await self._poll(job, deadline))
+                except Retry:
+                    job.request_id = None
+                    continue
+                return
+        except Giveup:
+            return
+        except AccountError as exc:
+            self.tracker.fatal = self.tracker.fatal or exc
+            self.tracker.stopping = True
+            if job.state is S.SUBMITTING:  # refused: nothing was created
+                self._move(job, S.PENDING, None)
+
+    # ---- submit ------------------------------------------------------------------------------
+
+    async def _submit(self, job: JobRecord, deadline: float) -> bool:
+        for tries in range(MAX_CALL_RETRIES + 1):
+            uncertain = job.state in (S.UNCERTAIN, S.SUBMITTING)
+            if uncertain and not self.settings.resubmit_uncertain:
+                return False
+            if self.tracker.stopping:
+                return self._back_to_pending(job)
+            job.state = S.SUBMITTING
+            self.store.mark_submitting(job.index, duplicate_risk=uncertain)
+            await self.store.durable()  # the intent is on disk before the POST leaves
+            try:
+                answer = await self.client.submit(job.model, job.inputs)
+            except ApiError as exc:
+                decision = classify(exc, "submit")
+                if decision.action is Action.STOP:
+                    raise
+                if decision.action is Action.FAIL:
+                    self._fail(job, f"submit refused: {exc.message}")
+                if decision.action is Action.AMBIGUOUS:
+                    self._move(job, S.UNCERTAIN, f"submit answer lost ({decision.cause}); the job may exist")
+                    await self.store.durable()
+                    if not self.settings.resubmit_uncertain:
+                        self._finished()
+                        return False
+                else:
+                    self._move(job, S.PENDING, f"submit retry ({decision.cause})")
+                self.store.count_retry(decision.cause)
+                if time.monotonic() > deadline or tries == MAX_CALL_RETRIES:
+                    self._fail(job, f"submit kept failing: {exc.message}", keep_state=job.state is S.UNCERTAIN)
+                await asyncio.sleep(retry_delay(exc, tries, self.rng))
+                continue
+            attempt = job.attempts + 1
+            self.store.record_request_id(job.index, attempt, answer.request_id)
+            await self.store.durable()  # the request_id is on disk before anything else happens
+            job.request_id = answer.request_id
+            job.request_ids.append(answer.request_id)
+            job.attempts = attempt
+            job.state = S.QUEUED
+            self.tracker.submitted += 1
+            self.tracker.emit("submitted")
+            return True
+        return False
+
+    def _back_to_pending(self, job: JobRecord) -> bool:
+        if job.state is S.SUBMITTING:
+            self._move(job, S.PENDING, None)
+        return False
+
+    # ---- poll --------------------------------------------------------------------------------
+
+    async def _poll(self, job: JobRecord, deadline: float) -> list[str]:
+        started = time.monotonic()
+        status, position, errors = "in_queue", None, 0
+        while True:
+            delay = self.planner.next_delay(
+                status=status, elapsed=time.monotonic() - started, queue_position=position
+            )
+            if time.monotonic() + delay > deadline:
+                self._fail(job, f"timed out after {self.settings.job_timeout:g} s (--job-timeout)")
+            await asyncio.sleep(delay)
+            try:
+                poll = await self.client.result(job.request_id)
+            except ApiError as exc:
+                errors += 1
+                await self._poll_error(job, exc, errors)
+                continue
+            errors = 0
+            status, position = poll.status, poll.queue_position
+            if status == "in_queue":
+                self._note(job, S.QUEUED)
+            elif status == "in_progress":
+                self._note(job, S.RUNNING)
+            elif status == "completed":
+                self.planner.observe_duration(time.monotonic() - started)
+                self.store.record_outputs(job.index, poll.outputs)
+                job.state = S.DOWNLOADING
+                return list(poll.outputs)
+            elif status == "failed":
+                self._generation_failed(job, poll.error or "generation failed")
+            else:  # cancelled
+                self._move(job, S.CANCELLED, "cancelled on the server")
+                self._finished()
+                raise Giveup
+
+    async def _poll_error(self, job: JobRecord, exc: ApiError, errors: int) -> None:
+        decision = classify(exc, "poll")
+        if decision.action is Action.STOP:
+            raise exc
+        if decision.action is Action.EXPIRED:
+            if self.settings.simulate:
+                # a fresh in-process simulator forgot this id; resubmitting costs nothing there
+                self._move(job, S.PENDING, "simulator restarted; submitting again")
+                raise Retry
+            self._fail(job, f"expired: the API no longer knows request {job.request_id}")
+        if decision.action is not Action.RETRY or errors > MAX_CALL_RETRIES:
+            self._fail(job, f"polling failed: {exc.message}")
+        self.store.count_retry(decision.cause)
+        await asyncio.sleep(retry_delay(exc, errors, self.rng))
+
+    def _generation_failed(self, job: JobRecord, error: str) -> None:
+        if job.attempts <= self.settings.retries and not self.tracker.stopping:
+            self.store.count_retry("generation_failed")
+            self._move(job, S.PENDING, f"attempt {job.attempts} failed: {error}")
+            raise Retry
+        self._fail(job, f"generation failed: {error}")
+
+    # ---- download ----------------------------------------------------------------------------
+
+    async def _fresh_outputs(self, job: JobRecord) -> list[str]:
+        """Outputs of a completed job from a new /result call (file URLs may have expired)."""
+        for errors in range(1, MAX_CALL_RETRIES + 2):
+            try:
+                poll = await self.client.result(job.request_id)
+            except ApiError as exc:
+                await self._poll_error(job, exc, errors)
+                continue
+            if poll.status != "completed":
+                self._fail(job, f"expected a completed job, the API says '{poll.status}'")
+            return list(poll.outputs)
+        self._fail(job, "could not fetch the result again")
+        return []
+
+    async def _download(self, job: JobRecord, urls: list[str]) -> None:
+        if not urls:
+            self._fail(job, "completed without any output file")
+        self._note(job, S.DOWNLOADING)
+        have = {f.k: f for f in job.files if (self.run_dir / f.file_name).is_file()}
+        for k in range(1, len(urls) + 1):
+            if k in have and (self.run_dir / have[k].file_name).stat().st_size == have[k].bytes:
+                continue
+            record = await self._download_one(job, urls, k)
+            self.store.record_file(job.index, record)
+            await self.store.durable()
+            if any(f.k == k for f in job.files):
+                job.files = [f for f in job.files if f.k != k]
+                self.tracker.metadata_dirty = True  # its line exists already; rebuilt at the end
+            else:
+                line = metadata_line(job, record, job.request_id)
+                append_metadata(self.run_dir, line)
+            job.files.append(record)
+            self.tracker.files += 1
+            self.tracker.bytes += record.bytes
+            self.tracker.emit("file")
+        self._move(job, S.DONE, None)
+        self._finished()
+
+    async def _download_one(self, job: JobRecord, urls: list[str], k: int) -> FileRecord:
+        template = self.settings.name_template or DEFAULT_TEMPLATE
+        n_files = len(urls)
+
+        def name_for(ext: str) -> str:
+            return render_name(
+                template, index=job.index, key=job.key, inputs=job.inputs, vars=job.vars,
+                k=k, n_files=n_files, ext=ext,
+            )
+
+        refreshes = tries = 0
+        while True:
+            try:
+                got = await self.fetch(
+                    urls[k - 1], images_dir=self.run_dir / IMAGES_DIR, name_for=name_for,
+                    parameters=parameters_text(job.model, job.inputs),
+                )
+            except ApiError as exc:
+                decision = classify(exc, "download")
+                self.store.count_retry(decision.cause)
+                if decision.action is Action.REFRESH and refreshes < MAX_URL_REFRESHES:
+                    refreshes += 1
+                    fresh = await self._fresh_outputs(job)
+                    if len(fresh) != n_files:
+                        self._fail(job, "the result changed its number of files")
+                    urls[:] = fresh
+                    continue
+                tries += 1
+                if decision.action is not Action.RETRY or tries > MAX_CALL_RETRIES:
+                    self._fail(job, f"download failed: {exc.message}")
+                await asyncio.sleep(retry_delay(exc, tries, self.rng))
+                continue
+            rel = got.path.relative_to(self.run_dir).as_posix()
+            return FileRecord(rel, k, got.sha256, got.bytes)
+
+    # ---- state helpers -----------------------------------------------------------------------
+
+    def _note(self, job: JobRecord, state: JobState) -> None:
+        if job.state is not state:
+            self._move(job, state, None)
+
+    def _move(self, job: JobRecord, state: JobState, reason: str | None) -> None:
+        job.state = state
+        job.reason = reason
+        self.store.set_state(job.index, state, reason)
+
+    def _fail(self, job: JobRecord, reason: str, *, keep_state: bool = False) -> None:
+        self._move(job, S.UNCERTAIN if keep_state else S.FAILED, reason)
+        self._finished()
+        raise Giveup
+
+    def _finished(self) -> None:
+        self.tracker.finished += 1
+        self.tracker.emit("finished")

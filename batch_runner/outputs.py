@@ -1,0 +1,74 @@
+"""metadata.jsonl (one line per downloaded file, exactly once) and the text embedded in images."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from batch_runner.jobs import FileRecord, JobRecord
+
+METADATA_FILE = "metadata.jsonl"
+IMAGES_DIR = "images"
+
+
+def metadata_line(job: JobRecord, f: FileRecord, request_id: str | None) -> dict[str, Any]:
+    """The metadata.jsonl object of one file (CONTRACT §4); `file_name` is relative to RUN_DIR."""
+    line: dict[str, Any] = {
+        "file_name": f.file_name,
+        "key": job.key,
+        "index": job.index,
+        "k": f.k,
+        "request_id": request_id,
+        "model": job.model,
+    }
+    for name, value in job.inputs.items():
+        line.setdefault(name, value)
+    for name, value in job.meta.items():
+        line.setdefault(name, value)  # top level, so imagefolder shows them as columns
+    if job.meta:
+        line["meta"] = job.meta
+    if job.vars:
+        line["vars"] = job.vars
+    line["sha256"] = f.sha256
+    line["bytes"] = f.bytes
+    return line
+
+
+def append_metadata(run_dir: Path, line: dict[str, Any]) -> None:
+    with open(run_dir / METADATA_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def count_metadata_lines(run_dir: Path) -> int:
+    path = run_dir / METADATA_FILE
+    if not path.exists():
+        return 0
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def rebuild_metadata(run_dir: Path, jobs: list[JobRecord]) -> int:
+    """Rewrite metadata.jsonl from the state (atomically); returns the number of lines."""
+    tmp = run_dir / (METADATA_FILE + ".tmp")
+    n = 0
+    with open(tmp, "w", encoding="utf-8") as fh:
+        for job in jobs:
+            rid = job.request_ids[-1] if job.request_ids else None
+            for f in job.files:
+                fh.write(json.dumps(metadata_line(job, f, rid), ensure_ascii=False) + "\n")
+                n += 1
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, run_dir / METADATA_FILE)
+    return n
+
+
+def parameters_text(model: str, inputs: dict[str, Any]) -> str:
+    """Prompt and settings in the `parameters` convention image tools read (prompt, then k: v)."""
+    rest = ", ".join(f"{k}: {v}" for k, v in inputs.items() if k != "prompt")
+    prompt = str(inputs.get("prompt", ""))
+    return f"{prompt}\nModel: {model}" + (f", {rest}" if rest else "")

@@ -1,0 +1,204 @@
+"""Retry classification, backoff and adaptive poll intervals: pure functions over data, no I/O.
+
+What happens after a failed call (`classify`):
+
+| op       | error                                                        | action    |
+|----------|--------------------------------------------------------------|-----------|
+| any      | AccountError (bad token, no credits)                         | STOP      |
+| submit   | 429, 408, connection refused before sending (sent=False)     | RETRY     |
+| submit   | 500/503 (or HTTP-200 500001) with an error body: not created | RETRY     |
+| submit   | 502/504, 5xx without error body, timeout/drop after sending  | AMBIGUOUS |
+| submit   | answer unreadable (bad_answer)                               | AMBIGUOUS |
+| submit   | other 4xx (400, 403, 404, 422)                               | FAIL      |
+| poll     | 429, 5xx, 408, dropped, timeout, non-JSON body               | RETRY     |
+| poll     | 404001 (request id unknown or expired)                       | EXPIRED   |
+| poll     | unknown status, malformed answer, other 4xx                  | FAIL      |
+| cancel   | as poll                                                      |           |
+| download | 403/404/410 on the file URL                                  | REFRESH   |
+| download | truncated, dropped, timeout, 5xx, 429                        | RETRY     |
+| download | host refused, too big, bad signature, bad name, other 4xx    | FAIL      |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import math
+import random
+from bisect import insort
+from collections import deque
+from dataclasses import dataclass
+from enum import StrEnum
+
+from batch_runner.errors import AccountError, ApiError, DownloadError, TransportError
+
+RETRY_AFTER_CAP = 300.0  # a server asking for more than 5 minutes is probably wrong
+
+
+class Action(StrEnum):
+    RETRY = "retry"  # send the same call again after a delay
+    AMBIGUOUS = "ambiguous"  # a submit may have created a (paid) job: the job becomes uncertain
+    REFRESH = "refresh"  # fetch /result again for fresh file URLs, then download again
+    EXPIRED = "expired"  # the API forgot the request id: the job fails with reason "expired"
+    FAIL = "fail"  # permanent for this job
+    STOP = "stop"  # permanent for the whole run (account)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do after an error, why (`cause`, used to count retries), and a server-given delay."""
+
+    action: Action
+    cause: str
+    delay: float | None = None
+
+
+_RETRYABLE_GET = frozenset({"429", "5xx", "dropped", "timeout"})
+_DOWNLOAD_RETRY = frozenset({"truncated", "dropped", "timeout", "5xx", "429"})
+
+
+def _cause(error: ApiError) -> str:
+    if error.kind:
+        return error.kind
+    if error.status is not None:
+        return "5xx" if error.status >= 500 else "4xx"
+    return "error"
+
+
+def _classify_submit(error: ApiError) -> Action:
+    kind, status = error.kind, error.status
+    if isinstance(error, TransportError) and not error.sent:
+        return Action.RETRY  # refused before the body left: nothing was created
+    if kind == "429" or status == 408:
+        return Action.RETRY
+    if kind == "5xx":
+        # a RunComfy error body on 500/503 means the server refused the job; 502/504 come from
+        # a gateway that may have forwarded it, and a bare 5xx says nothing either way
+        if error.error_code is not None and status not in (502, 504):
+            return Action.RETRY
+        return Action.AMBIGUOUS
+    if kind in ("dropped", "timeout", "bad_answer", "unknown_status") or isinstance(
+        error, TransportError
+    ):
+        return Action.AMBIGUOUS
+    return Action.FAIL
+
+
+def _classify_poll(error: ApiError) -> Action:
+    kind = error.kind
+    if kind == "expired" or error.error_code == 404001:
+        return Action.EXPIRED
+    if kind in _RETRYABLE_GET or error.status == 408:
+        return Action.RETRY
+    # an unreadable body (TransportError) is likely transient; a well-formed wrong answer is not
+    if kind == "bad_answer" and isinstance(error, TransportError):
+        return Action.RETRY
+    return Action.FAIL
+
+
+def _classify_download(error: ApiError) -> Action:
+    kind = error.kind
+    if kind == "expired_url" or error.status in (403, 404, 410):
+        return Action.REFRESH
+    if kind in _DOWNLOAD_RETRY:
+        return Action.RETRY
+    return Action.FAIL
+
+
+def _classify_other(error: BaseException, op: str) -> Decision:
+    if isinstance(error, TimeoutError | asyncio.TimeoutError):
+        action = Action.AMBIGUOUS if op == "submit" else Action.RETRY
+        return Decision(action, "timeout")
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return Decision(Action.STOP, "disk_full")
+    if isinstance(error, OSError):
+        return Decision(Action.FAIL, "io")
+    return Decision(Action.FAIL, type(error).__name__)
+
+
+def classify(error: BaseException, op: str) -> Decision:
+    """Decide what to do after `error` raised by operation `op` ("submit", "poll", "cancel", "download")."""
+    if isinstance(error, AccountError):
+        return Decision(Action.STOP, "account")
+    if not isinstance(error, ApiError):
+        return _classify_other(error, op)
+    if op == "submit":
+        action = _classify_submit(error)
+    elif op == "download" or isinstance(error, DownloadError):
+        action = _classify_download(error)
+    elif op in ("poll", "cancel"):
+        action = _classify_poll(error)
+    else:
+        raise ValueError(f"unknown operation {op!r}")
+    delay = error.retry_after if action is Action.RETRY else None
+    return Decision(action, _cause(error), delay)
+
+
+def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random) -> float:
+    """Full-jitter exponential backoff: uniform(0, min(cap, base * 2**attempt))."""
+    exponent = min(max(attempt, 0), 60)  # 2**60 already dwarfs any cap; avoids float overflow
+    return rng.uniform(0.0, min(cap, base * 2.0**exponent))
+
+
+def retry_delay(error: BaseException, attempt: int, rng: random.Random) -> float:
+    """The backoff for `attempt`, but never sooner than a Retry-After the server asked for."""
+    delay = backoff(attempt, rng=rng)
+    retry_after = getattr(error, "retry_after", None)
+    if isinstance(retry_after, int | float) and math.isfinite(retry_after) and retry_after > 0:
+        delay = max(delay, min(float(retry_after), RETRY_AFTER_CAP))
+    return delay
+
+
+class PollPlanner:
+    """Adaptive poll intervals from the submit→completed durations seen so far.
+
+    Before any observation: poll at `min_delay`, then every half of the elapsed time, at most
+    `prior / 10` apart (quick for instant jobs, a few seconds for slow ones). Once durations are
+    known (recent window, quantiles q10..q90): one sparse jump to q10; dense polls across
+    [q10, q90] (a quarter of that width, within [min_delay, 1.5 s] so completion is seen
+    within ~1 s); past q90 back off geometrically (half the overrun) up to `max_delay`. A job
+    still `in_queue` has not started, so it is at least the shortest seen duration away.
+    """
+
+    DENSE_MAX = 2.0  # p50 detection delay ≈ half the dense step
+    WINDOW = 32  # recent durations only: queue depth changes what "normal" is
+
+    def __init__(self, *, min_delay: float = 0.25, max_delay: float = 15.0, prior: float = 30.0):
+        self.min_delay = min_delay
+        self.max_delay = max_delay
+        self.prior = prior
+        self._recent: deque[float] = deque()
+        self._sorted: list[float] = []
+
+    def observe_duration(self, seconds: float) -> None:
+        """Learn one submit→completed duration."""
+        if not math.isfinite(seconds) or seconds < 0:
+            return
+        if len(self._recent) == self.WINDOW:
+            self._sorted.remove(self._recent.popleft())
+        self._recent.append(seconds)
+        insort(self._sorted, seconds)
+
+    def _quantile(self, q: float) -> float:
+        values = self._sorted
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+    def _clamp(self, delay: float) -> float:
+        return min(self.max_delay, max(self.min_delay, delay))
+
+    def next_delay(self, *, status: str, elapsed: float, queue_position: int | None) -> float:
+        """Seconds to wait before the next poll of a job submitted `elapsed` seconds ago."""
+        elapsed = max(0.0, elapsed)
+        if not self._sorted:
+            cadence = max(self.min_delay, elapsed, 0.25 * (queue_position or 0))
+            return self._clamp(min(cadence, self.prior / 10))
+        lo, hi = self._quantile(0.1), self._quantile(0.9)
+        dense = min(self.DENSE_MAX, max(self.min_delay, (hi - lo) / 3))
+        if status == "in_queue":
+            floor = max(dense, self._sorted[0] * 0.8)
+            return self._clamp(max(floor, lo - elapsed))
+        if elapsed < lo - dense:
+            return self._clamp(lo - elapsed)
+        if elapsed <= hi:
+            return self._clamp(dense)
+        return self._clamp(max(dense, (elapsed - hi) * 0.5))

@@ -1,0 +1,225 @@
+"""A whole run: lock the directory, sync the state, start the workers, stop cleanly, summarise."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import shutil
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from batch_runner.client import RunComfyClient
+from batch_runner.download import HostPolicy, download
+from batch_runner.errors import StateError, UsageError
+from batch_runner.jobs import JobSpec, JobState
+from batch_runner.lifecycle import JobRunner, Tracker
+from batch_runner.limits import RateLimiter
+from batch_runner.lock import RunLock
+from batch_runner.outputs import IMAGES_DIR, count_metadata_lines, rebuild_metadata
+from batch_runner.policy import PollPlanner
+from batch_runner.progress import Progress
+from batch_runner.scheduler import Scheduler, plan
+from batch_runner.settings import DEFAULT_API_BASE, REAL_DOWNLOAD_HOSTS, RunSettings
+from batch_runner.state import StateStore
+
+EXIT_OK, EXIT_FAILED, EXIT_ACCOUNT, EXIT_INTERRUPTED = 0, 1, 3, 130
+SIM_DEMO_LATENCY = (1.0, 3.0)
+
+
+@dataclass
+class RunResult:
+    exit_code: int
+    summary: dict[str, Any]
+
+
+@dataclass
+class RunInput:
+    run_dir: Path
+    settings: RunSettings
+    token: str | None
+    specs: list[JobSpec] | None = None  # None: resume from the state alone
+    manifest: Path | None = None
+
+
+def open_run(inp: RunInput, lock: RunLock) -> StateStore:
+    """Lock the directory and bring its state in line with the manifest (nothing is sent)."""
+    try:
+        inp.run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(f"{inp.run_dir}: cannot create run directory ({exc.strerror})") from None
+    lock.acquire()
+    store = StateStore.open(inp.run_dir, create=inp.specs is not None)
+    try:
+        if inp.specs is not None:
+            added, missing = store.sync_jobs(inp.specs)
+            store.set_meta({"settings": inp.settings.stored(), "manifest": str(inp.manifest)})
+            _copy_manifest(inp)
+            if added or missing:
+                _say(f"{added} new jobs" + (f", {missing} not in manifest (kept)" if missing else ""))
+        _recover(store, inp.run_dir)
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+def _copy_manifest(inp: RunInput) -> None:
+    if inp.manifest is None:
+        return
+    dest = inp.run_dir / f"manifest{inp.manifest.suffix}"
+    try:
+        if dest.resolve() != inp.manifest.resolve():
+            shutil.copyfile(inp.manifest, dest)
+    except OSError as exc:
+        raise StateError(f"{dest}: cannot copy the manifest ({exc.strerror})") from None
+
+
+def _recover(store: StateStore, run_dir: Path) -> None:
+    """Repair what a crash can leave: submits in flight, partial files, short metadata."""
+    for job in store.jobs(with_files=False):
+        if job.state is JobState.SUBMITTING:
+            store.set_state(job.index, JobState.UNCERTAIN, "the run stopped during submit; the job may exist")
+    images = run_dir / IMAGES_DIR
+    if images.is_dir():
+        for part in images.rglob("*.part"):
+            with contextlib.suppress(OSError):
+                part.unlink()
+    if count_metadata_lines(run_dir) != store.file_count():
+        rebuild_metadata(run_dir, store.jobs())
+
+
+async def execute(inp: RunInput, store: StateStore) -> RunResult:
+    """Submit, poll and download until every job is finished or the run is stopped."""
+    settings, started = inp.settings, time.monotonic()
+    tracker = Tracker()
+    todo = plan(store.jobs(), inp.run_dir, resubmit_uncertain=settings.resubmit_uncertain)
+    new = sum(1 for j in todo if j.state is JobState.PENDING and j.attempts == 0)
+    if new > settings.max_jobs:
+        raise UsageError(
+            f"this run would submit {new} new jobs, more than --max-jobs {settings.max_jobs}; "
+            "raise --max-jobs to go ahead (nothing was submitted)"
+        )
+    interrupted = False
+    async with _api(settings, inp.token) as (base, token):
+        async with _sessions(settings) as (api_session, file_session):
+            client = RunComfyClient(api_session, base, token, limiter=RateLimiter(settings.rate))
+            fetch = partial(download, file_session, hosts=_hosts(settings, base),
+                            max_bytes=settings.max_file_bytes)
+            runner = JobRunner(store, client, fetch, settings, inp.run_dir, PollPlanner(), tracker,
+                               random.Random())
+            progress = Progress(tracker, total=len(todo), to_submit=new, enabled=settings.progress)
+            scheduler = Scheduler(runner, settings.concurrency)
+            main = asyncio.current_task()
+            _install_signals(tracker, main, scheduler)
+            try:
+                await scheduler.run(todo)
+            except asyncio.CancelledError:
+                interrupted = True
+            finally:
+                _remove_signals()
+                progress.close()
+                store.flush()
+    interrupted = interrupted or (tracker.stopping and tracker.fatal is None)
+    return _finish(inp, store, tracker, interrupted, time.monotonic() - started)
+
+
+def _finish(inp: RunInput, store: StateStore, tracker: Tracker, interrupted: bool,
+            wall: float) -> RunResult:
+    if tracker.metadata_dirty:
+        rebuild_metadata(inp.run_dir, store.jobs())
+    summary = store.summary()
+    summary["wall_seconds"] = round(wall, 3)
+    summary["run_dir"] = str(inp.run_dir)
+    _write_report(inp.run_dir, store)
+    counts = summary["counts"]
+    if interrupted:
+        code = EXIT_INTERRUPTED
+    elif tracker.fatal is not None:
+        code = EXIT_ACCOUNT
+        summary["error"] = str(tracker.fatal)
+    elif any(counts.get(s, 0) for s in ("failed", "cancelled", "uncertain", "pending")):
+        code = EXIT_FAILED
+    else:
+        code = EXIT_OK
+    return RunResult(code, summary)
+
+
+def _write_report(run_dir: Path, store: StateStore) -> None:
+    from batch_runner.report import write_report
+
+    try:
+        write_report(run_dir, store.jobs(), title=run_dir.name)
+    except OSError as exc:
+        _say(f"warning: could not write report.html ({exc.strerror})")
+
+
+@contextlib.asynccontextmanager
+async def _api(settings: RunSettings, token: str | None) -> AsyncIterator[tuple[str, str | None]]:
+    if not settings.simulate:
+        yield settings.api_base.rstrip("/"), token
+        return
+    from batch_runner.simulator import SimConfig, start_simulator
+
+    async with start_simulator(SimConfig(latency=SIM_DEMO_LATENCY)) as sim:
+        _say(f"using the built-in simulator at {sim.base_url} (no real jobs, no cost)")
+        yield sim.base_url, sim.config.token
+
+
+@contextlib.asynccontextmanager
+async def _sessions(settings: RunSettings) -> AsyncIterator[tuple[aiohttp.ClientSession, ...]]:
+    limit = max(64, settings.concurrency * 2)
+    # two sessions: the API one never carries file traffic, the file one never carries the token
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as api, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as files:
+        yield api, files
+
+
+def _hosts(settings: RunSettings, base: str) -> HostPolicy:
+    extra = list(settings.allow_download_host)
+    if not settings.simulate and base.rstrip("/") == DEFAULT_API_BASE:
+        return HostPolicy(REAL_DOWNLOAD_HOSTS + extra, require_https=True)
+    host = urlsplit(base).hostname or ""
+    return HostPolicy([host, *extra])
+
+
+def _install_signals(tracker: Tracker, main: asyncio.Task | None, scheduler: Scheduler) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if not tracker.stopping or tracker.fatal is not None:
+            tracker.stopping = True
+            _say(
+                "stopping: no new submissions; finishing the jobs in flight "
+                f"({scheduler.waiting} not started wait for a resume). Press Ctrl-C again to exit now."
+            )
+        elif main is not None:
+            _say("exiting now; the state file is consistent, resume to continue")
+            main.cancel()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, on_signal)
+
+
+def _remove_signals() -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.remove_signal_handler(sig)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+

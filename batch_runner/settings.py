@@ -1,0 +1,102 @@
+"""Run options: one dataclass, built from manifest `options:` and command-line flags (flags win)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from batch_runner.errors import UsageError
+
+DEFAULT_API_BASE = "https://model-api.runcomfy.net"
+REAL_DOWNLOAD_HOSTS = ["*.runcomfy.net", "*.runcomfy.com"]
+
+
+@dataclass
+class RunSettings:
+    """Everything a run needs besides its jobs; stored in the state file for `resume`."""
+
+    concurrency: int = 8
+    rate: float | None = None
+    retries: int = 1
+    job_timeout: float = 3600.0
+    resubmit_uncertain: bool = True
+    name_template: str | None = None
+    allow_download_host: list[str] = field(default_factory=list)
+    max_file_bytes: int = 2**31
+    max_jobs: int = 100_000
+    api_base: str = DEFAULT_API_BASE
+    simulate: bool = False
+    progress: bool = True
+    json: bool = False
+    export_csv: bool = False
+
+    # options a manifest may set (never api_base: a copied manifest must not redirect the token)
+    MANIFEST_KEYS = (
+        "concurrency", "rate", "retries", "job_timeout", "resubmit_uncertain", "name_template",
+        "allow_download_host", "max_file_bytes", "max_jobs", "export_csv",
+    )
+    # options remembered in the state file so `resume RUN_DIR` behaves like the run
+    STORED_KEYS = MANIFEST_KEYS + ("api_base", "simulate")
+
+    def apply(self, values: dict[str, Any], *, origin: str) -> None:
+        """Set options from a mapping (manifest options or stored meta), checking each value."""
+        names = {f.name for f in fields(self)}
+        for raw_key, value in values.items():
+            key = str(raw_key).replace("-", "_")
+            if key not in names:
+                raise UsageError(f"{origin}: unknown option '{raw_key}'")
+            setattr(self, key, _coerce(key, value, origin))
+        self.check()
+
+    def stored(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.STORED_KEYS}
+
+    def check(self) -> None:
+        if self.concurrency < 1:
+            raise UsageError("--concurrency must be at least 1")
+        if self.rate is not None and self.rate <= 0:
+            raise UsageError("--rate must be a positive number of requests per second")
+        if self.retries < 0:
+            raise UsageError("--retries must be 0 or more")
+        if self.job_timeout <= 0:
+            raise UsageError("--job-timeout must be a positive number of seconds")
+        if self.max_file_bytes < 1:
+            raise UsageError("--max-file-bytes must be positive")
+        if self.max_jobs < 0:
+            raise UsageError("--max-jobs must be 0 or more")
+        if not self.api_base.startswith(("http://", "https://")):
+            raise UsageError(f"--api-base must be an http(s) URL, got '{self.api_base}'")
+
+
+_TYPES: dict[str, type] = {
+    "concurrency": int, "retries": int, "max_file_bytes": int, "max_jobs": int,
+    "rate": float, "job_timeout": float,
+}
+
+
+def _coerce(key: str, value: Any, origin: str) -> Any:
+    if key in _TYPES and value is not None:
+        kind = _TYPES[key]
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise UsageError(f"{origin}: option '{key}' must be a number, got {value!r}")
+        try:
+            return kind(value)
+        except ValueError:
+            raise UsageError(f"{origin}: option '{key}' must be a number, got {value!r}") from None
+    if key == "allow_download_host":
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f"{origin}: option '{key}' must be a host or a list of hosts")
+        return list(value)
+    if key in ("resubmit_uncertain", "simulate", "progress", "json", "export_csv"):
+        if not isinstance(value, bool):
+            raise UsageError(f"{origin}: option '{key}' must be true or false")
+    if key == "name_template" and value is not None and not isinstance(value, str):
+        raise UsageError(f"{origin}: option '{key}' must be a string")
+    return value
+
+
+def default_run_dir(manifest: Path) -> Path:
+    return Path("jobs") / manifest.stem

@@ -1,0 +1,240 @@
+"""The simulator's aiohttp application: the RunComfy queue API, output files and /_sim/ controls."""
+
+from __future__ import annotations
+
+import hmac
+import itertools
+import json
+import time
+from datetime import UTC, datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+from jsonschema import Draft202012Validator
+
+from batch_runner.errors import UsageError
+from batch_runner.simulator import hostile
+from batch_runner.simulator.config import SimConfig, apply_overrides, validate
+from batch_runner.simulator.faults import DropResponse, Faults, json_error
+from batch_runner.simulator.files import FileServer
+from batch_runner.simulator.store import FAILED_ERROR, JobStore, SimJob, directives
+
+MODEL = "bytedance/seedream-5/lite/text-to-image"
+SCHEMA_FILE = "seedream-5-lite-text-to-image.json"
+
+
+def _load_validator() -> Draft202012Validator:
+    text = resources.files("batch_runner").joinpath("schemas", SCHEMA_FILE).read_text("utf-8")
+    return Draft202012Validator(json.loads(text)["input"])
+
+
+def _iso(stamp: float | None) -> str | None:
+    if stamp is None:
+        return None
+    moment = datetime.fromtimestamp(stamp, UTC).isoformat(timespec="milliseconds")
+    return moment.replace("+00:00", "Z")
+
+
+def input_problems(validator: Draft202012Validator, body: Any) -> list[dict[str, Any]]:
+    """422 `detail` entries ({"loc", "msg", "type"}) for a submit body; empty when valid."""
+    if not isinstance(body, dict):
+        return [{"loc": ["body"], "msg": "inputs must be a JSON object", "type": "type"}]
+    detail = []
+    for error in sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path)):
+        loc: list[Any] = ["body", *error.absolute_path]
+        kind = str(error.validator)
+        if kind == "required":
+            missing = [p for p in error.validator_value if p not in error.instance]
+            loc.append(missing[0] if missing else "?")
+            kind = "missing"
+        detail.append({"loc": loc, "msg": error.message, "type": kind})
+    return detail
+
+
+class Simulator:
+    """The state and request handlers behind one simulator application."""
+
+    def __init__(self, config: SimConfig):
+        self.config = validate(config)
+        self.store = JobStore(config)
+        self.faults = Faults(self.store)
+        self.files = FileServer(self.store, self.faults)
+        self._validator = _load_validator()
+        self._nonce = itertools.count(1)
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    def _authorized(self, request: web.Request) -> bool:
+        given = request.headers.get("Authorization", "")
+        expected = f"Bearer {self.config.token}"
+        return hmac.compare_digest(given.encode(), expected.encode())
+
+    def _gate(self, request: web.Request, kind: str) -> web.StreamResponse | None:
+        """Count the call, then answer it with a fault or an auth error if one applies."""
+        self.store.stats.requests[kind] += 1
+        fault = self.faults.api_gate()
+        if fault is not None:
+            return fault
+        if not self._authorized(request):
+            return json_error(401, 400004, "invalid or expired API token")
+        return None
+
+    def _urls(self, request: web.Request, job: SimJob) -> dict[str, str]:
+        base = f"{request.scheme}://{request.host}/v1/requests/{quote(job.request_id, safe='')}"
+        return {"status_url": f"{base}/status", "result_url": f"{base}/result"}
+
+    def _answer(self, kind: str, payload: dict[str, Any]) -> web.StreamResponse:
+        return hostile.api_answer(hostile.case_for(self.config, kind), kind, payload)
+
+    async def _lookup(self, request: web.Request, kind: str) -> SimJob | web.StreamResponse:
+        refusal = self._gate(request, kind)
+        if refusal is not None:
+            return refusal
+        job = self.store.get(request.match_info["request_id"])
+        if job is not None and self.store.expired(job):
+            self.faults.count("request_expired")
+            job = None
+        if job is None:
+            return json_error(404, 404001, "request not found or expired")
+        return job
+
+    # --- API --------------------------------------------------------------------------------
+
+    async def submit(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/models/{model_path}: validate the inputs and create a job."""
+        refusal = self._gate(request, "submit")
+        if refusal is not None:
+            return refusal
+        model = request.match_info["model_path"]
+        if model != MODEL:
+            return json_error(400, 400001, f"unknown model: {model}")
+        try:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
+            body = None
+            detail = [{"loc": ["body"], "msg": "body is not valid JSON", "type": "json_invalid"}]
+        else:
+            detail = input_problems(self._validator, body)
+        if detail:
+            return web.json_response(
+                {"error_code": 422001, "message": "invalid inputs", "detail": detail}, status=422
+            )
+        if "error200" in directives(body.get("prompt")):
+            return self.faults.error_200()
+        job = self.store.create(model, body)
+        if self.faults.lost_submit():
+            return DropResponse()
+        urls = self._urls(request, job)
+        cancel_url = urls["status_url"].removesuffix("/status") + "/cancel"
+        return self._answer(
+            "submit", {"request_id": job.request_id, **urls, "cancel_url": cancel_url}
+        )
+
+    async def status(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/requests/{id}/status."""
+        job = await self._lookup(request, "status")
+        if not isinstance(job, SimJob):
+            return job
+        payload: dict[str, Any] = {"request_id": job.request_id, "status": job.status}
+        if job.status == "in_queue":
+            payload["queue_position"] = self.store.queue_position(job)
+        return self._answer("status", payload | self._urls(request, job))
+
+    async def result(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/requests/{id}/result: the status, and the output once completed."""
+        job = await self._lookup(request, "result")
+        if not isinstance(job, SimJob):
+            return job
+        payload: dict[str, Any] = {"request_id": job.request_id, "status": job.status}
+        if job.status == "in_queue":
+            payload["queue_position"] = self.store.queue_position(job)
+        if job.finished_at is None:
+            return self._answer("result", payload)
+        if job.status == "completed":
+            payload["output"] = self._output(request, job)
+        elif job.status == "failed":
+            payload["error"] = FAILED_ERROR
+        payload["created_at"] = _iso(job.created_at)
+        payload["finished_at"] = _iso(job.finished_at)
+        return self._answer("result", payload)
+
+    def _output(self, request: web.Request, job: SimJob) -> dict[str, Any]:
+        style = self.config.output_style
+        if style == "auto":
+            style = "images" if job.sequential else "image"
+        ext = "mp4" if style.startswith("video") else ("jpg" if job.fmt == "jpeg" else "png")
+        case = hostile.case_for(self.config, "result")
+        base = hostile.url_base(case, request, f"{request.scheme}://{request.host}")
+        query = f"n={next(self._nonce)}"
+        if self.config.url_ttl is not None:
+            query += f"&exp={time.monotonic() + self.config.url_ttl:.3f}"
+        count = job.n_files if style.endswith("s") else 1
+        urls = [f"{base}/files/{job.seq}/{k}.{ext}?{query}" for k in range(1, count + 1)]
+        if case == "many_urls":
+            return {"images": hostile.spoil_urls(case, urls)}
+        return {style: urls if style.endswith("s") else urls[0]}
+
+    async def cancel(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/requests/{id}/cancel: only queued jobs can be cancelled."""
+        job = await self._lookup(request, "cancel")
+        if not isinstance(job, SimJob):
+            return job
+        outcome = self.store.cancel(job)
+        payload = {"request_id": job.request_id, "status": job.status, "outcome": outcome}
+        return self._answer("cancel", payload)
+
+    # --- /_sim/ controls ------------------------------------------------------------------
+
+    async def stats(self, request: web.Request) -> web.Response:
+        """GET /_sim/stats: counters (no token needed)."""
+        return web.json_response(self.store.stats.as_dict())
+
+    async def jobs(self, request: web.Request) -> web.Response:
+        """GET /_sim/jobs: every job with its body, status and wall-clock times."""
+        return web.json_response(self.store.jobs())
+
+    async def get_config(self, request: web.Request) -> web.Response:
+        """GET /_sim/config: the live settings."""
+        return web.json_response(self.config.to_dict())
+
+    async def set_config(self, request: web.Request) -> web.Response:
+        """POST /_sim/config: apply a JSON object of SimConfig overrides live."""
+        try:
+            overrides = json.loads(await request.read())
+            if not isinstance(overrides, dict):
+                raise UsageError("expected a JSON object of settings")
+            apply_overrides(self.config, overrides)
+        except (ValueError, UsageError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        if "seed" in overrides:
+            self.store.reseed()
+        self.store.pump()  # a larger capacity starts queued jobs now
+        return web.json_response(self.config.to_dict())
+
+    async def reset(self, request: web.Request) -> web.Response:
+        """POST /_sim/reset: forget every job and counter."""
+        self.store.reset()
+        return web.json_response({"reset": True})
+
+
+SIM_KEY = web.AppKey("simulator", Simulator)
+
+
+def create_app(config: SimConfig) -> web.Application:
+    """The simulator as an aiohttp application serving CONTRACT §1 and §5 for `config`."""
+    sim = Simulator(config)
+    app = web.Application()
+    app[SIM_KEY] = sim
+    app.router.add_post("/v1/models/{model_path:.+}", sim.submit)
+    app.router.add_get("/v1/requests/{request_id}/status", sim.status)
+    app.router.add_get("/v1/requests/{request_id}/result", sim.result)
+    app.router.add_post("/v1/requests/{request_id}/cancel", sim.cancel)
+    app.router.add_get("/files/{seq}/{name}", sim.files.handle)  # HEAD comes with GET
+    app.router.add_get("/_sim/stats", sim.stats)
+    app.router.add_get("/_sim/jobs", sim.jobs)
+    app.router.add_get("/_sim/config", sim.get_config)
+    app.router.add_post("/_sim/config", sim.set_config)
+    app.router.add_post("/_sim/reset", sim.reset)
+    return app

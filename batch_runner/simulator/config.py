@@ -1,0 +1,181 @@
+"""Simulator settings: the SimConfig dataclass, its command-line flags and live overrides."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from batch_runner.errors import UsageError
+
+OUTPUT_STYLES = ("auto", "image", "images", "video", "videos")
+HOSTILE_CASES = (
+    "non_json",
+    "oversized",
+    "wrong_types",
+    "missing_fields",
+    "unknown_status",
+    "many_urls",
+    "weird_request_id",
+    "redirect_offhost",
+    "echo_headers",
+    "bad_file",
+    "offhost_urls",
+)
+HOSTILE_KINDS = ("submit", "status", "result", "cancel", "file")
+_RATES = ("fail_rate", "error_rate", "drop_rate", "lost_submit_rate", "truncate_rate")
+
+
+@dataclass
+class SimConfig:
+    """Everything the simulator can be told; mutable, and read live on every request."""
+
+    token: str = "sim-token"
+    latency: tuple[float, float] = (0.0, 0.0)
+    capacity: int = 0
+    fail_rate: float = 0.0
+    error_rate: float = 0.0
+    drop_rate: float = 0.0
+    lost_submit_rate: float = 0.0
+    rate_limit: float | None = None
+    truncate_rate: float = 0.0
+    url_ttl: float | None = None
+    request_ttl: float | None = None
+    seed: int | None = None
+    image_scale: float = 1.0
+    pad_bytes: int = 0
+    output_style: str = "auto"
+    hostile: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready mapping (the token included: it is the simulator's own)."""
+        data = dataclasses.asdict(self)
+        data["latency"] = list(self.latency)
+        return data
+
+
+def parse_latency(text: str) -> tuple[float, float]:
+    """Parse "A" or "A:B" seconds into (A, B); raise UsageError when malformed."""
+    parts = str(text).split(":")
+    if len(parts) not in (1, 2):
+        raise UsageError(f"--latency: expected A or A:B seconds, got {text!r}")
+    try:
+        low, high = float(parts[0]), float(parts[-1])
+    except ValueError:
+        raise UsageError(f"--latency: expected A or A:B seconds, got {text!r}") from None
+    return _check_latency((low, high))
+
+
+def _check_latency(value: Any) -> tuple[float, float]:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = (value, value)
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise UsageError(f"latency: expected [low, high] seconds, got {value!r}")
+    low, high = (float(v) for v in value)
+    if not (0 <= low <= high) or high == float("inf"):
+        raise UsageError(f"latency: need 0 <= low <= high, got {low}:{high}")
+    return (low, high)
+
+
+def parse_hostile(value: str | None) -> tuple[str | None, frozenset[str]]:
+    """Split "CASE" or "CASE@kind,kind" into the case and the answer kinds it applies to."""
+    if not value:
+        return None, frozenset(HOSTILE_KINDS)
+    case, _, kinds = value.partition("@")
+    if case not in HOSTILE_CASES:
+        raise UsageError(f"hostile: unknown case {case!r} (allowed: {', '.join(HOSTILE_CASES)})")
+    chosen = frozenset(k.strip() for k in kinds.split(",")) if kinds else frozenset(HOSTILE_KINDS)
+    unknown = chosen - set(HOSTILE_KINDS)
+    if unknown:
+        raise UsageError(f"hostile: unknown kind(s) {sorted(unknown)} (allowed: {HOSTILE_KINDS})")
+    return case, chosen
+
+
+def validate(config: SimConfig) -> SimConfig:
+    """Normalise and check every field in place; raise UsageError on the first bad one."""
+    for name in _RATES:
+        rate = float(getattr(config, name))
+        if not 0.0 <= rate <= 1.0:
+            raise UsageError(f"{name}: must be between 0 and 1, got {rate}")
+        setattr(config, name, rate)
+    config.latency = _check_latency(config.latency)
+    for name in ("rate_limit", "url_ttl", "request_ttl"):
+        value = getattr(config, name)
+        if value is not None and float(value) <= 0:
+            raise UsageError(f"{name}: must be positive, got {value}")
+        setattr(config, name, None if value is None else float(value))
+    config.capacity, config.pad_bytes = int(config.capacity), int(config.pad_bytes)
+    if config.capacity < 0 or config.pad_bytes < 0:
+        raise UsageError("capacity and pad_bytes must not be negative")
+    config.image_scale = float(config.image_scale)
+    if not config.image_scale > 0:
+        raise UsageError(f"image_scale: must be positive, got {config.image_scale}")
+    if config.output_style not in OUTPUT_STYLES:
+        raise UsageError(f"output_style: one of {', '.join(OUTPUT_STYLES)}")
+    if not isinstance(config.token, str) or not config.token:
+        raise UsageError("token: must be a non-empty string")
+    parse_hostile(config.hostile)
+    return config
+
+
+def apply_overrides(config: SimConfig, overrides: dict[str, Any]) -> SimConfig:
+    """Apply a mapping of field overrides atomically: on any bad value nothing changes."""
+    names = {f.name for f in dataclasses.fields(SimConfig)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise UsageError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    trial = dataclasses.replace(config, **overrides)
+    try:
+        validate(trial)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"bad setting: {exc}") from None
+    for name in names:
+        setattr(config, name, getattr(trial, name))
+    return config
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the simulator's flags (CONTRACT §5) to `parser`."""
+    add = parser.add_argument
+    add("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    add("--port", type=int, default=0, help="port to listen on (default 0: a free one)")
+    add("--token", default="sim-token", help="the accepted API token (default sim-token)")
+    add("--latency", default="0", help="seconds each job stays in progress: A or A:B (uniform)")
+    add("--capacity", type=int, default=0, help="jobs in progress at once; 0 = unlimited")
+    add("--fail-rate", type=float, default=0.0, help="share of generations that fail")
+    add("--error-rate", type=float, default=0.0, help="share of API calls answered 500/502/503")
+    add("--drop-rate", type=float, default=0.0, help="share of requests closed without answer")
+    add("--lost-submit-rate", type=float, default=0.0, help="submits created, answer lost")
+    add("--rate-limit", type=float, default=None, help="API requests per second before 429")
+    add("--truncate-rate", type=float, default=0.0, help="share of file downloads cut short")
+    add("--url-ttl", type=float, default=None, help="file URLs expire S s after /result")
+    add("--request-ttl", type=float, default=None, help="request ids forgotten S s after end")
+    add("--seed", type=int, default=None, help="seed for repeatable faults")
+    add("--image-scale", type=float, default=1.0, help="multiply image width/height by F")
+    add("--pad-bytes", type=int, default=0, help="pad every file to at least N bytes")
+    add("--output-style", default="auto", choices=OUTPUT_STYLES, help="output field to use")
+    add("--hostile", default=None, help=f"hostile case[@kinds]: {', '.join(HOSTILE_CASES)}")
+
+
+def config_from_args(args: argparse.Namespace) -> SimConfig:
+    """Build a validated SimConfig from parsed flags; raise UsageError on bad values."""
+    config = SimConfig(
+        token=args.token,
+        latency=parse_latency(args.latency),
+        capacity=args.capacity,
+        fail_rate=args.fail_rate,
+        error_rate=args.error_rate,
+        drop_rate=args.drop_rate,
+        lost_submit_rate=args.lost_submit_rate,
+        rate_limit=args.rate_limit,
+        truncate_rate=args.truncate_rate,
+        url_ttl=args.url_ttl,
+        request_ttl=args.request_ttl,
+        seed=args.seed,
+        image_scale=args.image_scale,
+        pad_bytes=args.pad_bytes,
+        output_style=args.output_style,
+        hostile=args.hostile,
+    )
+    return validate(config)

@@ -1,0 +1,133 @@
+"""GET/HEAD /files/{seq}/{k}.{ext}: output files with Range support, expiry and file faults.
+
+No token is needed (the Authorization header is ignored but counted). Expired URLs answer 403
+or 404 with an S3-style XML error body, like the storage hosts that sign them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from aiohttp import web
+
+from batch_runner.simulator import hostile
+from batch_runner.simulator.faults import DropResponse, Faults, TruncatedResponse
+from batch_runner.simulator.images import CONTENT_TYPES, FileCache
+from batch_runner.simulator.store import JobStore, SimJob
+
+_NAME = re.compile(r"^(\d+)\.(png|jpg|mp4)$")
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+_XML = "application/xml"
+_HUE_STEP = 5  # files of one job get neighbouring hues, so they differ
+
+
+def _xml_error(status: int, code: str, message: str) -> web.Response:
+    body = f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+    body += f"<Message>{message}</Message></Error>"
+    return web.Response(status=status, text=body, content_type=_XML)
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
+    """(start, end-exclusive) for a single "bytes=" range; None when absent or unusable
+    (serve the whole file); False when unsatisfiable (416)."""
+    if not header:
+        return None
+    match = _RANGE.match(header.strip())
+    if match is None or match[1] == match[2] == "":
+        return None  # several ranges or garbage: a plain 200 is a valid answer
+    if match[1] == "":  # suffix: the last N bytes
+        tail = int(match[2])
+        return (max(0, size - tail), size) if tail > 0 else False
+    start = int(match[1])
+    end = min(size, int(match[2]) + 1) if match[2] else size
+    if start >= size or end <= start:
+        return False
+    return start, end
+
+
+class FileServer:
+    """Serves the files that /result URLs point at."""
+
+    def __init__(self, store: JobStore, faults: Faults):
+        self.store = store
+        self.faults = faults
+        self.cache = FileCache()
+
+    def _note(self, request: web.Request) -> str | None:
+        stats = self.store.stats
+        stats.requests["file"] += 1
+        if "Authorization" in request.headers:
+            stats.file_requests_with_auth += 1
+        case = hostile.case_for(self.store.config, "file")
+        if case == "echo_headers":
+            stats.file_request_headers.append(dict(request.headers))
+        return case
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Answer one file request (GET or HEAD)."""
+        case = self._note(request)
+        redirect = hostile.file_redirect(case, request)
+        if redirect is not None:
+            return redirect
+        if self.faults.drop():
+            return DropResponse()
+        found = self._find(request)
+        if isinstance(found, web.Response):
+            return found
+        job, k, ext = found
+        fmt = "mp4" if ext == "mp4" else job.fmt
+        pad_to = self.store.config.pad_bytes
+        body = self.cache.get(fmt, job.bucket + _HUE_STEP * (k - 1), job.width, job.height, pad_to)
+        if case == "bad_file":
+            body = hostile.BAD_FILE
+        return self._send(request, body, CONTENT_TYPES[fmt])
+
+    def _find(self, request: web.Request) -> tuple[SimJob, int, str] | web.Response:
+        match = _NAME.match(request.match_info["name"])
+        seq = request.match_info["seq"]
+        job = self.store.by_seq(int(seq)) if seq.isdigit() else None
+        if match is None or job is None or job.status != "completed":
+            return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
+        k, ext = int(match[1]), match[2]
+        if not 1 <= k <= job.n_files or (ext != "mp4" and ext != _ext(job)):
+            return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
+        if self.store.expired(job):
+            self.faults.count("url_expired")
+            return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
+        if _past(request.query.get("exp")):
+            self.faults.count("url_expired")
+            status = self.faults.expired_status()
+            code = "AccessDenied" if status == 403 else "NoSuchKey"
+            return _xml_error(status, code, "Request has expired")
+        return job, k, ext
+
+    def _send(self, request: web.Request, body: bytes, content_type: str) -> web.StreamResponse:
+        headers = {"Content-Type": content_type, "Accept-Ranges": "bytes"}
+        span = byte_range(request.headers.get("Range"), len(body))
+        if span is False:
+            headers["Content-Range"] = f"bytes */{len(body)}"
+            return web.Response(status=416, headers=headers)
+        status = 200
+        if span:
+            start, end = span
+            headers["Content-Range"] = f"bytes {start}-{end - 1}/{len(body)}"
+            body, status = body[start:end], 206
+        if request.method == "GET":
+            cut = self.faults.truncate_at(len(body))
+            if cut is not None:
+                return TruncatedResponse(body, cut, status=status, headers=headers)
+        return web.Response(body=body, status=status, headers=headers)
+
+
+def _ext(job: SimJob) -> str:
+    return "jpg" if job.fmt == "jpeg" else "png"
+
+
+def _past(exp: str | None) -> bool:
+    if exp is None:
+        return False
+    try:
+        return time.monotonic() > float(exp)
+    except ValueError:
+        return True  # a tampered expiry is as good as expired

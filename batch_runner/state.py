@@ -1,0 +1,428 @@
+"""The SQLite state file: the only record of what was submitted (and possibly paid for).
+
+Writes are journaled per event (one UPDATE or INSERT each) and committed in batches, one
+transaction per event-loop tick; `await store.durable()` returns once everything written so far
+is on disk, which is how the scheduler commits a submit intent before the POST and a request_id
+before anything else happens to that job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from batch_runner.errors import StateError
+from batch_runner.jobs import FileRecord, JobRecord, JobSpec, JobState
+
+STATE_FILE = "state.db"
+SCHEMA_VERSION = 1
+
+_V1 = """
+CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE jobs (
+    idx INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    model TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    copy INTEGER NOT NULL DEFAULT 0,
+    meta TEXT NOT NULL DEFAULT '{}',
+    vars TEXT NOT NULL DEFAULT '{}',
+    sweep INTEGER,
+    source TEXT,
+    state TEXT NOT NULL,
+    reason TEXT,
+    request_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    possible_duplicates INTEGER NOT NULL DEFAULT 0,
+    in_manifest INTEGER NOT NULL DEFAULT 1,
+    outputs TEXT,
+    updated_at REAL
+);
+CREATE INDEX jobs_state ON jobs(state);
+CREATE TABLE attempts (
+    job_idx INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
+    submitted_at REAL NOT NULL,
+    PRIMARY KEY (job_idx, n)
+);
+CREATE TABLE files (
+    job_idx INTEGER NOT NULL,
+    k INTEGER NOT NULL,
+    file_name TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    url TEXT,
+    PRIMARY KEY (job_idx, k)
+);
+CREATE TABLE retries (cause TEXT PRIMARY KEY, n INTEGER NOT NULL);
+"""
+
+# Migrations by target version: MIGRATIONS[v] brings a file at version v-1 to version v.
+MIGRATIONS: dict[int, str] = {1: _V1}
+
+_JOB_COLUMNS = (
+    "idx, key, model, inputs, copy, meta, vars, sweep, source, state, reason, request_id, "
+    "attempts, in_manifest, outputs"
+)
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    try:
+        if readonly:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        else:
+            conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout = 10000")
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if not readonly:
+            conn.execute("PRAGMA journal_mode = WAL")
+            # FULL: a committed request_id survives a power loss, not only a killed process
+            conn.execute("PRAGMA synchronous = FULL")
+    except sqlite3.DatabaseError as exc:
+        raise StateError(f"{path}: not a usable state file ({exc})") from None
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise StateError(
+            f"{path}: state file has schema version {version}, newer than this batch_runner "
+            f"understands ({SCHEMA_VERSION}); upgrade batch_runner to continue this run"
+        )
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version == 0:
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if tables:
+            raise StateError(f"{path}: not a batch_runner state file (unknown tables, no version)")
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        for stmt in filter(str.strip, MIGRATIONS[target].split(";")):
+            conn.execute(stmt)
+        conn.execute(f"PRAGMA user_version = {target}")
+        conn.execute("COMMIT")
+
+
+class StateStore:
+    """Jobs, attempts, files and retry counts of one run directory."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool):
+        self._conn = conn
+        self.path = path
+        self.readonly = readonly
+        self._ops: list[tuple[str, tuple[Any, ...]]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._error: BaseException | None = None
+
+    # ---- opening -------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, run_dir: Path, *, create: bool = False, readonly: bool = False) -> StateStore:
+        path = run_dir / STATE_FILE
+        if not path.exists():
+            if not create:
+                raise StateError(f"{run_dir}: no state file here ({STATE_FILE} is missing)")
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateError(f"{run_dir}: cannot create run directory ({exc.strerror})") from None
+        elif path.is_dir():
+            raise StateError(f"{path}: is a directory, not a state file")
+        conn = _connect(path, readonly=readonly)
+        try:
+            if not readonly:
+                _migrate(conn, path)
+            elif conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                raise StateError(f"{path}: not a batch_runner state file")
+            conn.execute("SELECT count(*) FROM jobs").fetchone()
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            raise StateError(_os_message(path, exc)) from None
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StateError(f"{path}: not a usable state file ({exc})") from None
+        except StateError:
+            conn.close()
+            raise
+        return cls(conn, path, readonly)
+
+    def close(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._ops:
+            self._flush()
+        self._conn.close()
+
+    # ---- meta ----------------------------------------------------------------------------
+
+    def get_meta(self, name: str, default: Any = None) -> Any:
+        row = self._conn.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def set_meta(self, values: dict[str, Any]) -> None:
+        with self._tx():
+            self._conn.executemany(
+                "INSERT INTO meta(name, value) VALUES (?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                [(k, json.dumps(v)) for k, v in values.items()],
+            )
+
+    # ---- jobs ----------------------------------------------------------------------------
+
+    def sync_jobs(self, specs: Iterable[JobSpec]) -> tuple[int, int]:
+        """Add jobs whose key is new and mark which known jobs are in the manifest.
+
+        Returns (added, not_in_manifest). Existing jobs are never changed or removed.
+        """
+        known = {k for (k,) in self._conn.execute("SELECT key FROM jobs")}
+        next_idx = (self._conn.execute("SELECT max(idx) FROM jobs").fetchone()[0] or 0) + 1
+        rows, present = [], set()
+        now = time.time()
+        for spec in specs:
+            key = spec.key
+            if key in present:
+                continue
+            present.add(key)
+            if key in known:
+                continue
+            rows.append(
+                (next_idx, key, spec.model, _dump(spec.inputs), spec.copy, _dump(spec.meta),
+                 _dump(spec.vars), spec.sweep, str(spec.source) if spec.source else None,
+                 JobState.PENDING.value, now)
+            )
+            next_idx += 1
+        with self._tx():
+            self._conn.executemany(
+                "INSERT INTO jobs(idx, key, model, inputs, copy, meta, vars, sweep, source, state, "
+                "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                rows,
+            )
+            self._conn.execute("UPDATE jobs SET in_manifest = 1")
+            missing = known - present
+            if missing:
+                self._conn.executemany(
+                    "UPDATE jobs SET in_manifest = 0 WHERE key = ?", [(k,) for k in missing]
+                )
+        return len(rows), len(known - present)
+
+    def jobs(self, *, with_files: bool = True) -> list[JobRecord]:
+        """Every job, in index order (files and request ids attached)."""
+        files: dict[int, list[FileRecord]] = {}
+        if with_files:
+            for idx, k, name, sha, size, url in self._conn.execute(
+                "SELECT job_idx, k, file_name, sha256, bytes, url FROM files ORDER BY job_idx, k"
+            ):
+                files.setdefault(idx, []).append(FileRecord(name, k, sha, size, url))
+        rids: dict[int, list[str]] = {}
+        for idx, rid in self._conn.execute(
+            "SELECT job_idx, request_id FROM attempts ORDER BY job_idx, n"
+        ):
+            rids.setdefault(idx, []).append(rid)
+        out = []
+        for row in self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY idx"):
+            (idx, key, model, inputs, copy, meta, vars_, sweep, source, state, reason, rid,
+             attempts, in_manifest, _outputs) = row
+            out.append(
+                JobRecord(
+                    key=key, index=idx, model=model, inputs=json.loads(inputs),
+                    state=JobState(state), copy=copy, meta=json.loads(meta),
+                    vars=json.loads(vars_), sweep=sweep, source=source, reason=reason,
+                    request_id=rid, request_ids=rids.get(idx, []), attempts=attempts,
+                    files=files.get(idx, []), in_manifest=bool(in_manifest),
+                )
+            )
+        return out
+
+    def outputs_of(self, idx: int) -> list[str]:
+        row = self._conn.execute("SELECT outputs FROM jobs WHERE idx = ?", (idx,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else []
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"))
+
+    def summary(self) -> dict[str, Any]:
+        """The object `status --json` prints (CONTRACT §2)."""
+        counts = self.counts()
+        files, size = self._conn.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM files").fetchone()
+        dups = self._conn.execute("SELECT coalesce(sum(possible_duplicates), 0) FROM jobs").fetchone()[0]
+        not_in = self._conn.execute("SELECT count(*) FROM jobs WHERE in_manifest = 0").fetchone()[0]
+        failures = [
+            {"index": idx, "key": key, "state": state, "reason": reason, "request_id": rid}
+            for idx, key, state, reason, rid in self._conn.execute(
+                "SELECT idx, key, state, reason, request_id FROM jobs "
+                "WHERE state IN ('failed', 'cancelled', 'uncertain') ORDER BY idx LIMIT 1000"
+            )
+        ]
+        return {
+            "jobs": sum(counts.values()),
+            "counts": counts,
+            "files": files,
+            "bytes": size,
+            "possible_duplicates": dups,
+            "not_in_manifest": not_in,
+            "retries": self.retry_counts(),
+            "failures": failures,
+        }
+
+    def retry_counts(self) -> dict[str, int]:
+        return dict(self._conn.execute("SELECT cause, n FROM retries ORDER BY n DESC"))
+
+    def file_count(self) -> int:
+        return self._conn.execute("SELECT count(*) FROM files").fetchone()[0]
+
+    # ---- events (journaled, committed per tick) ------------------------------------------
+
+    def set_state(self, idx: int, state: JobState, reason: str | None = None) -> None:
+        self._write(
+            "UPDATE jobs SET state = ?, reason = ?, updated_at = ? WHERE idx = ?",
+            (state.value, reason, time.time(), idx),
+        )
+
+    def mark_submitting(self, idx: int, *, duplicate_risk: bool) -> None:
+        self._write(
+            "UPDATE jobs SET state = 'submitting', reason = NULL, request_id = NULL, "
+            "possible_duplicates = possible_duplicates + ?, updated_at = ? WHERE idx = ?",
+            (1 if duplicate_risk else 0, time.time(), idx),
+        )
+
+    def record_request_id(self, idx: int, attempt: int, request_id: str) -> None:
+        now = time.time()
+        self._write(
+            "UPDATE jobs SET state = 'queued', request_id = ?, attempts = ?, outputs = NULL, "
+            "updated_at = ? WHERE idx = ?",
+            (request_id, attempt, now, idx),
+        )
+        self._write(
+            "INSERT OR REPLACE INTO attempts(job_idx, n, request_id, submitted_at) "
+            "VALUES (?,?,?,?)",
+            (idx, attempt, request_id, now),
+        )
+
+    def record_outputs(self, idx: int, urls: list[str]) -> None:
+        self._write(
+            "UPDATE jobs SET state = 'downloading', outputs = ?, updated_at = ? WHERE idx = ?",
+            (json.dumps(urls), time.time(), idx),
+        )
+
+    def record_file(self, idx: int, f: FileRecord) -> None:
+        self._write(
+            "INSERT OR REPLACE INTO files(job_idx, k, file_name, sha256, bytes, url) "
+            "VALUES (?,?,?,?,?,?)",
+            (idx, f.k, f.file_name, f.sha256, f.bytes, None),
+        )
+
+    def forget_files(self, idx: int) -> None:
+        self._write("DELETE FROM files WHERE job_idx = ?", (idx,))
+
+    def count_retry(self, cause: str) -> None:
+        self._write(
+            "INSERT INTO retries(cause, n) VALUES (?, 1) "
+            "ON CONFLICT(cause) DO UPDATE SET n = n + 1",
+            (cause,),
+        )
+
+    async def durable(self) -> None:
+        """Wait until every event written so far is committed to disk."""
+        if self._error is not None:
+            raise self._error
+        if not self._ops:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        await fut
+
+    def flush(self) -> None:
+        """Commit pending events now (used at shutdown and outside an event loop)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._flush()
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._ops.append((sql, params))
+        if self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._flush()
+                return
+            self._flush_handle = loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        ops, waiters = self._ops, self._waiters
+        self._ops, self._waiters = [], []
+        try:
+            if ops:
+                with self._tx():
+                    for sql, params in ops:
+                        self._conn.execute(sql, params)
+        except StateError as exc:
+            self._error = exc
+            for w in waiters:
+                if not w.done():
+                    w.set_exception(exc)
+            return
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._conn, self.path)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, with sqlite errors translated into StateError."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self._conn = conn
+        self._path = path
+
+    def __enter__(self) -> None:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StateError(_os_message(self._path, exc)) from None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc_type is None:
+                self._conn.execute("COMMIT")
+                return False
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error as err:
+            try:
+                self._conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise StateError(_os_message(self._path, err)) from None
+        if isinstance(exc, sqlite3.Error):
+            raise StateError(_os_message(self._path, exc)) from None
+        return False
+
+
+def _os_message(path: Path, exc: BaseException) -> str:
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return f"{path}: cannot write the state file (read-only file or directory)"
+    if "disk is full" in text or "full" in text:
+        return f"{path}: cannot write the state file: disk full (nothing already submitted is lost)"
+    if "locked" in text:
+        return f"{path}: state file is locked by another process"
+    return f"{path}: state file error: {text}"
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
