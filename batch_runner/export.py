@@ -1,4 +1,4 @@
-"""Export job records as flat rows (one per file) to CSV or JSON Lines, for spreadsheets and tools."""
+"""Export job records as flat rows (one per file) to CSV or JSON Lines for spreadsheets."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def write_export(records: list[JobRecord], out_path: Path, fmt: str) -> int:
 
 
 def columns(rows: Iterable[dict[str, Any]]) -> list[str]:
-    """The union of the rows' keys: fixed columns first, then inputs, meta.*, vars.*, file columns."""
+    """Union of the rows' keys: fixed columns, inputs, meta.*, vars.*, then file columns."""
     seen = dict.fromkeys(k for row in rows for k in row)
     middle = [k for k in seen if k not in _RESERVED]
     middle.sort(key=lambda k: 1 if k.startswith("meta.") else 2 if k.startswith("vars.") else 0)

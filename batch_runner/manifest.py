@@ -179,12 +179,13 @@ def _read_yaml(path: Path, text: str) -> tuple[Manifest | None, list[Problem]]:
         return None, [Problem(name, None, None, f"YAML error: {_short(exc)}")]
     except _AliasError as exc:
         return None, [Problem(name, exc.line, None, str(exc))]
-    finally:
-        loader.dispose()
     if root is None or (isinstance(root, yaml.ScalarNode) and root.value == ""):
         return _empty(path, "yaml", problems)
     if isinstance(root, yaml.SequenceNode):
-        return _manifest(path, "yaml", _yaml_entries(loader, root, "job", name, problems)), problems
+        entries = _yaml_entries(loader, root, "job", name, problems)
+        if not entries and not problems:
+            problems.append(Problem(name, 1, None, "no jobs (the list is empty)"))
+        return _manifest(path, "yaml", entries), problems
     if not isinstance(root, yaml.MappingNode):
         line = root.start_mark.line + 1
         msg = "a manifest must be a mapping (model, defaults, jobs, ...) or a list of jobs"

@@ -10,9 +10,9 @@ What happens after a failed call (`classify`):
 | submit   | 502/504, 5xx without error body, timeout/drop after sending  | AMBIGUOUS |
 | submit   | answer unreadable (bad_answer)                               | AMBIGUOUS |
 | submit   | other 4xx (400, 403, 404, 422)                               | FAIL      |
-| poll     | 429, 5xx, 408, dropped, timeout, non-JSON body               | RETRY     |
+| poll     | 429, 5xx, 408, dropped, timeout, unreadable/malformed answer | RETRY     |
 | poll     | 404001 (request id unknown or expired)                       | EXPIRED   |
-| poll     | unknown status, malformed answer, other 4xx                  | FAIL      |
+| poll     | unknown status, other 4xx                                    | FAIL      |
 | cancel   | as poll                                                      |           |
 | download | 403/404/410 on the file URL                                  | REFRESH   |
 | download | truncated, dropped, timeout, 5xx, 429                        | RETRY     |
@@ -90,8 +90,9 @@ def _classify_poll(error: ApiError) -> Action:
         return Action.EXPIRED
     if kind in _RETRYABLE_GET or error.status == 408:
         return Action.RETRY
-    # an unreadable body (TransportError) is likely transient; a well-formed wrong answer is not
-    if kind == "bad_answer" and isinstance(error, TransportError):
+    # the job exists (and may be paid for): a strange answer is worth asking again, a bounded
+    # number of times, before giving the job up
+    if kind == "bad_answer":
         return Action.RETRY
     return Action.FAIL
 
@@ -117,7 +118,7 @@ def _classify_other(error: BaseException, op: str) -> Decision:
 
 
 def classify(error: BaseException, op: str) -> Decision:
-    """Decide what to do after `error` raised by operation `op` ("submit", "poll", "cancel", "download")."""
+    """Decide what to do after `error` from `op`: "submit", "poll", "cancel" or "download"."""
     if isinstance(error, AccountError):
         return Decision(Action.STOP, "account")
     if not isinstance(error, ApiError):

@@ -263,7 +263,7 @@ def _controls(fields: list[_Field]) -> str:
 
 
 def _grid_table(n: int, jobs: list[JobRecord], fields: list[_Field]) -> str:
-    """The first view of the grid (rows = field 0, columns = field 1); JS redraws it the same way."""
+    """The first view of the grid (rows: field 0, columns: field 1); JS redraws it alike."""
     row, col = fields[0], fields[1]
     stack = fields[2:]
     cells: dict[tuple[str, str], list[str]] = {}
@@ -300,7 +300,11 @@ def _grid_job(rec: JobRecord, fields: list[_Field]) -> dict[str, Any]:
         "t": _tooltip(rec),
         "v": [f.values.index(f.of(rec)) for f in fields],
         "f": [
-            {"src": _src(f.file_name), "kind": _kind(f.file_name), "name": f.file_name}
+            {
+                "src": _src(f.file_name),
+                "kind": _kind(f.file_name),
+                "name": f.file_name.rsplit("/", 1)[-1],
+            }
             for f in rec.files
         ],
     }

@@ -160,7 +160,9 @@ JS = """
     }
     const head = h("tr", null, h("th", {class: "corner",
       text: fields[r].label + " \\u2193  " + fields[c].label + " \\u2192"}));
-    for (const v of fields[c].values) head.append(h("th", {class: "col-head", scope: "col", text: v}));
+    for (const v of fields[c].values) {
+      head.append(h("th", {class: "col-head", scope: "col", text: v}));
+    }
     const body = h("tbody");
     fields[r].values.forEach((rv, ri) => {
       const tr = h("tr", null, h("th", {class: "row-head", scope: "row", text: rv}));
@@ -171,7 +173,8 @@ JS = """
       });
       body.append(tr);
     });
-    const table = h("table", {class: "grid", "data-sweep": data.sweep}, h("thead", null, head), body);
+    const table = h("table", {class: "grid", "data-sweep": data.sweep},
+      h("thead", null, head), body);
     root.querySelector("table.grid").replaceWith(table);
     for (const lab of root.querySelectorAll("label.filter")) {
       const k = Number(lab.dataset.field);

@@ -33,7 +33,9 @@ def sweep_jobs(sweep: int = 0, start: int = 1) -> list[JobRecord]:
         for style in ("ukiyo-e", "bauhaus"):
             i = start + len(out)
             inputs = {"prompt": f"A {subject} in {style}", "resolution": "2K"}
-            out.append(job(i, inputs=inputs, vars={"subject": subject, "style": style}, sweep=sweep))
+            out.append(
+                job(i, inputs=inputs, vars={"subject": subject, "style": style}, sweep=sweep)
+            )
     return out
 
 
@@ -139,7 +141,9 @@ def test_header_counts_and_totals():
     html = render_report(recs, title="My run")
     c = parse(html)
     badges = dict(
-        re.findall(r'<span class="badge s-(\w+)">\w+<b>(\d+)</b></span>', html.split("</header>")[0])
+        re.findall(
+            r'<span class="badge s-(\w+)">\w+<b>(\d+)</b></span>', html.split("</header>")[0]
+        )
     )
     assert badges == {"done": "2", "failed": "1", "queued": "1"}
     totals = c.text_by_class["totals"][0]

@@ -71,18 +71,29 @@ def build_run_dir(run_dir: Path) -> list[JobRecord]:
             name = f"images/{len(recs) + 1:05d}-{subject} {style}.{ext}"  # a space: quoted src
             prompt = f"A {subject} painted in {style}"
             inputs = {"prompt": prompt, "resolution": "2048x2048 (1:1)", "output_format": ext}
-            add(inputs, [(name, (384, 384), (top, bottom, fg))], sweep=0,
-                vars={"subject": subject, "style": style})
+            add(
+                inputs,
+                [(name, (384, 384), (top, bottom, fg))],
+                sweep=0,
+                vars={"subject": subject, "style": style},
+            )
     wide = {"prompt": "A lighthouse at dusk", "resolution": "2848x1600 (16:9)"}
-    add(wide, [("images/00007-lighthouse.jpg", (480, 270), ((40, 30, 80), (240, 140, 90), "white"))],
-        meta={"split": "train"})
+    add(
+        wide,
+        [("images/00007-lighthouse.jpg", (480, 270), ((40, 30, 80), (240, 140, 90), "white"))],
+        meta={"split": "train"},
+    )
     two = [
         (f"images/00008-red-fox-in-snow-{k}.png", (320, 320), ((200, 210, 230), "white", c))
         for k, c in ((1, (200, 80, 30)), (2, (160, 60, 20)))
     ]
     add({"prompt": "A red fox in fresh snow", "seed": 42}, two)
-    add({"prompt": "<script>alert(1)</script> a cat"}, [], JobState.FAILED,
-        reason="422001 invalid inputs: resolution must be one of 2K, 3K")
+    add(
+        {"prompt": "<script>alert(1)</script> a cat"},
+        [],
+        JobState.FAILED,
+        reason="422001 invalid inputs: resolution must be one of 2K, 3K",
+    )
     return recs
 
 
@@ -90,8 +101,12 @@ def grid_shape(page) -> tuple[int, int, int, list[int]]:
     grid = page.locator('table.grid[data-sweep="0"]')
     cells = grid.locator("td.cell")
     per_cell = [cells.nth(i).locator("img").count() for i in range(cells.count())]
-    return (grid.locator("th.row-head").count(), grid.locator("th.col-head").count(),
-            cells.count(), per_cell)
+    return (
+        grid.locator("th.row-head").count(),
+        grid.locator("th.col-head").count(),
+        cells.count(),
+        per_cell,
+    )
 
 
 def load_every_image(page) -> None:

@@ -1,0 +1,364 @@
+"""Turn manifest entries into jobs: defaults, repeats, sweeps (vars, zip, exclude), --set overrides.
+
+Pure functions over a Manifest; the job count is computed arithmetically first so a manifest
+that describes a billion jobs is refused before any of them is built.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from batch_runner.errors import ManifestError, Problem, UsageError
+from batch_runner.jobs import JobSpec, Location
+from batch_runner.manifest import Entry, Manifest
+
+JOB_KEYS = frozenset({"repeat", "meta", "vars"})
+SWEEP_KEYS = frozenset({"repeat", "meta", "vars", "zip", "exclude"})
+# {name} or {name:spec}; {{ and }} are literal braces; anything else is left as written.
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_]\w*)(?::([^{}]*))?\}")
+
+Axis = list[tuple[dict[str, Any], dict[str, Any]]]  # each choice: (inputs part, vars part)
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """The jobs a manifest describes, in order, with per-sweep counts and warnings."""
+
+    model: str
+    options: dict[str, Any]
+    jobs: list[JobSpec]
+    sweep_counts: list[tuple[Location, int]]
+    warnings: list[str]
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """Parse `--set key=value` items; the value is typed as YAML would (3 → int, png → str)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--set {item!r}: expected key=value, e.g. --set resolution=2K")
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        # only scalars are typed: "a: b" must stay a prompt, not become a mapping
+        if not (value is None or isinstance(value, str | int | float | bool)):
+            value = raw
+        out[key] = value
+    return out
+
+
+def count_jobs(manifest: Manifest) -> int:
+    """How many jobs the manifest describes (an upper bound: sweep excludes are not subtracted)."""
+    return sum(_entry_count(e) for e in manifest.entries) * manifest.repeat
+
+
+def expand(
+    manifest: Manifest, overrides: dict[str, Any] | None = None, max_jobs: int = 100_000
+) -> Expansion:
+    """Build every job of the manifest; ManifestError on any problem or above `max_jobs`."""
+    expansion, problems = collect_expansion(manifest, overrides, max_jobs)
+    if problems:
+        raise ManifestError(problems)
+    return expansion
+
+
+def collect_expansion(
+    manifest: Manifest, overrides: dict[str, Any] | None = None, max_jobs: int = 100_000
+) -> tuple[Expansion, list[Problem]]:
+    """Like expand() but returns the problems (entries with problems give no jobs).
+
+    Only a count above `max_jobs` raises, since then nothing is built.
+    """
+    _check_count(manifest, max_jobs)
+    builder = _Builder(manifest, overrides or {})
+    sweep_counts = []
+    for entry in manifest.entries:
+        if entry.kind == "sweep":
+            made = builder.add_sweep(entry, len(sweep_counts))
+            sweep_counts.append((entry.source, made))
+        else:
+            builder.add_job(entry)
+    warnings = list(builder.warnings)
+    if builder.duplicates:
+        warnings.append(
+            f"{builder.duplicates} job(s) have the same inputs as an earlier job; "
+            "they were numbered as further copies of it"
+        )
+    expansion = Expansion(manifest.model, manifest.options, builder.jobs, sweep_counts, warnings)
+    return expansion, builder.problems
+
+
+def _repeat_of(data: dict[str, Any]) -> int:
+    value = data.get("repeat", 1)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
+
+
+def _entry_count(entry: Entry) -> int:
+    data = entry.data
+    if not isinstance(data, dict):
+        return 1
+    n = _repeat_of(data)
+    if entry.kind != "sweep":
+        return n
+    for key, value in data.items():
+        if key not in SWEEP_KEYS and isinstance(value, list):
+            n *= len(value)
+    variables = data.get("vars")
+    if isinstance(variables, dict):
+        n *= math.prod(len(v) if isinstance(v, list) else 1 for v in variables.values())
+    zipped = data.get("zip")
+    if isinstance(zipped, dict):
+        n *= max((len(v) for v in zipped.values() if isinstance(v, list)), default=1)
+    return n
+
+
+def _check_count(manifest: Manifest, max_jobs: int) -> None:
+    total = count_jobs(manifest)
+    if total <= max_jobs:
+        return
+    biggest = max(manifest.entries, key=_entry_count)
+    where = f"the largest entry (line {biggest.source.line}) makes {_entry_count(biggest):,}"
+    msg = (
+        f"the manifest describes {total:,} jobs, more than the limit of {max_jobs:,} ({where}); "
+        "raise the limit with --max-jobs N if you mean it"
+    )
+    raise ManifestError([Problem(manifest.source.file, biggest.source.line, None, msg)])
+
+
+def _parse_template(text: str) -> list[str | tuple[str, str | None]]:
+    """Split a sweep string into literal text and (name, format spec) placeholders."""
+    parts: list[str | tuple[str, str | None]] = []
+    pos = 0
+    for m in _TOKEN.finditer(text):
+        parts.append(text[pos : m.start()])
+        token = m.group(0)
+        parts.append(token[0] if token in ("{{", "}}") else (m.group(1), m.group(2)))
+        pos = m.end()
+    parts.append(text[pos:])
+    return [p for p in parts if p != ""]
+
+
+def _placeholders(value: Any) -> set[str]:
+    strings = value if isinstance(value, list) else [value]
+    names: set[str] = set()
+    for s in strings:
+        if isinstance(s, str) and "{" in s:
+            names.update(p[0] for p in _parse_template(s) if isinstance(p, tuple))
+    return names
+
+
+class _Builder:
+    """Accumulates jobs, problems and warnings while entries are expanded in order."""
+
+    def __init__(self, manifest: Manifest, overrides: dict[str, Any]):
+        self.m = manifest
+        self.overrides = overrides
+        self.jobs: list[JobSpec] = []
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+        self.duplicates = 0
+        self._next_copy: dict[str, int] = {}
+        self._templates: dict[str, list] = {}
+        self._reported: set[tuple[Location, str]] = set()
+
+    def problem(self, entry: Entry, field: str | None, message: str) -> None:
+        line = entry.field_lines.get(field, entry.source.line) if field else entry.source.line
+        self.problems.append(Problem(entry.source.file, line, field, message))
+
+    def _extras(self, entry: Entry, data: dict[str, Any]) -> tuple[int, dict, bool]:
+        """Read `repeat` and `meta`; the flag is False when either is unusable."""
+        ok = True
+        repeat = data.get("repeat", 1)
+        if not (isinstance(repeat, int) and not isinstance(repeat, bool) and repeat >= 1):
+            self.problem(entry, "repeat", f"must be a whole number ≥ 1, not {repeat!r}")
+            ok = False
+        meta = data.get("meta", {})
+        if meta is None:
+            meta = {}
+        if not isinstance(meta, dict):
+            self.problem(entry, "meta", "must be a mapping")
+            ok = False
+        return repeat, meta, ok
+
+    def _emit(self, entry: Entry, inputs: dict, n: int, meta: dict, variables: dict, sweep) -> None:
+        final = {**self.m.defaults, **inputs, **self.overrides}
+        final = {k: v for k, v in final.items() if v is not None}
+        canon = json.dumps(final, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        first = self._next_copy.get(canon, 0)
+        self._next_copy[canon] = first + n
+        if first:
+            self.duplicates += 1
+        for copy in range(first, first + n):
+            self.jobs.append(JobSpec(self.m.model, final, copy, meta, variables, entry.source, sweep))
+
+    def add_job(self, entry: Entry) -> None:
+        data = entry.data
+        if isinstance(data, str):
+            self._emit(entry, {"prompt": data}, self.m.repeat, {}, {}, None)
+            return
+        for key in ("zip", "exclude"):
+            if key in data:
+                self.problem(entry, key, "only allowed in sweep: entries")
+                return
+        repeat, meta, ok = self._extras(entry, data)
+        variables = data.get("vars") or {}
+        if not isinstance(variables, dict):
+            self.problem(entry, "vars", "must be a mapping")
+            ok = False
+        if ok:
+            inputs = {k: v for k, v in data.items() if k not in JOB_KEYS}
+            self._emit(entry, inputs, repeat * self.m.repeat, meta, variables, None)
+
+    def add_sweep(self, entry: Entry, index: int) -> int:
+        """Expand one sweep entry; return how many jobs it made."""
+        assert isinstance(entry.data, dict)  # the manifest reader refuses other sweeps
+        plan = _SweepPlan(entry, self)
+        if not plan.ok:
+            return 0
+        before = len(self.jobs)
+        n = plan.repeat * self.m.repeat
+        for combo in itertools.product(*plan.axes):
+            inputs = dict(plan.fixed)
+            variables: dict[str, Any] = {}
+            for part_inputs, part_vars in combo:
+                inputs.update(part_inputs)
+                variables.update(part_vars)
+            if plan.excluded(inputs, variables):
+                continue
+            inputs = {k: self._fill(entry, k, v, variables) for k, v in inputs.items()}
+            self._emit(entry, inputs, n, plan.meta, variables, index)
+        made = len(self.jobs) - before
+        if made == 0:
+            self.warnings.append(f"{entry.source}: this sweep produces no jobs")
+        return made
+
+    def _fill(self, entry: Entry, field: str, value: Any, variables: dict[str, Any]) -> Any:
+        if not isinstance(value, str) or ("{" not in value and "}" not in value):
+            return value
+        parts = self._templates.get(value)
+        if parts is None:
+            parts = self._templates[value] = _parse_template(value)
+        out = []
+        for part in parts:
+            if isinstance(part, str):
+                out.append(part)
+                continue
+            name, spec = part
+            try:
+                out.append(format(variables[name], spec or ""))
+            except (KeyError, ValueError, TypeError) as exc:
+                msg = f"cannot fill {{{name}}}: {exc}"
+                if (entry.source, msg) not in self._reported:
+                    self._reported.add((entry.source, msg))
+                    self.problem(entry, field, msg)
+                return value
+        return "".join(out)
+
+
+class _SweepPlan:
+    """A sweep entry checked and split into fixed inputs, axes (in written order) and excludes."""
+
+    def __init__(self, entry: Entry, builder: _Builder):
+        self.entry = entry
+        self.builder = builder
+        data: dict[str, Any] = entry.data  # type: ignore[assignment]
+        self.ok = True
+        self.repeat, self.meta, self.ok = builder._extras(entry, data)
+        self.fixed: dict[str, Any] = {}
+        self.axes: list[Axis] = []
+        fields = {k: v for k, v in data.items() if k not in SWEEP_KEYS}
+        used = set().union(*(_placeholders(v) for v in fields.values()))
+        var_names: set[str] = set()
+        for key, value in data.items():
+            if key == "vars":
+                var_names |= self._add_vars(value)
+            elif key == "zip":
+                var_names |= self._add_zip(value, fields, used)
+            elif key not in SWEEP_KEYS:
+                if isinstance(value, list):
+                    self.axes.append([({key: v}, {}) for v in value])
+                else:
+                    self.fixed[key] = value
+        self.excludes = self._read_excludes(data.get("exclude"), set(fields) | var_names)
+        for field, value in fields.items():
+            for name in sorted(_placeholders(value) - var_names):
+                known = ", ".join(sorted(var_names)) or "none: add vars:"
+                self.bad(field, f"unknown placeholder {{{name}}} (vars: {known})")
+
+    def bad(self, field: str | None, message: str) -> None:
+        self.builder.problem(self.entry, field, message)
+        self.ok = False
+
+    def _add_vars(self, value: Any) -> set[str]:
+        if value is None:
+            return set()
+        if not isinstance(value, dict):
+            self.bad("vars", "must be a mapping of name: [values]")
+            return set()
+        for name, values in value.items():
+            choices = values if isinstance(values, list) else [values]
+            self.axes.append([({}, {name: v}) for v in choices])
+        return set(value)
+
+    def _add_zip(self, value: Any, fields: dict[str, Any], used: set[str]) -> set[str]:
+        """Add one axis whose lists advance together; keys used as {placeholders} are vars."""
+        if not isinstance(value, dict) or not value:
+            self.bad("zip", "must be a mapping of name: [values] with equal lengths")
+            return set()
+        lengths = {len(v) if isinstance(v, list) else -1 for v in value.values()}
+        if -1 in lengths or len(lengths) != 1:
+            sizes = ", ".join(
+                f"{k}: {len(v) if isinstance(v, list) else 'not a list'}" for k, v in value.items()
+            )
+            self.bad("zip", f"lists must have equal lengths ({sizes})")
+            return set()
+        for name in value:
+            if name in fields:
+                self.bad("zip", f"{name!r} is both in zip: and a field of the sweep")
+        var_names = {name for name in value if name in used}
+        choices = []
+        for i in range(lengths.pop()):
+            inputs = {k: v[i] for k, v in value.items() if k not in var_names}
+            variables = {k: v[i] for k, v in value.items() if k in var_names}
+            choices.append((inputs, variables))
+        self.axes.append(choices)
+        return var_names
+
+    def _read_excludes(self, value: Any, names: set[str]) -> list[dict[str, Any]]:
+        if value is None:
+            return []
+        rules = [value] if isinstance(value, dict) else value
+        if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
+            self.bad("exclude", "must be a list of mappings like {style: bauhaus, resolution: 3K}")
+            return []
+        zip_names = set()
+        for axis in self.axes:
+            for inputs, variables in axis[:1]:
+                zip_names |= set(inputs) | set(variables)
+        for rule in rules:
+            for name in rule:
+                if name not in names | zip_names:
+                    self.bad("exclude", f"{name!r} is not a field or var of this sweep")
+        return rules
+
+    def excluded(self, inputs: dict[str, Any], variables: dict[str, Any]) -> bool:
+        for rule in self.excludes:
+            if all(
+                variables[k] == v if k in variables else inputs.get(k, _MISSING) == v
+                for k, v in rule.items()
+            ):
+                return True
+        return False
+
+
+_MISSING = object()
