@@ -50,7 +50,9 @@ class HostPolicy:
         for host in allowed:
             host = host.strip().lower().rstrip(".")
             if host.startswith("*."):
-                self._suffixes.append(host[1:])  # keep the dot: "*.x.net" must not match "evilx.net"
+                self._suffixes.append(
+                    host[1:]
+                )  # keep the dot: "*.x.net" must not match "evilx.net"
             elif host:
                 self._exact.add(host)
 
@@ -258,4 +260,6 @@ async def download(
     except TimeoutError:
         raise DownloadError(f"download timed out: {url}", kind="timeout") from None
     except (aiohttp.ClientError, ConnectionError) as exc:
-        raise DownloadError(f"connection lost ({type(exc).__name__}): {url}", kind="dropped") from None
+        raise DownloadError(
+            f"connection lost ({type(exc).__name__}): {url}", kind="dropped"
+        ) from None

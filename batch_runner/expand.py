@@ -199,7 +199,9 @@ class _Builder:
         if first:
             self.duplicates += 1
         for copy in range(first, first + n):
-            self.jobs.append(JobSpec(self.m.model, final, copy, meta, variables, entry.source, sweep))
+            self.jobs.append(
+                JobSpec(self.m.model, final, copy, meta, variables, entry.source, sweep)
+            )
 
     def add_job(self, entry: Entry) -> None:
         data = entry.data
@@ -292,8 +294,8 @@ class _SweepPlan:
         self.excludes = self._read_excludes(data.get("exclude"), set(fields) | var_names)
         for field, value in fields.items():
             for name in sorted(_placeholders(value) - var_names):
-                known = ", ".join(sorted(var_names)) or "none: add vars:"
-                self.bad(field, f"unknown placeholder {{{name}}} (vars: {known})")
+                known = f"vars: {', '.join(sorted(var_names))}" if var_names else "no vars: given"
+                self.bad(field, f"unknown placeholder {{{name}}} ({known}; {{{{ }}}} for braces)")
 
     def bad(self, field: str | None, message: str) -> None:
         self.builder.problem(self.entry, field, message)

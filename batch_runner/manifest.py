@@ -58,7 +58,7 @@ class _Bad(Exception):
 
 
 def load_manifest(path: str | Path) -> Manifest:
-    """Parse a manifest file; raise ManifestError listing every problem found, each with file:line."""
+    """Parse a manifest file; raise ManifestError listing every problem, each with file:line."""
     manifest, problems = read_manifest(path)
     if problems or manifest is None:
         raise ManifestError(problems)
@@ -393,12 +393,16 @@ def _csv_header(row: list[str], name: str, line: int, problems: list[Problem]) -
             problems.append(Problem(name, line, None, f"column {i} has no name in the header row"))
             ok = False
         elif col in seen:
-            problems.append(Problem(name, line, None, f"column {col!r} appears twice in the header"))
+            problems.append(
+                Problem(name, line, None, f"column {col!r} appears twice in the header")
+            )
             ok = False
         seen.add(col)
     if "prompt" not in seen:
         found = ", ".join(repr(c) for c in header[:5])
-        msg = f"no 'prompt' column: the first row must be a header naming the inputs (found {found})"
+        msg = (
+            f"no 'prompt' column: the first row must be a header naming the inputs (found {found})"
+        )
         problems.append(Problem(name, line, None, msg))
         ok = False
     return header if ok else None

@@ -88,7 +88,8 @@ def sim(make_sim: Any) -> Sim:
 
 def sim_env(sim: Sim, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNCOMFY_")}
-    env.update(RUNCOMFY_API_TOKEN=SIM_TOKEN, RUNCOMFY_API_BASE=sim.base_url, **extra)
+    env.update(RUNCOMFY_API_TOKEN=SIM_TOKEN, RUNCOMFY_API_BASE=sim.base_url)
+    env.update(extra)
     return env
 
 

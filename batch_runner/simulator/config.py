@@ -68,6 +68,8 @@ def parse_latency(text: str) -> tuple[float, float]:
 
 
 def _check_latency(value: Any) -> tuple[float, float]:
+    if isinstance(value, str):
+        return parse_latency(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = (value, value)
     if not isinstance(value, list | tuple) or len(value) != 2:

@@ -158,9 +158,11 @@ class JobStore:
     # --- lookup -------------------------------------------------------------------------
 
     def get(self, request_id: str) -> SimJob | None:
+        """The job with this request_id, expired or not."""
         return self._by_id.get(request_id)
 
     def by_seq(self, seq: int) -> SimJob | None:
+        """The job created `seq`-th (0-based), as file URLs name it."""
         return self._by_seq[seq] if 0 <= seq < len(self._by_seq) else None
 
     def expired(self, job: SimJob) -> bool:
@@ -173,6 +175,7 @@ class JobStore:
         )
 
     def jobs(self) -> list[dict[str, Any]]:
+        """Every job's /_sim/jobs record, oldest first."""
         return [job.summary() for job in self._by_seq]
 
     def queue_position(self, job: SimJob) -> int:
@@ -241,6 +244,7 @@ class JobStore:
             job.queue_slot = 0
 
     def pump(self) -> None:
+        """Start queued jobs while capacity allows (also after a live capacity change)."""
         # A loop rather than recursion: zero-latency jobs finish inside _start.
         capacity = self.config.capacity
         while self._queue and (capacity <= 0 or self._running < capacity):

@@ -1,0 +1,239 @@
+"""Output file names: slugs, name templates, sanitising and collision checks (pure functions).
+
+A template is text with `{field}` or `{field:spec}` placeholders, `{{`/`}}` for literal braces
+and one kind of optional group, `[...]`, rendered only when the job returns several files.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from typing import Any
+
+from batch_runner.errors import UsageError
+
+DEFAULT_TEMPLATE = "{index:05d}-{slug}[-{k}].{ext}"
+BUILTIN_FIELDS = ("index", "key", "slug", "k", "ext")
+MAX_COMPONENT = 100  # characters in one folder or file name
+MAX_COMPONENT_BYTES = 240  # file systems count bytes (255), and UTF-8 may use 4 per character
+MAX_TOTAL = 200
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w-]*)(?::([^{}\[\]]*))?\}|[{}\[\]]")
+_WINDOWS_UNSAFE = re.compile(r'[<>:"|?*]')
+_WINDOWS_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL"] + [f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)]
+)
+
+Item = str | tuple  # literal text, ("field", name, spec) or ("group", items)
+
+
+def slugify(text: str, max_len: int = 48) -> str:
+    """Lower-case words joined by '-', accents removed, cut at a word boundary; never empty."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in text if not unicodedata.combining(c))
+        text = unicodedata.normalize("NFC", text)
+    slug = re.sub(r"[\W_]+", "-", text.lower()).strip("-")
+    if len(slug) > max_len:
+        cut = slug[:max_len]
+        boundary = cut.rfind("-")
+        slug = (cut[:boundary] if boundary > max_len // 2 else cut).strip("-")
+    return slug or "untitled"
+
+
+@functools.lru_cache(maxsize=64)
+def _parse(template: str) -> tuple[tuple[Item, ...], bool]:
+    """Parse a template into items; the flag says whether `{k}` appears anywhere."""
+    top: list[Item] = []
+    group: list[Item] | None = None
+    has_k = False
+    pos = 0
+    for m in _TOKEN.finditer(template):
+        target = top if group is None else group
+        if m.start() > pos:
+            target.append(template[pos : m.start()])
+        pos = m.end()
+        token = m.group(0)
+        if token in ("{{", "}}"):
+            target.append(token[0])
+        elif token == "[":
+            if group is not None:
+                raise UsageError(f"name template {template!r}: '[' groups cannot be nested")
+            group = []
+        elif token == "]":
+            if group is None:
+                raise UsageError(f"name template {template!r}: ']' without '['")
+            top.append(("group", tuple(group)))
+            group = None
+        elif m.group(1) is None:
+            raise UsageError(
+                f"name template {template!r}: stray {token!r} (write {token * 2} for a literal "
+                "brace; fields look like {slug} or {index:05d})"
+            )
+        else:
+            has_k = has_k or m.group(1) == "k"
+            target.append(("field", m.group(1), m.group(2) or ""))
+    if group is not None:
+        raise UsageError(f"name template {template!r}: '[' without ']'")
+    if pos < len(template):
+        top.append(template[pos:])
+    return tuple(top), has_k
+
+
+def check_template(template: str) -> None:
+    """Raise UsageError when a name template cannot be used (bad syntax or format spec)."""
+    if not template.strip():
+        raise UsageError("name template is empty")
+    items, _ = _parse(template)
+    samples = {"index": 1, "k": 1, "key": "0123abcd", "slug": "a-slug", "ext": "png"}
+    for item in _fields(items):
+        _, name, spec = item
+        if name in samples:
+            try:
+                format(samples[name], spec)
+            except ValueError as exc:
+                raise UsageError(f"name template {template!r}: {{{name}:{spec}}}: {exc}") from None
+
+
+def _fields(items: tuple[Item, ...]):
+    for item in items:
+        if isinstance(item, tuple) and item[0] == "group":
+            yield from _fields(item[1])
+        elif isinstance(item, tuple):
+            yield item
+
+
+def template_fields(template: str) -> set[str]:
+    """The field names a template uses (for checking them against inputs and vars)."""
+    items, _ = _parse(template)
+    return {item[1] for item in _fields(items)}
+
+
+def render_name(
+    template: str,
+    *,
+    index: int,
+    key: str,
+    inputs: dict[str, Any],
+    vars: dict[str, Any],
+    k: int,
+    n_files: int,
+    ext: str,
+) -> str:
+    """Render a safe relative path (may contain folders) to place under RUN_DIR/images/.
+
+    A field that is neither built in nor an input or var of the job raises UsageError.
+    """
+    items, has_k = _parse(template)
+    builtins = {"index": index, "key": key, "k": k, "ext": ext}
+    builtins["slug"] = slugify(str(inputs.get("prompt", "")))
+    values = {**inputs, **vars, **builtins}
+    text = _render(items, values, n_files > 1)
+    if n_files > 1 and not has_k:
+        text = _insert_k(text, k)
+    parts = _components(text) or _components(f"{index:05d}-{key}.{ext}") or ["unnamed"]
+    return "/".join(_fit_total(parts))
+
+
+def _render(items: tuple[Item, ...], values: dict[str, Any], several: bool) -> str:
+    out = []
+    for item in items:
+        if isinstance(item, str):
+            out.append(item)
+        elif item[0] == "group":
+            if several:
+                out.append(_render(item[1], values, several))
+        else:
+            _, name, spec = item
+            if name not in values or values[name] is None:
+                raise UsageError(
+                    f"name template field {{{name}}} is not an input or var of the job"
+                )
+            try:
+                text = format(values[name], spec)
+            except (ValueError, TypeError) as exc:
+                raise UsageError(f"name template field {{{name}:{spec}}}: {exc}") from None
+            # a value never creates folders: only the template's own '/' does
+            out.append(text.replace("/", "_").replace("\\", "_"))
+    return "".join(out)
+
+
+def _insert_k(text: str, k: int) -> str:
+    head, sep, last = text.rpartition("/")
+    stem, dot, ext = last.rpartition(".")
+    last = f"{stem}-{k}.{ext}" if dot and stem else f"{last}-{k}"
+    return head + sep + last
+
+
+def _clean_component(comp: str) -> str:
+    if not comp.isprintable():
+        comp = "".join(c if c.isprintable() else " " if c.isspace() else "" for c in comp)
+    comp = unicodedata.normalize("NFC", comp)
+    comp = _WINDOWS_UNSAFE.sub("_", comp).strip().rstrip(". ")
+    if comp.startswith("."):
+        comp = "_" + comp  # no hidden files, and never "." or ".."
+    if comp.partition(".")[0].upper() in _WINDOWS_RESERVED:
+        comp = "_" + comp
+    return comp
+
+
+def _components(text: str) -> list[str]:
+    parts = []
+    for raw in text.replace("\\", "/").split("/"):
+        if raw.strip() in ("", ".", ".."):
+            continue
+        comp = _clean_component(raw)
+        if comp:
+            parts.append(comp)
+    if parts:
+        parts[:-1] = [_truncate(p, MAX_COMPONENT) for p in parts[:-1]]
+        parts[-1] = _truncate_keep_ext(parts[-1], MAX_COMPONENT)
+    return parts
+
+
+def _truncate(text: str, limit: int, max_bytes: int = MAX_COMPONENT_BYTES) -> str:
+    text = text[:limit]
+    while len(text.encode()) > max_bytes:
+        text = text[:-1]
+    return text.rstrip(". ") or "_"
+
+
+def _truncate_keep_ext(name: str, limit: int) -> str:
+    stem, dot, ext = name.rpartition(".")
+    fits = len(name) <= limit and len(name.encode()) <= MAX_COMPONENT_BYTES
+    if fits or not (dot and stem) or len(ext) > 10:
+        return _truncate(name, limit)
+    room = MAX_COMPONENT_BYTES - len(ext.encode()) - 1
+    return _truncate(stem, max(1, limit - len(ext) - 1), room) + "." + ext
+
+
+def _fit_total(parts: list[str]) -> list[str]:
+    """Keep the whole path within MAX_TOTAL characters, shortening the file name, then folders."""
+    if len("/".join(parts)) <= MAX_TOTAL:
+        return parts
+    name = _truncate_keep_ext(parts[-1], 60)
+    folders = []
+    room = MAX_TOTAL - len(name)
+    for folder in parts[:-1]:
+        folder = _truncate(folder, 20)
+        if len(folder) + 1 > room:
+            break
+        folders.append(folder)
+        room -= len(folder) + 1
+    return folders + [name]
+
+
+def find_collisions(names: dict[str, str]) -> list[tuple[str, str, str]]:
+    """Given job key → rendered name, return (first key, other key, name) for each clash.
+
+    Names are compared case-insensitively, as on the file systems of macOS and Windows.
+    """
+    first: dict[str, str] = {}
+    clashes = []
+    for key, name in names.items():
+        folded = unicodedata.normalize("NFC", name).casefold()
+        if folded in first:
+            clashes.append((first[folded], key, name))
+        else:
+            first[folded] = key
+    return clashes

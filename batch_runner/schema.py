@@ -1,0 +1,312 @@
+"""Validate jobs against the bundled JSON Schema of their model; problems carry file:line.
+
+`load_jobs` is the whole offline pipeline: read, expand, validate, check output names, and
+report every problem at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from jsonschema.validators import validator_for
+
+from batch_runner.errors import ManifestError, Problem, UsageError
+from batch_runner.expand import JOB_KEYS, Expansion, collect_expansion
+from batch_runner.jobs import JobSpec, Location
+from batch_runner.manifest import Entry, Manifest, read_manifest
+from batch_runner.naming import check_template, find_collisions, render_name
+
+SCHEMA_DIR = Path(__file__).parent / "schemas"
+# top-level keywords field-by-field checking understands; any other means "validate whole"
+_SIMPLE_KEYWORDS = {"type", "title", "description", "properties", "required", "$schema", "$id"}
+_TYPE_NAMES = {
+    "string": "a string",
+    "integer": "a whole number",
+    "number": "a number",
+    "boolean": "true or false",
+    "object": "a mapping",
+    "array": "a list",
+    "null": "null",
+}
+_INTEGER = re.compile(r"[+-]?\d+")
+_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+
+Error = tuple[str | None, str]  # (field, message)
+
+
+@functools.cache
+def _bundled() -> dict[str, dict[str, Any]]:
+    schemas = {}
+    for path in sorted(SCHEMA_DIR.glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        schemas[data["model"]] = data["input"]
+    return schemas
+
+
+def load_schema(model: str) -> dict[str, Any] | None:
+    """The input JSON Schema of a known model (a fresh copy), or None for an unknown model."""
+    schema = _bundled().get(model)
+    return json.loads(json.dumps(schema)) if schema is not None else None
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _message(error: Any) -> str:
+    if error.validator == "enum":
+        allowed = ", ".join(str(v) for v in error.validator_value)
+        return f"{_show(error.instance)} is not one of the allowed values (allowed: {allowed})"
+    if error.validator == "type":
+        types = error.validator_value
+        types = [types] if isinstance(types, str) else types
+        wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in types)
+        return f"must be {wanted}, not {_show(error.instance)}"
+    return error.message if len(error.message) <= 200 else error.message[:197] + "..."
+
+
+class _Checker:
+    """A compiled validator for one model's inputs, checking each field value once."""
+
+    def __init__(self, schema: dict[str, Any] | None):
+        self.known = schema is not None
+        self.schema = schema or {
+            "type": "object",
+            "required": ["prompt"],
+            "properties": {"prompt": {"type": "string"}},
+        }
+        cls = validator_for(self.schema)
+        self.props: dict[str, Any] = self.schema.get("properties", {})
+        self.required: list[str] = self.schema.get("required", [])
+        self.by_field = set(self.schema) <= _SIMPLE_KEYWORDS
+        self.whole = cls(self.schema)
+        self.fields = {name: cls(sub) for name, sub in self.props.items()}
+        self._cache: dict[Any, list[Error]] = {}
+
+    def allowed(self) -> str:
+        return ", ".join([*self.props, *sorted(JOB_KEYS - {"vars"})])
+
+    def unknown(self, name: str) -> str:
+        guess = difflib.get_close_matches(name, list(self.props), n=1)
+        hint = f"; did you mean '{guess[0]}'?" if guess else ""
+        return f"unknown field {name!r} (allowed: {self.allowed()}){hint}"
+
+    def errors(self, inputs: Any, *, partial: bool = False) -> list[Error]:
+        """Every problem of one job's inputs; `partial` skips required fields (for defaults)."""
+        if not isinstance(inputs, dict):
+            return [(None, "inputs must be a mapping")]
+        out: list[Error] = []
+        if self.known:
+            out += [(None, self.unknown(k)) for k in inputs if k not in self.props]
+        if not self.by_field:
+            return out + self._whole(inputs, partial)
+        if not partial:
+            out += [(name, "required") for name in self.required if name not in inputs]
+        for name, value in inputs.items():
+            if name in self.fields:
+                out += self._field(name, value)
+        return out
+
+    def _field(self, name: str, value: Any) -> list[Error]:
+        # distinct prompts miss this cache, but enums and numbers (the usual errors) hit it
+        cache_key = (name, type(value), value) if isinstance(value, str | int | float) else None
+        found = self._cache.get(cache_key) if cache_key else None
+        if found is not None:
+            return found
+        errors = []
+        for e in self.fields[name].iter_errors(value):
+            path = ".".join([name, *(str(p) for p in e.absolute_path)])
+            errors.append((path, _message(e)))
+        if cache_key and len(self._cache) < 100_000:
+            self._cache[cache_key] = errors
+        return errors
+
+    def _whole(self, inputs: dict[str, Any], partial: bool) -> list[Error]:
+        out: list[Error] = []
+        for e in self.whole.iter_errors(inputs):
+            if e.validator == "required":
+                if not partial:
+                    out += [(r, "required") for r in e.validator_value if r not in e.instance]
+                continue
+            if e.validator == "additionalProperties" and self.known:
+                continue  # reported above as unknown fields, with the allowed list
+            path = ".".join(str(p) for p in e.absolute_path) or None
+            out.append((path, _message(e)))
+        return out
+
+
+def validate_jobs(
+    jobs: list[JobSpec], schemas: dict[str, dict[str, Any] | None] | None = None
+) -> tuple[list[Problem], list[str]]:
+    """Check every job against its model's schema; return (problems, warnings).
+
+    `schemas` maps model → schema to use instead of the bundled ones (None: unknown model).
+    A problem repeated by many jobs from the same line is reported once.
+    """
+    checkers: dict[str, _Checker] = {}
+    warnings: list[str] = []
+    problems: list[Problem] = []
+    seen: set[tuple] = set()
+    for job in jobs:
+        checker = checkers.get(job.model)
+        if checker is None:
+            if schemas is not None and job.model in schemas:
+                schema = schemas[job.model]
+            else:
+                schema = _bundled().get(job.model)
+            if schema is None:
+                warnings.append(
+                    f"unknown model '{job.model}': inputs not validated beyond a prompt string"
+                )
+            checker = checkers[job.model] = _Checker(schema)
+        loc = job.source or Location("<jobs>")
+        for field, message in checker.errors(job.inputs):
+            signature = (loc.file, loc.line, field, message)
+            if signature not in seen:
+                seen.add(signature)
+                problems.append(Problem(*signature))
+    return problems, warnings
+
+
+def _coerce(value: str, prop: dict[str, Any]) -> Any:
+    """A CSV cell as the schema's type when it clearly is one; otherwise the text unchanged."""
+    kind = prop.get("type")
+    text = value.strip()
+    if kind == "integer" and _INTEGER.fullmatch(text):
+        return int(text)
+    if kind == "number":
+        try:
+            return int(text) if _INTEGER.fullmatch(text) else float(text)
+        except ValueError:
+            return value
+    if kind == "boolean" and text.lower() in _BOOLEANS:
+        return _BOOLEANS[text.lower()]
+    return value
+
+
+def _typed_csv(manifest: Manifest, checker: _Checker) -> tuple[Manifest, list[Problem]]:
+    """Give CSV cells their schema types and report unknown columns once, on the header line."""
+    if not checker.known:
+        return manifest, []
+    columns: dict[str, None] = {}
+    for entry in manifest.entries:
+        if isinstance(entry.data, dict):
+            columns.update(dict.fromkeys(entry.data))
+    unknown = [c for c in columns if c not in checker.props and c not in JOB_KEYS]
+    name = str(manifest.path)
+    problems = [
+        Problem(name, 1, None, checker.unknown(c).replace("field", "column", 1)) for c in unknown
+    ]
+    typed = {k: p for k, p in checker.props.items() if p.get("type") in ("integer", "number")}
+    typed |= {k: p for k, p in checker.props.items() if p.get("type") == "boolean"}
+    drop = set(unknown)
+    entries = []
+    for entry in manifest.entries:
+        data = entry.data
+        if isinstance(data, dict) and (drop or typed.keys() & data.keys()):
+            data = {
+                k: _coerce(v, typed[k]) if k in typed and isinstance(v, str) else v
+                for k, v in data.items()
+                if k not in drop
+            }
+        entries.append(Entry(entry.kind, data, entry.source, entry.field_lines))
+    return dataclasses.replace(manifest, entries=entries), problems
+
+
+def _known_keys(
+    values: dict[str, Any], checker: _Checker, where: Location, what: str
+) -> tuple[dict[str, Any], list[Problem]]:
+    """Check defaults or --set values once (not once per job); drop the unknown fields."""
+    problems = []
+    for field, message in checker.errors(values, partial=True):
+        label = f"{what}.{field}" if field else what
+        problems.append(Problem(where.file, where.line, label, message))
+    kept = {k: v for k, v in values.items() if not checker.known or k in checker.props}
+    return kept, problems
+
+
+def _name_problems(jobs: list[JobSpec], template: str) -> list[Problem]:
+    """Render each job's first file name; report fields a job lacks and names that clash."""
+    names: dict[str, str] = {}
+    where: dict[str, Location] = {}
+    problems: dict[tuple, Problem] = {}
+    for index, job in enumerate(jobs, 1):
+        loc = job.source or Location("<jobs>")
+        key = job.key
+        ext = str(job.inputs.get("output_format", "png"))
+        try:
+            names[key] = render_name(
+                template,
+                index=index,
+                key=key,
+                inputs=job.inputs,
+                vars=job.vars,
+                k=1,
+                n_files=1,
+                ext=ext,
+            )
+        except UsageError as exc:
+            problems.setdefault((loc, str(exc)), Problem(loc.file, loc.line, None, str(exc)))
+        where[key] = loc
+    clashes: dict[tuple[Location, Location], list[str]] = {}
+    for first, other, name in find_collisions(names):
+        clashes.setdefault((where[first], where[other]), []).append(name)
+    for (a, b), clashing in clashes.items():
+        more = f" ({len(clashing)} clashing names between these lines)" if len(clashing) > 1 else ""
+        msg = (
+            f"output name {clashing[0]!r} is also given to the job from line {a.line}{more}; "
+            "add {index}, {key} or a field that differs to the name template"
+        )
+        problems[(a, b)] = Problem(b.file, b.line, None, msg)
+    return list(problems.values())
+
+
+def load_jobs(
+    path: str | Path,
+    overrides: dict[str, Any] | None = None,
+    max_jobs: int = 100_000,
+    name_template: str | None = None,
+) -> Expansion:
+    """Read, expand and validate a manifest (and check output names when a template is given).
+
+    Raises ManifestError with every problem found, UsageError for a bad name template.
+    """
+    if name_template is not None:
+        check_template(name_template)
+    manifest, problems = read_manifest(path)
+    if manifest is None:
+        raise ManifestError(problems)
+    checker = _Checker(_bundled().get(manifest.model))
+    if manifest.format == "csv":
+        manifest, found = _typed_csv(manifest, checker)
+        problems += found
+    defaults, from_defaults = _known_keys(manifest.defaults, checker, manifest.source, "defaults")
+    overrides, from_set = _known_keys(overrides or {}, checker, manifest.source, "--set")
+    problems += from_defaults + from_set
+    manifest = dataclasses.replace(manifest, defaults=defaults)
+    try:
+        expansion, found = collect_expansion(manifest, overrides, max_jobs)
+    except ManifestError as exc:
+        raise ManifestError(_sorted(problems + exc.problems)) from None
+    problems += found
+    found, warnings = validate_jobs(expansion.jobs)
+    # a bad default shows in every job: it is reported once, at the defaults
+    reported = {(p.field.partition(".")[2], p.message) for p in from_defaults + from_set if p.field}
+    problems += [p for p in found if (p.field, p.message) not in reported]
+    if name_template is not None:
+        problems += _name_problems(expansion.jobs, name_template)
+    if problems:
+        raise ManifestError(_sorted(problems))
+    return dataclasses.replace(expansion, warnings=expansion.warnings + warnings)
+
+
+def _sorted(problems: Iterable[Problem]) -> list[Problem]:
+    return sorted(problems, key=lambda p: (p.file, p.line is not None, p.line or 0))
