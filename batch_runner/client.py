@@ -11,6 +11,7 @@ import json
 import math
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
@@ -43,6 +44,7 @@ class Poll:
     queue_position: int | None
     outputs: list[str]
     error: str | None
+    duration: float | None = None  # server-measured created_at → finished_at, when both given
 
 
 @dataclass(frozen=True)
@@ -81,7 +83,7 @@ class RunComfyClient:
         url = f"{self._base}/v1/models/{_model_path(model)}"
         body = await self._call("POST", url, None, json_body=inputs)
         request_id = body.get("request_id")
-        if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_ID_LEN:
+        if not _usable_id(request_id):
             raise bad_answer("submit answer has no usable request_id", None)
         return Submitted(request_id)
 
@@ -101,7 +103,7 @@ class RunComfyClient:
         return parse_cancel(body, request_id)
 
     def _request_url(self, request_id: str, what: str) -> str:
-        if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_ID_LEN:
+        if not _usable_id(request_id):
             raise bad_answer("request_id must be a non-empty string of at most 256 chars", None)
         # safe="" so "/", "..", "?" and "%" in an id can never change the path we call
         return f"{self._base}/v1/requests/{quote(request_id, safe='')}/{what}"
@@ -170,6 +172,16 @@ class RunComfyClient:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
+
+
+def _usable_id(request_id: object) -> bool:
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_ID_LEN:
+        return False
+    try:
+        request_id.encode("utf-8")  # a lone surrogate from JSON could not be quoted
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _model_path(model: str) -> str:
@@ -382,8 +394,9 @@ def _queue_position(value: Any) -> int | None:
 def _url(value: Any, request_id: str) -> str:
     if isinstance(value, str) and len(value) <= 8192:
         try:
+            value.encode("utf-8")
             parts = urlsplit(value)
-        except ValueError:
+        except (ValueError, UnicodeEncodeError):
             parts = None
         if parts and parts.scheme in ("http", "https") and parts.hostname:
             return value
@@ -428,7 +441,32 @@ def parse_poll(
     if status == "failed":
         reason = body.get("error") or body.get("error_message")
         error = _short(reason) if reason else None
-    return Poll(request_id, status, _queue_position(body.get("queue_position")), outputs, error)
+    position = _queue_position(body.get("queue_position"))
+    duration = _duration(body.get("created_at"), body.get("finished_at"))
+    return Poll(request_id, status, position, outputs, error, duration)
+
+
+def _moment(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and len(value) < 64:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    return None
+
+
+def _duration(created: Any, finished: Any) -> float | None:
+    """Seconds from `created_at` to `finished_at` (ISO 8601 or epoch), if both make sense."""
+    try:
+        start, end = _moment(created), _moment(finished)
+    except (ValueError, TypeError, OverflowError, OSError):
+        return None
+    if start is None or end is None:
+        return None
+    seconds = end - start
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= 1e6 else None
 
 
 _NOT_CANCELLABLE_STATES = frozenset({"in_progress", "completed", "failed"})

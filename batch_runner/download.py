@@ -132,7 +132,11 @@ async def _open(
     for _ in range(MAX_REDIRECTS + 1):
         if not hosts.allows(url):
             raise DownloadError(f"download host not allowed: {url}", kind="host_refused")
-        resp = await session.get(_url(url), allow_redirects=False, timeout=timeout)
+        try:
+            target = _url(url)
+        except (ValueError, UnicodeError):
+            raise DownloadError(f"malformed file URL: {url!r}", kind="bad_url") from None
+        resp = await session.get(target, allow_redirects=False, timeout=timeout)
         if resp.status not in _REDIRECTS:
             return resp, url
         location = resp.headers.get("Location")

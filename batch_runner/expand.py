@@ -98,6 +98,14 @@ def collect_expansion(
     return expansion, builder.problems
 
 
+def _canonical(inputs: dict[str, Any]) -> Any:
+    """A hashable stand-in for the inputs: equal exactly when the job keys' JSON is equal."""
+    try:
+        return frozenset((k, type(v), v) for k, v in inputs.items())
+    except TypeError:  # a list or mapping value
+        return json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def _repeat_of(data: dict[str, Any]) -> int:
     value = data.get("repeat", 1)
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
@@ -167,7 +175,7 @@ class _Builder:
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
         self.duplicates = 0
-        self._next_copy: dict[str, int] = {}
+        self._next_copy: dict[Any, int] = {}
         self._templates: dict[str, list] = {}
         self._reported: set[tuple[Location, str]] = set()
 
@@ -192,8 +200,9 @@ class _Builder:
 
     def _emit(self, entry: Entry, inputs: dict, n: int, meta: dict, variables: dict, sweep) -> None:
         final = {**self.m.defaults, **inputs, **self.overrides}
-        final = {k: v for k, v in final.items() if v is not None}
-        canon = json.dumps(final, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        if None in final.values():
+            final = {k: v for k, v in final.items() if v is not None}
+        canon = _canonical(final)
         first = self._next_copy.get(canon, 0)
         self._next_copy[canon] = first + n
         if first:

@@ -167,7 +167,7 @@ class JobRunner:
             elif status == "in_progress":
                 self._note(job, S.RUNNING)
             elif status == "completed":
-                self.planner.observe_duration(time.monotonic() - started)
+                self.planner.observe_duration(poll.duration or time.monotonic() - started)
                 self.store.record_outputs(job.index, poll.outputs)
                 job.state = S.DOWNLOADING
                 return list(poll.outputs)

@@ -35,6 +35,8 @@ _TYPE_NAMES = {
     "array": "a list",
     "null": "null",
 }
+_ANNOTATIONS = {"title", "description", "default", "examples", "$comment"}
+_PLAIN = {"string": str, "integer": int, "number": int | float, "object": dict, "array": list}
 _INTEGER = re.compile(r"[+-]?\d+")
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
@@ -89,6 +91,15 @@ class _Checker:
         self.by_field = set(self.schema) <= _SIMPLE_KEYWORDS
         self.whole = cls(self.schema)
         self.fields = {name: cls(sub) for name, sub in self.props.items()}
+        # a field that only states a plain type is checked with isinstance, not jsonschema
+        self.plain = {
+            name: _PLAIN[sub["type"]]
+            for name, sub in self.props.items()
+            if isinstance(sub, dict)
+            and set(sub) <= _ANNOTATIONS | {"type"}
+            and isinstance(sub.get("type"), str)
+            and sub["type"] in _PLAIN
+        }
         self._cache: dict[Any, list[Error]] = {}
 
     def allowed(self) -> str:
@@ -116,15 +127,21 @@ class _Checker:
         return out
 
     def _field(self, name: str, value: Any) -> list[Error]:
+        plain = self.plain.get(name)
+        if plain is not None and isinstance(value, plain) and not isinstance(value, bool):
+            return []
         # distinct prompts miss this cache, but enums and numbers (the usual errors) hit it
         cache_key = (name, type(value), value) if isinstance(value, str | int | float) else None
         found = self._cache.get(cache_key) if cache_key else None
         if found is not None:
             return found
-        errors = []
+        found: dict[str, Any] = {}
         for e in self.fields[name].iter_errors(value):
             path = ".".join([name, *(str(p) for p in e.absolute_path)])
-            errors.append((path, _message(e)))
+            # one problem per field: the allowed values say more than the type
+            if path not in found or e.validator == "enum":
+                found[path] = e
+        errors = [(path, _message(e)) for path, e in found.items()]
         if cache_key and len(self._cache) < 100_000:
             self._cache[cache_key] = errors
         return errors

@@ -137,6 +137,21 @@ async def test_result_collects_all_four_output_fields_in_order(serve, session):
     assert server.seen[0]["raw_path"] == "/v1/requests/r/result"
 
 
+async def test_result_reports_server_measured_duration(serve, session):
+    body = {
+        "request_id": "r",
+        "status": "completed",
+        "output": {"image": "http://h/i.png"},
+        "created_at": "2025-01-01T10:00:00.250Z",
+        "finished_at": "2025-01-01T10:00:42.750Z",
+    }
+    client, _ = await client_for(serve, session, answer(body))
+    assert (await client.result("r")).duration == 42.5
+    body.update(created_at="yesterday", finished_at=17)
+    client, _ = await client_for(serve, session, answer(body))
+    assert (await client.result("r")).duration is None
+
+
 async def test_status_reports_queue_position_and_normalises(serve, session):
     client, server = await client_for(
         serve, session, answer({"request_id": "r", "status": "in_queue", "queue_position": 3})

@@ -180,10 +180,15 @@ def test_retry_delay_honours_retry_after_and_caps_it():
 # ---- poll planner -------------------------------------------------------------------------
 
 
-def trained(durations: list[float]) -> PollPlanner:
-    planner = PollPlanner()
+SPREAD = [40 + i * 1.25 for i in range(16)]  # 40..58.75 s
+
+
+def trained(durations: list[float], gap: float = 0.0) -> PollPlanner:
+    now = [0.0]
+    planner = PollPlanner(clock=lambda: now[0])
     for d in durations:
         planner.observe_duration(d)
+        now[0] += gap
     return planner
 
 
@@ -206,20 +211,23 @@ def test_planner_instant_jobs_are_polled_at_min_delay():
 
 
 def test_planner_sparse_before_expected_completion():
-    planner = trained([40 + i % 20 for i in range(60)])  # 40..59 s
+    planner = trained(SPREAD)  # 40..59 s
     first = planner.next_delay(status="in_queue", elapsed=0.0, queue_position=None)
     assert first >= 15.0 or first == planner.max_delay
     assert planner.next_delay(status="in_progress", elapsed=5.0, queue_position=None) == 15.0
 
 
 def test_planner_dense_around_expected_completion():
-    planner = trained([40 + i % 20 for i in range(60)])
+    planner = trained(SPREAD)
     for elapsed in (42.0, 48.0, 55.0):
-        assert planner.next_delay(status="in_progress", elapsed=elapsed, queue_position=None) <= 2.0
+        assert (
+            planner.next_delay(status="in_progress", elapsed=elapsed, queue_position=None)
+            <= PollPlanner.DENSE_MAX
+        )
 
 
 def test_planner_backs_off_after_expected_completion():
-    planner = trained([40 + i % 20 for i in range(60)])
+    planner = trained(SPREAD)
     late = [
         planner.next_delay(status="in_progress", elapsed=t, queue_position=None)
         for t in (60, 70, 90, 300)
@@ -230,6 +238,13 @@ def test_planner_backs_off_after_expected_completion():
 def test_planner_queued_job_waits_at_least_a_short_run():
     planner = trained([10 + i % 5 for i in range(40)])
     assert planner.next_delay(status="in_queue", elapsed=12.0, queue_position=4) >= 8.0
+
+
+def test_planner_queued_job_waits_for_the_queue_to_drain():
+    planner = trained([10 + i % 5 for i in range(40)], gap=0.5)  # a completion every 0.5 s
+    near = planner.next_delay(status="in_queue", elapsed=12.0, queue_position=1)
+    far = planner.next_delay(status="in_queue", elapsed=12.0, queue_position=12)
+    assert far == pytest.approx(near + 11 * 0.5 * PollPlanner.QUEUE_TRUST)
 
 
 def test_planner_ignores_nonsense_durations():
