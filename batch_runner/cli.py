@@ -14,14 +14,20 @@ from typing import Any
 
 from batch_runner import __version__
 from batch_runner.errors import BatchRunnerError, UsageError
-from batch_runner.settings import DEFAULT_API_BASE, RunSettings, default_run_dir
+from batch_runner.settings import DEFAULT_API_BASE, RunSettings
 
 TOKEN_ENV, BASE_ENV = "RUNCOMFY_API_TOKEN", "RUNCOMFY_API_BASE"
 RUN_FLAGS = {  # flag dest -> RunSettings field
-    "concurrency": "concurrency", "rate": "rate", "retries": "retries",
-    "job_timeout": "job_timeout", "resubmit_uncertain": "resubmit_uncertain",
-    "name_template": "name_template", "allow_download_host": "allow_download_host",
-    "max_file_bytes": "max_file_bytes", "max_jobs": "max_jobs", "export_csv": "export_csv",
+    "concurrency": "concurrency",
+    "rate": "rate",
+    "retries": "retries",
+    "job_timeout": "job_timeout",
+    "resubmit_uncertain": "resubmit_uncertain",
+    "name_template": "name_template",
+    "allow_download_host": "allow_download_host",
+    "max_file_bytes": "max_file_bytes",
+    "max_jobs": "max_jobs",
+    "export_csv": "export_csv",
 }
 
 
@@ -39,8 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="expand, validate, then submit/poll/download every job")
     run.add_argument("manifest", type=Path, help="YAML, CSV or JSONL manifest")
     run.add_argument("--out", type=Path, help="run directory (default jobs/<manifest stem>)")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                     help="override an input for every job (repeatable)")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an input for every job (repeatable)",
+    )
     _run_options(run)
 
     resume = sub.add_parser("resume", help="continue a run from its state file alone")
@@ -56,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     _api_options(cancel)
     cancel.add_argument("--json", action="store_true")
 
-    val = sub.add_parser("validate", help="expand and validate a manifest offline (exit 2 on error)")
+    val = sub.add_parser(
+        "validate", help="expand and validate a manifest offline (exit 2 on error)"
+    )
     val.add_argument("manifest", type=Path)
     val.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     val.add_argument("--max-jobs", type=int, default=None)
@@ -79,31 +92,62 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _api_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--api-base", default=None,
-                   help=f"API base URL before /v1 (env {BASE_ENV}, default {DEFAULT_API_BASE})")
-    p.add_argument("--token-file", type=Path, default=None,
-                   help=f"read the API token from this file (else env {TOKEN_ENV})")
+    p.add_argument(
+        "--api-base",
+        default=None,
+        help=f"API base URL before /v1 (env {BASE_ENV}, default {DEFAULT_API_BASE})",
+    )
+    p.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help=f"read the API token from this file (else env {TOKEN_ENV})",
+    )
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
     _api_options(p)
-    p.add_argument("--simulate", action="store_true", default=None,
-                   help="use the built-in simulator on 127.0.0.1 (no token, no cost)")
+    p.add_argument(
+        "--simulate",
+        action="store_true",
+        default=None,
+        help="use the built-in simulator on 127.0.0.1 (no token, no cost)",
+    )
     p.add_argument("--concurrency", type=int, help="most jobs in flight (default 8)")
     p.add_argument("--rate", type=float, help="most API requests per second")
     p.add_argument("--retries", type=int, help="new attempts after a failed generation (default 1)")
-    p.add_argument("--job-timeout", type=float, help="seconds before a job is given up (default 3600)")
-    p.add_argument("--resubmit-uncertain", dest="resubmit_uncertain", action="store_true",
-                   default=None, help="resubmit jobs whose submit answer was lost (default)")
-    p.add_argument("--no-resubmit-uncertain", dest="resubmit_uncertain", action="store_false",
-                   help="leave such jobs 'uncertain' instead (never risk paying twice)")
+    p.add_argument(
+        "--job-timeout", type=float, help="seconds before a job is given up (default 3600)"
+    )
+    p.add_argument(
+        "--resubmit-uncertain",
+        dest="resubmit_uncertain",
+        action="store_true",
+        default=None,
+        help="resubmit jobs whose submit answer was lost (default)",
+    )
+    p.add_argument(
+        "--no-resubmit-uncertain",
+        dest="resubmit_uncertain",
+        action="store_false",
+        help="leave such jobs 'uncertain' instead (never risk paying twice)",
+    )
     p.add_argument("--name-template", help="output file names, e.g. '{style}/{subject}-{k}.{ext}'")
-    p.add_argument("--allow-download-host", action="append", default=None, metavar="HOST",
-                   help="also download outputs from HOST (repeatable)")
+    p.add_argument(
+        "--allow-download-host",
+        action="append",
+        default=None,
+        metavar="HOST",
+        help="also download outputs from HOST (repeatable)",
+    )
     p.add_argument("--max-file-bytes", type=int, help="abort larger downloads (default 2 GiB)")
     p.add_argument("--max-jobs", type=int, help="refuse to submit more new jobs (default 100000)")
-    p.add_argument("--export-csv", action="store_true", default=None,
-                   help="also write RUN_DIR/metadata.csv at the end")
+    p.add_argument(
+        "--export-csv",
+        action="store_true",
+        default=None,
+        help="also write RUN_DIR/metadata.csv at the end",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")
 
@@ -111,12 +155,17 @@ def _run_options(p: argparse.ArgumentParser) -> None:
 # ---- settings and token ---------------------------------------------------------------------
 
 
-def settings_from(args: argparse.Namespace, *, layers: list[tuple[str, dict[str, Any]]]) -> RunSettings:
+def settings_from(
+    args: argparse.Namespace, *, layers: list[tuple[str, dict[str, Any]]]
+) -> RunSettings:
     settings = RunSettings()
     for origin, values in layers:
         settings.apply(values, origin=origin)
-    flags = {field: getattr(args, dest) for dest, field in RUN_FLAGS.items()
-             if getattr(args, dest, None) is not None}
+    flags = {
+        field: getattr(args, dest)
+        for dest, field in RUN_FLAGS.items()
+        if getattr(args, dest, None) is not None
+    }
     settings.apply(flags, origin="command line")
     if args.simulate:
         settings.simulate = True
@@ -148,7 +197,9 @@ def _token_from_file(path: Path) -> str:
         info = path.stat()
         token = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--token-file {path}: cannot read it ({getattr(exc, 'strerror', exc)})") from None
+        raise UsageError(
+            f"--token-file {path}: cannot read it ({getattr(exc, 'strerror', exc)})"
+        ) from None
     if info.st_mode & (stat.S_IRGRP | stat.S_IROTH):
         print(f"warning: {path} is readable by other users; chmod 600 it", file=sys.stderr)
     if not token:
@@ -176,8 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a bug of ours: one line, or a redacted traceback with --debug
         if debug:
             print(_redact(traceback.format_exc()), file=sys.stderr)
-        print(f"internal error: {_redact(f'{type(exc).__name__}: {exc}')} "
-              "(please report it; --debug shows details)", file=sys.stderr)
+        print(
+            f"internal error: {_redact(f'{type(exc).__name__}: {exc}')} "
+            "(please report it; --debug shows details)",
+            file=sys.stderr,
+        )
         return 1
 
 

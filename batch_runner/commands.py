@@ -16,8 +16,13 @@ from batch_runner.state import StateStore
 
 def dispatch(args: argparse.Namespace) -> int:
     handler = {
-        "run": cmd_run, "resume": cmd_resume, "status": cmd_status, "cancel": cmd_cancel,
-        "validate": cmd_validate, "simulate": cmd_simulate, "report": cmd_report,
+        "run": cmd_run,
+        "resume": cmd_resume,
+        "status": cmd_status,
+        "cancel": cmd_cancel,
+        "validate": cmd_validate,
+        "simulate": cmd_simulate,
+        "report": cmd_report,
         "export": cmd_export,
     }[args.command]
     return handler(args)
@@ -36,23 +41,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batch_runner.schema import load_jobs
 
     overrides = parse_set(args.set)
-    # options first (cheap), so --max-jobs and --name-template take part in validation
-    from batch_runner.manifest import load_manifest
-
-    manifest = load_manifest(args.manifest)
-    settings = cli.settings_from(args, layers=[("manifest options", _manifest_options(manifest))])
-    expansion = load_jobs(args.manifest, overrides=overrides, max_jobs=settings.max_jobs,
-                          name_template=settings.name_template)
+    options = _manifest_options(args.manifest)  # first, so --max-jobs etc. shape the validation
+    settings = cli.settings_from(args, layers=[("manifest options", options)])
+    expansion = load_jobs(
+        args.manifest,
+        overrides=overrides,
+        max_jobs=settings.max_jobs,
+        name_template=settings.name_template,
+    )
     for warning in expansion.warnings:
         _say(f"warning: {warning}")
     token = cli.read_token(args, settings)
-    run_dir = args.out or Path(str(manifest.options.get("out") or default_run_dir(args.manifest)))
+    run_dir = args.out or Path(str(expansion.options.get("out") or default_run_dir(args.manifest)))
     _say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
     return _execute(RunInput(run_dir, settings, token, expansion.jobs, args.manifest), args)
 
 
-def _manifest_options(manifest) -> dict:
-    return {k: v for k, v in manifest.options.items() if k != "out"}
+def _manifest_options(path: Path) -> dict:
+    """The manifest's `options:` (without `out`); problems are reported later by load_jobs."""
+    from batch_runner.manifest import read_manifest
+
+    manifest = read_manifest(path)[0]
+    options = manifest.options if manifest is not None else {}
+    return {k: v for k, v in options.items() if k != "out"}
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -156,24 +167,25 @@ def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tup
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from batch_runner.expand import parse_set
-    from batch_runner.manifest import load_manifest
     from batch_runner.schema import load_jobs
 
-    manifest = load_manifest(args.manifest)
     settings = RunSettings()
-    settings.apply(_manifest_options(manifest), origin="manifest options")
+    settings.apply(_manifest_options(args.manifest), origin="manifest options")
     max_jobs = args.max_jobs if args.max_jobs is not None else settings.max_jobs
     template = args.name_template or settings.name_template
-    expansion = load_jobs(args.manifest, overrides=parse_set(args.set), max_jobs=max_jobs,
-                          name_template=template)
+    expansion = load_jobs(
+        args.manifest, overrides=parse_set(args.set), max_jobs=max_jobs, name_template=template
+    )
     for warning in expansion.warnings:
         _say(f"warning: {warning}")
     if args.json:
-        cli.print_json({
-            "jobs": len(expansion.jobs),
-            "sweeps": [{"source": str(loc), "jobs": n} for loc, n in expansion.sweep_counts],
-            "warnings": expansion.warnings,
-        })
+        cli.print_json(
+            {
+                "jobs": len(expansion.jobs),
+                "sweeps": [{"source": str(loc), "jobs": n} for loc, n in expansion.sweep_counts],
+                "warnings": expansion.warnings,
+            }
+        )
         return 0
     print(f"{args.manifest}: {len(expansion.jobs)} jobs, valid ({expansion.model})")
     for loc, n in expansion.sweep_counts:
@@ -189,7 +201,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         cli.run_async(serve(config, args.host, args.port))
     except OSError as exc:
-        raise UsageError(f"simulate: cannot listen on {args.host}:{args.port} ({exc.strerror})") from None
+        raise UsageError(
+            f"simulate: cannot listen on {args.host}:{args.port} ({exc.strerror})"
+        ) from None
     return 0
 
 
@@ -206,8 +220,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         if args.api_base:
             settings.api_base, settings.simulate = args.api_base, False
         if settings.simulate:
-            raise UsageError("this run used the in-process simulator, which stopped with it: "
-                             "there is nothing on a server to cancel")
+            raise UsageError(
+                "this run used the in-process simulator, which stopped with it: "
+                "there is nothing on a server to cancel"
+            )
         token = cli.read_token(args, settings)
         result = cli.run_async(cancel_queued(store, settings.api_base, token))
     finally:
@@ -215,8 +231,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     if args.json:
         cli.print_json(result)
     else:
-        print(f"cancelled: {len(result['cancelled'])}, not cancellable: "
-              f"{len(result['not_cancellable'])}, errors: {len(result['errors'])}")
+        print(
+            f"cancelled: {len(result['cancelled'])}, not cancellable: "
+            f"{len(result['not_cancellable'])}, errors: {len(result['errors'])}"
+        )
         for rid in result["not_cancellable"]:
             print(f"  not cancellable (already running or finished): {rid}")
         for err in result["errors"]:

@@ -1,14 +1,14 @@
 """The exception tree of batch_runner; the CLI maps each branch to a message and an exit code.
 
-    BatchRunnerError
-    ├── UsageError            bad flag or option value                      exit 2
-    ├── ManifestError         manifest unreadable or invalid (all problems)  exit 2
-    ├── StateError            state file unusable (corrupt, newer, locked)   exit 2
-    │   └── LockedError       another process runs this directory            exit 2
-    ├── AccountError          bad token, inactive account, no credits        exit 3
-    └── ApiError              one API call failed (carries status, code, request_id)
-        ├── TransportError    no answer: refused, reset, timeout, bad body
-        └── DownloadError     a file download failed or was refused
+BatchRunnerError
+├── UsageError            bad flag or option value                      exit 2
+├── ManifestError         manifest unreadable or invalid (all problems)  exit 2
+├── StateError            state file unusable (corrupt, newer, locked)   exit 2
+│   └── LockedError       another process runs this directory            exit 2
+├── AccountError          bad token, inactive account, no credits        exit 3
+└── ApiError              one API call failed (carries status, code, request_id)
+    ├── TransportError    no answer: refused, reset, timeout, bad body
+    └── DownloadError     a file download failed or was refused
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ class AccountError(BatchRunnerError):
 
 
 class ApiError(BatchRunnerError):
-    """An API call that failed; `sent` tells whether the request body may have reached the server."""
+    """An API call that failed; `sent`: whether the request body may have reached the server."""
 
     def __init__(
         self,

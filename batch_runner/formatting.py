@@ -6,8 +6,17 @@ from typing import Any
 
 from batch_runner.jobs import JobSpec
 
-STATE_ORDER = ("pending", "submitting", "queued", "running", "downloading", "done", "failed",
-               "cancelled", "uncertain")
+STATE_ORDER = (
+    "pending",
+    "submitting",
+    "queued",
+    "running",
+    "downloading",
+    "done",
+    "failed",
+    "cancelled",
+    "uncertain",
+)
 
 
 def format_counts(counts: dict[str, int]) -> str:
@@ -33,12 +42,16 @@ def format_summary(summary: dict[str, Any], *, max_failures: int = 20) -> str:
         + (" (submissions sent again after their answer was lost)" if dups else "")
     )
     if summary.get("not_in_manifest"):
-        lines.append(f"not in manifest: {summary['not_in_manifest']} (kept in the state, untouched)")
+        lines.append(
+            f"not in manifest: {summary['not_in_manifest']} (kept in the state, untouched)"
+        )
     failures = summary.get("failures", [])
     if failures:
         lines.append("failures:")
         for f in failures[:max_failures]:
-            lines.append(f"  #{f['index']:05d} {f['state']}: {f.get('reason') or 'no reason given'}")
+            lines.append(
+                f"  #{f['index']:05d} {f['state']}: {f.get('reason') or 'no reason given'}"
+            )
         if len(failures) > max_failures:
             lines.append(f"  … and {len(failures) - max_failures} more (status --json lists them)")
     if summary.get("error"):

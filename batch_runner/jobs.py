@@ -72,7 +72,9 @@ class JobSpec:
 
 def job_key(model: str, inputs: dict[str, Any], copy: int) -> str:
     """Stable hash of model path, final inputs and copy number (16 hex digits)."""
-    blob = json.dumps([model, inputs, copy], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    blob = json.dumps(
+        [model, inputs, copy], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

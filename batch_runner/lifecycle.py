@@ -113,7 +113,11 @@ class JobRunner:
                 if decision.action is Action.FAIL:
                     self._fail(job, f"submit refused: {exc.message}")
                 if decision.action is Action.AMBIGUOUS:
-                    self._move(job, S.UNCERTAIN, f"submit answer lost ({decision.cause}); the job may exist")
+                    self._move(
+                        job,
+                        S.UNCERTAIN,
+                        f"submit answer lost ({decision.cause}); the job may exist",
+                    )
                     await self.store.durable()
                     if not self.settings.resubmit_uncertain:
                         self._finished()
@@ -122,7 +126,11 @@ class JobRunner:
                     self._move(job, S.PENDING, f"submit retry ({decision.cause})")
                 self.store.count_retry(decision.cause)
                 if time.monotonic() > deadline or tries == MAX_CALL_RETRIES:
-                    self._fail(job, f"submit kept failing: {exc.message}", keep_state=job.state is S.UNCERTAIN)
+                    self._fail(
+                        job,
+                        f"submit kept failing: {exc.message}",
+                        keep_state=job.state is S.UNCERTAIN,
+                    )
                 await asyncio.sleep(retry_delay(exc, tries, self.rng))
                 continue
             attempt = job.attempts + 1
@@ -246,15 +254,23 @@ class JobRunner:
 
         def name_for(ext: str) -> str:
             return render_name(
-                template, index=job.index, key=job.key, inputs=job.inputs, vars=job.vars,
-                k=k, n_files=n_files, ext=ext,
+                template,
+                index=job.index,
+                key=job.key,
+                inputs=job.inputs,
+                vars=job.vars,
+                k=k,
+                n_files=n_files,
+                ext=ext,
             )
 
         refreshes = tries = 0
         while True:
             try:
                 got = await self.fetch(
-                    urls[k - 1], images_dir=self.run_dir / IMAGES_DIR, name_for=name_for,
+                    urls[k - 1],
+                    images_dir=self.run_dir / IMAGES_DIR,
+                    name_for=name_for,
                     parameters=parameters_text(job.model, job.inputs),
                 )
             except ApiError as exc:

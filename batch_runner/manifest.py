@@ -192,10 +192,7 @@ def _read_yaml(path: Path, text: str) -> tuple[Manifest | None, list[Problem]]:
         if root is not None and _ANCHOR.search(text):
             _check_aliases(root)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        msg = " ".join(str(p) for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        return None, [Problem(name, line, None, f"YAML syntax error: {msg}")]
+        return None, [_syntax_problem(name, text, exc)]
     except yaml.reader.ReaderError as exc:
         line = text[: exc.position].count("\n") + 1
         return None, [Problem(name, line, None, f"YAML error: {exc.reason}")]
@@ -215,6 +212,18 @@ def _read_yaml(path: Path, text: str) -> tuple[Manifest | None, list[Problem]]:
         msg = "a manifest must be a mapping (model, defaults, jobs, ...) or a list of jobs"
         return None, [Problem(name, line, None, msg)]
     return _yaml_top(path, loader, root, problems), problems
+
+
+def _syntax_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
+    """Name the line where the mistake most likely is, and the other line when there are two."""
+    msg = " ".join(str(p) for p in (exc.context, exc.problem) if p) or "invalid YAML"
+    problem, context = exc.problem_mark, exc.context_mark
+    line = problem.line + 1 if problem is not None else None
+    if context is not None and (problem is None or not text[problem.index :].strip()):
+        line = context.line + 1  # the file ended inside something opened there
+    elif context is not None and context.line + 1 != line:
+        msg += f" (started on line {context.line + 1})"
+    return Problem(name, line, None, f"YAML syntax error: {msg}")
 
 
 class _AliasError(Exception):

@@ -24,7 +24,9 @@ class Progress:
         if enabled and sys.stdout.isatty():
             opts = {"file": sys.stderr, "dynamic_ncols": True, "leave": True}
             self.bars = {
-                "submitted": tqdm(total=to_submit, desc="submitted ", unit="job", position=0, **opts),
+                "submitted": tqdm(
+                    total=to_submit, desc="submitted ", unit="job", position=0, **opts
+                ),
                 "finished": tqdm(total=total, desc="finished  ", unit="job", position=1, **opts),
                 "file": tqdm(desc="downloaded", unit="file", position=2, **opts),
             }

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import random
 import shutil
 import signal
@@ -66,7 +65,9 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
             store.set_meta({"settings": inp.settings.stored(), "manifest": str(inp.manifest)})
             _copy_manifest(inp)
             if added or missing:
-                _say(f"{added} new jobs" + (f", {missing} not in manifest (kept)" if missing else ""))
+                _say(
+                    f"{added} new jobs" + (f", {missing} not in manifest (kept)" if missing else "")
+                )
         _recover(store, inp.run_dir)
     except BaseException:
         store.close()
@@ -89,7 +90,9 @@ def _recover(store: StateStore, run_dir: Path) -> None:
     """Repair what a crash can leave: submits in flight, partial files, short metadata."""
     for job in store.jobs(with_files=False):
         if job.state is JobState.SUBMITTING:
-            store.set_state(job.index, JobState.UNCERTAIN, "the run stopped during submit; the job may exist")
+            store.set_state(
+                job.index, JobState.UNCERTAIN, "the run stopped during submit; the job may exist"
+            )
     images = run_dir / IMAGES_DIR
     if images.is_dir():
         for part in images.rglob("*.part"):
@@ -110,32 +113,44 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             f"this run would submit {new} new jobs, more than --max-jobs {settings.max_jobs}; "
             "raise --max-jobs to go ahead (nothing was submitted)"
         )
-    interrupted = False
-    async with _api(settings, inp.token) as (base, token):
-        async with _sessions(settings) as (api_session, file_session):
-            client = RunComfyClient(api_session, base, token, limiter=RateLimiter(settings.rate))
-            fetch = partial(download, file_session, hosts=_hosts(settings, base),
-                            max_bytes=settings.max_file_bytes)
-            runner = JobRunner(store, client, fetch, settings, inp.run_dir, PollPlanner(), tracker,
-                               random.Random())
-            progress = Progress(tracker, total=len(todo), to_submit=new, enabled=settings.progress)
-            scheduler = Scheduler(runner, settings.concurrency)
-            main = asyncio.current_task()
-            _install_signals(tracker, main, scheduler)
-            try:
-                await scheduler.run(todo)
-            except asyncio.CancelledError:
-                interrupted = True
-            finally:
-                _remove_signals()
-                progress.close()
-                store.flush()
+    async with _api(settings, inp.token) as (base, token), _sessions(settings) as sessions:
+        client = RunComfyClient(sessions[0], base, token, limiter=RateLimiter(settings.rate))
+        fetch = partial(
+            download, sessions[1], hosts=_hosts(settings, base), max_bytes=settings.max_file_bytes
+        )
+        runner = JobRunner(
+            store,
+            client,
+            fetch,
+            settings,
+            inp.run_dir.resolve(),
+            PollPlanner(),
+            tracker,
+            random.Random(),
+        )
+        progress = Progress(tracker, total=len(todo), to_submit=new, enabled=settings.progress)
+        interrupted = await _run_workers(Scheduler(runner, settings.concurrency), todo, tracker)
+        progress.close()
+        store.flush()
     interrupted = interrupted or (tracker.stopping and tracker.fatal is None)
     return _finish(inp, store, tracker, interrupted, time.monotonic() - started)
 
 
-def _finish(inp: RunInput, store: StateStore, tracker: Tracker, interrupted: bool,
-            wall: float) -> RunResult:
+async def _run_workers(scheduler: Scheduler, todo: list, tracker: Tracker) -> bool:
+    """Run the pool under the signal handlers; True when a second signal cut it short."""
+    _install_signals(tracker, asyncio.current_task(), scheduler)
+    try:
+        await scheduler.run(todo)
+    except asyncio.CancelledError:
+        return True
+    finally:
+        _remove_signals()
+    return False
+
+
+def _finish(
+    inp: RunInput, store: StateStore, tracker: Tracker, interrupted: bool, wall: float
+) -> RunResult:
     if tracker.metadata_dirty:
         rebuild_metadata(inp.run_dir, store.jobs())
     summary = store.summary()
@@ -180,8 +195,10 @@ async def _api(settings: RunSettings, token: str | None) -> AsyncIterator[tuple[
 async def _sessions(settings: RunSettings) -> AsyncIterator[tuple[aiohttp.ClientSession, ...]]:
     limit = max(64, settings.concurrency * 2)
     # two sessions: the API one never carries file traffic, the file one never carries the token
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as api, \
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as files:
+    async with (
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as api,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as files,
+    ):
         yield api, files
 
 
@@ -201,7 +218,8 @@ def _install_signals(tracker: Tracker, main: asyncio.Task | None, scheduler: Sch
             tracker.stopping = True
             _say(
                 "stopping: no new submissions; finishing the jobs in flight "
-                f"({scheduler.waiting} not started wait for a resume). Press Ctrl-C again to exit now."
+                f"({scheduler.waiting} not started wait for a resume). "
+                "Press Ctrl-C again to exit now."
             )
         elif main is not None:
             _say("exiting now; the state file is consistent, resume to continue")
@@ -221,5 +239,3 @@ def _remove_signals() -> None:
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
-
-

@@ -40,7 +40,7 @@ _PLAIN = {"string": str, "integer": int, "number": int | float, "object": dict, 
 _INTEGER = re.compile(r"[+-]?\d+")
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
-Error = tuple[str | None, str]  # (field, message)
+Error = tuple[str | None, str, str | None]  # (field shown, message, field whose line to use)
 
 
 @functools.cache
@@ -113,14 +113,14 @@ class _Checker:
     def errors(self, inputs: Any, *, partial: bool = False) -> list[Error]:
         """Every problem of one job's inputs; `partial` skips required fields (for defaults)."""
         if not isinstance(inputs, dict):
-            return [(None, "inputs must be a mapping")]
+            return [(None, "inputs must be a mapping", None)]
         out: list[Error] = []
         if self.known:
-            out += [(None, self.unknown(k)) for k in inputs if k not in self.props]
+            out += [(None, self.unknown(k), k) for k in inputs if k not in self.props]
         if not self.by_field:
             return out + self._whole(inputs, partial)
         if not partial:
-            out += [(name, "required") for name in self.required if name not in inputs]
+            out += [(name, "required", None) for name in self.required if name not in inputs]
         for name, value in inputs.items():
             if name in self.fields:
                 out += self._field(name, value)
@@ -141,7 +141,7 @@ class _Checker:
             # one problem per field: the allowed values say more than the type
             if path not in found or e.validator == "enum":
                 found[path] = e
-        errors = [(path, _message(e)) for path, e in found.items()]
+        errors = [(path, _message(e), name) for path, e in found.items()]
         if cache_key and len(self._cache) < 100_000:
             self._cache[cache_key] = errors
         return errors
@@ -151,23 +151,28 @@ class _Checker:
         for e in self.whole.iter_errors(inputs):
             if e.validator == "required":
                 if not partial:
-                    out += [(r, "required") for r in e.validator_value if r not in e.instance]
+                    out += [(r, "required", None) for r in e.validator_value if r not in e.instance]
                 continue
             if e.validator == "additionalProperties" and self.known:
                 continue  # reported above as unknown fields, with the allowed list
             path = ".".join(str(p) for p in e.absolute_path) or None
-            out.append((path, _message(e)))
+            top = str(e.absolute_path[0]) if e.absolute_path else None
+            out.append((path, _message(e), top))
         return out
 
 
 def validate_jobs(
-    jobs: list[JobSpec], schemas: dict[str, dict[str, Any] | None] | None = None
+    jobs: list[JobSpec],
+    schemas: dict[str, dict[str, Any] | None] | None = None,
+    field_lines: dict[Location, dict[str, int]] | None = None,
 ) -> tuple[list[Problem], list[str]]:
     """Check every job against its model's schema; return (problems, warnings).
 
-    `schemas` maps model → schema to use instead of the bundled ones (None: unknown model).
+    `schemas` maps model → schema to use instead of the bundled ones (None: unknown model);
+    `field_lines` (job source → line of each field) lets a problem name its field's own line.
     A problem repeated by many jobs from the same line is reported once.
     """
+    field_lines = field_lines or {}
     checkers: dict[str, _Checker] = {}
     warnings: list[str] = []
     problems: list[Problem] = []
@@ -185,8 +190,9 @@ def validate_jobs(
                 )
             checker = checkers[job.model] = _Checker(schema)
         loc = job.source or Location("<jobs>")
-        for field, message in checker.errors(job.inputs):
-            signature = (loc.file, loc.line, field, message)
+        lines = field_lines.get(loc, {})
+        for field, message, at in checker.errors(job.inputs):
+            signature = (loc.file, lines.get(at, loc.line) if at else loc.line, field, message)
             if signature not in seen:
                 seen.add(signature)
                 problems.append(Problem(*signature))
@@ -243,7 +249,7 @@ def _known_keys(
 ) -> tuple[dict[str, Any], list[Problem]]:
     """Check defaults or --set values once (not once per job); drop the unknown fields."""
     problems = []
-    for field, message in checker.errors(values, partial=True):
+    for field, message, _ in checker.errors(values, partial=True):
         label = f"{what}.{field}" if field else what
         problems.append(Problem(where.file, where.line, label, message))
     kept = {k: v for k, v in values.items() if not checker.known or k in checker.props}
@@ -314,7 +320,8 @@ def load_jobs(
     except ManifestError as exc:
         raise ManifestError(_sorted(problems + exc.problems)) from None
     problems += found
-    found, warnings = validate_jobs(expansion.jobs)
+    lines = {e.source: e.field_lines for e in manifest.entries if e.field_lines}
+    found, warnings = validate_jobs(expansion.jobs, field_lines=lines)
     # a bad default shows in every job: it is reported once, at the defaults
     reported = {(p.field.partition(".")[2], p.message) for p in from_defaults + from_set if p.field}
     problems += [p for p in found if (p.field, p.message) not in reported]

@@ -33,8 +33,16 @@ class RunSettings:
 
     # options a manifest may set (never api_base: a copied manifest must not redirect the token)
     MANIFEST_KEYS = (
-        "concurrency", "rate", "retries", "job_timeout", "resubmit_uncertain", "name_template",
-        "allow_download_host", "max_file_bytes", "max_jobs", "export_csv",
+        "concurrency",
+        "rate",
+        "retries",
+        "job_timeout",
+        "resubmit_uncertain",
+        "name_template",
+        "allow_download_host",
+        "max_file_bytes",
+        "max_jobs",
+        "export_csv",
     )
     # options remembered in the state file so `resume RUN_DIR` behaves like the run
     STORED_KEYS = MANIFEST_KEYS + ("api_base", "simulate")
@@ -70,9 +78,16 @@ class RunSettings:
 
 
 _TYPES: dict[str, type] = {
-    "concurrency": int, "retries": int, "max_file_bytes": int, "max_jobs": int,
-    "rate": float, "job_timeout": float,
+    "concurrency": int,
+    "retries": int,
+    "max_file_bytes": int,
+    "max_jobs": int,
+    "rate": float,
+    "job_timeout": float,
 }
+
+
+_BOOLS = ("resubmit_uncertain", "simulate", "progress", "json", "export_csv")
 
 
 def _coerce(key: str, value: Any, origin: str) -> Any:
@@ -90,9 +105,8 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise UsageError(f"{origin}: option '{key}' must be a host or a list of hosts")
         return list(value)
-    if key in ("resubmit_uncertain", "simulate", "progress", "json", "export_csv"):
-        if not isinstance(value, bool):
-            raise UsageError(f"{origin}: option '{key}' must be true or false")
+    if key in _BOOLS and not isinstance(value, bool):
+        raise UsageError(f"{origin}: option '{key}' must be true or false")
     if key == "name_template" and value is not None and not isinstance(value, str):
         raise UsageError(f"{origin}: option '{key}' must be a string")
     return value

@@ -9,6 +9,7 @@ before anything else happens to that job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
@@ -132,7 +133,9 @@ class StateStore:
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise StateError(f"{run_dir}: cannot create run directory ({exc.strerror})") from None
+                raise StateError(
+                    f"{run_dir}: cannot create run directory ({exc.strerror})"
+                ) from None
         elif path.is_dir():
             raise StateError(f"{path}: is a directory, not a state file")
         conn = _connect(path, readonly=readonly)
@@ -194,9 +197,19 @@ class StateStore:
             if key in known:
                 continue
             rows.append(
-                (next_idx, key, spec.model, _dump(spec.inputs), spec.copy, _dump(spec.meta),
-                 _dump(spec.vars), spec.sweep, str(spec.source) if spec.source else None,
-                 JobState.PENDING.value, now)
+                (
+                    next_idx,
+                    key,
+                    spec.model,
+                    _dump(spec.inputs),
+                    spec.copy,
+                    _dump(spec.meta),
+                    _dump(spec.vars),
+                    spec.sweep,
+                    str(spec.source) if spec.source else None,
+                    JobState.PENDING.value,
+                    now,
+                )
             )
             next_idx += 1
         with self._tx():
@@ -228,15 +241,41 @@ class StateStore:
             rids.setdefault(idx, []).append(rid)
         out = []
         for row in self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY idx"):
-            (idx, key, model, inputs, copy, meta, vars_, sweep, source, state, reason, rid,
-             attempts, in_manifest, _outputs) = row
+            (
+                idx,
+                key,
+                model,
+                inputs,
+                copy,
+                meta,
+                vars_,
+                sweep,
+                source,
+                state,
+                reason,
+                rid,
+                attempts,
+                in_manifest,
+                _outputs,
+            ) = row
             out.append(
                 JobRecord(
-                    key=key, index=idx, model=model, inputs=json.loads(inputs),
-                    state=JobState(state), copy=copy, meta=json.loads(meta),
-                    vars=json.loads(vars_), sweep=sweep, source=source, reason=reason,
-                    request_id=rid, request_ids=rids.get(idx, []), attempts=attempts,
-                    files=files.get(idx, []), in_manifest=bool(in_manifest),
+                    key=key,
+                    index=idx,
+                    model=model,
+                    inputs=json.loads(inputs),
+                    state=JobState(state),
+                    copy=copy,
+                    meta=json.loads(meta),
+                    vars=json.loads(vars_),
+                    sweep=sweep,
+                    source=source,
+                    reason=reason,
+                    request_id=rid,
+                    request_ids=rids.get(idx, []),
+                    attempts=attempts,
+                    files=files.get(idx, []),
+                    in_manifest=bool(in_manifest),
                 )
             )
         return out
@@ -251,8 +290,12 @@ class StateStore:
     def summary(self) -> dict[str, Any]:
         """The object `status --json` prints (CONTRACT §2)."""
         counts = self.counts()
-        files, size = self._conn.execute("SELECT count(*), coalesce(sum(bytes), 0) FROM files").fetchone()
-        dups = self._conn.execute("SELECT coalesce(sum(possible_duplicates), 0) FROM jobs").fetchone()[0]
+        files, size = self._conn.execute(
+            "SELECT count(*), coalesce(sum(bytes), 0) FROM files"
+        ).fetchone()
+        dups = self._conn.execute(
+            "SELECT coalesce(sum(possible_duplicates), 0) FROM jobs"
+        ).fetchone()[0]
         not_in = self._conn.execute("SELECT count(*) FROM jobs WHERE in_manifest = 0").fetchone()[0]
         failures = [
             {"index": idx, "key": key, "state": state, "reason": reason, "request_id": rid}
@@ -403,10 +446,8 @@ class _Transaction:
                 return False
             self._conn.execute("ROLLBACK")
         except sqlite3.Error as err:
-            try:
+            with contextlib.suppress(sqlite3.Error):
                 self._conn.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
             raise StateError(_os_message(self._path, err)) from None
         if isinstance(exc, sqlite3.Error):
             raise StateError(_os_message(self._path, exc)) from None

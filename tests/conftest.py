@@ -30,7 +30,9 @@ class Sim:
     def __init__(self, *args: str):
         self.proc = subprocess.Popen(
             [CLI, "simulate", "--host", "127.0.0.1", "--port", "0", *args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         line = self.proc.stdout.readline().strip()
         if not line.startswith("simulator listening on "):
@@ -44,7 +46,9 @@ class Sim:
 
     def post(self, path: str, body: dict) -> Any:
         req = urllib.request.Request(
-            self.base_url + path, data=json.dumps(body).encode(), method="POST",
+            self.base_url + path,
+            data=json.dumps(body).encode(),
+            method="POST",
             headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(req, timeout=10) as r:
@@ -93,17 +97,20 @@ def sim_env(sim: Sim, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
-            cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     if env is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("RUNCOMFY_")}
-    return subprocess.run([CLI, *map(str, args)], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    return subprocess.run(
+        [CLI, *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
 
 
 def spawn_cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([CLI, *map(str, args)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [CLI, *map(str, args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def write_manifest(path: Path, prompts: list[str], **defaults: Any) -> Path:

@@ -31,8 +31,10 @@ def test_bad_manifest_exits_2_and_sends_nothing(sim, tmp_path, name):
 
 def test_every_problem_is_reported_at_once(tmp_path):
     path = tmp_path / "many.yaml"
-    path.write_text("jobs:\n  - prompt: a\n    resolution: 4K\n  - resolution: 2K\n"
-                    "  - prompt: c\n    output_format: gif\n")
+    path.write_text(
+        "jobs:\n  - prompt: a\n    resolution: 4K\n  - resolution: 2K\n"
+        "  - prompt: c\n    output_format: gif\n"
+    )
     res = run_cli("validate", path)
     assert res.returncode == 2
     assert ":3" in res.stderr and ":4" in res.stderr and ":6" in res.stderr
@@ -45,10 +47,16 @@ def test_validate_prints_count_and_preview(tmp_path):
     assert "3 jobs" in res.stdout and "a fox" in res.stdout
 
 
-@pytest.mark.parametrize("args", [
-    ["run"], ["frobnicate"], ["run", "x.yaml", "--concurrency", "zero"],
-    ["status", "/nonexistent/dir"], ["resume", "/nonexistent/dir"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run"],
+        ["frobnicate"],
+        ["run", "x.yaml", "--concurrency", "zero"],
+        ["status", "/nonexistent/dir"],
+        ["resume", "/nonexistent/dir"],
+    ],
+)
 def test_bad_usage_exits_2_without_traceback(args):
     res = run_cli(*args)
     assert res.returncode == 2, res.stderr

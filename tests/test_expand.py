@@ -1,4 +1,4 @@
-"""Expansion: defaults, repeats, sweeps (product, vars, zip, exclude), overrides, counts and keys."""
+"""Expansion: defaults, repeats, sweeps (product, vars, zip, exclude), overrides, counts, keys."""
 
 from __future__ import annotations
 
@@ -190,7 +190,10 @@ def test_empty_sweep_list_warns(tmp_path):
 @pytest.mark.timeout(5)
 def test_huge_sweep_is_refused_by_count_before_building(tmp_path):
     values = ", ".join(str(i) for i in range(1000))
-    text = f"sweep:\n  - prompt: '{{a}}{{b}}{{c}}'\n    vars: {{a: [{values}], b: [{values}], c: [{values}]}}\n"
+    text = (
+        "sweep:\n  - prompt: '{a}{b}{c}'\n"
+        f"    vars: {{a: [{values}], b: [{values}], c: [{values}]}}\n"
+    )
     m = manifest(tmp_path, text)
     assert count_jobs(m) == 10**9
     with pytest.raises(ManifestError) as info:

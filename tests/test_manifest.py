@@ -1,4 +1,4 @@
-"""Reading manifests: YAML, CSV and JSONL into entries with file and line; every bad input a problem."""
+"""Reading YAML, CSV and JSONL manifests into entries with file and line; bad input = problems."""
 
 from __future__ import annotations
 

@@ -23,7 +23,9 @@ def _check_files(out: Path, n_jobs: int) -> list[dict]:
     lines = read_metadata(out)
     names = [line["file_name"] for line in lines]
     assert len(names) == len(set(names)) == n_jobs  # every file once, no duplicate line
-    on_disk = sorted(p.relative_to(out).as_posix() for p in (out / "images").rglob("*") if p.is_file())
+    on_disk = sorted(
+        p.relative_to(out).as_posix() for p in (out / "images").rglob("*") if p.is_file()
+    )
     assert on_disk == sorted(names)
     for line in lines:
         with Image.open(out / line["file_name"]) as img:
@@ -35,8 +37,9 @@ def _kill_loop(sim, manifest: Path, out: Path, extra: list[str], kills: int, see
     rng = random.Random(seed)
     env = sim_env(sim)
     for _ in range(kills):
-        proc = spawn_cli("run", manifest, "--out", out, "--concurrency", "8", "--no-progress",
-                         *extra, env=env)
+        proc = spawn_cli(
+            "run", manifest, "--out", out, "--concurrency", "8", "--no-progress", *extra, env=env
+        )
         time.sleep(rng.uniform(0.3, 1.2))
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=30)
@@ -78,8 +81,9 @@ def test_sigint_once_drains_in_flight_and_submits_nothing_new(make_sim, tmp_path
     sim = make_sim("--latency", "0.5:0.8", "--image-scale", "0.02")
     manifest = write_manifest(tmp_path / "d.yaml", [f"drain job {i}" for i in range(40)])
     out = tmp_path / "run"
-    proc = spawn_cli("run", manifest, "--out", out, "--concurrency", "5", "--no-progress",
-                     env=sim_env(sim))
+    proc = spawn_cli(
+        "run", manifest, "--out", out, "--concurrency", "5", "--no-progress", env=sim_env(sim)
+    )
     _wait_submitted(sim, 8)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)  # a POST already on the wire may still land
@@ -102,8 +106,9 @@ def test_sigint_twice_exits_at_once_then_resume_completes(make_sim, tmp_path):
     sim = make_sim("--latency", "2:3", "--image-scale", "0.02")
     manifest = write_manifest(tmp_path / "q.yaml", [f"quit job {i}" for i in range(12)])
     out = tmp_path / "run"
-    proc = spawn_cli("run", manifest, "--out", out, "--concurrency", "4", "--no-progress",
-                     env=sim_env(sim))
+    proc = spawn_cli(
+        "run", manifest, "--out", out, "--concurrency", "4", "--no-progress", env=sim_env(sim)
+    )
     _wait_submitted(sim, 4)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.2)

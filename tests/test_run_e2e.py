@@ -1,4 +1,4 @@
-"""A manifest becomes images on disk: whole runs through the console script against the simulator."""
+"""A manifest becomes images on disk: whole runs via the console script against the simulator."""
 
 from __future__ import annotations
 
@@ -47,8 +47,16 @@ def test_concurrency_bounds_jobs_in_flight(make_sim, tmp_path):
     sim = make_sim("--latency", "0.2:0.3", "--image-scale", "0.02")
     prompts = [f"Concurrency probe {i}" for i in range(30)]
     manifest = write_manifest(tmp_path / "c.yaml", prompts)
-    res = run_cli("run", manifest, "--out", tmp_path / "run", "--concurrency", "3",
-                  "--no-progress", env=sim_env(sim))
+    res = run_cli(
+        "run",
+        manifest,
+        "--out",
+        tmp_path / "run",
+        "--concurrency",
+        "3",
+        "--no-progress",
+        env=sim_env(sim),
+    )
     assert res.returncode == 0, res.stderr
     stats = sim.stats()
     assert stats["submitted"] == 30
@@ -60,8 +68,9 @@ def test_stopped_run_resumes_without_resubmitting(make_sim, tmp_path):
     prompts = [f"Resume probe {i}" for i in range(24)]
     manifest = write_manifest(tmp_path / "r.yaml", prompts)
     out = tmp_path / "run"
-    proc = spawn_cli("run", manifest, "--out", out, "--concurrency", "4", "--no-progress",
-                     env=sim_env(sim))
+    proc = spawn_cli(
+        "run", manifest, "--out", out, "--concurrency", "4", "--no-progress", env=sim_env(sim)
+    )
     deadline = time.monotonic() + 30
     while sim.stats()["submitted"] < 6 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -104,8 +113,9 @@ def test_image_vs_images_and_jpeg(make_sim, tmp_path):
 
 
 def test_http_200_error_bodies_are_retried(make_sim, tmp_path):
-    sim = make_sim("--latency", "0.05", "--image-scale", "0.02", "--error-rate", "0.3",
-                   "--seed", "7")
+    sim = make_sim(
+        "--latency", "0.05", "--image-scale", "0.02", "--error-rate", "0.3", "--seed", "7"
+    )
     manifest = write_manifest(tmp_path / "e.yaml", [f"error probe {i}" for i in range(12)])
     res = run_cli("run", manifest, "--out", tmp_path / "run", "--json", env=sim_env(sim))
     assert res.returncode == 0, res.stderr

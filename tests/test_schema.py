@@ -53,9 +53,8 @@ def test_missing_prompt_message():
 
 def test_wrong_enum_lists_the_allowed_values():
     [p], _ = validate_jobs([job({"prompt": "a", "resolution": "4K"}, line=3)])
-    assert str(p) == (
-        f"m.yaml:3: resolution: '4K' is not one of the allowed values (allowed: {ALLOWED_RESOLUTIONS})"
-    )
+    expected = "'4K' is not one of the allowed values (allowed: " + ALLOWED_RESOLUTIONS + ")"
+    assert str(p) == f"m.yaml:3: resolution: {expected}"
 
 
 def test_wrong_type_message():
@@ -132,9 +131,9 @@ def test_load_jobs_reports_problems_from_every_stage_at_once(tmp_path):
         "sweep:\n  - prompt: '{nope}'\n",
     )
     found = load_problems(path)
-    assert [p.line for p in found] == [1, 3, 5, 6, 7, 9]
+    assert [p.line for p in found] == [1, 4, 5, 6, 7, 9]  # a field's own line when known
     text = "\n".join(str(p) for p in found)
-    assert f"{path}:3: resolution: '4K' is not one of the allowed values" in text
+    assert f"{path}:4: resolution: '4K' is not one of the allowed values" in text
     assert f"{path}:5: prompt: required" in text
     assert f"{path}:7: unknown field 'foo'" in text
 
