@@ -75,11 +75,37 @@ def cmd_resume(args: argparse.Namespace) -> int:
     store = StateStore.open(run_dir, readonly=True)
     try:
         stored = store.get_meta("settings", {}) or {}
+        settings = cli.settings_from(args, layers=[("state file", stored)])
+        if args.name_template:
+            _check_template(args.name_template, store)
     finally:
         store.close()
-    settings = cli.settings_from(args, layers=[("state file", stored)])
     token = cli.read_token(args, settings)
     return _execute(RunInput(run_dir, settings, token), args)
+
+
+def _check_template(template: str, store: StateStore) -> None:
+    """A new --name-template must fit every job of the run before anything is downloaded."""
+    from batch_runner.naming import check_template, find_collisions, render_name
+
+    check_template(template)
+    names = {}
+    for job in store.jobs(with_files=False):
+        ext = str(job.inputs.get("output_format", "png"))
+        names[job.key] = render_name(
+            template,
+            index=job.index,
+            key=job.key,
+            inputs=job.inputs,
+            vars=job.vars,
+            k=1,
+            n_files=1,
+            ext=ext,
+        )
+    clashes = find_collisions(names)
+    if clashes:
+        a, b, name = clashes[0]
+        raise UsageError(f"--name-template gives jobs {a} and {b} the same name '{name}'")
 
 
 def _execute(inp, args: argparse.Namespace) -> int:

@@ -75,3 +75,11 @@ def test_bad_set_override(tmp_path):
     assert res.returncode == 2 and "8K" in res.stderr
     res = run_cli("validate", path, "--set", "novalue")
     assert res.returncode == 2 and "Traceback" not in res.stderr
+
+
+def test_resume_with_a_template_field_the_jobs_lack(sim, tmp_path):
+    path = write_manifest(tmp_path / "ok.yaml", ["a fox"])
+    out = tmp_path / "run"
+    assert run_cli("run", path, "--out", out, env=sim_env(sim)).returncode == 0
+    res = run_cli("resume", out, "--name-template", "{style}.{ext}", env=sim_env(sim))
+    assert res.returncode == 2 and "style" in res.stderr and "Traceback" not in res.stderr
