@@ -7,11 +7,13 @@ import os
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from localserver import Handler, Server
 
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "batch-runner")
@@ -126,3 +128,24 @@ def write_manifest(path: Path, prompts: list[str], **defaults: Any) -> Path:
 def read_metadata(run_dir: Path) -> list[dict[str, Any]]:
     path = run_dir / "metadata.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as s:
+        yield s
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Callable[..., Awaitable[tuple[str, Server]]]]:
+    """Start tiny servers (`await serve(handler, host)` → (base_url, server)); cleaned up after."""
+    servers: list[Server] = []
+
+    async def start(handler: Handler, host: str = "127.0.0.1") -> tuple[str, Server]:
+        server = Server(handler, host)
+        servers.append(server)
+        return await server.start(), server
+
+    yield start
+    for server in servers:
+        await server.runner.cleanup()

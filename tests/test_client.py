@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from urllib.parse import quote
 
-import aiohttp
 import pytest
 from aiohttp import web
+from localserver import Handler, Server  # noqa: F401
 
 from batch_runner.client import CancelOutcome, Poll, RunComfyClient, Submitted
 from batch_runner.errors import AccountError, ApiError, TransportError
@@ -20,57 +19,6 @@ from batch_runner.limits import RateLimiter
 
 TOKEN = "tok-SECRET-1234"
 MODEL = "bytedance/seedream-5/lite/text-to-image"
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class Server:
-    """One aiohttp.web server answering every path with `handler`, recording what it saw."""
-
-    def __init__(self, handler: Handler, host: str = "127.0.0.1"):
-        self.handler, self.host = handler, host
-        self.seen: list[dict] = []
-
-    async def _any(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        self.seen.append(
-            {
-                "method": request.method,
-                "raw_path": request.raw_path,
-                "headers": dict(request.headers),
-                "body": body,
-            }
-        )
-        return await self.handler(request)
-
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._any)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, self.host, 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]
-        return f"http://{self.host}:{port}"
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[..., Awaitable[tuple[str, Server]]]]:
-    servers: list[Server] = []
-
-    async def start(handler: Handler, host: str = "127.0.0.1") -> tuple[str, Server]:
-        server = Server(handler, host)
-        servers.append(server)
-        return await server.start(), server
-
-    yield start
-    for server in servers:
-        await server.runner.cleanup()
 
 
 def answer(body: object, status: int = 200, headers: dict | None = None) -> Handler:

@@ -7,12 +7,11 @@ import io
 import struct
 import tracemalloc
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
+from localserver import Handler, Server  # noqa: F401
 from PIL import Image
 
 from batch_runner.download import Downloaded, HostPolicy, download
@@ -24,8 +23,6 @@ from batch_runner.embed import (
 )
 from batch_runner.errors import DownloadError
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 def image_bytes(fmt: str, size: tuple[int, int] = (32, 24)) -> bytes:
     buf = io.BytesIO()
@@ -34,47 +31,6 @@ def image_bytes(fmt: str, size: tuple[int, int] = (32, 24)) -> bytes:
 
 
 PNG, JPEG = image_bytes("PNG"), image_bytes("JPEG")
-
-
-class Server:
-    """Answers every path with `handler`, recording the headers of each request."""
-
-    def __init__(self, handler: Handler, host: str):
-        self.handler, self.host = handler, host
-        self.seen: list[dict] = []
-
-    async def _any(self, request: web.Request) -> web.StreamResponse:
-        self.seen.append({"path": request.path, "headers": dict(request.headers)})
-        return await self.handler(request)
-
-    async def start(self) -> str:
-        app = web.Application()
-        app.router.add_route("GET", "/{tail:.*}", self._any)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, self.host, 0)
-        await site.start()
-        return f"http://{self.host}:{site._server.sockets[0].getsockname()[1]}"
-
-
-@pytest.fixture
-async def serve() -> AsyncIterator[Callable[..., Awaitable[tuple[str, Server]]]]:
-    servers: list[Server] = []
-
-    async def start(handler: Handler, host: str = "127.0.0.1") -> tuple[str, Server]:
-        server = Server(handler, host)
-        servers.append(server)
-        return await server.start(), server
-
-    yield start
-    for server in servers:
-        await server.runner.cleanup()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 def body(data: bytes, status: int = 200) -> Handler:

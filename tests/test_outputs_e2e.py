@@ -1,4 +1,4 @@
-"""Outputs a data set can be built from: metadata matches files, parameters embedded, sweeps named."""
+"""Outputs for data sets: metadata matches files, parameters embedded, sweeps named."""
 
 from __future__ import annotations
 
