@@ -47,7 +47,7 @@ class Manifest:
     source: Location
 
 
-class _Bad(Exception):
+class BadValue(Exception):
     """A value that cannot be used as job data; carries the reason."""
 
 
@@ -98,12 +98,12 @@ def _read_text(path: Path) -> tuple[str, Problem | None]:
     return text, None
 
 
-def _empty(path: Path, fmt: str, problems: list[Problem]) -> tuple[Manifest, list[Problem]]:
+def empty_manifest(path: Path, fmt: str, problems: list[Problem]) -> tuple[Manifest, list[Problem]]:
     problems.append(Problem(str(path), 1, None, "empty manifest"))
-    return _manifest(path, fmt, entries=[]), problems
+    return build_manifest(path, fmt, entries=[]), problems
 
 
-def _manifest(path: Path, fmt: str, entries: list[Entry], **top: Any) -> Manifest:
+def build_manifest(path: Path, fmt: str, entries: list[Entry], **top: Any) -> Manifest:
     return Manifest(
         path=path,
         format=fmt,
@@ -116,27 +116,27 @@ def _manifest(path: Path, fmt: str, entries: list[Entry], **top: Any) -> Manifes
     )
 
 
-def _jsonable(value: Any, depth: int = 0) -> Any:
+def jsonable(value: Any, depth: int = 0) -> Any:
     """Check that a value is plain JSON data; dates become ISO strings (what the user meant)."""
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if depth >= MAX_DEPTH:
-        raise _Bad(f"nested more than {MAX_DEPTH} levels deep")
+        raise BadValue(f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, list | tuple):
-        return [_jsonable(v, depth + 1) for v in value]
+        return [jsonable(v, depth + 1) for v in value]
     if isinstance(value, dict):
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
-                raise _Bad(f"mapping keys must be strings, not {k!r}")
-            out[k] = _jsonable(v, depth + 1)
+                raise BadValue(f"mapping keys must be strings, not {k!r}")
+            out[k] = jsonable(v, depth + 1)
         return out
     if isinstance(value, dt.date):
         return value.isoformat()
-    raise _Bad(f"values of type {type(value).__name__} are not allowed")
+    raise BadValue(f"values of type {type(value).__name__} are not allowed")
 
 
-def _check_entry_data(data: Any, loc: Location, what: str, problems: list[Problem]) -> Any:
+def check_entry_data(data: Any, loc: Location, what: str, problems: list[Problem]) -> Any:
     """Return JSON-clean data, or None (with a problem) when it is not a string or a mapping."""
     if not isinstance(data, str | dict):
         kind = "a prompt string or a mapping" if what == "job" else "a mapping"
@@ -146,13 +146,13 @@ def _check_entry_data(data: Any, loc: Location, what: str, problems: list[Proble
         problems.append(Problem(loc.file, loc.line, None, "a sweep must be a mapping"))
         return None
     try:
-        return _jsonable(data)
-    except _Bad as exc:
+        return jsonable(data)
+    except BadValue as exc:
         problems.append(Problem(loc.file, loc.line, None, str(exc)))
         return None
 
 
-def _short(exc: BaseException) -> str:
+def short_error(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:200]
 
@@ -185,10 +185,10 @@ def _read_csv(path: Path, text: str) -> tuple[Manifest | None, list[Problem]]:
     except csv.Error as exc:
         problems.append(Problem(name, reader.line_num or 1, None, f"CSV error: {exc}"))
     if header is None:
-        return _empty(path, "csv", problems)
+        return empty_manifest(path, "csv", problems)
     if not entries and not problems:
         problems.append(Problem(name, 1, None, "no jobs (only a header row)"))
-    return _manifest(path, "csv", entries), problems
+    return build_manifest(path, "csv", entries), problems
 
 
 def _csv_header(row: list[str], name: str, line: int, problems: list[Problem]) -> list[str] | None:
@@ -256,9 +256,9 @@ def _read_jsonl(path: Path, text: str) -> tuple[Manifest | None, list[Problem]]:
         except RecursionError:
             problems.append(Problem(name, number, None, "invalid JSON: nested too deeply"))
             continue
-        data = _check_entry_data(data, loc, "job", problems)
+        data = check_entry_data(data, loc, "job", problems)
         if data is not None:
             entries.append(Entry("job", data, loc, {}))
     if not entries and not problems:
-        return _empty(path, "jsonl", problems)
-    return _manifest(path, "jsonl", entries), problems
+        return empty_manifest(path, "jsonl", problems)
+    return build_manifest(path, "jsonl", entries), problems

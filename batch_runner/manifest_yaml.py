@@ -13,14 +13,14 @@ from batch_runner.jobs import Location
 from batch_runner.manifest import (
     DEFAULT_MODEL,
     TOP_LEVEL_KEYS,
+    BadValue,
     Entry,
     Manifest,
-    _Bad,
-    _check_entry_data,
-    _empty,
-    _jsonable,
-    _manifest,
-    _short,
+    build_manifest,
+    check_entry_data,
+    empty_manifest,
+    jsonable,
+    short_error,
 )
 
 # Aliases may re-use a node this many extra times in total; beyond it is an alias bomb.
@@ -66,16 +66,16 @@ def read_yaml(path: Path, text: str) -> tuple[Manifest | None, list[Problem]]:
         line = text[: exc.position].count("\n") + 1
         return None, [Problem(name, line, None, f"YAML error: {exc.reason}")]
     except (yaml.YAMLError, RecursionError) as exc:
-        return None, [Problem(name, None, None, f"YAML error: {_short(exc)}")]
+        return None, [Problem(name, None, None, f"YAML error: {short_error(exc)}")]
     except _AliasError as exc:
         return None, [Problem(name, exc.line, None, str(exc))]
     if root is None or (isinstance(root, yaml.ScalarNode) and root.value == ""):
-        return _empty(path, "yaml", problems)
+        return empty_manifest(path, "yaml", problems)
     if isinstance(root, yaml.SequenceNode):
         entries = _yaml_entries(loader, root, "job", name, problems)
         if not entries and not problems:
             problems.append(Problem(name, 1, None, "no jobs (the list is empty)"))
-        return _manifest(path, "yaml", entries), problems
+        return build_manifest(path, "yaml", entries), problems
     if not isinstance(root, yaml.MappingNode):
         line = root.start_mark.line + 1
         msg = "a manifest must be a mapping (model, defaults, jobs, ...) or a list of jobs"
@@ -147,7 +147,9 @@ def _construct(loader: Any, node: yaml.Node, name: str, problems: list[Problem])
         mark = exc.problem_mark or exc.context_mark or node.start_mark
         problems.append(Problem(name, mark.line + 1, None, f"YAML error: {exc.problem}"))
     except (yaml.YAMLError, RecursionError, TypeError, ValueError) as exc:
-        problems.append(Problem(name, node.start_mark.line + 1, None, f"YAML error: {_short(exc)}"))
+        problems.append(
+            Problem(name, node.start_mark.line + 1, None, f"YAML error: {short_error(exc)}")
+        )
     return _FAILED
 
 
@@ -188,7 +190,7 @@ def _yaml_entries(
         data = _construct(loader, item, name, problems)
         if data is _FAILED:
             continue
-        data = _check_entry_data(data, loc, kind, problems)
+        data = check_entry_data(data, loc, kind, problems)
         if data is not None:
             entries.append(Entry(kind, data, loc, lines))
     return entries
@@ -217,7 +219,7 @@ def _yaml_top(path: Path, loader: Any, root: yaml.MappingNode, problems: list[Pr
             problems.append(Problem(name, line, None, msg))
     if not jobs and not sweeps and not problems:
         problems.append(Problem(name, lines.get("jobs", 1), None, "no jobs (add jobs: or sweep:)"))
-    return _manifest(path, "yaml", jobs + sweeps, **top)
+    return build_manifest(path, "yaml", jobs + sweeps, **top)
 
 
 def _top_value(key: str, value: Any, loc: Location, top: dict, problems: list[Problem]) -> None:
@@ -240,8 +242,8 @@ def _top_value(key: str, value: Any, loc: Location, top: dict, problems: list[Pr
         bad("must be a mapping")
     elif key == "defaults":
         try:
-            top[key] = _jsonable(value)
-        except _Bad as exc:
+            top[key] = jsonable(value)
+        except BadValue as exc:
             bad(str(exc))
     else:
         top[key] = value  # options: passed through untouched
