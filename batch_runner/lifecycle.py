@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from batch_runner.errors import AccountError, ApiError
+from batch_runner.errors import AccountError, ApiError, BatchRunnerError, StateError
 from batch_runner.jobs import FileRecord, JobRecord, JobState
 from batch_runner.naming import DEFAULT_TEMPLATE, render_name
 from batch_runner.outputs import IMAGES_DIR, append_metadata, metadata_line, parameters_text
@@ -50,7 +50,7 @@ class Tracker:
     bytes: int = 0
     metadata_dirty: bool = False
     stopping: bool = False
-    fatal: AccountError | None = None
+    fatal: BatchRunnerError | None = None  # what stopped the run (account, disk)
     listeners: list[Callable[[str, int], None]] = field(default_factory=list)
 
     def emit(self, event: str, amount: int = 1) -> None:
@@ -87,10 +87,21 @@ class JobRunner:
         except Giveup:
             return
         except AccountError as exc:
-            self.tracker.fatal = self.tracker.fatal or exc
-            self.tracker.stopping = True
+            self._stop_run(exc)
             if job.state is S.SUBMITTING:  # refused: nothing was created
                 self._move(job, S.PENDING, None)
+        except OSError as exc:  # writing files (disk full, permissions): the run cannot go on
+            where = exc.filename or self.run_dir
+            self._stop_run(
+                StateError(
+                    f"{where}: cannot write ({exc.strerror or exc}); "
+                    "free space or fix permissions, then resume"
+                )
+            )
+
+    def _stop_run(self, exc: BatchRunnerError) -> None:
+        self.tracker.fatal = self.tracker.fatal or exc
+        self.tracker.stopping = True
 
     # ---- submit ------------------------------------------------------------------------------
 
@@ -202,7 +213,7 @@ class JobRunner:
         await asyncio.sleep(retry_delay(exc, errors, self.rng))
 
     def _generation_failed(self, job: JobRecord, error: str) -> None:
-        if job.attempts <= self.settings.retries and not self.tracker.stopping:
+        if job.attempts <= self.settings.retries:  # when stopping, it waits as pending
             self.store.count_retry("generation_failed")
             self._move(job, S.PENDING, f"attempt {job.attempts} failed: {error}")
             raise Retry

@@ -32,7 +32,7 @@ from batch_runner.scheduler import Scheduler, plan
 from batch_runner.settings import DEFAULT_API_BASE, REAL_DOWNLOAD_HOSTS, RunSettings
 from batch_runner.state import StateStore
 
-EXIT_OK, EXIT_FAILED, EXIT_ACCOUNT, EXIT_INTERRUPTED = 0, 1, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 SIM_DEMO_LATENCY = (1.0, 3.0)
 
 
@@ -161,7 +161,7 @@ def _finish(
     if interrupted:
         code = EXIT_INTERRUPTED
     elif tracker.fatal is not None:
-        code = EXIT_ACCOUNT
+        code = tracker.fatal.exit_code  # 3 for the account, 2 for the run directory
         summary["error"] = str(tracker.fatal)
     elif any(counts.get(s, 0) for s in ("failed", "cancelled", "uncertain", "pending")):
         code = EXIT_FAILED

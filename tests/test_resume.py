@@ -196,3 +196,35 @@ def test_metadata_is_rebuilt_when_missing(sim, tmp_path):
     assert res.returncode == 0, res.stderr
     _check_files(out, 5)
     assert sim.stats()["submitted"] == 5
+
+
+def test_full_disk_stops_cleanly_and_resume_finishes(make_sim, tmp_path):
+    """RLIMIT_FSIZE makes big writes fail (EFBIG) the way a full disk does (ENOSPC)."""
+    import resource
+    import subprocess
+
+    from conftest import CLI
+
+    sim = make_sim("--latency", "0.05", "--image-scale", "0.02", "--pad-bytes", "2000000")
+    manifest = write_manifest(tmp_path / "f.yaml", [f"full disk job {i}" for i in range(4)])
+    out = tmp_path / "run"
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+
+    res = subprocess.run(
+        [CLI, "run", str(manifest), "--out", str(out), "--no-progress"],
+        env=sim_env(sim),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=small_files,
+    )
+    assert res.returncode == 2, res.stderr
+    assert "cannot write" in res.stderr and "Traceback" not in res.stderr
+    assert not list((out / "images").rglob("*.part"))
+    submitted = sim.stats()["submitted"]
+    res = run_cli("resume", out, "--json", env=sim_env(sim))
+    assert res.returncode == 0, res.stderr
+    assert sim.stats()["submitted"] == 4 and submitted <= 4
+    _check_files(out, 4)
