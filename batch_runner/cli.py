@@ -17,6 +17,7 @@ from batch_runner.errors import BatchRunnerError, UsageError
 from batch_runner.settings import DEFAULT_API_BASE, RunSettings
 
 TOKEN_ENV, BASE_ENV = "RUNCOMFY_API_TOKEN", "RUNCOMFY_API_BASE"
+_SECRETS: set[str] = set()  # tokens read in this process, scrubbed from anything printed
 RUN_FLAGS = {  # flag dest -> RunSettings field
     "concurrency": "concurrency",
     "rate": "rate",
@@ -184,6 +185,8 @@ def read_token(args: argparse.Namespace, settings: RunSettings | None) -> str | 
     if args.token_file is not None:
         return _token_from_file(args.token_file)
     token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        _SECRETS.add(token)
     if not token:
         raise UsageError(
             f"no API token: set {TOKEN_ENV} in the environment or pass --token-file FILE "
@@ -204,6 +207,7 @@ def _token_from_file(path: Path) -> str:
         print(f"warning: {path} is readable by other users; chmod 600 it", file=sys.stderr)
     if not token:
         raise UsageError(f"--token-file {path}: the file is empty")
+    _SECRETS.add(token)
     return token
 
 
@@ -219,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return commands.dispatch(args)
     except BatchRunnerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -236,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _redact(text: str) -> str:
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    return text.replace(token, "***") if token else text
+    env_token = os.environ.get(TOKEN_ENV, "").strip()
+    for secret in _SECRETS | ({env_token} if env_token else set()):
+        text = text.replace(secret, "***")
+    return text
 
 
 def run_async(coro: Any) -> Any:
