@@ -47,7 +47,8 @@ def render_report(records: list[JobRecord], *, title: str) -> str:
     sections: list[tuple[str, str, str]] = []  # (anchor, label, html)
     for n in sorted(sweeps):
         anchor = f"sweep-{n}"
-        sections.append((anchor, f"Sweep {n}", _render_sweep(n, sweeps[n], anchor)))
+        label = _sweep_label(n, sweeps[n])
+        sections.append((anchor, label, _render_sweep(n, sweeps[n], anchor, label)))
     if plain:
         body = _section_head("Jobs", f"{len(plain)} jobs") + _render_cards(plain)
         sections.append(("jobs", "Jobs", f'<section id="jobs">{body}</section>'))
@@ -175,10 +176,16 @@ def _media(f: FileRecord, alt: str, size: int) -> str:
 # ---------------------------------------------------------------- sweeps
 
 
-def _render_sweep(n: int, jobs: list[JobRecord], anchor: str) -> str:
+def _sweep_label(n: int, jobs: list[JobRecord]) -> str:
+    """'Sweep 1' for the first sweep entry, with its manifest line when known."""
+    line = jobs[0].source.rsplit(":", 1)[-1] if jobs[0].source else ""
+    return f"Sweep {n + 1}" + (f" (line {line})" if line.isdigit() else "")
+
+
+def _render_sweep(n: int, jobs: list[JobRecord], anchor: str, label: str) -> str:
     fields = _sweep_fields(jobs)
     axes = ", ".join(f"{f.label} ({len(f.values)})" for f in fields) or "none"
-    head = _section_head(f"Sweep {n}", f"{len(jobs)} jobs · varying: {axes}{_fixed_note(jobs)}")
+    head = _section_head(label, f"{len(jobs)} jobs · varying: {axes}{_fixed_note(jobs)}")
     if len(fields) < 2:
         return f'<section class="sweep-cards" id="{anchor}">{head}{_render_cards(jobs)}</section>'
     data = {
