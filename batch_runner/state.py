@@ -3,12 +3,15 @@
 Writes are journaled per event (one UPDATE or INSERT each) and committed in batches, one
 transaction per event-loop tick; `await store.durable()` returns once everything written so far
 is on disk, which is how the scheduler commits a submit intent before the POST and a request_id
-before anything else happens to that job.
+before anything else happens to that job. Inside an event loop the commit (and its fsync) runs
+on one writer thread, so the loop keeps serving the network meanwhile; events written during a
+commit form the next batch (a group commit). Reads wait for a commit in flight first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import sqlite3
@@ -78,7 +81,8 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         if readonly:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         else:
-            conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+            # one writer thread commits while the loop runs; `_settle` keeps the two apart
+            conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if not readonly:
@@ -114,13 +118,28 @@ class StateStore:
     """Jobs, attempts, files and retry counts of one run directory."""
 
     def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool):
-        self._conn = conn
+        self._db = conn
         self.path = path
         self.readonly = readonly
         self._ops: list[tuple[str, tuple[Any, ...]]] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_handle: asyncio.Handle | None = None
         self._error: BaseException | None = None
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._commit_fut: concurrent.futures.Future[None] | None = None  # the commit in flight
+        self._commit_waiters: list[asyncio.Future[None]] = []  # resolved when it is on disk
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The connection, for use on the caller's thread once no commit is in flight."""
+        self._settle()
+        return self._db
+
+    def _settle(self) -> None:
+        fut = self._commit_fut
+        if fut is not None:
+            concurrent.futures.wait([fut])
+            self._committed(fut)
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -160,9 +179,13 @@ class StateStore:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+        self._settle()
         if self._ops:
             self._flush()
-        self._conn.close()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        self._db.close()
 
     # ---- meta ----------------------------------------------------------------------------
 
@@ -376,10 +399,14 @@ class StateStore:
         """Wait until every event written so far is committed to disk."""
         if self._error is not None:
             raise self._error
-        if not self._ops:
+        if self._ops:
+            waiters = self._waiters
+        elif self._commit_fut is not None:
+            waiters = self._commit_waiters  # our events may be in the commit in flight
+        else:
             return
         fut = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+        waiters.append(fut)
         await fut
 
     def flush(self) -> None:
@@ -395,32 +422,60 @@ class StateStore:
         if self._error is not None:
             raise self._error
         self._ops.append((sql, params))
-        if self._flush_handle is None:
+        if self._flush_handle is None and self._commit_fut is None:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
                 self._flush()
                 return
-            self._flush_handle = loop.call_soon(self._flush)
+            self._flush_handle = loop.call_soon(self._start_commit)
+
+    def _start_commit(self) -> None:
+        """Hand this tick's events to the writer thread (one commit in flight at a time)."""
+        self._flush_handle = None
+        if self._commit_fut is not None or not self._ops:
+            return
+        ops, self._commit_waiters = self._ops, self._waiters
+        self._ops, self._waiters = [], []
+        if self._writer is None:
+            self._writer = concurrent.futures.ThreadPoolExecutor(1, "state-writer")
+        fut = self._writer.submit(self._commit, ops)
+        self._commit_fut = fut
+        asyncio.wrap_future(fut).add_done_callback(lambda _: self._committed(fut))
+
+    def _committed(self, fut: concurrent.futures.Future[None]) -> None:
+        """Wake the waiters of a finished commit (once), then commit what came in meanwhile."""
+        if self._commit_fut is not fut:
+            return  # already handled by _settle
+        self._commit_fut = None
+        waiters, self._commit_waiters = self._commit_waiters, []
+        exc = fut.exception()
+        if exc is not None:
+            self._error = self._error or exc
+        _resolve(waiters, exc)
+        if self._ops and self._flush_handle is None and self._error is None:
+            with contextlib.suppress(RuntimeError):  # no loop: flush() or close() commits them
+                self._flush_handle = asyncio.get_running_loop().call_soon(self._start_commit)
+
+    def _commit(self, ops: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """One transaction for `ops`; on the writer thread, or on the caller's when settled."""
+        with _Transaction(self._db, self.path):
+            for sql, params in ops:
+                self._db.execute(sql, params)
 
     def _flush(self) -> None:
         self._flush_handle = None
+        self._settle()
         ops, waiters = self._ops, self._waiters
         self._ops, self._waiters = [], []
         try:
             if ops:
-                with self._tx():
-                    for sql, params in ops:
-                        self._conn.execute(sql, params)
+                self._commit(ops)
         except StateError as exc:
             self._error = exc
-            for w in waiters:
-                if not w.done():
-                    w.set_exception(exc)
+            _resolve(waiters, exc)
             return
-        for w in waiters:
-            if not w.done():
-                w.set_result(None)
+        _resolve(waiters, None)
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._conn, self.path)
@@ -452,6 +507,15 @@ class _Transaction:
         if isinstance(exc, sqlite3.Error):
             raise StateError(_os_message(self._path, exc)) from None
         return False
+
+
+def _resolve(waiters: list[asyncio.Future[None]], exc: BaseException | None) -> None:
+    for w in waiters:
+        if not w.done():
+            if exc is None:
+                w.set_result(None)
+            else:
+                w.set_exception(exc)
 
 
 def _os_message(path: Path, exc: BaseException) -> str:

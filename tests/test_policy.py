@@ -192,9 +192,10 @@ def trained(durations: list[float], gap: float = 0.0) -> PollPlanner:
     return planner
 
 
-def test_planner_first_poll_is_quick_before_any_observation():
+def test_planner_first_poll_is_immediate_before_any_observation():
     planner = PollPlanner()
-    assert planner.next_delay(status="in_queue", elapsed=0.0, queue_position=None) == 0.25
+    assert planner.next_delay(status="in_queue", elapsed=0.0, queue_position=None) == 0.0
+    assert planner.next_delay(status="in_queue", elapsed=0.3, queue_position=None) == 0.6
 
 
 def test_planner_cadence_grows_to_a_few_seconds_without_observations():
@@ -205,9 +206,17 @@ def test_planner_cadence_grows_to_a_few_seconds_without_observations():
     assert delays == sorted(delays) and 1 <= delays[-1] <= 3.0
 
 
-def test_planner_instant_jobs_are_polled_at_min_delay():
+def test_planner_instant_jobs_cost_no_waiting():
     planner = trained([0.01] * 50)
-    assert planner.next_delay(status="in_queue", elapsed=0.0, queue_position=None) == 0.25
+    assert planner.next_delay(status="in_queue", elapsed=0.0, queue_position=None) <= 0.01
+    again = planner.next_delay(status="in_progress", elapsed=0.02, queue_position=None)
+    assert again == PollPlanner.STEP_FLOOR
+
+
+def test_planner_short_fixed_jobs_are_polled_at_their_duration_then_finely():
+    planner = trained([1.0] * 16)
+    assert planner.next_delay(status="in_queue", elapsed=0.0, queue_position=None) == 1.0
+    assert planner.next_delay(status="in_progress", elapsed=1.0, queue_position=None) == 0.1
 
 
 def test_planner_sparse_before_expected_completion():
@@ -249,4 +258,5 @@ def test_planner_queued_job_waits_for_the_queue_to_drain():
 
 def test_planner_ignores_nonsense_durations():
     planner = trained([float("nan"), -1.0, float("inf")])
-    assert planner.next_delay(status="in_queue", elapsed=0.0, queue_position=None) == 0.25
+    assert planner.next_delay(status="in_queue", elapsed=0.0, queue_position=None) == 0.0
+    assert planner.next_delay(status="in_queue", elapsed=0.3, queue_position=None) == 0.6

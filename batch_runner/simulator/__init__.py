@@ -11,9 +11,31 @@ Directives in the prompt text make single jobs behave deterministically:
 - ``[sim:latency=S]``: the job stays in progress for S seconds.
 """
 
-from batch_runner.simulator.app import create_app
+from typing import TYPE_CHECKING, Any
+
 from batch_runner.simulator.config import SimConfig, add_arguments, config_from_args
-from batch_runner.simulator.server import SimHandle, serve, start_simulator
+
+if TYPE_CHECKING:
+    from batch_runner.simulator.app import create_app
+    from batch_runner.simulator.server import SimHandle, serve, start_simulator
+
+# The server side (aiohttp.web, jsonschema, Pillow) loads on first use: every command's
+# parser needs `add_arguments`, and importing the rest cost each start-up ~0.25 s.
+_LAZY = {
+    "create_app": "app",
+    "SimHandle": "server",
+    "serve": "server",
+    "start_simulator": "server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"batch_runner.simulator.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "SimConfig",

@@ -1,0 +1,117 @@
+"""Benchmark 1, overhead: batch_runner vs the floor (benchmarks/floor.py) vs curl + xargs.
+
+2,000 jobs on a zero-latency simulator with tiny images (`--image-scale 0.01`), concurrency 64.
+The curl baseline forks a few processes per request, so it runs a smaller batch (its jobs/s
+do not depend on the batch size). Targets: batch_runner >= 0.8x the floor, >= 5x curl.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks import common as c
+
+SIM_ARGS = ("--image-scale", "0.01")
+CONCURRENCY = 64
+
+
+@dataclass
+class Sizes:
+    jobs: int
+    curl_jobs: int
+    repeats: int
+
+
+def sizes(quick: bool) -> Sizes:
+    return Sizes(40, 16, 1) if quick else Sizes(2000, 300, c.REPEATS)
+
+
+def _requests_per_job(sim: c.Simulator, jobs: int) -> float:
+    return sum(sim.stats()["requests"].values()) / jobs
+
+
+def _measure(sim: c.Simulator, make_cmd, out: Path, jobs: int, repeats: int) -> dict:
+    runs, per_job = [], []
+    for i in range(repeats):
+        sim.reset()
+        dest = out / f"r{i}"
+        runs.append(c.timed(make_cmd(dest), env=c.env_for(sim.url)))
+        per_job.append(_requests_per_job(sim, jobs))
+        shutil.rmtree(dest, ignore_errors=True)
+    wall = c.median_of(runs, lambda r: r.wall)
+    return {
+        "jobs": jobs,
+        "wall": wall,
+        "jobs_s": jobs / wall,
+        "rss": c.median_of(runs, lambda r: r.rss_mb),
+        "req_job": sorted(per_job)[len(per_job) // 2],
+    }
+
+
+def run(quick: bool = False) -> dict:
+    """Measure the three tools; returns the figures (jobs/s by tool and the ratios)."""
+    size = sizes(quick)
+    curl_ok = shutil.which("curl") is not None
+    with c.workdir("overhead") as tmp, c.simulator(*SIM_ARGS) as sim:
+        manifest = c.write_manifest(tmp / "jobs.yaml", c.prompts(size.jobs, "runner"))
+        floor_prompts = c.write_prompts(tmp / "floor.txt", c.prompts(size.jobs, "floor"))
+        curl_prompts = c.write_prompts(tmp / "curl.txt", c.prompts(size.curl_jobs, "curl"))
+        conc = str(CONCURRENCY)
+        figures = {
+            "batch_runner": _measure(
+                sim,
+                lambda d: c.run_cmd(manifest, d, "--concurrency", conc),
+                tmp,
+                size.jobs,
+                size.repeats,
+            ),
+            "floor.py": _measure(
+                sim,
+                lambda d: c.module_cmd("floor", str(floor_prompts), str(d), "--concurrency", conc),
+                tmp,
+                size.jobs,
+                size.repeats,
+            ),
+        }
+        if curl_ok:
+            script = str(c.HERE / "curl_baseline.sh")
+            figures["curl_baseline.sh"] = _measure(
+                sim,
+                lambda d: ["bash", script, str(curl_prompts), str(d), conc],
+                tmp,
+                size.curl_jobs,
+                size.repeats,
+            )
+    return figures
+
+
+def report(figures: dict) -> str:
+    rows = [
+        [name, f["jobs"], f["wall"], f["jobs_s"], f["rss"], f["req_job"]]
+        for name, f in figures.items()
+    ]
+    text = c.table(
+        "1. Overhead (zero latency, concurrency 64, median of runs)",
+        ["tool", "jobs", "wall s", "jobs/s", "peak RSS MB", "requests/job"],
+        rows,
+    )
+    ours = figures["batch_runner"]["jobs_s"]
+    vs_floor = ours / figures["floor.py"]["jobs_s"]
+    text += f"\nbatch_runner / floor = {vs_floor:.2f} (target >= 0.8: {c.verdict(vs_floor >= 0.8)})"
+    if "curl_baseline.sh" in figures:
+        vs_curl = ours / figures["curl_baseline.sh"]["jobs_s"]
+        text += f"\nbatch_runner / curl = {vs_curl:.1f} (target >= 5: {c.verdict(vs_curl >= 5)})"
+    else:
+        text += "\ncurl not installed: no curl baseline"
+    return text + "\n"
+
+
+def main() -> None:
+    args = c.parse_args(__doc__ or "")
+    print(report(run(args.quick)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

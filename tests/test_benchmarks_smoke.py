@@ -1,0 +1,33 @@
+"""Each benchmark runs in quick mode and prints its table (figures are not checked here)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+CASES = {
+    "overhead": "### 1. Overhead",
+    "concurrency": "### 2. Concurrency efficiency",
+    "polling": "### 3. Requests per job",
+    "scale": "### 4. Scale",
+    "bigfiles": "### 5. Big files",
+}
+
+
+@pytest.mark.parametrize("module", sorted(CASES))
+def test_benchmark_quick_prints_its_table(module: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert CASES[module] in done.stdout
+    assert "| " in done.stdout  # a table row, whatever the figures
