@@ -20,6 +20,10 @@ from batch_runner.state import StateStore
 
 MAX_CALL_RETRIES = 12  # per call: enough to ride out a storm, bounded so nothing loops forever
 MAX_URL_REFRESHES = 3
+# an answer that arrived but could not be read is no network blip: asking again rarely helps,
+# and each submit of this kind may have created a paid job
+MAX_BAD_ANSWERS = 3  # polls in a row
+MAX_GARBLED_SUBMITS = 2  # submits of one job (the second one ends it uncertain)
 
 S = JobState
 
@@ -106,6 +110,7 @@ class JobRunner:
     # ---- submit ------------------------------------------------------------------------------
 
     async def _submit(self, job: JobRecord, deadline: float) -> bool:
+        garbled = 0
         for tries in range(MAX_CALL_RETRIES + 1):
             uncertain = job.state in (S.UNCERTAIN, S.SUBMITTING)
             if uncertain and not self.settings.resubmit_uncertain:
@@ -136,6 +141,14 @@ class JobRunner:
                 else:
                     self._move(job, S.PENDING, f"submit retry ({decision.cause})")
                 self.store.count_retry(decision.cause)
+                garbled += decision.action is Action.AMBIGUOUS and decision.cause == "bad_answer"
+                if garbled >= MAX_GARBLED_SUBMITS:
+                    self._fail(
+                        job,
+                        f"submit answers unreadable {garbled} times ({exc.message}); "
+                        "the jobs may exist",
+                        keep_state=True,
+                    )
                 if time.monotonic() > deadline or tries == MAX_CALL_RETRIES:
                     self._fail(
                         job,
@@ -207,7 +220,8 @@ class JobRunner:
                 self._move(job, S.PENDING, "simulator restarted; submitting again")
                 raise Retry
             self._fail(job, f"expired: the API no longer knows request {job.request_id}")
-        if decision.action is not Action.RETRY or errors > MAX_CALL_RETRIES:
+        limit = MAX_BAD_ANSWERS if decision.cause == "bad_answer" else MAX_CALL_RETRIES
+        if decision.action is not Action.RETRY or errors > limit:
             self._fail(job, f"polling failed: {exc.message}")
         self.store.count_retry(decision.cause)
         await asyncio.sleep(retry_delay(exc, errors, self.rng))
