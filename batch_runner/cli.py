@@ -40,10 +40,20 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="batch-runner", description="Run batches of RunComfy text-to-image jobs.")
     p.add_argument("--version", action="version", version=f"batch-runner {__version__}")
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show internal tracebacks (token redacted)",
+    )
     p.add_argument("--debug", action="store_true", help="show internal tracebacks (token redacted)")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", help="expand, validate, then submit/poll/download every job")
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])  # --debug after it works too
+
+    run = add("run", "expand, validate, then submit/poll/download every job")
     run.add_argument("manifest", type=Path, help="YAML, CSV or JSONL manifest")
     run.add_argument("--out", type=Path, help="run directory (default jobs/<manifest stem>)")
     run.add_argument(
@@ -55,37 +65,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _run_options(run)
 
-    resume = sub.add_parser("resume", help="continue a run from its state file alone")
+    resume = add("resume", "continue a run from its state file alone")
     resume.add_argument("run_dir", type=Path)
     _run_options(resume)
 
-    status = sub.add_parser("status", help="counts per state and failures of a run directory")
+    status = add("status", "counts per state and failures of a run directory")
     status.add_argument("run_dir", type=Path)
     status.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
-    cancel = sub.add_parser("cancel", help="cancel every job still queued on the server")
+    cancel = add("cancel", "cancel every job still queued on the server")
     cancel.add_argument("run_dir", type=Path)
     _api_options(cancel)
     cancel.add_argument("--json", action="store_true")
 
-    val = sub.add_parser(
-        "validate", help="expand and validate a manifest offline (exit 2 on error)"
-    )
+    val = add("validate", "expand and validate a manifest offline (exit 2 on error)")
     val.add_argument("manifest", type=Path)
     val.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     val.add_argument("--max-jobs", type=int, default=None)
     val.add_argument("--name-template", default=None)
     val.add_argument("--json", action="store_true")
 
-    sim = sub.add_parser("simulate", help="run the RunComfy simulator in the foreground")
+    sim = add("simulate", "run the RunComfy simulator in the foreground")
     from batch_runner.simulator import add_arguments
 
     add_arguments(sim)
 
-    rep = sub.add_parser("report", help="write RUN_DIR/report.html")
+    rep = add("report", "write RUN_DIR/report.html")
     rep.add_argument("run_dir", type=Path)
 
-    exp = sub.add_parser("export", help="write the run's metadata as CSV or JSONL")
+    exp = add("export", "write the run's metadata as CSV or JSONL")
     exp.add_argument("run_dir", type=Path)
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     exp.add_argument("--out", type=Path, help="output file (default RUN_DIR/metadata.<format>)")

@@ -11,8 +11,10 @@ class RateLimiter:
     """Spaces API requests at `rate` per second; a 429 halves the rate, successes restore it.
 
     `rate=None` means unlimited until the first 429, which sets the rate to half of what was
-    being sent. Recovery is additive (`recovery` × target per second of successes) toward the
-    configured rate, or back to unlimited. `clock` and `sleep` are injectable for tests.
+    being sent. Each 429 also lowers the ceiling to 3/4 of the rate that drew it; recovery is
+    additive (`recovery` × ceiling per second of successes) up to that ceiling, which then
+    rises by `probe` per second (never past a configured rate). `clock` and `sleep` are
+    injectable for tests.
     """
 
     def __init__(
@@ -21,6 +23,7 @@ class RateLimiter:
         *,
         floor: float = 0.5,
         recovery: float = 0.05,
+        probe: float = 0.01,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ):
@@ -29,6 +32,7 @@ class RateLimiter:
         self.configured = rate
         self.floor = floor
         self.recovery = recovery
+        self.probe = probe
         self._clock = clock
         self._sleep = sleep
         self._rate = rate  # effective rate; None = unlimited
@@ -81,14 +85,16 @@ class RateLimiter:
             return  # a burst of 429s from requests already in flight is one signal, not many
         self._last_cut = now
         if self._rate is None:
-            sent = max(self._observed, self._window_count / max(now - self._window_start, 1e-3))
-            self._ceiling = max(self.floor, sent)
-            self._rate = self._ceiling
+            # over at least a second: a burst of N requests in a few ms is N per second
+            elapsed = max(now - self._window_start, 1.0)
+            self._rate = max(self.floor, self._observed, self._window_count / elapsed)
+        # the rate that drew this 429 is too high: recover to below it, not back into it
+        self._ceiling = max(self.floor, min(self._ceiling or self._rate, self._rate * 0.75))
         self._rate = max(self.floor, self._rate / 2)
         self._last_recover = now
 
     def on_success(self) -> None:
-        """A request that was not throttled: creep back toward the target rate."""
+        """A request that was not throttled: creep back toward the ceiling, then probe above it."""
         if self._rate is None or self._ceiling is None:
             return
         now = self._clock()
@@ -96,6 +102,9 @@ class RateLimiter:
         if elapsed <= 0:
             return
         self._last_recover = now
+        if self._rate >= self._ceiling:
+            # probe slowly (1 % per second), so a server that allows more is found again
+            self._ceiling *= 1.0 + self.probe * elapsed
+            if self.configured is not None:
+                self._ceiling = min(self._ceiling, self.configured)
         self._rate = min(self._ceiling, self._rate + self.recovery * self._ceiling * elapsed)
-        if self._rate >= self._ceiling and self.configured is None:
-            self._rate = None  # fully recovered from an unlimited start

@@ -115,11 +115,6 @@ def _watch(sim, proc: subprocess.Popen[str], every: float = 0.25) -> list[tuple[
     return samples
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="limits.RateLimiter recovers straight back into the limit (see the chaos report): "
-    "remove this marker with the limits.py fix",
-)
 def test_429_storm_dies_down(make_sim, tmp_path):
     sim = make_sim("--rate-limit", "5", "--latency", "0.2:0.6", "--image-scale", "0.02")
     manifest = write_manifest(tmp_path / "storm.yaml", [f"Storm job {i}" for i in range(30)])

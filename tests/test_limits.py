@@ -97,7 +97,8 @@ async def test_unlimited_becomes_half_of_what_was_sent_then_recovers():
     for _ in range(30):
         t.now += 1.0
         lim.on_success()
-    assert lim.current_rate is None
+    # back up to 3/4 of what drew the 429 and probing slowly above it, never unlimited again
+    assert 30.0 <= lim.current_rate <= 30.0 * 1.01**30
 
 
 async def test_recovery_is_gradual_and_capped_at_configured_rate():
@@ -107,10 +108,13 @@ async def test_recovery_is_gradual_and_capped_at_configured_rate():
     assert lim.current_rate == 5.0
     t.now += 1.0
     lim.on_success()
-    assert lim.current_rate == pytest.approx(5.5)  # +5% of 10 per second
+    assert lim.current_rate == pytest.approx(5.375)  # +5% of the 7.5 ceiling per second
     t.now += 100.0
     lim.on_success()
-    assert lim.current_rate == 10.0
+    assert lim.current_rate == 7.5  # recovered to the ceiling
+    t.now += 100.0
+    lim.on_success()
+    assert lim.current_rate == 10.0  # probing above it, but never past the configured rate
 
 
 async def test_slower_rate_spaces_requests_after_throttle():
