@@ -8,6 +8,7 @@ the host policy.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import secrets
@@ -101,12 +102,31 @@ def _embedded_head(head: bytes, ext: str, parameters: str | None, url: str) -> b
     return head
 
 
+@functools.lru_cache(maxsize=64)
+def _resolved(images_dir: Path) -> Path:
+    return images_dir.resolve()
+
+
+_made_dirs: set[Path] = set()  # folders already created (mkdir once per folder, not per file)
+
+
 def _final_path(images_dir: Path, name: str) -> Path:
-    root = images_dir.resolve()
-    final = (root / name).resolve()
-    if not name or Path(name).is_absolute() or not final.is_relative_to(root) or final == root:
+    root = _resolved(images_dir)
+    if not name or Path(name).is_absolute():
+        raise DownloadError(f"file name {name!r} is outside the images folder", kind="bad_name")
+    final = root / name
+    if ".." in final.parts[len(root.parts) :] or final.is_symlink() or final.parent != root:
+        final = final.resolve()  # the slow, careful way for anything unusual
+    if not final.is_relative_to(root) or final == root:
         raise DownloadError(f"file name {name!r} is outside the images folder", kind="bad_name")
     return final
+
+
+def _make_parent(final: Path) -> None:
+    parent = final.parent
+    if parent not in _made_dirs or not parent.is_dir():
+        parent.mkdir(parents=True, exist_ok=True)
+        _made_dirs.add(parent)
 
 
 def _status_error(resp: aiohttp.ClientResponse, url: str) -> DownloadError:
@@ -148,25 +168,42 @@ async def _open(
 
 
 class _Sink:
-    """Writes the body to the .part file while hashing and counting what was written."""
+    """Writes the body to the .part file while hashing and counting what was written.
+
+    Small bodies stay in memory and are written with one call when the sink closes (a file
+    of a few KB costs no thread hops); past BUFFER bytes the file is opened and every chunk
+    is written on a worker thread, so a big file never holds more than a chunk in memory.
+    """
+
+    BUFFER = 1 << 20
 
     def __init__(self, part: Path):
         self.part = part
         self.hash = hashlib.sha256()
         self.size = 0
+        self._pending: list[bytes] = []
         self._file = None
 
     async def __aenter__(self) -> _Sink:
-        self._file = await aiofiles.open(self.part, "wb")
         return self
 
     async def write(self, data: bytes) -> None:
         self.hash.update(data)
         self.size += len(data)
+        if self._file is None:
+            self._pending.append(data)
+            if self.size <= self.BUFFER:
+                return
+            self._file = await aiofiles.open(self.part, "wb")
+            data, self._pending = b"".join(self._pending), []
         await self._file.write(data)
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self._file.close()
+    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+        if self._file is not None:
+            await self._file.close()
+        elif exc_type is None:
+            with open(self.part, "wb") as fh:  # a few KB: cheaper than a thread hop
+                fh.write(b"".join(self._pending))
 
 
 async def _read_head(resp: aiohttp.ClientResponse, chunk_size: int) -> tuple[bytes, bytes]:
@@ -201,7 +238,7 @@ async def _stream(
             raise DownloadError(f"download cut short: {url}", kind="truncated")
         raise DownloadError(f"not a PNG, JPEG, MP4 or WEBM file: {url}", kind="bad_file")
     final = _final_path(images_dir, name_for(ext))
-    final.parent.mkdir(parents=True, exist_ok=True)
+    _make_parent(final)
     part = final.with_name(f"{final.name}.{secrets.token_hex(4)}.part")
     try:
         async with _Sink(part) as sink:

@@ -14,7 +14,8 @@ from batch_runner.errors import AccountError, ApiError, BatchRunnerError, StateE
 from batch_runner.jobs import FileRecord, JobRecord, JobState
 from batch_runner.naming import DEFAULT_TEMPLATE, render_name
 from batch_runner.outputs import IMAGES_DIR, append_metadata, metadata_line, parameters_text
-from batch_runner.policy import Action, PollPlanner, classify, retry_delay
+from batch_runner.policy import Action, classify, retry_delay
+from batch_runner.polling import PollPlanner, PollTrack
 from batch_runner.settings import RunSettings
 from batch_runner.state import StateStore
 
@@ -72,6 +73,8 @@ class JobRunner:
     planner: PollPlanner
     tracker: Tracker
     rng: random.Random = field(default_factory=random.Random)
+    _tracks: dict[int, PollTrack] = field(default_factory=dict, init=False, repr=False)
+    _finishing: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
 
     async def run(self, job: JobRecord) -> None:
         """Carry one job as far as it can go; every outcome is recorded in the state."""
@@ -95,13 +98,16 @@ class JobRunner:
             if job.state is S.SUBMITTING:  # refused: nothing was created
                 self._move(job, S.PENDING, None)
         except OSError as exc:  # writing files (disk full, permissions): the run cannot go on
-            where = exc.filename or self.run_dir
-            self._stop_run(
-                StateError(
-                    f"{where}: cannot write ({exc.strerror or exc}); "
-                    "free space or fix permissions, then resume"
-                )
+            self._disk_error(exc)
+
+    def _disk_error(self, exc: OSError) -> None:
+        where = exc.filename or self.run_dir
+        self._stop_run(
+            StateError(
+                f"{where}: cannot write ({exc.strerror or exc}); "
+                "free space or fix permissions, then resume"
             )
+        )
 
     def _stop_run(self, exc: BatchRunnerError) -> None:
         self.tracker.fatal = self.tracker.fatal or exc
@@ -120,6 +126,7 @@ class JobRunner:
             job.state = S.SUBMITTING
             self.store.mark_submitting(job.index, duplicate_risk=uncertain)
             await self.store.durable()  # the intent is on disk before the POST leaves
+            sent = self.planner.clock()
             try:
                 answer = await self.client.submit(job.model, job.inputs)
             except ApiError as exc:
@@ -157,6 +164,7 @@ class JobRunner:
                     )
                 await asyncio.sleep(retry_delay(exc, tries, self.rng))
                 continue
+            self._tracks[job.index] = self.planner.track(sent, self.planner.clock())
             attempt = job.attempts + 1
             self.store.record_request_id(job.index, attempt, answer.request_id)
             await self.store.durable()  # the request_id is on disk before anything else happens
@@ -177,12 +185,10 @@ class JobRunner:
     # ---- poll --------------------------------------------------------------------------------
 
     async def _poll(self, job: JobRecord, deadline: float) -> list[str]:
-        started = time.monotonic()
-        status, position, errors = "in_queue", None, 0
+        track = self._tracks.pop(job.index, None) or self.planner.track()
+        errors = 0
         while True:
-            delay = self.planner.next_delay(
-                status=status, elapsed=time.monotonic() - started, queue_position=position
-            )
+            delay = self.planner.next_delay(track)
             if time.monotonic() + delay > deadline:
                 self._fail(job, f"timed out after {self.settings.job_timeout:g} s (--job-timeout)")
             await asyncio.sleep(delay)
@@ -193,13 +199,12 @@ class JobRunner:
                 await self._poll_error(job, exc, errors)
                 continue
             errors = 0
-            status, position = poll.status, poll.queue_position
-            if status == "in_queue":
-                self._note(job, S.QUEUED)
-            elif status == "in_progress":
-                self._note(job, S.RUNNING)
+            status = poll.status
+            if status in ("in_queue", "in_progress"):
+                self.planner.seen(track, status, poll.queue_position)
+                self._note(job, S.QUEUED if status == "in_queue" else S.RUNNING)
             elif status == "completed":
-                self.planner.observe_duration(poll.duration or time.monotonic() - started)
+                self.planner.completed(track, poll.duration)
                 self.store.record_outputs(job.index, poll.outputs)
                 job.state = S.DOWNLOADING
                 return list(poll.outputs)
@@ -254,24 +259,44 @@ class JobRunner:
             self._fail(job, "completed without any output file")
         self._note(job, S.DOWNLOADING)
         have = {f.k: f for f in job.files if (self.run_dir / f.file_name).is_file()}
+        got = []
         for k in range(1, len(urls) + 1):
             if k in have and (self.run_dir / have[k].file_name).stat().st_size == have[k].bytes:
                 continue
             record = await self._download_one(job, urls, k)
             self.store.record_file(job.index, record)
-            await self.store.durable()
-            if any(f.k == k for f in job.files):
-                job.files = [f for f in job.files if f.k != k]
-                self.tracker.metadata_dirty = True  # its line exists already; rebuilt at the end
-            else:
-                line = metadata_line(job, record, job.request_id)
-                append_metadata(self.run_dir, line)
-            job.files.append(record)
-            self.tracker.files += 1
-            self.tracker.bytes += record.bytes
-            self.tracker.emit("file")
-        self._move(job, S.DONE, None)
-        self._finished()
+            got.append(record)
+        # the worker moves on at once: the next job's submit intent joins this commit, and its
+        # POST leaves only after it, by when this job is done (the pool size still holds)
+        task = asyncio.create_task(self._complete(job, got, self.store.durable_future()))
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+
+    async def _complete(
+        self, job: JobRecord, got: list[FileRecord], durable: asyncio.Future[None]
+    ) -> None:
+        """Once the file records are on disk: metadata lines (each exactly once), then done."""
+        try:
+            await durable
+            for record in got:
+                if any(f.k == record.k for f in job.files):
+                    job.files = [f for f in job.files if f.k != record.k]
+                    self.tracker.metadata_dirty = True  # its line exists already; rebuilt later
+                else:
+                    append_metadata(self.run_dir, metadata_line(job, record, job.request_id))
+                job.files.append(record)
+                self.tracker.files += 1
+                self.tracker.bytes += record.bytes
+                self.tracker.emit("file")
+            self._move(job, S.DONE, None)
+            self._finished()
+        except OSError as exc:
+            self._disk_error(exc)
+
+    async def drain(self) -> None:
+        """Wait for the jobs still being completed (raises what stopped one of them)."""
+        while self._finishing:
+            await asyncio.gather(*list(self._finishing))
 
     async def _download_one(self, job: JobRecord, urls: list[str], k: int) -> FileRecord:
         template = self.settings.name_template or DEFAULT_TEMPLATE

@@ -21,12 +21,12 @@ import aiohttp
 from batch_runner.client import RunComfyClient
 from batch_runner.download import HostPolicy, download
 from batch_runner.errors import StateError, UsageError
-from batch_runner.jobs import JobSpec, JobState
+from batch_runner.jobs import JobSpec
 from batch_runner.lifecycle import JobRunner, Tracker
 from batch_runner.limits import RateLimiter
 from batch_runner.lock import RunLock
 from batch_runner.outputs import IMAGES_DIR, count_metadata_lines, rebuild_metadata
-from batch_runner.policy import PollPlanner
+from batch_runner.polling import PollPlanner
 from batch_runner.progress import Progress
 from batch_runner.scheduler import Scheduler, plan
 from batch_runner.settings import DEFAULT_API_BASE, REAL_DOWNLOAD_HOSTS, RunSettings
@@ -62,6 +62,7 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
     try:
         if inp.specs is not None:
             added, missing = store.sync_jobs(inp.specs)
+            inp.specs.clear()  # stored now; 100,000 specs are worth freeing (the caller's list)
             store.set_meta({"settings": inp.settings.stored(), "manifest": str(inp.manifest)})
             _copy_manifest(inp)
             if added or missing:
@@ -88,26 +89,22 @@ def _copy_manifest(inp: RunInput) -> None:
 
 def _recover(store: StateStore, run_dir: Path) -> None:
     """Repair what a crash can leave: submits in flight, partial files, short metadata."""
-    for job in store.jobs(with_files=False):
-        if job.state is JobState.SUBMITTING:
-            store.set_state(
-                job.index, JobState.UNCERTAIN, "the run stopped during submit; the job may exist"
-            )
+    store.recover_submitting("the run stopped during submit; the job may exist")
     images = run_dir / IMAGES_DIR
     if images.is_dir():
         for part in images.rglob("*.part"):
             with contextlib.suppress(OSError):
                 part.unlink()
     if count_metadata_lines(run_dir) != store.file_count():
-        rebuild_metadata(run_dir, store.jobs())
+        rebuild_metadata(run_dir, store.iter_jobs())
 
 
 async def execute(inp: RunInput, store: StateStore) -> RunResult:
     """Submit, poll and download until every job is finished or the run is stopped."""
     settings, started = inp.settings, time.monotonic()
     tracker = Tracker()
-    todo = plan(store.jobs(), inp.run_dir, resubmit_uncertain=settings.resubmit_uncertain)
-    new = sum(1 for j in todo if j.state is JobState.PENDING and j.attempts == 0)
+    todo = plan(store, inp.run_dir, resubmit_uncertain=settings.resubmit_uncertain)
+    new = store.count_new()
     if new > settings.max_jobs:
         raise UsageError(
             f"this run would submit {new} new jobs, more than --max-jobs {settings.max_jobs}; "
@@ -152,7 +149,7 @@ def _finish(
     inp: RunInput, store: StateStore, tracker: Tracker, interrupted: bool, wall: float
 ) -> RunResult:
     if tracker.metadata_dirty:
-        rebuild_metadata(inp.run_dir, store.jobs())
+        rebuild_metadata(inp.run_dir, store.iter_jobs())
     summary = store.summary()
     summary["wall_seconds"] = round(wall, 3)
     summary["run_dir"] = str(inp.run_dir)

@@ -4,40 +4,58 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
-from batch_runner.jobs import JobRecord, JobState
+from batch_runner.jobs import JobState
 from batch_runner.lifecycle import JobRunner
+from batch_runner.state import StateStore
 
 S = JobState
 _ORDER = {S.DOWNLOADING: 0, S.RUNNING: 1, S.QUEUED: 2, S.DONE: 3, S.UNCERTAIN: 4, S.PENDING: 5}
 
 
-def plan(jobs: list[JobRecord], run_dir: Path, *, resubmit_uncertain: bool) -> list[JobRecord]:
+@dataclass(slots=True)
+class Todo:
+    """A job waiting for a worker: just enough to order it; the record is read when taken."""
+
+    index: int
+    state: JobState
+    request_id: str | None
+
+
+def plan(store: StateStore, run_dir: Path, *, resubmit_uncertain: bool) -> list[Todo]:
     """The jobs that need work, in the order to take them: paid-for ones before new ones."""
+    complete = _complete_jobs(store, run_dir)
     todo = []
-    for job in jobs:
-        if job.state in (S.FAILED, S.CANCELLED):
+    for idx, state, request_id in store.todo_rows():
+        state = JobState(state)
+        if state is S.DONE and idx in complete:
             continue
-        if job.state is S.DONE and _files_complete(job, run_dir):
+        if state is S.UNCERTAIN and not resubmit_uncertain:
             continue
-        if job.state is S.UNCERTAIN and not resubmit_uncertain:
-            continue
-        todo.append(job)
+        todo.append(Todo(idx, state, request_id))
     todo.sort(key=lambda j: (_ORDER.get(j.state, 5), j.index))
     return todo
 
 
-def _files_complete(job: JobRecord, run_dir: Path) -> bool:
-    if not job.files:
-        return False
-    for f in job.files:
+def _complete_jobs(store: StateStore, run_dir: Path) -> set[int]:
+    """Indexes of done jobs whose files are all on disk with their recorded sizes."""
+    complete: set[int] = set()
+    broken: set[int] = set()
+    for idx, name, size in store.done_files():
+        if idx in broken:
+            continue
         try:
-            if (run_dir / f.file_name).stat().st_size != f.bytes:
-                return False
+            ok = (run_dir / name).stat().st_size == size
         except OSError:
-            return False
-    return True
+            ok = False
+        if ok:
+            complete.add(idx)
+        else:
+            broken.add(idx)
+            complete.discard(idx)
+    return complete
 
 
 class Scheduler:
@@ -46,9 +64,9 @@ class Scheduler:
     def __init__(self, runner: JobRunner, concurrency: int):
         self.runner = runner
         self.concurrency = concurrency
-        self._queue: deque[JobRecord] = deque()
+        self._queue: deque[Todo] = deque()
 
-    async def run(self, todo: list[JobRecord]) -> None:
+    async def run(self, todo: list[Todo]) -> None:
         self._queue = deque(todo)
         n = min(self.concurrency, len(self._queue))
         workers = [asyncio.create_task(self._worker()) for _ in range(n)]
@@ -58,12 +76,13 @@ class Scheduler:
             for w in workers:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
+            await self.runner.drain()
 
     @property
     def waiting(self) -> int:
         return len(self._queue)
 
-    def _next(self) -> JobRecord | None:
+    def _next(self) -> Todo | None:
         tracker = self.runner.tracker
         while self._queue:
             job = self._queue[0]
@@ -73,5 +92,5 @@ class Scheduler:
         return None
 
     async def _worker(self) -> None:
-        while (job := self._next()) is not None:
-            await self.runner.run(job)
+        while (todo := self._next()) is not None:
+            await self.runner.run(self.runner.store.job(todo.index))

@@ -16,7 +16,7 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,7 @@ class StateStore:
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         self._commit_fut: concurrent.futures.Future[None] | None = None  # the commit in flight
         self._commit_waiters: list[asyncio.Future[None]] = []  # resolved when it is on disk
+        self._read_conn: sqlite3.Connection | None = None  # reads beside the writer thread
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -185,6 +186,8 @@ class StateStore:
         if self._writer is not None:
             self._writer.shutdown(wait=True)
             self._writer = None
+        if self._read_conn is not None:
+            self._read_conn.close()
         self._db.close()
 
     # ---- meta ----------------------------------------------------------------------------
@@ -251,57 +254,85 @@ class StateStore:
 
     def jobs(self, *, with_files: bool = True) -> list[JobRecord]:
         """Every job, in index order (files and request ids attached)."""
+        return list(self.iter_jobs(with_files=with_files))
+
+    def iter_jobs(self, *, with_files: bool = True, batch: int = 2000) -> Iterator[JobRecord]:
+        """Every job in index order, read `batch` at a time (memory stays flat)."""
+        last = 0
+        while True:
+            chunk = self._load(f"idx > ? ORDER BY idx LIMIT {int(batch)}", (last,), with_files)
+            yield from chunk
+            if len(chunk) < batch:
+                return
+            last = chunk[-1].index
+
+    def job(self, idx: int) -> JobRecord:
+        """One job, read as committed (no wait for a commit in flight)."""
+        return self._load("idx = ?", (idx,), True, conn=self._reader())[0]
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._read_conn is None:
+            self._read_conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
+        return self._read_conn
+
+    def _load(
+        self,
+        where: str,
+        params: tuple[Any, ...],
+        with_files: bool,
+        conn: sqlite3.Connection | None = None,
+    ) -> list[JobRecord]:
+        conn = conn or self._conn
+        rows = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {where}", params).fetchall()
+        if not rows:
+            return []
+        lo, hi = rows[0][0], rows[-1][0]
         files: dict[int, list[FileRecord]] = {}
         if with_files:
-            for idx, k, name, sha, size, url in self._conn.execute(
-                "SELECT job_idx, k, file_name, sha256, bytes, url FROM files ORDER BY job_idx, k"
+            for idx, k, name, sha, size, url in conn.execute(
+                "SELECT job_idx, k, file_name, sha256, bytes, url FROM files "
+                "WHERE job_idx BETWEEN ? AND ? ORDER BY job_idx, k",
+                (lo, hi),
             ):
                 files.setdefault(idx, []).append(FileRecord(name, k, sha, size, url))
         rids: dict[int, list[str]] = {}
-        for idx, rid in self._conn.execute(
-            "SELECT job_idx, request_id FROM attempts ORDER BY job_idx, n"
+        for idx, rid in conn.execute(
+            "SELECT job_idx, request_id FROM attempts WHERE job_idx BETWEEN ? AND ? "
+            "ORDER BY job_idx, n",
+            (lo, hi),
         ):
             rids.setdefault(idx, []).append(rid)
-        out = []
-        for row in self._conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs ORDER BY idx"):
-            (
-                idx,
-                key,
-                model,
-                inputs,
-                copy,
-                meta,
-                vars_,
-                sweep,
-                source,
-                state,
-                reason,
-                rid,
-                attempts,
-                in_manifest,
-                _outputs,
-            ) = row
-            out.append(
-                JobRecord(
-                    key=key,
-                    index=idx,
-                    model=model,
-                    inputs=json.loads(inputs),
-                    state=JobState(state),
-                    copy=copy,
-                    meta=json.loads(meta),
-                    vars=json.loads(vars_),
-                    sweep=sweep,
-                    source=source,
-                    reason=reason,
-                    request_id=rid,
-                    request_ids=rids.get(idx, []),
-                    attempts=attempts,
-                    files=files.get(idx, []),
-                    in_manifest=bool(in_manifest),
-                )
+        return [_record(row, rids.get(row[0], []), files.get(row[0], [])) for row in rows]
+
+    def todo_rows(self) -> Iterator[tuple[int, str, str | None]]:
+        """(idx, state, request_id) of every job not failed or cancelled, in index order."""
+        yield from self._conn.execute(
+            "SELECT idx, state, request_id FROM jobs "
+            "WHERE state NOT IN ('failed', 'cancelled') ORDER BY idx"
+        )
+
+    def done_files(self) -> Iterator[tuple[int, str, int]]:
+        """(job idx, file_name, bytes) of every file of a done job, by job."""
+        yield from self._conn.execute(
+            "SELECT f.job_idx, f.file_name, f.bytes FROM files f JOIN jobs j ON j.idx = f.job_idx "
+            "WHERE j.state = 'done' ORDER BY f.job_idx"
+        )
+
+    def count_new(self) -> int:
+        """Jobs never submitted."""
+        return self._conn.execute(
+            "SELECT count(*) FROM jobs WHERE state = 'pending' AND attempts = 0"
+        ).fetchone()[0]
+
+    def recover_submitting(self, reason: str) -> int:
+        """Submits a crash interrupted become uncertain; returns how many."""
+        with self._tx():
+            cur = self._conn.execute(
+                "UPDATE jobs SET state = 'uncertain', reason = ?, updated_at = ? "
+                "WHERE state = 'submitting'",
+                (reason, time.time()),
             )
-        return out
+        return cur.rowcount
 
     def outputs_of(self, idx: int) -> list[str]:
         row = self._conn.execute("SELECT outputs FROM jobs WHERE idx = ?", (idx,)).fetchone()
@@ -397,17 +428,21 @@ class StateStore:
 
     async def durable(self) -> None:
         """Wait until every event written so far is committed to disk."""
+        await self.durable_future()
+
+    def durable_future(self) -> asyncio.Future[None]:
+        """A future resolved once every event written so far is on disk (in call order)."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
         if self._error is not None:
-            raise self._error
-        if self._ops:
-            waiters = self._waiters
+            fut.set_exception(self._error)
+        elif self._ops:
+            self._waiters.append(fut)
         elif self._commit_fut is not None:
-            waiters = self._commit_waiters  # our events may be in the commit in flight
+            self._commit_waiters.append(fut)  # our events may be in the commit in flight
         else:
-            return
-        fut = asyncio.get_running_loop().create_future()
-        waiters.append(fut)
-        await fut
+            fut.set_result(None)
+        return fut
 
     def flush(self) -> None:
         """Commit pending events now (used at shutdown and outside an event loop)."""
@@ -529,5 +564,31 @@ def _os_message(path: Path, exc: BaseException) -> str:
     return f"{path}: state file error: {text}"
 
 
+def _record(row: tuple[Any, ...], rids: list[str], files: list[FileRecord]) -> JobRecord:
+    (idx, key, model, inputs, copy, meta, vars_, sweep, source, state, reason, rid, attempts) = row[
+        :13
+    ]
+    return JobRecord(
+        key=key,
+        index=idx,
+        model=model,
+        inputs=json.loads(inputs),
+        state=JobState(state),
+        copy=copy,
+        meta=json.loads(meta),
+        vars=json.loads(vars_),
+        sweep=sweep,
+        source=source,
+        reason=reason,
+        request_id=rid,
+        request_ids=rids,
+        attempts=attempts,
+        files=files,
+        in_manifest=bool(row[13]),
+    )
+
+
 def _dump(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    # the manifest's field order is kept (the report's sweep axes follow it); keys are
+    # computed from sorted JSON elsewhere (jobs.job_key)
+    return json.dumps(value, ensure_ascii=False)

@@ -27,7 +27,7 @@ CLI = str(BIN / "batch-runner")
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 TOKEN = "sim-token"
-REPEATS = 3
+REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))  # fewer while tuning
 
 
 @dataclass

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import math
 import random
 
 import pytest
 
 from batch_runner.errors import AccountError, ApiError, DownloadError, TransportError
-from batch_runner.policy import Action, PollPlanner, backoff, classify, retry_delay
+from batch_runner.policy import Action, backoff, classify, retry_delay
+from batch_runner.polling import PollPlanner
 
 
 def api(kind: str, status: int | None = None, code: int | None = None, **kw) -> ApiError:
@@ -180,83 +182,102 @@ def test_retry_delay_honours_retry_after_and_caps_it():
 # ---- poll planner -------------------------------------------------------------------------
 
 
-SPREAD = [40 + i * 1.25 for i in range(16)]  # 40..58.75 s
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def trained(durations: list[float], gap: float = 0.0) -> PollPlanner:
-    now = [0.0]
-    planner = PollPlanner(clock=lambda: now[0])
-    for d in durations:
-        planner.observe_duration(d)
-        now[0] += gap
-    return planner
+def trained(runs: list[float], gap: float = 0.0) -> tuple[PollPlanner, Clock]:
+    """A planner that saw jobs start at once and run `runs` seconds, `gap` s apart."""
+    clock = Clock()
+    planner = PollPlanner(clock=clock)
+    for run in runs:
+        t = planner.track(clock.now, clock.now)
+        planner.seen(t, "in_progress", None)
+        clock.now += run
+        planner.completed(t, run)
+        clock.now += gap
+    return planner, clock
 
 
 def test_planner_first_poll_is_immediate_before_any_observation():
-    planner = PollPlanner()
-    assert planner.next_delay(status="in_queue", elapsed=0.0, queue_position=None) == 0.0
-    assert planner.next_delay(status="in_queue", elapsed=0.3, queue_position=None) == 0.6
+    planner = PollPlanner(clock=Clock())
+    assert planner.next_delay(planner.track()) == 0.0
+    t = planner.track(planner.clock(), planner.clock())
+    assert planner.next_delay(t) == 0.0
 
 
-def test_planner_cadence_grows_to_a_few_seconds_without_observations():
-    planner = PollPlanner()
-    delays = [
-        planner.next_delay(status="in_progress", elapsed=t, queue_position=None) for t in (1, 4, 60)
-    ]
-    assert delays == sorted(delays) and 1 <= delays[-1] <= 3.0
+def test_planner_backs_off_without_observations():
+    clock = Clock()
+    planner = PollPlanner(clock=clock)
+    t = planner.track(clock.now, clock.now)
+    delays = []
+    for _ in range(8):
+        planner.seen(t, "in_progress", None)
+        delays.append(planner.next_delay(t))
+        clock.now += delays[-1]
+    assert delays == sorted(delays) and delays[-1] == planner.prior / 10
 
 
 def test_planner_instant_jobs_cost_no_waiting():
-    planner = trained([0.01] * 50)
-    assert planner.next_delay(status="in_queue", elapsed=0.0, queue_position=None) <= 0.01
-    again = planner.next_delay(status="in_progress", elapsed=0.02, queue_position=None)
-    assert again == PollPlanner.STEP_FLOOR
+    planner, clock = trained([0.0] * 20)
+    assert planner.next_delay(planner.track(clock.now, clock.now)) == 0.0
 
 
-def test_planner_short_fixed_jobs_are_polled_at_their_duration_then_finely():
-    planner = trained([1.0] * 16)
-    assert planner.next_delay(status="in_queue", elapsed=0.0, queue_position=None) == 1.0
-    assert planner.next_delay(status="in_progress", elapsed=1.0, queue_position=None) == 0.1
+def test_planner_fixed_jobs_are_polled_at_their_duration_then_finely():
+    planner, clock = trained([1.0] * 16)
+    t = planner.track(clock.now, clock.now)
+    assert planner.next_delay(t) == pytest.approx(1.0)
+    clock.now += 1.0
+    planner.seen(t, "in_progress", None)
+    assert planner.next_delay(t) <= 2 * PollPlanner.STEP_FLOOR
 
 
-def test_planner_sparse_before_expected_completion():
-    planner = trained(SPREAD)  # 40..59 s
-    first = planner.next_delay(status="in_queue", elapsed=0.0, queue_position=None)
-    assert first >= 15.0 or first == planner.max_delay
-    assert planner.next_delay(status="in_progress", elapsed=5.0, queue_position=None) == 15.0
-
-
-def test_planner_dense_around_expected_completion():
-    planner = trained(SPREAD)
-    for elapsed in (42.0, 48.0, 55.0):
-        assert (
-            planner.next_delay(status="in_progress", elapsed=elapsed, queue_position=None)
-            <= PollPlanner.DENSE_MAX
-        )
-
-
-def test_planner_backs_off_after_expected_completion():
-    planner = trained(SPREAD)
-    late = [
-        planner.next_delay(status="in_progress", elapsed=t, queue_position=None)
-        for t in (60, 70, 90, 300)
-    ]
-    assert late == sorted(late) and late[-1] == planner.max_delay
-
-
-def test_planner_queued_job_waits_at_least_a_short_run():
-    planner = trained([10 + i % 5 for i in range(40)])
-    assert planner.next_delay(status="in_queue", elapsed=12.0, queue_position=4) >= 8.0
+def test_planner_spread_jobs_are_polled_across_their_window():
+    planner, clock = trained([4 + i * 0.25 for i in range(17)])  # 4..8 s
+    t = planner.track(clock.now, clock.now)
+    times = []
+    for _ in range(6):
+        clock.now += planner.next_delay(t)
+        times.append(clock.now - t.submitted)
+        planner.seen(t, "in_progress", None)
+    assert 4.0 <= times[0] <= 8.0  # no poll before the shortest run
+    steps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert all(s <= PollPlanner.DENSE_MAX + 1e-9 for s in steps[:2])
+    assert steps == sorted(steps)  # past the window: back-off
 
 
 def test_planner_queued_job_waits_for_the_queue_to_drain():
-    planner = trained([10 + i % 5 for i in range(40)], gap=0.5)  # a completion every 0.5 s
-    near = planner.next_delay(status="in_queue", elapsed=12.0, queue_position=1)
-    far = planner.next_delay(status="in_queue", elapsed=12.0, queue_position=12)
-    assert far == pytest.approx(near + 11 * 0.5 * PollPlanner.QUEUE_TRUST)
+    planner, clock = trained([0.5] * 16)  # a completion every 0.5 s
+    t = planner.track(clock.now, clock.now)
+    planner.seen(t, "in_queue", 10)
+    far = planner.next_delay(t)
+    u = planner.track(clock.now, clock.now)
+    planner.seen(u, "in_queue", 1)
+    near = planner.next_delay(u)
+    assert far > near + 3 and near >= 0.5
+
+
+def test_planner_learns_waits_from_queued_jobs():
+    planner, clock = trained([5.0] * 16)
+    for _ in range(16):  # every job waited 3 s, then ran 5 s
+        t = planner.track(clock.now, clock.now)
+        clock.now += 3.0
+        planner.seen(t, "in_progress", None)
+        clock.now += 5.0
+        planner.completed(t, 8.0)
+    t = planner.track(clock.now, clock.now)
+    assert planner.next_delay(t) >= 7.0
 
 
 def test_planner_ignores_nonsense_durations():
-    planner = trained([float("nan"), -1.0, float("inf")])
-    assert planner.next_delay(status="in_queue", elapsed=0.0, queue_position=None) == 0.0
-    assert planner.next_delay(status="in_queue", elapsed=0.3, queue_position=None) == 0.6
+    clock = Clock()
+    planner = PollPlanner(clock=clock)
+    for d in (float("nan"), -1.0, float("inf")):
+        t = planner.track(clock.now, clock.now)
+        clock.now += 1.0
+        planner.completed(t, d)
+    assert all(math.isfinite(v) for v in planner._runs._sorted)
