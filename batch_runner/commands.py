@@ -54,7 +54,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     token = cli.read_token(args, settings)
     run_dir = args.out or Path(str(expansion.options.get("out") or default_run_dir(args.manifest)))
     _say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
-    return _execute(RunInput(run_dir, settings, token, expansion.jobs, args.manifest), args)
+    inp = RunInput(run_dir, settings, token, expansion.jobs, args.manifest)
+    del expansion  # the run input holds the jobs only until they are in the state file
+    return _execute(inp, args)
 
 
 def _manifest_options(path: Path) -> dict:

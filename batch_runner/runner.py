@@ -62,7 +62,7 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
     try:
         if inp.specs is not None:
             added, missing = store.sync_jobs(inp.specs)
-            inp.specs.clear()  # stored now; 100,000 specs are worth freeing (the caller's list)
+            inp.specs = []  # stored now: 100,000 specs are worth freeing during the run
             store.set_meta({"settings": inp.settings.stored(), "manifest": str(inp.manifest)})
             _copy_manifest(inp)
             if added or missing:
