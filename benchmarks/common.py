@@ -218,6 +218,12 @@ def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
 
 
+def main(description: str, run: Callable[[bool], Any], report: Callable[[Any], str]) -> None:
+    """Command line of one benchmark: run it (quick or full) and print its table."""
+    args = parse_args(description)
+    print(report(run(args.quick)), flush=True)
+
+
 def parse_args(description: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the CI smoke test)")

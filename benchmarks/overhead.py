@@ -109,8 +109,7 @@ def report(figures: dict) -> str:
 
 
 def main() -> None:
-    args = c.parse_args(__doc__ or "")
-    print(report(run(args.quick)), flush=True)
+    c.main(__doc__ or "", run, report)
 
 
 if __name__ == "__main__":

@@ -101,8 +101,7 @@ def report(f: dict) -> str:
 
 
 def main() -> None:
-    args = c.parse_args(__doc__ or "")
-    print(report(run(args.quick)), flush=True)
+    c.main(__doc__ or "", run, report)
 
 
 if __name__ == "__main__":

@@ -137,19 +137,14 @@ class Simulator:
         job = await self._lookup(request, "status")
         if not isinstance(job, SimJob):
             return job
-        payload: dict[str, Any] = {"request_id": job.request_id, "status": job.status}
-        if job.status == "in_queue":
-            payload["queue_position"] = self.store.queue_position(job)
-        return self._answer("status", payload | self._urls(request, job))
+        return self._answer("status", self._progress(job) | self._urls(request, job))
 
     async def result(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/requests/{id}/result: the status, and the output once completed."""
         job = await self._lookup(request, "result")
         if not isinstance(job, SimJob):
             return job
-        payload: dict[str, Any] = {"request_id": job.request_id, "status": job.status}
-        if job.status == "in_queue":
-            payload["queue_position"] = self.store.queue_position(job)
+        payload = self._progress(job)
         if job.finished_at is None:
             return self._answer("result", payload)
         if job.status == "completed":
@@ -159,6 +154,13 @@ class Simulator:
         payload["created_at"] = _iso(job.created_at)
         payload["finished_at"] = _iso(job.finished_at)
         return self._answer("result", payload)
+
+    def _progress(self, job: SimJob) -> dict[str, Any]:
+        """What /status and /result both say: the id, the status, the place in the queue."""
+        payload: dict[str, Any] = {"request_id": job.request_id, "status": job.status}
+        if job.status == "in_queue":
+            payload["queue_position"] = self.store.queue_position(job)
+        return payload
 
     def _output(self, request: web.Request, job: SimJob) -> dict[str, Any]:
         style = self.config.output_style
