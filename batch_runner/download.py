@@ -21,7 +21,7 @@ import aiofiles
 import aiohttp
 from yarl import URL
 
-from batch_runner.client import retry_after_from
+from batch_runner.answers import retry_after_from
 from batch_runner.embed import JPEG_SOI, PNG_SIGNATURE, jpeg_com_segment, png_text_chunk
 from batch_runner.errors import DownloadError
 

@@ -1,0 +1,332 @@
+"""RunComfy answers: pure parsing of every reply into our records or our errors.
+
+No I/O here; the property tests feed it random data. An answer that is not what the API
+documents becomes `ApiError(kind="bad_answer")`, never a KeyError or TypeError.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from batch_runner.errors import AccountError, ApiError, TransportError
+from batch_runner.policy import RETRY_AFTER_CAP
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The answer to a submit: the id of the new request."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
+class Poll:
+    """One /result or /status answer, normalised (status in the five canonical spellings)."""
+
+    request_id: str
+    status: str
+    queue_position: int | None
+    outputs: list[str]
+    error: str | None
+    duration: float | None = None  # server-measured created_at → finished_at, when both given
+
+
+@dataclass(frozen=True)
+class CancelOutcome:
+    """The answer to a cancel: `outcome` is "cancelled" or "not_cancellable"."""
+
+    request_id: str
+    status: str
+    outcome: str
+
+
+def usable_id(request_id: object) -> bool:
+    if not isinstance(request_id, str) or not 0 < len(request_id) <= MAX_ID_LEN:
+        return False
+    try:
+        request_id.encode("utf-8")  # a lone surrogate from JSON could not be quoted
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def json_or_none(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+MAX_ID_LEN = 256
+STATUSES = frozenset({"in_queue", "in_progress", "completed", "failed", "cancelled"})
+_ALIASES = {"succeeded": "completed", "canceled": "cancelled"}
+_OUTPUT_FIELDS = ("image", "images", "video", "videos")
+_TEXT_CAP = 300
+
+
+def bad_answer(message: str, request_id: str | None, status: int | None = None) -> ApiError:
+    """A well-formed answer with the wrong shape (missing fields, wrong types)."""
+    return ApiError(
+        f"unexpected answer: {message}", status=status, request_id=request_id, kind="bad_answer"
+    )
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= _TEXT_CAP else text[:_TEXT_CAP] + "…"
+
+
+def _detail_text(detail: Any) -> str:
+    """422001 `detail` compactly: "loc.path: msg; ..." for the usual shape, JSON otherwise."""
+    if not isinstance(detail, list):
+        return _short(detail)
+    parts = []
+    for item in detail[:10]:
+        if isinstance(item, dict) and isinstance(item.get("msg"), str):
+            loc = item.get("loc")
+            where = ".".join(str(p) for p in loc) if isinstance(loc, list) else ""
+            parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+        else:
+            parts.append(_short(item))
+    return _short("; ".join(parts))
+
+
+def _error_code(body: Any) -> tuple[bool, int | None]:
+    """Whether the body carries a top-level error_code, and its value as an int if it is one."""
+    if not isinstance(body, dict):
+        return False, None
+    code = body.get("error_code")
+    if code is None or code == 0 or code == "" or code is False:
+        return False, None
+    if isinstance(code, int) and not isinstance(code, bool):
+        return True, code
+    if isinstance(code, str) and code.strip().isdigit() and len(code) < 12:
+        return True, int(code)
+    return True, None
+
+
+def _error_message(body: Any, raw: bytes) -> str:
+    if isinstance(body, dict):
+        for field in ("error_message", "message"):
+            if isinstance(body.get(field), str) and body[field]:
+                text = _short(body[field])
+                break
+        else:
+            text = ""
+        if body.get("detail") is not None:
+            text = f"{text} [{_detail_text(body['detail'])}]".strip()
+        return text
+    return _short(raw[:_TEXT_CAP].decode("utf-8", errors="replace").strip()) if raw else ""
+
+
+def _kind(status: int, code: int | None) -> str:
+    if code == 404001:
+        return "expired"
+    if status == 429 or (code is not None and code // 1000 == 429):
+        return "429"
+    if status >= 500:
+        return "5xx"
+    if status >= 400:
+        return "4xx"
+    if code is not None and 500000 <= code < 600000:
+        return "5xx"
+    if code is not None and 400000 <= code < 500000:
+        return "4xx"
+    return "error200" if 200 <= status < 300 else "bad_answer"
+
+
+def error_from_answer(
+    status: int, body: Any, raw: bytes, request_id: str | None, retry_after: float | None
+) -> Exception | None:
+    """The error an answer stands for, or None for a 2xx JSON object without `error_code`."""
+    if 300 <= status < 400:
+        return bad_answer(f"HTTP {status} redirect (not followed)", request_id, status)
+    has_code, code = _error_code(body)
+    if 200 <= status < 300 and not has_code:
+        if body is None:
+            return TransportError(
+                f"HTTP {status} answer is not JSON",
+                status=status,
+                request_id=request_id,
+                kind="bad_answer",
+            )
+        if not isinstance(body, dict):
+            return bad_answer("not a JSON object", request_id, status)
+        return None
+    message = _error_message(body, raw)
+    if status == 401 or code == 400004:
+        return AccountError(
+            f"API token rejected ({code or status}): {message or 'unauthorized'}"
+            " — check RUNCOMFY_API_TOKEN"
+        )
+    if status == 402 or code == 400002:
+        return AccountError(f"insufficient credits ({code or status}): {message or 'top up'}")
+    label = f"HTTP {status}" + (f" error {code}" if code is not None else "")
+    return ApiError(
+        f"{label}: {message}" if message else label,
+        status=status,
+        error_code=code,
+        request_id=request_id,
+        retry_after=retry_after,
+        kind=_kind(status, code),
+    )
+
+
+def _seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    value = float(value)
+    return min(value, RETRY_AFTER_CAP) if math.isfinite(value) and value >= 0 else None
+
+
+def _header_seconds(header: str) -> float | None:
+    try:
+        return _seconds(float(header))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(header)
+        return _seconds(max(0.0, when.timestamp() - time.time()))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def retry_after_from(headers: Any, body: Any) -> float | None:
+    """Seconds the server asked us to wait: Retry-After (seconds or HTTP date) or `retry_after`."""
+    found = []
+    header = headers.get("Retry-After") if headers is not None else None
+    if isinstance(header, str):
+        found.append(_header_seconds(header.strip()))
+    if isinstance(body, dict):
+        found.append(_seconds(body.get("retry_after")))
+    values = [v for v in found if v is not None]
+    return max(values) if values else None
+
+
+def _status(body: dict, request_id: str) -> str:
+    raw = body.get("status")
+    if not isinstance(raw, str):
+        raise bad_answer("status missing or not a string", request_id)
+    status = raw.strip().lower()
+    status = _ALIASES.get(status, status)
+    if status not in STATUSES:
+        raise ApiError(
+            f"unknown status {_short(raw)[:80]!r}", request_id=request_id, kind="unknown_status"
+        )
+    return status
+
+
+def _queue_position(value: Any) -> int | None:
+    # advisory only: a strange value is ignored rather than failing a paid job
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or value < 0 or value > 10**9:
+        return None
+    return int(value)
+
+
+def _url(value: Any, request_id: str) -> str:
+    if isinstance(value, str) and len(value) <= 8192:
+        try:
+            value.encode("utf-8")
+            parts = urlsplit(value)
+        except (ValueError, UnicodeEncodeError):
+            parts = None
+        if parts and parts.scheme in ("http", "https") and parts.hostname:
+            return value
+    raise bad_answer(f"output is not a URL: {_short(value)[:80]!r}", request_id)
+
+
+def _outputs(output: Any, request_id: str, max_outputs: int) -> list[str]:
+    values: list[Any] = []
+    if isinstance(output, dict):
+        for field in _OUTPUT_FIELDS:
+            item = output.get(field)
+            if isinstance(item, list):
+                values.extend(item)
+            elif item is not None:
+                values.append(item)
+            if len(values) > max_outputs:
+                break
+    elif isinstance(output, list):
+        values = output
+    elif isinstance(output, str):
+        values = [output]
+    if len(values) > max_outputs:
+        raise bad_answer(f"more than {max_outputs} output files", request_id)
+    if not values:
+        raise bad_answer("completed without output files", request_id)
+    return [_url(v, request_id) for v in values]
+
+
+def parse_poll(
+    body: Any, request_id: str, *, max_outputs: int = 1000, want_outputs: bool = True
+) -> Poll:
+    """Check and normalise a /result (`want_outputs`) or /status answer."""
+    if not isinstance(body, dict):
+        raise bad_answer("not a JSON object", request_id)
+    if not isinstance(body.get("request_id", request_id), str):
+        raise bad_answer("request_id is not a string", request_id)
+    status = _status(body, request_id)
+    outputs: list[str] = []
+    if status == "completed" and want_outputs:
+        outputs = _outputs(body.get("output"), request_id, max_outputs)
+    error = None
+    if status == "failed":
+        reason = body.get("error") or body.get("error_message")
+        error = _short(reason) if reason else None
+    position = _queue_position(body.get("queue_position"))
+    duration = _duration(body.get("created_at"), body.get("finished_at"))
+    return Poll(request_id, status, position, outputs, error, duration)
+
+
+def _moment(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str) and len(value) < 64:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp()
+    return None
+
+
+def _duration(created: Any, finished: Any) -> float | None:
+    """Seconds from `created_at` to `finished_at` (ISO 8601 or epoch), if both make sense."""
+    try:
+        start, end = _moment(created), _moment(finished)
+    except (ValueError, TypeError, OverflowError, OSError):
+        return None
+    if start is None or end is None:
+        return None
+    seconds = end - start
+    return seconds if math.isfinite(seconds) and 0 <= seconds <= 1e6 else None
+
+
+_NOT_CANCELLABLE_STATES = frozenset({"in_progress", "completed", "failed"})
+
+
+def parse_cancel(body: Any, request_id: str) -> CancelOutcome:
+    """Check and normalise a cancel answer."""
+    if not isinstance(body, dict):
+        raise bad_answer("not a JSON object", request_id)
+    raw_status = body.get("status")
+    status = raw_status.strip().lower() if isinstance(raw_status, str) else ""
+    status = _ALIASES.get(status, status)
+    outcome = body.get("outcome")
+    if isinstance(outcome, str):
+        outcome = _ALIASES.get(outcome.strip().lower(), outcome.strip().lower())
+    elif outcome is None and status == "cancelled":
+        outcome = "cancelled"
+    elif outcome is None and status in _NOT_CANCELLABLE_STATES:
+        outcome = "not_cancellable"
+    if outcome not in ("cancelled", "not_cancellable"):
+        raise bad_answer(f"cancel outcome {_short(outcome)[:80]!r}", request_id)
+    return CancelOutcome(request_id, status or outcome, outcome)
