@@ -113,3 +113,25 @@ def test_python_dash_m_and_help():
     ):
         res = run_cli(command, "--help")
         assert res.returncode == 0 and "usage" in res.stdout.lower(), command
+
+
+UNDOCUMENTED = ("--help", "--debug", "--host", "--port")  # generic, shown in --help
+
+
+def test_readme_documents_every_flag():
+    from pathlib import Path
+
+    from batch_runner.cli import build_parser
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    missing = []
+    for name, sub in subparsers.items():
+        assert f"batch-runner {name}" in readme or f"`{name}`" in readme, name
+        for action in sub._actions:
+            for flag in action.option_strings:
+                skip = not flag.startswith("--") or flag in UNDOCUMENTED
+                if not skip and flag not in readme:
+                    missing.append(f"{name} {flag}")
+    assert not missing, f"flags not in README.md: {missing}"
