@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import json
@@ -124,6 +125,9 @@ class Simulator:
         if "error200" in directives(body.get("prompt")):
             return self.faults.error_200()
         job = self.store.create(model, body)
+        if self.config.submit_delay:
+            # the job exists (and is "billed") while the answer is still on its way
+            await asyncio.sleep(self.config.submit_delay)
         if self.faults.lost_submit():
             return DropResponse()
         urls = self._urls(request, job)

@@ -38,6 +38,7 @@ class SimConfig:
     error_rate: float = 0.0
     drop_rate: float = 0.0
     lost_submit_rate: float = 0.0
+    submit_delay: float = 0.0  # seconds between creating a job and answering its submit
     rate_limit: float | None = None
     truncate_rate: float = 0.0
     url_ttl: float | None = None
@@ -107,6 +108,9 @@ def validate(config: SimConfig) -> SimConfig:
         if value is not None and float(value) <= 0:
             raise UsageError(f"{name}: must be positive, got {value}")
         setattr(config, name, None if value is None else float(value))
+    config.submit_delay = float(config.submit_delay)
+    if config.submit_delay < 0:
+        raise UsageError(f"submit_delay: must not be negative, got {config.submit_delay}")
     config.capacity, config.pad_bytes = int(config.capacity), int(config.pad_bytes)
     if config.capacity < 0 or config.pad_bytes < 0:
         raise UsageError("capacity and pad_bytes must not be negative")
@@ -149,6 +153,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--error-rate", type=float, default=0.0, help="share of API calls answered 500/502/503")
     add("--drop-rate", type=float, default=0.0, help="share of requests closed without answer")
     add("--lost-submit-rate", type=float, default=0.0, help="submits created, answer lost")
+    add(
+        "--submit-delay",
+        type=float,
+        default=0.0,
+        help="seconds between creating a job and answering its submit (a slow API)",
+    )
     add("--rate-limit", type=float, default=None, help="API requests per second before 429")
     add("--truncate-rate", type=float, default=0.0, help="share of file downloads cut short")
     add("--url-ttl", type=float, default=None, help="file URLs expire S s after /result")
@@ -170,6 +180,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         error_rate=args.error_rate,
         drop_rate=args.drop_rate,
         lost_submit_rate=args.lost_submit_rate,
+        submit_delay=args.submit_delay,
         rate_limit=args.rate_limit,
         truncate_rate=args.truncate_rate,
         url_ttl=args.url_ttl,
