@@ -161,7 +161,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     store = _open_readonly(args.run_dir)
     try:
-        path = write_report(args.run_dir, store.jobs(), title=args.run_dir.name)
+        path = write_report(args.run_dir, store, title=args.run_dir.name)
     except OSError as exc:
         raise StateError(f"{args.run_dir}: cannot write report.html ({exc.strerror})") from None
     finally:
@@ -185,7 +185,7 @@ def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tup
 
     out = out or run_dir / f"metadata.{fmt}"
     try:
-        return out, write_export(store.jobs(), out, fmt)
+        return out, write_export(store, out, fmt)
     except OSError as exc:
         raise StateError(f"{out}: cannot write ({exc.strerror})") from None
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from batch_runner.errors import UsageError
 from batch_runner.jobs import FileRecord, JobRecord
+from batch_runner.state import StateStore
 
 HEAD = ("file_name", "key", "index", "state", "request_id", "model")
 TAIL = ("sha256", "bytes", "reason")
@@ -18,31 +19,47 @@ FORMATS = ("csv", "jsonl")
 _RESERVED = frozenset(HEAD + TAIL)
 
 
-def export_rows(records: list[JobRecord]) -> Iterator[dict[str, Any]]:
+def export_rows(records: Iterable[JobRecord]) -> Iterator[dict[str, Any]]:
     """One row per file, and one with empty file fields for a job without files, in index order."""
     for rec in sorted(records, key=lambda r: r.index):
         for f in rec.files or [None]:
             yield _row(rec, f)
 
 
-def write_export(records: list[JobRecord], out_path: Path, fmt: str) -> int:
-    """Write the rows as "csv" or "jsonl" atomically; returns how many rows were written."""
+def write_export(jobs: StateStore | Iterable[JobRecord], out_path: Path, fmt: str) -> int:
+    """Write the rows as "csv" or "jsonl" atomically; returns how many rows were written.
+
+    Given a StateStore, jobs are read a batch at a time (CSV reads them twice: once for the
+    union of the columns, once for the rows), so memory stays flat however many jobs there are.
+    """
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
     out_path = Path(out_path)
-    rows = list(export_rows(records))
+    if isinstance(jobs, StateStore):
+        store = jobs
+
+        def rows() -> Iterator[dict[str, Any]]:
+            return (_row(rec, f) for rec in store.iter_jobs() for f in rec.files or [None])
+    else:
+        kept = list(export_rows(jobs))
+
+        def rows() -> Iterator[dict[str, Any]]:
+            return iter(kept)
+
     tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    n = 0
     try:
         with open(tmp, "w", encoding="utf-8", newline="") as fh:
             if fmt == "csv":
-                _write_csv(fh, rows)
+                n = _write_csv(fh, columns(rows()), rows())
             else:
-                for row in rows:
+                for row in rows():
                     fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+                    n += 1
         os.replace(tmp, out_path)
     finally:
         tmp.unlink(missing_ok=True)
-    return len(rows)
+    return n
 
 
 def columns(rows: Iterable[dict[str, Any]]) -> list[str]:
@@ -73,11 +90,14 @@ def _row(rec: JobRecord, f: FileRecord | None) -> dict[str, Any]:
     return row
 
 
-def _write_csv(fh: Any, rows: list[dict[str, Any]]) -> None:
-    writer = csv.DictWriter(fh, fieldnames=columns(rows), restval="")
+def _write_csv(fh: Any, fieldnames: list[str], rows: Iterable[dict[str, Any]]) -> int:
+    writer = csv.DictWriter(fh, fieldnames=fieldnames, restval="")
     writer.writeheader()
+    n = 0
     for row in rows:
         writer.writerow({k: _cell(v) for k, v in row.items()})
+        n += 1
+    return n
 
 
 def _cell(value: Any) -> Any:

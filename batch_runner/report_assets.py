@@ -108,6 +108,12 @@ table.list th, table.list td {
   border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top;
 }
 table.list th { color: var(--muted); font-weight: 500; }
+details.page { margin-top: 8px; }
+details.page summary { cursor: pointer; color: var(--muted); font-size: 13px; }
+table.rows td.thumbs { white-space: nowrap; }
+table.rows .thumb {
+  display: inline-block; width: 48px; height: 48px; aspect-ratio: auto; margin-right: 4px;
+}
 """
 
 # Re-renders a sweep grid from its embedded JSON when an axis or filter select changes.

@@ -171,7 +171,7 @@ def _write_report(run_dir: Path, store: StateStore) -> None:
     from batch_runner.report import write_report
 
     try:
-        write_report(run_dir, store.jobs(), title=run_dir.name)
+        write_report(run_dir, store, title=run_dir.name)
     except OSError as exc:
         _say(f"warning: could not write report.html ({exc.strerror})")
 

@@ -1,18 +1,12 @@
 """The SQLite state file: the only record of what was submitted (and possibly paid for).
 
-Writes are journaled per event (one UPDATE or INSERT each) and committed in batches, one
-transaction per event-loop tick; `await store.durable()` returns once everything written so far
-is on disk, which is how the scheduler commits a submit intent before the POST and a request_id
-before anything else happens to that job. Inside an event loop the commit (and its fsync) runs
-on one writer thread, so the loop keeps serving the network meanwhile; events written during a
-commit form the next batch (a group commit). Reads wait for a commit in flight first.
+This module holds the schema, opening and migrating, the reads, and the events a run writes;
+how events are journaled and group-committed (durable before the caller acts on them) lives in
+`batch_runner.journal`, which StateStore extends.
 """
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextlib
 import json
 import sqlite3
 import time
@@ -22,6 +16,7 @@ from typing import Any
 
 from batch_runner.errors import StateError
 from batch_runner.jobs import FileRecord, JobRecord, JobSpec, JobState
+from batch_runner.journal import Journal, os_message
 
 STATE_FILE = "state.db"
 SCHEMA_VERSION = 1
@@ -114,33 +109,8 @@ def _migrate(conn: sqlite3.Connection, path: Path) -> None:
         conn.execute("COMMIT")
 
 
-class StateStore:
+class StateStore(Journal):
     """Jobs, attempts, files and retry counts of one run directory."""
-
-    def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool):
-        self._db = conn
-        self.path = path
-        self.readonly = readonly
-        self._ops: list[tuple[str, tuple[Any, ...]]] = []
-        self._waiters: list[asyncio.Future[None]] = []
-        self._flush_handle: asyncio.Handle | None = None
-        self._error: BaseException | None = None
-        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
-        self._commit_fut: concurrent.futures.Future[None] | None = None  # the commit in flight
-        self._commit_waiters: list[asyncio.Future[None]] = []  # resolved when it is on disk
-        self._read_conn: sqlite3.Connection | None = None  # reads beside the writer thread
-
-    @property
-    def _conn(self) -> sqlite3.Connection:
-        """The connection, for use on the caller's thread once no commit is in flight."""
-        self._settle()
-        return self._db
-
-    def _settle(self) -> None:
-        fut = self._commit_fut
-        if fut is not None:
-            concurrent.futures.wait([fut])
-            self._committed(fut)
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -167,7 +137,7 @@ class StateStore:
             conn.execute("SELECT count(*) FROM jobs").fetchone()
         except sqlite3.OperationalError as exc:
             conn.close()
-            raise StateError(_os_message(path, exc)) from None
+            raise StateError(os_message(path, exc)) from None
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StateError(f"{path}: not a usable state file ({exc})") from None
@@ -175,20 +145,6 @@ class StateStore:
             conn.close()
             raise
         return cls(conn, path, readonly)
-
-    def close(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        self._settle()
-        if self._ops:
-            self._flush()
-        if self._writer is not None:
-            self._writer.shutdown(wait=True)
-            self._writer = None
-        if self._read_conn is not None:
-            self._read_conn.close()
-        self._db.close()
 
     # ---- meta ----------------------------------------------------------------------------
 
@@ -258,9 +214,30 @@ class StateStore:
 
     def iter_jobs(self, *, with_files: bool = True, batch: int = 2000) -> Iterator[JobRecord]:
         """Every job in index order, read `batch` at a time (memory stays flat)."""
-        last = 0
+        return self._iter("", (), with_files, batch)
+
+    def iter_sweep(
+        self, sweep: int | None, span: tuple[int, int] = (0, 2**62), *, batch: int = 2000
+    ) -> Iterator[JobRecord]:
+        """The jobs of one sweep entry (None: jobs from `jobs:`) with files, in index order;
+        `span` (first, last index, from `sweep_spans`) bounds the scan."""
+        return self._iter("sweep IS ? AND idx <= ? AND ", (sweep, span[1]), True, batch, span[0])
+
+    def sweep_spans(self) -> dict[int | None, tuple[int, int, int]]:
+        """(jobs, first index, last index) of each sweep entry (None: jobs from `jobs:`)."""
+        rows = self._conn.execute(
+            "SELECT sweep, count(*), min(idx), max(idx) FROM jobs GROUP BY sweep"
+        )
+        return {sweep: (n, lo, hi) for sweep, n, lo, hi in rows}
+
+    def _iter(
+        self, where: str, params: tuple[Any, ...], with_files: bool, batch: int, first: int = 1
+    ) -> Iterator[JobRecord]:
+        last = first - 1
         while True:
-            chunk = self._load(f"idx > ? ORDER BY idx LIMIT {int(batch)}", (last,), with_files)
+            chunk = self._load(
+                f"{where}idx > ? ORDER BY idx LIMIT {int(batch)}", (*params, last), with_files
+            )
             yield from chunk
             if len(chunk) < batch:
                 return
@@ -344,9 +321,7 @@ class StateStore:
     def summary(self) -> dict[str, Any]:
         """The object `status --json` prints (CONTRACT §2)."""
         counts = self.counts()
-        files, size = self._conn.execute(
-            "SELECT count(*), coalesce(sum(bytes), 0) FROM files"
-        ).fetchone()
+        files, size = self.file_totals()
         dups = self._conn.execute(
             "SELECT coalesce(sum(possible_duplicates), 0) FROM jobs"
         ).fetchone()[0]
@@ -373,7 +348,14 @@ class StateStore:
         return dict(self._conn.execute("SELECT cause, n FROM retries ORDER BY n DESC"))
 
     def file_count(self) -> int:
-        return self._conn.execute("SELECT count(*) FROM files").fetchone()[0]
+        return self.file_totals()[0]
+
+    def file_totals(self) -> tuple[int, int]:
+        """(files, bytes) over every job."""
+        files, size = self._conn.execute(
+            "SELECT count(*), coalesce(sum(bytes), 0) FROM files"
+        ).fetchone()
+        return files, size
 
     # ---- events (journaled, committed per tick) ------------------------------------------
 
@@ -425,143 +407,6 @@ class StateStore:
             "ON CONFLICT(cause) DO UPDATE SET n = n + 1",
             (cause,),
         )
-
-    async def durable(self) -> None:
-        """Wait until every event written so far is committed to disk."""
-        await self.durable_future()
-
-    def durable_future(self) -> asyncio.Future[None]:
-        """A future resolved once every event written so far is on disk (in call order)."""
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        if self._error is not None:
-            fut.set_exception(self._error)
-        elif self._ops:
-            self._waiters.append(fut)
-        elif self._commit_fut is not None:
-            self._commit_waiters.append(fut)  # our events may be in the commit in flight
-        else:
-            fut.set_result(None)
-        return fut
-
-    def flush(self) -> None:
-        """Commit pending events now (used at shutdown and outside an event loop)."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        self._flush()
-
-    # ---- internals -----------------------------------------------------------------------
-
-    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
-        if self._error is not None:
-            raise self._error
-        self._ops.append((sql, params))
-        if self._flush_handle is None and self._commit_fut is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._flush()
-                return
-            self._flush_handle = loop.call_soon(self._start_commit)
-
-    def _start_commit(self) -> None:
-        """Hand this tick's events to the writer thread (one commit in flight at a time)."""
-        self._flush_handle = None
-        if self._commit_fut is not None or not self._ops:
-            return
-        ops, self._commit_waiters = self._ops, self._waiters
-        self._ops, self._waiters = [], []
-        if self._writer is None:
-            self._writer = concurrent.futures.ThreadPoolExecutor(1, "state-writer")
-        fut = self._writer.submit(self._commit, ops)
-        self._commit_fut = fut
-        asyncio.wrap_future(fut).add_done_callback(lambda _: self._committed(fut))
-
-    def _committed(self, fut: concurrent.futures.Future[None]) -> None:
-        """Wake the waiters of a finished commit (once), then commit what came in meanwhile."""
-        if self._commit_fut is not fut:
-            return  # already handled by _settle
-        self._commit_fut = None
-        waiters, self._commit_waiters = self._commit_waiters, []
-        exc = fut.exception()
-        if exc is not None:
-            self._error = self._error or exc
-        _resolve(waiters, exc)
-        if self._ops and self._flush_handle is None and self._error is None:
-            with contextlib.suppress(RuntimeError):  # no loop: flush() or close() commits them
-                self._flush_handle = asyncio.get_running_loop().call_soon(self._start_commit)
-
-    def _commit(self, ops: list[tuple[str, tuple[Any, ...]]]) -> None:
-        """One transaction for `ops`; on the writer thread, or on the caller's when settled."""
-        with _Transaction(self._db, self.path):
-            for sql, params in ops:
-                self._db.execute(sql, params)
-
-    def _flush(self) -> None:
-        self._flush_handle = None
-        self._settle()
-        ops, waiters = self._ops, self._waiters
-        self._ops, self._waiters = [], []
-        try:
-            if ops:
-                self._commit(ops)
-        except StateError as exc:
-            self._error = exc
-            _resolve(waiters, exc)
-            return
-        _resolve(waiters, None)
-
-    def _tx(self) -> _Transaction:
-        return _Transaction(self._conn, self.path)
-
-
-class _Transaction:
-    """BEGIN IMMEDIATE … COMMIT, with sqlite errors translated into StateError."""
-
-    def __init__(self, conn: sqlite3.Connection, path: Path):
-        self._conn = conn
-        self._path = path
-
-    def __enter__(self) -> None:
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StateError(_os_message(self._path, exc)) from None
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        try:
-            if exc_type is None:
-                self._conn.execute("COMMIT")
-                return False
-            self._conn.execute("ROLLBACK")
-        except sqlite3.Error as err:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-            raise StateError(_os_message(self._path, err)) from None
-        if isinstance(exc, sqlite3.Error):
-            raise StateError(_os_message(self._path, exc)) from None
-        return False
-
-
-def _resolve(waiters: list[asyncio.Future[None]], exc: BaseException | None) -> None:
-    for w in waiters:
-        if not w.done():
-            if exc is None:
-                w.set_result(None)
-            else:
-                w.set_exception(exc)
-
-
-def _os_message(path: Path, exc: BaseException) -> str:
-    text = str(exc)
-    if "readonly" in text or "read-only" in text:
-        return f"{path}: cannot write the state file (read-only file or directory)"
-    if "disk is full" in text or "full" in text:
-        return f"{path}: cannot write the state file: disk full (nothing already submitted is lost)"
-    if "locked" in text:
-        return f"{path}: state file is locked by another process"
-    return f"{path}: state file error: {text}"
 
 
 def _record(row: tuple[Any, ...], rids: list[str], files: list[FileRecord]) -> JobRecord:

@@ -109,3 +109,27 @@ def test_existing_file_is_replaced_whole(tmp_path: Path):
     out.write_text("old\n" * 100, encoding="utf-8")
     write_export(records(), out, "jsonl")
     assert "old" not in out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_from_the_state_streams_the_same_rows(tmp_path: Path, fmt: str):
+    from batch_runner.jobs import JobSpec
+    from batch_runner.state import StateStore
+
+    store = StateStore.open(tmp_path / "run", create=True)
+    try:
+        recs = sorted(records(), key=lambda r: r.index)
+        store.sync_jobs(JobSpec(r.model, r.inputs, meta=r.meta, vars=r.vars) for r in recs)
+        for r in recs:
+            for n, rid in enumerate(r.request_ids, 1):
+                store.record_request_id(r.index, n, rid)
+            for f in r.files:
+                store.record_file(r.index, f)
+            store.set_state(r.index, r.state, r.reason)
+        store.flush()
+        a = write_export(store, tmp_path / f"a.{fmt}", fmt)
+        b = write_export(store.jobs(), tmp_path / f"b.{fmt}", fmt)
+    finally:
+        store.close()
+    assert a == b == 3
+    assert (tmp_path / f"a.{fmt}").read_bytes() == (tmp_path / f"b.{fmt}").read_bytes()

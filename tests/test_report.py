@@ -257,3 +257,56 @@ def test_five_thousand_records_render(tmp_path: Path):
     assert html.count('loading="lazy"') == html.count("<img")
     assert html.count('<table class="grid"') == 40
     assert [p.name for p in tmp_path.iterdir()] == ["report.html"]  # no temp file left
+
+
+def _store_with(tmp_path: Path, recs: list[JobRecord]):
+    """A state file holding these records (states, reasons, files, request ids)."""
+    from batch_runner.jobs import JobSpec
+    from batch_runner.state import StateStore
+
+    store = StateStore.open(tmp_path, create=True)
+    specs = [JobSpec(r.model, r.inputs, vars=r.vars, sweep=r.sweep) for r in recs]
+    store.sync_jobs(specs)
+    for r in recs:
+        if r.state is JobState.DONE:
+            store.record_request_id(r.index, 1, f"rid-{r.index}")
+            for f in r.files:
+                store.record_file(r.index, f)
+        store.set_state(r.index, r.state, r.reason)
+    store.flush()
+    return store
+
+
+def test_report_from_the_state_matches_the_records(tmp_path: Path):
+    recs = sweep_jobs() + [job(7), job(8, JobState.FAILED, reason="boom")]
+    store = _store_with(tmp_path, recs)
+    try:
+        path = write_report(tmp_path, store, title="t")
+        from_state = path.read_text(encoding="utf-8")
+        from_records = render_report(store.jobs(), title="t")
+    finally:
+        store.close()
+    assert from_state == from_records
+    assert from_state.count('<table class="grid"') == 1 and "boom" in from_state
+
+
+def test_large_sections_become_paged_rows(tmp_path: Path, monkeypatch):
+    import batch_runner.report as report
+
+    monkeypatch.setattr(report, "COMPACT_ABOVE", 4)
+    monkeypatch.setattr(report, "ROWS_PAGE", 3)
+    recs = sweep_jobs()  # 6 jobs: too many for a grid now
+    recs += [job(i, JobState.FAILED, reason="boom") if i == 9 else job(i) for i in range(7, 12)]
+    store = _store_with(tmp_path, recs)
+    try:
+        html = write_report(tmp_path, store, title="t").read_text(encoding="utf-8")
+    finally:
+        store.close()
+    c = parse(html)
+    assert '<table class="grid"' not in html and 'class="card' not in html
+    rows = [a["id"] for tag, a in c.tags if tag == "tr" and (a.get("id") or "").startswith("job-")]
+    assert rows == [f"job-{i}" for i in range(1, 12)]  # every job, once, in order
+    assert html.count('<details class="page"') == 4  # 6 = 3+3 and 5 = 3+2
+    assert html.count('<details class="page" open>') == 2  # the first page of each section
+    assert html.count("<img") == 10 and html.count('loading="lazy"') == 10
+    assert "boom" in html and "#7 \u2013 #9" in html

@@ -1,0 +1,200 @@
+"""The state file's writer: events journaled per call, committed in batches on one thread.
+
+Each event is one UPDATE or INSERT; they are committed one transaction per event-loop tick.
+`await durable()` returns once everything written so far is on disk, which is how the
+scheduler commits a submit intent before the POST and a request_id before anything else happens
+to that job. Inside an event loop the commit (and its fsync) runs on one writer thread, so the
+loop keeps serving the network meanwhile; events written during a commit form the next batch
+(a group commit). Reads on the caller's thread wait for a commit in flight first (`_conn`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from batch_runner.errors import StateError
+
+
+class Journal:
+    """The write side of StateStore: the connection, the event journal and the writer thread."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, readonly: bool):
+        self._db = conn
+        self.path = path
+        self.readonly = readonly
+        self._ops: list[tuple[str, tuple[Any, ...]]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._error: BaseException | None = None
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._commit_fut: concurrent.futures.Future[None] | None = None  # the commit in flight
+        self._commit_waiters: list[asyncio.Future[None]] = []  # resolved when it is on disk
+        self._read_conn: sqlite3.Connection | None = None  # reads beside the writer thread
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        """The connection, for use on the caller's thread once no commit is in flight."""
+        self._settle()
+        return self._db
+
+    def _settle(self) -> None:
+        fut = self._commit_fut
+        if fut is not None:
+            concurrent.futures.wait([fut])
+            self._committed(fut)
+
+    def close(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._settle()
+        if self._ops:
+            self._flush()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+        if self._read_conn is not None:
+            self._read_conn.close()
+        self._db.close()
+
+    async def durable(self) -> None:
+        """Wait until every event written so far is committed to disk."""
+        await self.durable_future()
+
+    def durable_future(self) -> asyncio.Future[None]:
+        """A future resolved once every event written so far is on disk (in call order)."""
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        if self._error is not None:
+            fut.set_exception(self._error)
+        elif self._ops:
+            self._waiters.append(fut)
+        elif self._commit_fut is not None:
+            self._commit_waiters.append(fut)  # our events may be in the commit in flight
+        else:
+            fut.set_result(None)
+        return fut
+
+    def flush(self) -> None:
+        """Commit pending events now (used at shutdown and outside an event loop)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._flush()
+
+    # ---- internals -----------------------------------------------------------------------
+
+    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._ops.append((sql, params))
+        if self._flush_handle is None and self._commit_fut is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._flush()
+                return
+            self._flush_handle = loop.call_soon(self._start_commit)
+
+    def _start_commit(self) -> None:
+        """Hand this tick's events to the writer thread (one commit in flight at a time)."""
+        self._flush_handle = None
+        if self._commit_fut is not None or not self._ops:
+            return
+        ops, self._commit_waiters = self._ops, self._waiters
+        self._ops, self._waiters = [], []
+        if self._writer is None:
+            self._writer = concurrent.futures.ThreadPoolExecutor(1, "state-writer")
+        fut = self._writer.submit(self._commit, ops)
+        self._commit_fut = fut
+        asyncio.wrap_future(fut).add_done_callback(lambda _: self._committed(fut))
+
+    def _committed(self, fut: concurrent.futures.Future[None]) -> None:
+        """Wake the waiters of a finished commit (once), then commit what came in meanwhile."""
+        if self._commit_fut is not fut:
+            return  # already handled by _settle
+        self._commit_fut = None
+        waiters, self._commit_waiters = self._commit_waiters, []
+        exc = fut.exception()
+        if exc is not None:
+            self._error = self._error or exc
+        _resolve(waiters, exc)
+        if self._ops and self._flush_handle is None and self._error is None:
+            with contextlib.suppress(RuntimeError):  # no loop: flush() or close() commits them
+                self._flush_handle = asyncio.get_running_loop().call_soon(self._start_commit)
+
+    def _commit(self, ops: list[tuple[str, tuple[Any, ...]]]) -> None:
+        """One transaction for `ops`; on the writer thread, or on the caller's when settled."""
+        with _Transaction(self._db, self.path):
+            for sql, params in ops:
+                self._db.execute(sql, params)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        self._settle()
+        ops, waiters = self._ops, self._waiters
+        self._ops, self._waiters = [], []
+        try:
+            if ops:
+                self._commit(ops)
+        except StateError as exc:
+            self._error = exc
+            _resolve(waiters, exc)
+            return
+        _resolve(waiters, None)
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._conn, self.path)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, with sqlite errors translated into StateError."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path):
+        self._conn = conn
+        self._path = path
+
+    def __enter__(self) -> None:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StateError(os_message(self._path, exc)) from None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        try:
+            if exc_type is None:
+                self._conn.execute("COMMIT")
+                return False
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error as err:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            raise StateError(os_message(self._path, err)) from None
+        if isinstance(exc, sqlite3.Error):
+            raise StateError(os_message(self._path, exc)) from None
+        return False
+
+
+def _resolve(waiters: list[asyncio.Future[None]], exc: BaseException | None) -> None:
+    for w in waiters:
+        if not w.done():
+            if exc is None:
+                w.set_result(None)
+            else:
+                w.set_exception(exc)
+
+
+def os_message(path: Path, exc: BaseException) -> str:
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return f"{path}: cannot write the state file (read-only file or directory)"
+    if "disk is full" in text or "full" in text:
+        return f"{path}: cannot write the state file: disk full (nothing already submitted is lost)"
+    if "locked" in text:
+        return f"{path}: state file is locked by another process"
+    return f"{path}: state file error: {text}"

@@ -1,0 +1,125 @@
+"""The pieces of report.html every section uses: cards, media, the settings list, escaping."""
+
+from __future__ import annotations
+
+import json
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+from batch_runner.jobs import FileRecord, JobRecord, JobState
+
+CARD_SIZE = 256  # intrinsic size hint for card thumbnails; CSS scales them into square boxes
+CELL_SIZE = 140  # the same for grid cells (must match SIZE in report_assets.JS)
+ROW_SIZE = 48  # the same for the rows of a section too big for cards
+IMAGE_EXTS = {"png", "jpg", "jpeg", "webp", "gif", "avif", "bmp"}
+VIDEO_EXTS = {"mp4", "webm", "mov", "m4v"}
+
+
+def section_head(name: str, sub: str) -> str:
+    return f'<h2>{escape(name)}</h2><p class="sub">{escape(sub)}</p>'
+
+
+def render_cards(records: list[JobRecord]) -> str:
+    return '<div class="cards">' + "".join(render_card(r) for r in records) + "</div>"
+
+
+def render_card(rec: JobRecord) -> str:
+    state = rec.state.value
+    n = min(len(rec.files), 3)
+    style = f' style="--n:{n}"' if n > 1 else ""
+    media = "".join(media_html(f, f"#{rec.index}", CARD_SIZE) for f in rec.files)
+    if not rec.files:
+        media = placeholder(rec)
+    prompt = rec.inputs.get("prompt")
+    prompt_html = (
+        f'<p class="prompt">{escape(show_value(prompt))}</p>' if prompt is not None else ""
+    )
+    # without files the placeholder already shows the reason
+    reason = f'<p class="reason">{escape(rec.reason)}</p>' if rec.reason and rec.files else ""
+    rid = f" · {escape(rec.request_ids[-1])}" if rec.request_ids else ""
+    return (
+        f'<div class="card s-{state}" id="job-{rec.index}">'
+        f'<div class="media"{style}>{media}</div><div class="body">'
+        f'<div class="line1"><span class="idx">#{rec.index}</span>'
+        f'<span class="badge s-{state}">{state}</span></div>'
+        f"{prompt_html}{kv_list(rec)}{reason}"
+        f'<div class="foot">{escape(rec.key)}{rid}</div></div></div>'
+    )
+
+
+def kv_pairs(rec: JobRecord) -> list[tuple[str, str]]:
+    pairs = [(k, show_value(v)) for k, v in rec.inputs.items() if k != "prompt"]
+    pairs += [(f"meta.{k}", show_value(v)) for k, v in rec.meta.items()]
+    pairs += [(f"vars.{k}", show_value(v)) for k, v in rec.vars.items()]
+    if rec.copy:
+        pairs.append(("copy", str(rec.copy)))
+    return pairs
+
+
+def kv_list(rec: JobRecord) -> str:
+    rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in kv_pairs(rec))
+    return f'<dl class="kv">{rows}</dl>' if rows else ""
+
+
+def placeholder_reason(rec: JobRecord) -> str:
+    return rec.reason or ("no files" if rec.state is JobState.DONE and not rec.files else "")
+
+
+def placeholder(rec: JobRecord) -> str:
+    reason = placeholder_reason(rec)
+    span = f"<span>{escape(reason)}</span>" if reason else ""
+    return f'<div class="ph"><b>{rec.state.value}</b>{span}</div>'
+
+
+def media_html(f: FileRecord, alt: str, size: int) -> str:
+    src = escape(file_url(f.file_name))
+    kind = media_kind(f.file_name)
+    if kind == "img":
+        return (
+            f'<a class="thumb" href="{src}" target="_blank" rel="noopener">'
+            f'<img src="{src}" loading="lazy" decoding="async" width="{size}" height="{size}" '
+            f'alt="{escape(alt)}"></a>'
+        )
+    if kind == "video":
+        return (
+            f'<div class="thumb"><video src="{src}" preload="none" controls muted '
+            f'width="{size}" height="{size}"></video></div>'
+        )
+    name = escape(f.file_name.rsplit("/", 1)[-1])
+    return f'<a class="thumb file" href="{src}" target="_blank" rel="noopener">{name}</a>'
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def show_value(value: Any) -> str:
+    if value is None:
+        return "\u2014"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def file_url(file_name: str) -> str:
+    """A relative URL for a path relative to the run directory (each component quoted)."""
+    return "/".join(quote(part) for part in file_name.replace("\\", "/").split("/"))
+
+
+def media_kind(file_name: str) -> str:
+    ext = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
+    return "img" if ext in IMAGE_EXTS else "video" if ext in VIDEO_EXTS else "file"
+
+
+def json_for_script(data: Any) -> str:
+    # inside <script> only "<" can end the element early ("</script>", "<!--")
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # unreachable; keeps type checkers happy
