@@ -75,6 +75,8 @@ class JobRunner:
     rng: random.Random = field(default_factory=random.Random)
     _tracks: dict[int, PollTrack] = field(default_factory=dict, init=False, repr=False)
     _finishing: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
+    # set (and replaced) whenever a job is seen completed: wakes polls waiting on that news
+    _completion: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
     async def run(self, job: JobRecord) -> None:
         """Carry one job as far as it can go; every outcome is recorded in the state."""
@@ -191,7 +193,11 @@ class JobRunner:
             delay = self.planner.next_delay(track)
             if time.monotonic() + delay > deadline:
                 self._fail(job, f"timed out after {self.settings.job_timeout:g} s (--job-timeout)")
-            await asyncio.sleep(delay)
+            if track.wake and delay > 0:
+                if await self._woken(delay):
+                    continue  # a job completed: plan this one again with what it taught
+            else:
+                await asyncio.sleep(delay)
             try:
                 poll = await self.client.result(job.request_id)
             except ApiError as exc:
@@ -205,6 +211,8 @@ class JobRunner:
                 self._note(job, S.QUEUED if status == "in_queue" else S.RUNNING)
             elif status == "completed":
                 self.planner.completed(track, poll.duration)
+                news, self._completion = self._completion, asyncio.Event()
+                news.set()
                 self.store.record_outputs(job.index, poll.outputs)
                 job.state = S.DOWNLOADING
                 return list(poll.outputs)
@@ -214,6 +222,14 @@ class JobRunner:
                 self._move(job, S.CANCELLED, "cancelled on the server")
                 self._finished()
                 raise Giveup
+
+    async def _woken(self, delay: float) -> bool:
+        """Sleep `delay` seconds or until a job is seen completed (True)."""
+        try:
+            await asyncio.wait_for(self._completion.wait(), delay)
+        except TimeoutError:
+            return False
+        return True
 
     async def _poll_error(self, job: JobRecord, exc: ApiError, errors: int) -> None:
         decision = classify(exc, "poll")

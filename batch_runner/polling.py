@@ -9,7 +9,14 @@ narrowed by each poll; a queued job starts after `queue_position` completions, a
 completions have been seen). The job completes in [start_lo + run_lo, start_hi + run_hi]:
 polls are spaced `step` apart across that window, anchored at its end so the first one lands
 as late as the spacing allows, then back off geometrically. With nothing learned yet the
-first poll goes out at once and the next ones after twice the elapsed time.
+first poll goes out at once and the next ones on a geometric grid whose phase differs from job
+to job (jobs submitted together are polled often as a group, rarely each).
+
+What one job shows is shared: a job last seen `in_queue` at position p is not polled again
+while the run's own jobs are running and fewer than p of them have been seen to end since
+(its turn cannot have come); the p-th end is then its start. Such a plan sets `wake`: the
+caller waits for the next completion seen in the run (or the delay) and asks again, and the
+first completion re-plans every job polled blind so far.
 """
 
 from __future__ import annotations
@@ -58,6 +65,9 @@ class PollTrack:
     start_lo: float | None = None  # the generation started in [start_lo, start_hi]
     start_hi: float | None = None
     resumed: bool = False  # submitted by an earlier process: nothing known about its start
+    done_before: int = 0  # completions the run had seen when it was last seen in_queue
+    phase: float = 0.0  # staggers the blind back-off of jobs submitted together
+    wake: bool = False  # the next completion seen in the run may bring its next poll forward
 
 
 class PollPlanner:
@@ -66,7 +76,7 @@ class PollPlanner:
     WINDOW = 16  # recent values only: queue depth changes what "normal" is
     GROWTH = 1.0  # before anything is learned the next poll comes after GROWTH x elapsed
     DENSE_SPLIT = 1.25  # the poll step is the spread of running times over this ...
-    DENSE_MAX = 2.5  # ... at most this (p50 detection delay ≈ half the step) ...
+    DENSE_MAX = 3.0  # ... at most this (p50 detection delay ≈ half the step) ...
     STEP_FLOOR = 0.02  # ... and at least this (fixed-duration jobs)
     TAIL = 1.0  # past the window the next poll comes after TAIL x the overrun
     TIGHT = 0.25  # a start seen within this many seconds (or 10 % of the run) is exact
@@ -74,6 +84,9 @@ class PollPlanner:
     QUEUE_BACKOFF = 4  # a queued job with nothing learned waits up to this x longer
     FEW = 4  # with fewer running times than this their spread is not trusted
     QUEUE_SLACK = 0.25  # a queued job starts within ± this fraction of its predicted wait
+    BLIND_RATIO = 4.0  # blind polls at min_delay x BLIND_RATIO ** (n + phase) after the submit
+    PHASE = 0.6180339887  # golden ratio: the phases of successive jobs spread evenly
+    HISTORY = 1024  # completions remembered for the queue turns of queued jobs
 
     def __init__(
         self,
@@ -90,6 +103,10 @@ class PollPlanner:
         self._runs = _Window(self.WINDOW)
         self._waits = _Window(self.WINDOW)
         self._done_at: deque[float] = deque(maxlen=self.WINDOW)
+        self._completions = 0
+        self._finishes: deque[float] = deque(maxlen=self.HISTORY)  # when completed jobs ended
+        self._busy_at = -math.inf  # when a poll last saw a job of this run running or done
+        self._serial = 0
 
     # ---- tracking ----------------------------------------------------------------------------
 
@@ -104,7 +121,9 @@ class PollPlanner:
             sent=now if sent is None else sent,
             submitted=now if answered is None else answered,
             resumed=resumed,
+            phase=(self._serial * self.PHASE) % 1.0,
         )
+        self._serial += 1
         if not resumed and len(self._waits):
             t.start_lo = t.sent + self._waits.quantile(self.WAIT_LO)
             t.start_hi = t.submitted + self._waits.quantile(self.WAIT_HI)
@@ -118,6 +137,7 @@ class PollPlanner:
         if status == "in_queue":
             t.queued_at = now
             t.position = queue_position or 0
+            t.done_before = self._completions
             t.running_at = None
             slot = self._slot()
             if slot is None or not queue_position:
@@ -127,6 +147,7 @@ class PollPlanner:
             t.start_lo = now + wait * (1 - self.QUEUE_SLACK)
             t.start_hi = now + wait * (1 + self.QUEUE_SLACK) + slot
         elif status == "in_progress" and t.running_at is None:
+            self._busy_at = now
             t.running_at = now
             low = t.queued_at if t.queued_at is not None else (None if t.resumed else t.sent)
             t.start_hi = now if t.start_hi is None else min(t.start_hi, now)
@@ -139,12 +160,16 @@ class PollPlanner:
         """Learn from a job seen completed; `duration` is the server's created→finished."""
         now = self.clock()
         self._done_at.append(now)
+        self._busy_at = now
+        self._completions += 1
         if t.resumed:
+            self._finishes.append(now)
             return
         total = duration if duration is not None and math.isfinite(duration) else None
         if total is None or total < 0:
             total = now - t.submitted
-        finish = t.submitted + total
+        finish = min(now, t.submitted + total)
+        self._finishes.append(finish)
         low = t.queued_at if t.queued_at is not None else t.sent
         high = t.running_at if t.running_at is not None else now
         high = min(high, finish)
@@ -160,20 +185,32 @@ class PollPlanner:
     # ---- planning ----------------------------------------------------------------------------
 
     def next_delay(self, t: PollTrack) -> float:
-        """Seconds from now to the next poll of the job tracked by `t`."""
+        """Seconds from now to the next poll of the job tracked by `t`.
+
+        When `t.wake` is set afterwards, the job may be polled sooner once the run sees its
+        next completion: ask again then.
+        """
         now = self.clock()
+        t.wake = False
+        queued = t.last_poll is not None and t.queued_at == t.last_poll and t.position > 0
+        if queued:
+            blocked = self._queue_turn(t, now)
+            if blocked is not None:
+                return blocked
         if t.polls == 0 and (not len(self._runs) or t.start_hi is None):
             return 0.0  # nothing known about this job: ask at once (instant jobs cost nothing)
         if not len(self._runs) or t.start_hi is None or t.start_lo is None:
+            t.wake = True  # the first completion teaches what to expect
+            if not queued:
+                return self._blind(t, now)
             # nothing to go by: back off geometrically; a job deep in the queue backs off faster
             delay = max(self.min_delay, (now - t.submitted) * self.GROWTH)
-            if t.queued_at is not None and t.queued_at == t.last_poll:
-                delay *= min(max(t.position, 1), self.QUEUE_BACKOFF)
+            delay *= min(t.position, self.QUEUE_BACKOFF)
             return self._clamp(min(delay, self.prior / 10))
         step = self._step()
         first = t.start_lo + self._runs.quantile(0.0)
         last = t.start_hi + self._run_hi()
-        if now >= last and t.polls == 0:
+        if now >= last and (t.last_poll is None or t.last_poll < last):
             return 0.0
         if now > last:  # overdue: back off
             return self._clamp(max(step, (now - last) * self.TAIL), step)
@@ -184,6 +221,43 @@ class PollPlanner:
             at = max(first, after)
             at = last - math.floor((last - at) / step) * step
         return min(self.max_delay, max(0.0, at - now))
+
+    def _queue_turn(self, t: PollTrack, now: float) -> float | None:
+        """Plan a job last seen in_queue from the completions seen since (None: plan as usual).
+
+        Its turn comes after `position` completions: once that many jobs of the run are seen
+        to have ended after that poll, it started no later than the last of them. Before,
+        while jobs of the run are running (their completions are what moves it), it need not
+        be polled: it waits for the next completion, at most `max_delay` after its last poll
+        and no later than the end of its window predicted from the rate of completions.
+        """
+        seen = self._completions - t.done_before
+        if seen >= t.position:
+            recent = list(self._finishes)[-seen:]
+            ends = sorted(f for f in recent if f > t.queued_at)
+            if len(ends) >= t.position:
+                t.start_lo = t.start_hi = ends[t.position - 1]
+                return None
+        if now - self._busy_at > self.max_delay:
+            return None  # nothing of this run is running: someone else's jobs hold the queue
+        t.wake = True
+        at = t.last_poll + self.max_delay
+        if t.start_hi is not None and len(self._runs):  # by then it should be over (slot rate)
+            at = min(at, t.start_hi + self._run_hi())
+        return max(0.0, at - now)
+
+    def _blind(self, t: PollTrack, now: float) -> float:
+        """Nothing learned yet: polls at min_delay x BLIND_RATIO ** (n + phase) after submit.
+
+        Jobs submitted together get different phases, so together they are polled often
+        (the first completion is seen early and re-plans them all) while each one is not.
+        """
+        elapsed = max(now - t.submitted, 0.0)
+        n = 0.0
+        if elapsed >= self.min_delay:
+            n = math.floor(math.log(elapsed / self.min_delay, self.BLIND_RATIO) - t.phase) + 1.0
+        at = self.min_delay * self.BLIND_RATIO ** (max(n, 0.0) + t.phase)
+        return self._clamp(min(at - elapsed, self.prior / 10))
 
     def _run_hi(self) -> float:
         return self._runs.quantile(1.0)

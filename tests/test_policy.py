@@ -281,3 +281,47 @@ def test_planner_ignores_nonsense_durations():
         clock.now += 1.0
         planner.completed(t, d)
     assert all(math.isfinite(v) for v in planner._runs._sorted)
+
+
+def test_planner_queued_job_waits_for_its_turn_while_the_run_is_busy():
+    planner, clock = trained([4 + i * 0.25 for i in range(17)])  # 4..8 s
+    running = [planner.track(clock.now, clock.now) for _ in range(2)]
+    for r in running:
+        planner.seen(r, "in_progress", None)
+    t = planner.track(clock.now, clock.now)
+    planner.seen(t, "in_queue", 2)
+    assert planner.next_delay(t) > 8 and t.wake  # nothing moves it before a completion
+    clock.now += 4.0
+    planner.completed(running[0], 4.0)
+    assert planner.next_delay(t) > 4 and t.wake  # one completion: still one job ahead
+    clock.now += 1.0
+    planner.completed(running[1], 5.0)
+    delay = planner.next_delay(t)  # its turn came at the second end: it runs 4..8 s from there
+    assert not t.wake and t.start_hi == pytest.approx(clock.now)
+    assert 3.0 <= delay <= 8.0
+
+
+def test_planner_blind_polls_of_jobs_submitted_together_are_staggered():
+    clock = Clock()
+    planner = PollPlanner(clock=clock)
+    tracks = [planner.track(clock.now, clock.now) for _ in range(8)]
+    firsts = []
+    for t in tracks:
+        planner.seen(t, "in_progress", None)
+        firsts.append(planner.next_delay(t))
+        assert t.wake  # the first completion re-plans them
+    assert len(set(firsts)) == len(firsts)
+    assert all(planner.min_delay <= d < planner.min_delay * PollPlanner.BLIND_RATIO for d in firsts)
+
+
+def test_planner_overdue_job_is_polled_at_once_when_the_first_completion_arrives():
+    clock = Clock()
+    planner = PollPlanner(clock=clock)
+    a, b = planner.track(clock.now, clock.now), planner.track(clock.now, clock.now)
+    for t in (a, b):
+        planner.seen(t, "in_progress", None)
+    clock.now += 0.5
+    planner.seen(b, "in_progress", None)  # b was last polled before a's run was over
+    clock.now += 0.5
+    planner.completed(a, 1.0)
+    assert planner.next_delay(b) == 0.0 and not b.wake
