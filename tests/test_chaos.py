@@ -318,3 +318,20 @@ def test_bad_answers_mid_run_fail_only_their_jobs(make_sim, tmp_path, case, reas
 
 if __name__ == "__main__" and sys.argv[1:2] == ["proxy"]:
     _proxy_main(sys.argv[2], sys.argv[3])
+
+
+def test_expired_file_urls_are_fetched_again_then_given_up(make_sim, tmp_path):
+    """Every file URL dies at once: each job asks /result for fresh URLs 3 times, then fails."""
+    sim = make_sim("--latency", "0.05", "--image-scale", "0.02", "--url-ttl", "0.000001")
+    manifest = write_manifest(tmp_path / "u.yaml", ["short-lived url a", "short-lived url b"])
+    out = tmp_path / "run"
+    res = run_cli("run", manifest, "--out", out, "--json", env=sim_env(sim))
+    assert res.returncode == 1, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["counts"] == {"failed": 2}
+    assert all("download failed" in f["reason"] for f in summary["failures"])
+    assert summary["retries"]["expired_url"] == 2 * 4  # the first try and 3 refreshes per job
+    stats = sim.stats()
+    assert stats["requests"]["file"] == 2 * 4 and stats["faults"]["url_expired"] == 2 * 4
+    assert stats["submitted"] == 2  # refreshing URLs never resubmits
+    assert not (out / "images").exists() or not any((out / "images").rglob("*"))
