@@ -23,19 +23,19 @@ class JobState(StrEnum):
 
 S = JobState
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    S.PENDING: frozenset({S.SUBMITTING, S.CANCELLED}),
+    # a submit that keeps being refused fails the job before it ever leaves `pending`
+    S.PENDING: frozenset({S.SUBMITTING, S.CANCELLED, S.FAILED}),
     # a lost submit answer makes the job uncertain; a clear refusal sends it back or fails it
-    S.SUBMITTING: frozenset({S.QUEUED, S.RUNNING, S.PENDING, S.UNCERTAIN, S.FAILED, S.DOWNLOADING}),
+    S.SUBMITTING: frozenset({S.QUEUED, S.RUNNING, S.PENDING, S.UNCERTAIN, S.FAILED}),
     S.QUEUED: frozenset({S.QUEUED, S.RUNNING, S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED}),
     S.RUNNING: frozenset({S.RUNNING, S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED, S.QUEUED}),
-    S.DOWNLOADING: frozenset({S.DOWNLOADING, S.DONE, S.FAILED}),
-    S.UNCERTAIN: frozenset({S.SUBMITTING, S.PENDING, S.FAILED}),
+    # pending again: a restarted in-process simulator forgot the id (free to resubmit)
+    S.DOWNLOADING: frozenset({S.DOWNLOADING, S.DONE, S.FAILED, S.PENDING}),
+    S.UNCERTAIN: frozenset({S.SUBMITTING, S.PENDING, S.FAILED, S.UNCERTAIN}),
     S.DONE: frozenset({S.DOWNLOADING}),  # files found missing on resume are fetched again
-    S.FAILED: frozenset({S.PENDING}),
+    S.FAILED: frozenset(),
     S.CANCELLED: frozenset(),
 }
-TERMINAL = frozenset({S.DONE, S.FAILED, S.CANCELLED})
-IN_FLIGHT = frozenset({S.SUBMITTING, S.QUEUED, S.RUNNING, S.DOWNLOADING})
 
 
 def can_move(old: JobState, new: JobState) -> bool:

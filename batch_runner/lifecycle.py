@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from batch_runner.errors import AccountError, ApiError, BatchRunnerError, StateError
-from batch_runner.jobs import FileRecord, JobRecord, JobState
+from batch_runner.jobs import FileRecord, JobRecord, JobState, can_move
 from batch_runner.naming import DEFAULT_TEMPLATE, render_name
 from batch_runner.outputs import IMAGES_DIR, append_metadata, metadata_line, parameters_text
 from batch_runner.policy import Action, classify, retry_delay
@@ -364,6 +364,8 @@ class JobRunner:
             self._move(job, state, None)
 
     def _move(self, job: JobRecord, state: JobState, reason: str | None) -> None:
+        if not can_move(job.state, state):  # a bug of ours: stop before the state lies
+            raise RuntimeError(f"job {job.index}: {job.state} → {state} is not a transition")
         job.state = state
         job.reason = reason
         self.store.set_state(job.index, state, reason)

@@ -103,12 +103,6 @@ def _fields(items: tuple[Item, ...]):
             yield item
 
 
-def template_fields(template: str) -> set[str]:
-    """The field names a template uses (for checking them against inputs and vars)."""
-    items, _ = _parse(template)
-    return {item[1] for item in _fields(items)}
-
-
 def render_name(
     template: str,
     *,

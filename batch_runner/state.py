@@ -311,10 +311,6 @@ class StateStore(Journal):
             )
         return cur.rowcount
 
-    def outputs_of(self, idx: int) -> list[str]:
-        row = self._conn.execute("SELECT outputs FROM jobs WHERE idx = ?", (idx,)).fetchone()
-        return json.loads(row[0]) if row and row[0] else []
-
     def counts(self) -> dict[str, int]:
         return dict(self._conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"))
 
@@ -397,9 +393,6 @@ class StateStore(Journal):
             "VALUES (?,?,?,?,?,?)",
             (idx, f.k, f.file_name, f.sha256, f.bytes, None),
         )
-
-    def forget_files(self, idx: int) -> None:
-        self._write("DELETE FROM files WHERE job_idx = ?", (idx,))
 
     def count_retry(self, cause: str) -> None:
         self._write(
