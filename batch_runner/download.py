@@ -7,11 +7,12 @@ the host policy.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import hashlib
+import itertools
 import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,7 +108,7 @@ def _resolved(images_dir: Path) -> Path:
     return images_dir.resolve()
 
 
-_made_dirs: set[Path] = set()  # folders already created (mkdir once per folder, not per file)
+_part_numbers = itertools.count(1)
 
 
 def _final_path(images_dir: Path, name: str) -> Path:
@@ -115,18 +116,13 @@ def _final_path(images_dir: Path, name: str) -> Path:
     if not name or Path(name).is_absolute():
         raise DownloadError(f"file name {name!r} is outside the images folder", kind="bad_name")
     final = root / name
-    if ".." in final.parts[len(root.parts) :] or final.is_symlink() or final.parent != root:
+    # no lstat of `final` here (it would wait behind file creations in the folder): a symlink
+    # planted at the final name is harmless, the rename replaces the link, not its target
+    if ".." in final.parts[len(root.parts) :] or final.parent != root:
         final = final.resolve()  # the slow, careful way for anything unusual
     if not final.is_relative_to(root) or final == root:
         raise DownloadError(f"file name {name!r} is outside the images folder", kind="bad_name")
     return final
-
-
-def _make_parent(final: Path) -> None:
-    parent = final.parent
-    if parent not in _made_dirs or not parent.is_dir():
-        parent.mkdir(parents=True, exist_ok=True)
-        _made_dirs.add(parent)
 
 
 def _status_error(resp: aiohttp.ClientResponse, url: str) -> DownloadError:
@@ -168,11 +164,13 @@ async def _open(
 
 
 class _Sink:
-    """Writes the body to the .part file while hashing and counting what was written.
+    """Collects the body for the .part file while hashing and counting what was written.
 
-    Small bodies stay in memory and are written with one call when the sink closes (a file
-    of a few KB costs no thread hops); past BUFFER bytes the file is opened and every chunk
-    is written on a worker thread, so a big file never holds more than a chunk in memory.
+    Small bodies stay in memory and reach the disk in one call when the sink is finished;
+    past BUFFER bytes the file is opened and every chunk is written on a worker thread, so a
+    big file never holds more than a chunk in memory. Files are created and renamed on a
+    thread too: on a journaling file system those calls can wait behind the state's fsyncs,
+    and the event loop must not.
     """
 
     BUFFER = 1 << 20
@@ -184,9 +182,6 @@ class _Sink:
         self._pending: list[bytes] = []
         self._file = None
 
-    async def __aenter__(self) -> _Sink:
-        return self
-
     async def write(self, data: bytes) -> None:
         self.hash.update(data)
         self.size += len(data)
@@ -194,16 +189,39 @@ class _Sink:
             self._pending.append(data)
             if self.size <= self.BUFFER:
                 return
+            await asyncio.to_thread(self.part.parent.mkdir, parents=True, exist_ok=True)
             self._file = await aiofiles.open(self.part, "wb")
             data, self._pending = b"".join(self._pending), []
         await self._file.write(data)
 
-    async def __aexit__(self, exc_type: object, *exc: object) -> None:
+    async def finish(self, final: Path) -> None:
+        """Put the complete body in place under `final`."""
+        if self._file is None:  # a few KB: one blocking call costs less than a thread hop
+            _write_then_rename(self.part, final, b"".join(self._pending))
+            return
+        file, self._file = self._file, None
+        await file.close()
+        await asyncio.to_thread(os.replace, self.part, final)
+
+    async def discard(self) -> None:
+        """Remove the partial file (the body was refused or could not be written)."""
         if self._file is not None:
-            await self._file.close()
-        elif exc_type is None:
-            with open(self.part, "wb") as fh:  # a few KB: cheaper than a thread hop
-                fh.write(b"".join(self._pending))
+            file, self._file = self._file, None
+            with contextlib.suppress(OSError):
+                await file.close()
+        with contextlib.suppress(OSError):
+            self.part.unlink()
+
+
+def _write_then_rename(part: Path, final: Path, body: bytes) -> None:
+    try:
+        fh = open(part, "wb")  # noqa: SIM115 (closed by the `with` below)
+    except FileNotFoundError:  # a new folder (or one removed during the run)
+        part.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(part, "wb")  # noqa: SIM115
+    with fh:
+        fh.write(body)
+    os.replace(part, final)
 
 
 async def _read_head(resp: aiohttp.ClientResponse, chunk_size: int) -> tuple[bytes, bytes]:
@@ -238,27 +256,25 @@ async def _stream(
             raise DownloadError(f"download cut short: {url}", kind="truncated")
         raise DownloadError(f"not a PNG, JPEG, MP4 or WEBM file: {url}", kind="bad_file")
     final = _final_path(images_dir, name_for(ext))
-    _make_parent(final)
-    part = final.with_name(f"{final.name}.{secrets.token_hex(4)}.part")
+    part = final.with_name(f"{final.name}.{os.getpid()}-{next(_part_numbers)}.part")
+    sink = _Sink(part)
     try:
-        async with _Sink(part) as sink:
-            await sink.write(_embedded_head(head, ext, parameters, url))
-            await sink.write(rest)
-            async for chunk in resp.content.iter_chunked(chunk_size):
-                received += len(chunk)
-                if received > max_bytes:
-                    raise DownloadError(f"file larger than {max_bytes} bytes", kind="too_big")
-                await sink.write(chunk)
+        await sink.write(_embedded_head(head, ext, parameters, url))
+        await sink.write(rest)
+        async for chunk in resp.content.iter_chunked(chunk_size):
+            received += len(chunk)
+            if received > max_bytes:
+                raise DownloadError(f"file larger than {max_bytes} bytes", kind="too_big")
+            await sink.write(chunk)
         if received > max_bytes:
             raise DownloadError(f"file larger than {max_bytes} bytes", kind="too_big")
         if expected is not None and received != expected:
             raise DownloadError(
                 f"download cut short ({received} of {expected} bytes): {url}", kind="truncated"
             )
-        os.replace(part, final)
+        await sink.finish(final)
     except BaseException:
-        with contextlib.suppress(OSError):
-            part.unlink()
+        await sink.discard()
         raise
     return Downloaded(final, sink.hash.hexdigest(), sink.size, ext)
 

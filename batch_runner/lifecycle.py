@@ -45,6 +45,25 @@ class Giveup(Exception):
     """The job ends here with the state already recorded."""
 
 
+class Slot:
+    """One of the `--concurrency` places at the API: held from submit until the API finishes
+    the job, not while its files download (the next job's submit overlaps the download)."""
+
+    def __init__(self, places: asyncio.Semaphore, *, held: bool):
+        self._places = places
+        self.held = held
+
+    async def take(self) -> None:
+        if not self.held:
+            await self._places.acquire()
+            self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._places.release()
+
+
 @dataclass
 class Tracker:
     """What the run has seen so far (read by progress and the summary)."""
@@ -74,21 +93,32 @@ class JobRunner:
     tracker: Tracker
     rng: random.Random = field(default_factory=random.Random)
     _tracks: dict[int, PollTrack] = field(default_factory=dict, init=False, repr=False)
-    _finishing: set[asyncio.Task[None]] = field(default_factory=set, init=False, repr=False)
+    _downloads: asyncio.Semaphore = field(init=False, repr=False)  # jobs downloading at once
+
+    def __post_init__(self) -> None:
+        self._downloads = asyncio.Semaphore(self.settings.concurrency)
+
     # set (and replaced) whenever a job is seen completed: wakes polls waiting on that news
     _completion: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
 
-    async def run(self, job: JobRecord) -> None:
-        """Carry one job as far as it can go; every outcome is recorded in the state."""
+    async def run(self, job: JobRecord, slot: Slot) -> None:
+        """Carry one job as far as it can go; every outcome is recorded in the state.
+
+        `slot` is held while the job is at the API (taken again for a new attempt) and
+        released the moment the API has finished it, before its files are downloaded."""
         deadline = time.monotonic() + self.settings.job_timeout
         try:
             if job.state is S.DONE:  # files went missing: a fresh /result gives their URLs again
                 self._move(job, S.DOWNLOADING, None)
             while True:
-                if job.request_id is None and not await self._submit(job, deadline):
-                    return
                 try:
-                    await self._download(job, await self._poll(job, deadline))
+                    await slot.take()
+                    if job.request_id is None and not await self._submit(job, deadline):
+                        return
+                    urls = await self._poll(job, deadline)
+                    slot.release()
+                    async with self._downloads:
+                        await self._download(job, urls)
                 except Retry:
                     job.request_id = None
                     continue
@@ -282,37 +312,23 @@ class JobRunner:
             record = await self._download_one(job, urls, k)
             self.store.record_file(job.index, record)
             got.append(record)
-        # the worker moves on at once: the next job's submit intent joins this commit, and its
-        # POST leaves only after it, by when this job is done (the pool size still holds)
-        task = asyncio.create_task(self._complete(job, got, self.store.durable_future()))
-        self._finishing.add(task)
-        task.add_done_callback(self._finishing.discard)
+        await self._complete(job, got)
 
-    async def _complete(
-        self, job: JobRecord, got: list[FileRecord], durable: asyncio.Future[None]
-    ) -> None:
+    async def _complete(self, job: JobRecord, got: list[FileRecord]) -> None:
         """Once the file records are on disk: metadata lines (each exactly once), then done."""
-        try:
-            await durable
-            for record in got:
-                if any(f.k == record.k for f in job.files):
-                    job.files = [f for f in job.files if f.k != record.k]
-                    self.tracker.metadata_dirty = True  # its line exists already; rebuilt later
-                else:
-                    append_metadata(self.run_dir, metadata_line(job, record, job.request_id))
-                job.files.append(record)
-                self.tracker.files += 1
-                self.tracker.bytes += record.bytes
-                self.tracker.emit("file")
-            self._move(job, S.DONE, None)
-            self._finished()
-        except OSError as exc:
-            self._disk_error(exc)
-
-    async def drain(self) -> None:
-        """Wait for the jobs still being completed (raises what stopped one of them)."""
-        while self._finishing:
-            await asyncio.gather(*list(self._finishing))
+        await self.store.durable()
+        for record in got:
+            if any(f.k == record.k for f in job.files):
+                job.files = [f for f in job.files if f.k != record.k]
+                self.tracker.metadata_dirty = True  # its line exists already; rebuilt later
+            else:
+                append_metadata(self.run_dir, metadata_line(job, record, job.request_id))
+            job.files.append(record)
+            self.tracker.files += 1
+            self.tracker.bytes += record.bytes
+            self.tracker.emit("file")
+        self._move(job, S.DONE, None)
+        self._finished()
 
     async def _download_one(self, job: JobRecord, urls: list[str], k: int) -> FileRecord:
         template = self.settings.name_template or DEFAULT_TEMPLATE

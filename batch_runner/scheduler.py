@@ -1,4 +1,8 @@
-"""The worker pool: at most `concurrency` jobs in flight, in-flight jobs first, graceful stop."""
+"""The worker pool: at most `concurrency` jobs in flight, in-flight jobs first, graceful stop.
+
+A job is in flight from its submit until the API has finished it; its files download outside
+that count (at most `concurrency` jobs download at once), so the next submit does not wait
+for them."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from batch_runner.jobs import JobState
-from batch_runner.lifecycle import JobRunner
+from batch_runner.lifecycle import JobRunner, Slot
 from batch_runner.state import StateStore
 
 S = JobState
@@ -59,16 +63,18 @@ def _complete_jobs(store: StateStore, run_dir: Path) -> set[int]:
 
 
 class Scheduler:
-    """Runs jobs through `JobRunner` with a fixed number of workers (= jobs in flight)."""
+    """Runs jobs through `JobRunner`: `concurrency` places at the API, twice as many workers
+    (the second half carries jobs whose files are downloading)."""
 
     def __init__(self, runner: JobRunner, concurrency: int):
         self.runner = runner
         self.concurrency = concurrency
         self._queue: deque[Todo] = deque()
+        self._places = asyncio.Semaphore(concurrency)
 
     async def run(self, todo: list[Todo]) -> None:
         self._queue = deque(todo)
-        n = min(self.concurrency, len(self._queue))
+        n = min(2 * self.concurrency, len(self._queue))
         workers = [asyncio.create_task(self._worker()) for _ in range(n)]
         try:
             await asyncio.gather(*workers)
@@ -76,7 +82,6 @@ class Scheduler:
             for w in workers:
                 w.cancel()
             await asyncio.gather(*workers, return_exceptions=True)
-            await self.runner.drain()
 
     @property
     def waiting(self) -> int:
@@ -92,5 +97,13 @@ class Scheduler:
         return None
 
     async def _worker(self) -> None:
-        while (todo := self._next()) is not None:
-            await self.runner.run(self.runner.store.job(todo.index))
+        while True:
+            await self._places.acquire()  # a place first, so a job is taken only to go ahead
+            slot = Slot(self._places, held=True)
+            try:
+                todo = self._next()
+                if todo is None:
+                    return
+                await self.runner.run(self.runner.store.job(todo.index), slot)
+            finally:
+                slot.release()

@@ -63,6 +63,25 @@ def test_concurrency_bounds_jobs_in_flight(make_sim, tmp_path):
     assert stats["max_concurrent"] == 3
 
 
+def test_downloads_run_beside_the_next_submit_and_stay_bounded(make_sim, tmp_path):
+    # slow storage: each file takes 0.3 s to answer while generation is instant
+    sim = make_sim("--file-delay", "0.3", "--image-scale", "0.02")
+    prompts = [f"Slow storage probe {i}" for i in range(6)]
+    manifest = write_manifest(tmp_path / "s.yaml", prompts)
+    out = tmp_path / "run"
+    res = run_cli(
+        "run", manifest, "--out", out, "--concurrency", "1", "--no-progress", env=sim_env(sim)
+    )
+    assert res.returncode == 0, res.stderr
+    stats = sim.stats()
+    assert stats["submitted"] == 6 and stats["max_concurrent"] == 1
+    # a finished job's download no longer holds its place: the next submit went out meanwhile
+    assert stats["submits_during_files"] >= 1
+    assert stats["max_files_serving"] == 1  # and at most --concurrency jobs download at once
+    assert len(read_metadata(out)) == 6
+    assert len(list((out / "images").iterdir())) == 6
+
+
 def test_stopped_run_resumes_without_resubmitting(make_sim, tmp_path):
     sim = make_sim("--latency", "0.3:0.6", "--image-scale", "0.02")
     prompts = [f"Resume probe {i}" for i in range(24)]

@@ -39,6 +39,7 @@ class SimConfig:
     drop_rate: float = 0.0
     lost_submit_rate: float = 0.0
     submit_delay: float = 0.0  # seconds between creating a job and answering its submit
+    file_delay: float = 0.0  # seconds before a file request is answered (a slow storage host)
     rate_limit: float | None = None
     truncate_rate: float = 0.0
     url_ttl: float | None = None
@@ -108,9 +109,11 @@ def validate(config: SimConfig) -> SimConfig:
         if value is not None and float(value) <= 0:
             raise UsageError(f"{name}: must be positive, got {value}")
         setattr(config, name, None if value is None else float(value))
-    config.submit_delay = float(config.submit_delay)
-    if config.submit_delay < 0:
-        raise UsageError(f"submit_delay: must not be negative, got {config.submit_delay}")
+    for name in ("submit_delay", "file_delay"):
+        value = float(getattr(config, name))
+        if value < 0:
+            raise UsageError(f"{name}: must not be negative, got {value}")
+        setattr(config, name, value)
     config.capacity, config.pad_bytes = int(config.capacity), int(config.pad_bytes)
     if config.capacity < 0 or config.pad_bytes < 0:
         raise UsageError("capacity and pad_bytes must not be negative")
@@ -159,6 +162,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="seconds between creating a job and answering its submit (a slow API)",
     )
+    add(
+        "--file-delay",
+        type=float,
+        default=0.0,
+        help="seconds before each file request is answered (a slow storage host)",
+    )
     add("--rate-limit", type=float, default=None, help="API requests per second before 429")
     add("--truncate-rate", type=float, default=0.0, help="share of file downloads cut short")
     add("--url-ttl", type=float, default=None, help="file URLs expire S s after /result")
@@ -181,6 +190,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         drop_rate=args.drop_rate,
         lost_submit_rate=args.lost_submit_rate,
         submit_delay=args.submit_delay,
+        file_delay=args.file_delay,
         rate_limit=args.rate_limit,
         truncate_rate=args.truncate_rate,
         url_ttl=args.url_ttl,

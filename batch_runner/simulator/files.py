@@ -6,6 +6,7 @@ or 404 with an S3-style XML error body, like the storage hosts that sign them.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 
@@ -65,7 +66,18 @@ class FileServer:
         return case
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Answer one file request (GET or HEAD)."""
+        """Answer one file request (GET or HEAD), after `file_delay` seconds."""
+        stats = self.store.stats
+        stats.files_serving += 1
+        stats.max_files_serving = max(stats.max_files_serving, stats.files_serving)
+        try:
+            if self.store.config.file_delay:
+                await asyncio.sleep(self.store.config.file_delay)
+            return self._answer(request)
+        finally:
+            stats.files_serving -= 1
+
+    def _answer(self, request: web.Request) -> web.StreamResponse:
         case = self._note(request)
         redirect = hostile.file_redirect(case, request)
         if redirect is not None:

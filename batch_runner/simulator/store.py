@@ -106,6 +106,9 @@ class Stats:
     faults: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     file_requests_with_auth: int = 0
+    files_serving: int = 0  # file requests being answered now
+    max_files_serving: int = 0
+    submits_during_files: int = 0  # submits that arrived while a file was being answered
     file_request_headers: deque[dict[str, str]] = field(
         default_factory=lambda: deque(maxlen=_RECENT_HEADERS)
     )
@@ -125,6 +128,8 @@ class Stats:
             "failed": self.outcomes.get("failed", 0),
             "cancelled": self.outcomes.get("cancelled", 0),
             "file_requests_with_auth": self.file_requests_with_auth,
+            "max_files_serving": self.max_files_serving,
+            "submits_during_files": self.submits_during_files,
             "file_request_headers": list(self.file_request_headers),
         }
 
@@ -191,6 +196,7 @@ class JobStore:
         self._by_seq.append(job)
         stats = self.stats
         stats.submitted += 1
+        stats.submits_during_files += stats.files_serving > 0
         canonical = json.dumps([model, body], sort_keys=True, separators=(",", ":"))
         stats.bodies.add(hashlib.sha256(canonical.encode()).digest())
         stats.in_flight += 1
