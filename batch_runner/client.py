@@ -169,6 +169,8 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
         raise TransportError(
             f"answer too large ({length} bytes > {cap})", status=resp.status, kind="bad_answer"
         )
+    if length is not None:  # the usual case: one read of a known, allowed size
+        return await resp.read()
     chunks: list[bytes] = []
     size = 0
     async for chunk in resp.content.iter_chunked(65536):

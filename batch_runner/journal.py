@@ -62,12 +62,8 @@ class Journal:
             self._read_conn.close()
         self._db.close()
 
-    async def durable(self) -> None:
-        """Wait until every event written so far is committed to disk."""
-        await self.durable_future()
-
-    def durable_future(self) -> asyncio.Future[None]:
-        """A future resolved once every event written so far is on disk (in call order)."""
+    def durable(self) -> asyncio.Future[None]:
+        """A future resolved once every event written so far is on disk (await it)."""
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         if self._error is not None:

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from batch_runner.errors import AccountError, ApiError, BatchRunnerError, StateError
 from batch_runner.jobs import FileRecord, JobRecord, JobState, can_move
 from batch_runner.naming import DEFAULT_TEMPLATE, render_name
-from batch_runner.outputs import IMAGES_DIR, append_metadata, metadata_line, parameters_text
+from batch_runner.outputs import IMAGES_DIR, MetadataLog, metadata_line, parameters_text
 from batch_runner.policy import Action, classify, retry_delay
 from batch_runner.polling import PollPlanner, PollTrack
 from batch_runner.settings import RunSettings
@@ -95,8 +95,11 @@ class JobRunner:
     _tracks: dict[int, PollTrack] = field(default_factory=dict, init=False, repr=False)
     _downloads: asyncio.Semaphore = field(init=False, repr=False)  # jobs downloading at once
 
+    metadata: MetadataLog = field(init=False, repr=False)
+
     def __post_init__(self) -> None:
         self._downloads = asyncio.Semaphore(self.settings.concurrency)
+        self.metadata = MetadataLog(self.run_dir)
 
     # set (and replaced) whenever a job is seen completed: wakes polls waiting on that news
     _completion: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
@@ -322,7 +325,7 @@ class JobRunner:
                 job.files = [f for f in job.files if f.k != record.k]
                 self.tracker.metadata_dirty = True  # its line exists already; rebuilt later
             else:
-                append_metadata(self.run_dir, metadata_line(job, record, job.request_id))
+                self.metadata.append(metadata_line(job, record, job.request_id))
             job.files.append(record)
             self.tracker.files += 1
             self.tracker.bytes += record.bytes

@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from batch_runner.jobs import FileRecord, JobRecord
 
@@ -37,11 +37,27 @@ def metadata_line(job: JobRecord, f: FileRecord, request_id: str | None) -> dict
     return line
 
 
-def append_metadata(run_dir: Path, line: dict[str, Any]) -> None:
-    # no fsync: the file is derived; a line lost in a crash makes its line count disagree with
-    # the state, and it is rebuilt from the state on the next start
-    with open(run_dir / METADATA_FILE, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+class MetadataLog:
+    """Appends lines to metadata.jsonl through one open handle, flushed line by line.
+
+    No fsync: the file is derived; a line lost in a crash makes its line count disagree with
+    the state, and it is rebuilt from the state on the next start.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / METADATA_FILE
+        self._fh: TextIO | None = None
+
+    def append(self, line: dict[str, Any]) -> None:
+        if self._fh is None:
+            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        self._fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
 
 
 def count_metadata_lines(run_dir: Path) -> int:

@@ -126,7 +126,11 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             random.Random(),
         )
         progress = Progress(tracker, total=len(todo), to_submit=new, enabled=settings.progress)
-        interrupted = await _run_workers(Scheduler(runner, settings.concurrency), todo, tracker)
+        try:
+            scheduler = Scheduler(runner, settings.concurrency)
+            interrupted = await _run_workers(scheduler, todo, tracker)
+        finally:
+            runner.metadata.close()
         progress.close()
         store.flush()
     interrupted = interrupted or (tracker.stopping and tracker.fatal is None)

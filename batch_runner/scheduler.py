@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
-from batch_runner.jobs import JobState
+from batch_runner.jobs import JobRecord, JobState
 from batch_runner.lifecycle import JobRunner, Slot
 from batch_runner.state import StateStore
 
 S = JobState
+LOAD_AHEAD = 256  # job records read per query (pending jobs change only through this process)
 _ORDER = {S.DOWNLOADING: 0, S.RUNNING: 1, S.QUEUED: 2, S.DONE: 3, S.UNCERTAIN: 4, S.PENDING: 5}
 
 
@@ -71,6 +73,7 @@ class Scheduler:
         self.concurrency = concurrency
         self._queue: deque[Todo] = deque()
         self._places = asyncio.Semaphore(concurrency)
+        self._loaded: dict[int, JobRecord] = {}  # records read ahead, by index
 
     async def run(self, todo: list[Todo]) -> None:
         self._queue = deque(todo)
@@ -87,23 +90,27 @@ class Scheduler:
     def waiting(self) -> int:
         return len(self._queue)
 
-    def _next(self) -> Todo | None:
-        tracker = self.runner.tracker
-        while self._queue:
-            job = self._queue[0]
-            if tracker.stopping and job.request_id is None:
-                return None  # stopping: nothing new is submitted (the rest wait for a resume)
-            return self._queue.popleft()
-        return None
+    def _next(self) -> JobRecord | None:
+        if not self._queue:
+            return None
+        if self.runner.tracker.stopping and self._queue[0].request_id is None:
+            return None  # stopping: nothing new is submitted (the rest wait for a resume)
+        todo = self._queue.popleft()
+        record = self._loaded.pop(todo.index, None)
+        if record is None:  # read the records of the next jobs in one query, not one each
+            batch = sorted([todo.index] + [t.index for t in islice(self._queue, LOAD_AHEAD - 1)])
+            self._loaded = {job.index: job for job in self.runner.store.jobs_at(batch)}
+            record = self._loaded.pop(todo.index)
+        return record
 
     async def _worker(self) -> None:
         while True:
             await self._places.acquire()  # a place first, so a job is taken only to go ahead
             slot = Slot(self._places, held=True)
             try:
-                todo = self._next()
-                if todo is None:
+                job = self._next()
+                if job is None:
                     return
-                await self.runner.run(self.runner.store.job(todo.index), slot)
+                await self.runner.run(job, slot)
             finally:
                 slot.release()

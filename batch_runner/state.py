@@ -247,6 +247,11 @@ class StateStore(Journal):
         """One job, read as committed (no wait for a commit in flight)."""
         return self._load("idx = ?", (idx,), True, conn=self._reader())[0]
 
+    def jobs_at(self, indexes: list[int]) -> list[JobRecord]:
+        """The jobs at `indexes` (at most 500; ascending), read as committed, in one query."""
+        marks = ",".join("?" * len(indexes))
+        return self._load(f"idx IN ({marks}) ORDER BY idx", tuple(indexes), True, self._reader())
+
     def _reader(self) -> sqlite3.Connection:
         if self._read_conn is None:
             self._read_conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)

@@ -175,7 +175,7 @@ class Simulator:
         base = hostile.url_base(case, request, f"{request.scheme}://{request.host}")
         query = f"n={next(self._nonce)}"
         if self.config.url_ttl is not None:
-            query += f"&exp={time.monotonic() + self.config.url_ttl:.3f}"
+            query += f"&exp={time.monotonic() + self.config.url_ttl:.6f}"
         count = job.n_files if style.endswith("s") else 1
         urls = [f"{base}/files/{job.seq}/{k}.{ext}?{query}" for k in range(1, count + 1)]
         if case == "many_urls":
