@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from batch_runner import cli
 from batch_runner.errors import StateError, UsageError
@@ -12,6 +13,10 @@ from batch_runner.formatting import format_preview, format_summary
 from batch_runner.lock import RunLock
 from batch_runner.settings import RunSettings, default_run_dir
 from batch_runner.state import StateStore
+
+if TYPE_CHECKING:
+    from batch_runner.errors import Problem
+    from batch_runner.manifest import Manifest
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -37,17 +42,20 @@ def _say(text: str) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from batch_runner.expand import parse_set
+    from batch_runner.manifest import read_manifest
     from batch_runner.runner import RunInput
     from batch_runner.schema import load_jobs
 
     overrides = parse_set(args.set)
-    options = _manifest_options(args.manifest)  # first, so --max-jobs etc. shape the validation
+    parsed = read_manifest(args.manifest)
+    options = _manifest_options(parsed)  # first, so --max-jobs etc. shape the validation
     settings = cli.settings_from(args, layers=[("manifest options", options)])
     expansion = load_jobs(
         args.manifest,
         overrides=overrides,
         max_jobs=settings.max_jobs,
         name_template=settings.name_template,
+        parsed=parsed,
     )
     for warning in expansion.warnings:
         _say(f"warning: {warning}")
@@ -59,11 +67,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _execute(inp, args)
 
 
-def _manifest_options(path: Path) -> dict:
+def _manifest_options(parsed: tuple[Manifest | None, list[Problem]]) -> dict:
     """The manifest's `options:` (without `out`); problems are reported later by load_jobs."""
-    from batch_runner.manifest import read_manifest
-
-    manifest = read_manifest(path)[0]
+    manifest = parsed[0]
     options = manifest.options if manifest is not None else {}
     return {k: v for k, v in options.items() if k != "out"}
 
@@ -195,14 +201,20 @@ def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tup
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from batch_runner.expand import parse_set
+    from batch_runner.manifest import read_manifest
     from batch_runner.schema import load_jobs
 
+    parsed = read_manifest(args.manifest)
     settings = RunSettings()
-    settings.apply(_manifest_options(args.manifest), origin="manifest options")
+    settings.apply(_manifest_options(parsed), origin="manifest options")
     max_jobs = args.max_jobs if args.max_jobs is not None else settings.max_jobs
     template = args.name_template or settings.name_template
     expansion = load_jobs(
-        args.manifest, overrides=parse_set(args.set), max_jobs=max_jobs, name_template=template
+        args.manifest,
+        overrides=parse_set(args.set),
+        max_jobs=max_jobs,
+        name_template=template,
+        parsed=parsed,
     )
     for warning in expansion.warnings:
         _say(f"warning: {warning}")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 import time
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING
 
 from batch_runner.lifecycle import Tracker
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 LOG_EVERY = 10.0  # seconds between one-line updates when stdout is not a terminal
 
@@ -22,6 +24,8 @@ class Progress:
         self._last_log = time.monotonic()
         self._log = enabled and not sys.stdout.isatty()
         if enabled and sys.stdout.isatty():
+            from tqdm import tqdm  # only for a terminal: it costs start-up time
+
             opts = {"file": sys.stderr, "dynamic_ncols": True, "leave": True}
             self.bars = {
                 "submitted": tqdm(

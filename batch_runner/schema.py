@@ -297,14 +297,17 @@ def load_jobs(
     overrides: dict[str, Any] | None = None,
     max_jobs: int = 100_000,
     name_template: str | None = None,
+    parsed: tuple[Manifest | None, list[Problem]] | None = None,
 ) -> Expansion:
     """Read, expand and validate a manifest (and check output names when a template is given).
 
+    `parsed` is what `read_manifest(path)` gave, when the caller has read it already.
     Raises ManifestError with every problem found, UsageError for a bad name template.
     """
     if name_template is not None:
         check_template(name_template)
-    manifest, problems = read_manifest(path)
+    manifest, problems = parsed if parsed is not None else read_manifest(path)
+    problems = list(problems)
     if manifest is None:
         raise ManifestError(problems)
     checker = _Checker(_bundled().get(manifest.model))
