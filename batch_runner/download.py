@@ -40,6 +40,7 @@ class Downloaded:
     sha256: str
     bytes: int
     ext: str
+    name: str  # the path relative to the images folder, with "/" separators
 
 
 class HostPolicy:
@@ -111,8 +112,11 @@ def _resolved(images_dir: Path) -> Path:
 _part_numbers = itertools.count(1)
 
 
-def _final_path(images_dir: Path, name: str) -> Path:
+def _final_path(images_dir: Path, name: str) -> tuple[Path, str]:
+    """Where `name` goes under `images_dir`, and its relative posix form; refuses escapes."""
     root = _resolved(images_dir)
+    if "/" not in name and name not in ("", ".", ".."):
+        return root / name, name  # the usual plain file name: no further path arithmetic
     if not name or Path(name).is_absolute():
         raise DownloadError(f"file name {name!r} is outside the images folder", kind="bad_name")
     final = root / name
@@ -122,7 +126,7 @@ def _final_path(images_dir: Path, name: str) -> Path:
         final = final.resolve()  # the slow, careful way for anything unusual
     if not final.is_relative_to(root) or final == root:
         raise DownloadError(f"file name {name!r} is outside the images folder", kind="bad_name")
-    return final
+    return final, final.relative_to(root).as_posix()
 
 
 def _status_error(resp: aiohttp.ClientResponse, url: str) -> DownloadError:
@@ -175,7 +179,7 @@ class _Sink:
 
     BUFFER = 1 << 20
 
-    def __init__(self, part: Path):
+    def __init__(self, part: str):
         self.part = part
         self.hash = hashlib.sha256()
         self.size = 0
@@ -189,7 +193,7 @@ class _Sink:
             self._pending.append(data)
             if self.size <= self.BUFFER:
                 return
-            await asyncio.to_thread(self.part.parent.mkdir, parents=True, exist_ok=True)
+            await asyncio.to_thread(os.makedirs, os.path.dirname(self.part), exist_ok=True)
             self._file = await aiofiles.open(self.part, "wb")
             data, self._pending = b"".join(self._pending), []
         await self._file.write(data)
@@ -210,14 +214,14 @@ class _Sink:
             with contextlib.suppress(OSError):
                 await file.close()
         with contextlib.suppress(OSError):
-            self.part.unlink()
+            os.unlink(self.part)
 
 
-def _write_then_rename(part: Path, final: Path, body: bytes) -> None:
+def _write_then_rename(part: str, final: Path, body: bytes) -> None:
     try:
         fh = open(part, "wb")  # noqa: SIM115 (closed by the `with` below)
     except FileNotFoundError:  # a new folder (or one removed during the run)
-        part.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(part), exist_ok=True)
         fh = open(part, "wb")  # noqa: SIM115
     with fh:
         fh.write(body)
@@ -255,8 +259,8 @@ async def _stream(
         if expected is not None and received < expected:
             raise DownloadError(f"download cut short: {url}", kind="truncated")
         raise DownloadError(f"not a PNG, JPEG, MP4 or WEBM file: {url}", kind="bad_file")
-    final = _final_path(images_dir, name_for(ext))
-    part = final.with_name(f"{final.name}.{os.getpid()}-{next(_part_numbers)}.part")
+    final, relative = _final_path(images_dir, name_for(ext))
+    part = f"{final}.{os.getpid()}-{next(_part_numbers)}.part"
     sink = _Sink(part)
     try:
         await sink.write(_embedded_head(head, ext, parameters, url))
@@ -276,7 +280,7 @@ async def _stream(
     except BaseException:
         await sink.discard()
         raise
-    return Downloaded(final, sink.hash.hexdigest(), sink.size, ext)
+    return Downloaded(final, sink.hash.hexdigest(), sink.size, ext, relative)
 
 
 async def download(

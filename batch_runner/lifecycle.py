@@ -96,10 +96,12 @@ class JobRunner:
     _downloads: asyncio.Semaphore = field(init=False, repr=False)  # jobs downloading at once
 
     metadata: MetadataLog = field(init=False, repr=False)
+    _images_dir: Path = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._downloads = asyncio.Semaphore(self.settings.concurrency)
         self.metadata = MetadataLog(self.run_dir)
+        self._images_dir = self.run_dir / IMAGES_DIR
 
     # set (and replaced) whenever a job is seen completed: wakes polls waiting on that news
     _completion: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
@@ -354,7 +356,7 @@ class JobRunner:
             try:
                 got = await self.fetch(
                     urls[k - 1],
-                    images_dir=self.run_dir / IMAGES_DIR,
+                    images_dir=self._images_dir,
                     name_for=name_for,
                     parameters=parameters_text(job.model, job.inputs),
                 )
@@ -373,8 +375,7 @@ class JobRunner:
                     self._fail(job, f"download failed: {exc.message}")
                 await asyncio.sleep(retry_delay(exc, tries, self.rng))
                 continue
-            rel = got.path.relative_to(self.run_dir).as_posix()
-            return FileRecord(rel, k, got.sha256, got.bytes)
+            return FileRecord(f"{IMAGES_DIR}/{got.name}", k, got.sha256, got.bytes)
 
     # ---- state helpers -----------------------------------------------------------------------
 

@@ -63,7 +63,11 @@ async def test_downloads_verifies_and_renames(serve, session, tmp_path, data, ex
     base, server = await serve(body(data))
     got = await fetch(session, base + "/f?sig=a%2Fb", tmp_path)
     assert got == Downloaded(
-        tmp_path / f"00001-fox.{ext}", hashlib.sha256(data).hexdigest(), len(data), ext
+        tmp_path / f"00001-fox.{ext}",
+        hashlib.sha256(data).hexdigest(),
+        len(data),
+        ext,
+        f"00001-fox.{ext}",
     )
     assert got.path.read_bytes() == data
     assert files_in(tmp_path) == [f"00001-fox.{ext}"]
@@ -83,6 +87,7 @@ async def test_folders_in_names_are_created(serve, session, tmp_path):
     base, _ = await serve(body(PNG))
     got = await fetch(session, base + "/f", tmp_path, name="sweep-1/fox/00001")
     assert got.path == tmp_path / "sweep-1" / "fox" / "00001.png" and got.path.is_file()
+    assert got.name == "sweep-1/fox/00001.png"
 
 
 async def test_replaces_an_existing_file(serve, session, tmp_path):

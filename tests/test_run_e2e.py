@@ -7,6 +7,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from conftest import SIM_TOKEN, read_metadata, run_cli, sim_env, spawn_cli, write_manifest
 from PIL import Image
 
@@ -41,6 +42,20 @@ def test_whole_run_produces_valid_images_and_metadata(make_sim, tmp_path):
     assert (out / "report.html").is_file()
     assert (out / "manifest.yaml").read_text() == manifest.read_text()
     assert sim.stats()["submitted"] == 8
+
+
+@pytest.mark.parametrize(("choice", "loop"), [("", "uvloop"), ("asyncio", "asyncio")])
+def test_runs_on_uvloop_or_the_standard_loop(make_sim, tmp_path, choice, loop):
+    """uvloop by default on Linux; BATCH_RUNNER_LOOP=asyncio keeps the standard loop."""
+    sim = make_sim("--latency", "0.05", "--image-scale", "0.02")
+    manifest = write_manifest(tmp_path / "a.yaml", [f"Event loop probe {i}" for i in range(4)])
+    out = tmp_path / "run"
+    env = sim_env(sim, BATCH_RUNNER_LOOP=choice)
+    res = run_cli("run", manifest, "--out", out, "--json", "--debug", env=env)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["counts"] == {"done": 4}
+    assert f"debug: event loop: {loop}" in res.stderr
+    assert len(read_metadata(out)) == 4 and sim.stats()["submitted"] == 4
 
 
 def test_concurrency_bounds_jobs_in_flight(make_sim, tmp_path):
