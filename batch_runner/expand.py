@@ -7,7 +7,6 @@ that describes a billion jobs is refused before any of them is built.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import re
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from batch_runner import jsonenc
 from batch_runner.errors import ManifestError, Problem, UsageError
 from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest import Entry, Manifest
@@ -103,7 +103,7 @@ def _canonical(inputs: dict[str, Any]) -> Any:
     try:
         return frozenset((k, type(v), v) for k, v in inputs.items())
     except TypeError:  # a list or mapping value
-        return json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return jsonenc.canonical(inputs)
 
 
 def _repeat_of(data: dict[str, Any]) -> int:

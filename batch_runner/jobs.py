@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from batch_runner import jsonenc
 
 
 class JobState(StrEnum):
@@ -72,9 +73,7 @@ class JobSpec:
 
 def job_key(model: str, inputs: dict[str, Any], copy: int) -> str:
     """Stable hash of model path, final inputs and copy number (16 hex digits)."""
-    blob = json.dumps(
-        [model, inputs, copy], sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    blob = jsonenc.canonical([model, inputs, copy])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

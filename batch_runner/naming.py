@@ -20,6 +20,7 @@ MAX_COMPONENT_BYTES = 240  # file systems count bytes (255), and UTF-8 may use 4
 MAX_TOTAL = 200
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w-]*)(?::([^{}\[\]]*))?\}|[{}\[\]]")
 _WINDOWS_UNSAFE = re.compile(r'[<>:"|?*]')
+_NON_WORD = re.compile(r"[\W_]+")
 _WINDOWS_RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL"] + [f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)]
 )
@@ -33,7 +34,7 @@ def slugify(text: str, max_len: int = 48) -> str:
         text = unicodedata.normalize("NFKD", text)
         text = "".join(c for c in text if not unicodedata.combining(c))
         text = unicodedata.normalize("NFC", text)
-    slug = re.sub(r"[\W_]+", "-", text.lower()).strip("-")
+    slug = _NON_WORD.sub("-", text.lower()).strip("-")
     if len(slug) > max_len:
         cut = slug[:max_len]
         boundary = cut.rfind("-")

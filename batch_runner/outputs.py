@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
+from batch_runner import jsonenc
 from batch_runner.jobs import FileRecord, JobRecord
 
 METADATA_FILE = "metadata.jsonl"
@@ -51,7 +51,7 @@ class MetadataLog:
     def append(self, line: dict[str, Any]) -> None:
         if self._fh is None:
             self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
-        self._fh.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._fh.write(jsonenc.text(line) + "\n")
         self._fh.flush()
 
     def close(self) -> None:
@@ -76,7 +76,7 @@ def rebuild_metadata(run_dir: Path, jobs: Iterable[JobRecord]) -> int:
         for job in jobs:
             rid = job.request_ids[-1] if job.request_ids else None
             for f in job.files:
-                fh.write(json.dumps(metadata_line(job, f, rid), ensure_ascii=False) + "\n")
+                fh.write(jsonenc.text(metadata_line(job, f, rid)) + "\n")
                 n += 1
         fh.flush()
         os.fsync(fh.fileno())

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from batch_runner import jsonenc
 from batch_runner.errors import StateError
 from batch_runner.jobs import FileRecord, JobRecord, JobSpec, JobState
 from batch_runner.journal import Journal, os_message
@@ -434,4 +435,4 @@ def _record(row: tuple[Any, ...], rids: list[str], files: list[FileRecord]) -> J
 def _dump(value: Any) -> str:
     # the manifest's field order is kept (the report's sweep axes follow it); keys are
     # computed from sorted JSON elsewhere (jobs.job_key)
-    return json.dumps(value, ensure_ascii=False)
+    return "{}" if value == {} else jsonenc.text(value)
