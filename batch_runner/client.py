@@ -7,6 +7,7 @@ that is an error, `TransportError` when there is no usable answer.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -151,6 +152,7 @@ class RunComfyClient:
         return text.replace(self._token, "***") if self._token else text
 
 
+@functools.lru_cache(maxsize=32)  # one model per run, quoted once
 def _model_path(model: str) -> str:
     parts = model.split("/") if isinstance(model, str) else [""]
     if any(p in ("", ".", "..") for p in parts):
