@@ -227,9 +227,9 @@ def _token_from_file(path: Path) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     debug = "--debug" in argv
-    _debug[0] = debug
     try:
         args = build_parser().parse_args(argv)
+        args.debug = debug  # given before or after the command name
         from batch_runner import commands
 
         return commands.dispatch(args)
@@ -257,17 +257,14 @@ def _redact(text: str) -> str:
     return text
 
 
-_debug = [False]  # --debug was given (set by main)
-
-
-def run_async(coro: Any) -> Any:
+def run_async(coro: Any, *, debug: bool = False) -> Any:
     """The one place that starts an event loop."""
     # what start-up built (modules, the schema, settings) lives until exit: keep it out of
     # the collector's sweeps, and sweep less often (a run allocates many short-lived objects)
     gc.freeze()
     gc.set_threshold(10_000, 20, 20)
     factory = _loop_factory()
-    if _debug[0]:
+    if debug:
         print(f"debug: event loop: {'asyncio' if factory is None else 'uvloop'}", file=sys.stderr)
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(coro)

@@ -126,7 +126,7 @@ def _execute(inp, args: argparse.Namespace) -> int:
         lock.release()
         raise
     try:
-        result = cli.run_async(execute(inp, store))
+        result = cli.run_async(execute(inp, store), debug=args.debug)
         if inp.settings.export_csv:
             _export(inp.run_dir, store, "csv", None)
     finally:
@@ -239,7 +239,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     try:
-        cli.run_async(serve(config, args.host, args.port))
+        cli.run_async(serve(config, args.host, args.port), debug=args.debug)
     except OSError as exc:
         raise UsageError(
             f"simulate: cannot listen on {args.host}:{args.port} ({exc.strerror})"
@@ -265,7 +265,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
                 "there is nothing on a server to cancel"
             )
         token = cli.read_token(args, settings)
-        result = cli.run_async(cancel_queued(store, settings.api_base, token))
+        result = cli.run_async(cancel_queued(store, settings.api_base, token), debug=args.debug)
     finally:
         store.close()
     if args.json:

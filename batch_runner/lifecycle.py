@@ -93,18 +93,16 @@ class JobRunner:
     tracker: Tracker
     rng: random.Random = field(default_factory=random.Random)
     _tracks: dict[int, PollTrack] = field(default_factory=dict, init=False, repr=False)
+    # set (and replaced) whenever a job is seen completed: wakes polls waiting on that news
+    _completion: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _downloads: asyncio.Semaphore = field(init=False, repr=False)  # jobs downloading at once
-
-    metadata: MetadataLog = field(init=False, repr=False)
     _images_dir: Path = field(init=False, repr=False)
+    metadata: MetadataLog = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._downloads = asyncio.Semaphore(self.settings.concurrency)
-        self.metadata = MetadataLog(self.run_dir)
         self._images_dir = self.run_dir / IMAGES_DIR
-
-    # set (and replaced) whenever a job is seen completed: wakes polls waiting on that news
-    _completion: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+        self.metadata = MetadataLog(self.run_dir)
 
     async def run(self, job: JobRecord, slot: Slot) -> None:
         """Carry one job as far as it can go; every outcome is recorded in the state.

@@ -244,10 +244,6 @@ class StateStore(Journal):
                 return
             last = chunk[-1].index
 
-    def job(self, idx: int) -> JobRecord:
-        """One job, read as committed (no wait for a commit in flight)."""
-        return self._load("idx = ?", (idx,), True, conn=self._reader())[0]
-
     def jobs_at(self, indexes: list[int]) -> list[JobRecord]:
         """The jobs at `indexes` (at most 500; ascending), read as committed, in one query."""
         marks = ",".join("?" * len(indexes))
