@@ -41,6 +41,7 @@ def _inner_wall(result: c.Timed) -> float | None:
 
 
 def _measure(sim: c.Simulator, make_cmd, out: Path, jobs: int, repeats: int) -> dict:
+    """Run one tool `repeats` times, each into its own folder under `out` (one per tool)."""
     runs, per_job = [], []
     for i in range(repeats):
         sim.reset()
@@ -74,23 +75,15 @@ def run(quick: bool = False) -> dict:
         figures = {
             "batch_runner": _measure(
                 sim,
-                lambda d: c.run_cmd(
-                    manifest, d.with_name(f"runner-{d.name}"), "--concurrency", conc
-                ),
-                tmp,
+                lambda d: c.run_cmd(manifest, d, "--concurrency", conc),
+                tmp / "runner",
                 size.jobs,
                 size.repeats,
             ),
             "floor.py": _measure(
                 sim,
-                lambda d: c.module_cmd(
-                    "floor",
-                    str(floor_prompts),
-                    str(d.with_name(f"floor-{d.name}")),
-                    "--concurrency",
-                    conc,
-                ),
-                tmp,
+                lambda d: c.module_cmd("floor", str(floor_prompts), str(d), "--concurrency", conc),
+                tmp / "floor",
                 size.jobs,
                 size.repeats,
             ),
@@ -99,14 +92,8 @@ def run(quick: bool = False) -> dict:
             script = str(c.HERE / "curl_baseline.sh")
             figures["curl_baseline.sh"] = _measure(
                 sim,
-                lambda d: [
-                    "bash",
-                    script,
-                    str(curl_prompts),
-                    str(d.with_name(f"curl-{d.name}")),
-                    conc,
-                ],
-                tmp,
+                lambda d: ["bash", script, str(curl_prompts), str(d), conc],
+                tmp / "curl",
                 size.curl_jobs,
                 size.repeats,
             )
