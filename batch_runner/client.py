@@ -26,6 +26,7 @@ from batch_runner.answers import (
     retry_after_from,
     usable_id,
 )
+from batch_runner.deadlines import Deadlines
 from batch_runner.errors import ApiError, TransportError
 
 if TYPE_CHECKING:
@@ -47,12 +48,17 @@ class RunComfyClient:
         timeout: float = 30.0,
         max_body_bytes: int = 1_048_576,
         max_outputs: int = 1000,
+        deadlines: Deadlines | None = None,
     ):
         self._session = session
         self._base = base_url.rstrip("/")
         self._token = token or None
         self._limiter = limiter
-        self._timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 15.0))
+        # the whole call is limited by `deadlines` (one timer for all calls, not one each);
+        # aiohttp only limits opening a new connection
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 15.0))
+        self._limit = timeout
+        self._deadlines = deadlines or Deadlines()
         self._max_body = max_body_bytes
         self._max_outputs = max_outputs
 
@@ -113,16 +119,17 @@ class RunComfyClient:
         self, method: str, url: str, headers: dict[str, str], json_body: Any
     ) -> tuple[int, Any, bytes]:
         try:
-            async with self._session.request(
-                method,
-                URL(url, encoded=True),  # keep %2F encoded on the wire
-                json=json_body,
-                headers=headers,
-                allow_redirects=False,
-                timeout=self._timeout,
-            ) as resp:
-                raw = await _read_capped(resp, self._max_body)
-                return resp.status, resp.headers, raw
+            with self._deadlines.limit(self._limit):
+                async with self._session.request(
+                    method,
+                    URL(url, encoded=True),  # keep %2F encoded on the wire
+                    json=json_body,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=self._timeout,
+                ) as resp:
+                    raw = await _read_capped(resp, self._max_body)
+                    return resp.status, resp.headers, raw
         except aiohttp.ClientConnectorError as exc:
             raise _transport(f"cannot connect to the API: {exc.os_error or exc}", False) from None
         except ConnectionRefusedError:

@@ -23,6 +23,7 @@ import aiohttp
 from yarl import URL
 
 from batch_runner.answers import retry_after_from
+from batch_runner.deadlines import Deadlines
 from batch_runner.embed import JPEG_SOI, PNG_SIGNATURE, jpeg_com_segment, png_text_chunk
 from batch_runner.errors import DownloadError
 
@@ -145,8 +146,13 @@ def _status_error(resp: aiohttp.ClientResponse, url: str) -> DownloadError:
     )
 
 
+# the download as a whole is limited by Deadlines (one timer for every call in flight);
+# aiohttp only limits opening a new connection
+_CONNECT_ONLY = aiohttp.ClientTimeout(total=None, sock_connect=30.0)
+
+
 async def _open(
-    session: aiohttp.ClientSession, url: str, hosts: HostPolicy, timeout: aiohttp.ClientTimeout
+    session: aiohttp.ClientSession, url: str, hosts: HostPolicy
 ) -> tuple[aiohttp.ClientResponse, str]:
     """GET `url`, following at most MAX_REDIRECTS redirects, each to an allowed host."""
     for _ in range(MAX_REDIRECTS + 1):
@@ -156,7 +162,7 @@ async def _open(
             target = _url(url)
         except (ValueError, UnicodeError):
             raise DownloadError(f"malformed file URL: {url!r}", kind="bad_url") from None
-        resp = await session.get(target, allow_redirects=False, timeout=timeout)
+        resp = await session.get(target, allow_redirects=False, timeout=_CONNECT_ONLY)
         if resp.status not in _REDIRECTS:
             return resp, url
         location = resp.headers.get("Location")
@@ -293,26 +299,28 @@ async def download(
     parameters: str | None = None,
     chunk_size: int = 1 << 16,
     timeout: float = 300.0,
+    deadlines: Deadlines | None = None,
 ) -> Downloaded:
     """Fetch `url` into `images_dir / name_for(ext)`, verified; `parameters` is embedded as text.
 
-    `session` must carry no credentials: file hosts never see the API token.
+    `session` must carry no credentials: file hosts never see the API token. The whole
+    download must end within `timeout` seconds (pass the run's `deadlines` to share a timer).
     """
-    client_timeout = aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 30.0))
     try:
-        resp, final_url = await _open(session, url, hosts, client_timeout)
-        async with resp:
-            if resp.status != 200:
-                raise _status_error(resp, final_url)
-            return await _stream(
-                resp,
-                final_url,
-                images_dir=images_dir,
-                name_for=name_for,
-                max_bytes=max_bytes,
-                parameters=parameters,
-                chunk_size=chunk_size,
-            )
+        with (deadlines or Deadlines()).limit(timeout):
+            resp, final_url = await _open(session, url, hosts)
+            async with resp:
+                if resp.status != 200:
+                    raise _status_error(resp, final_url)
+                return await _stream(
+                    resp,
+                    final_url,
+                    images_dir=images_dir,
+                    name_for=name_for,
+                    max_bytes=max_bytes,
+                    parameters=parameters,
+                    chunk_size=chunk_size,
+                )
     except aiohttp.ClientConnectorError as exc:
         raise DownloadError(f"cannot connect: {url} ({exc})", sent=False, kind="dropped") from None
     except aiohttp.ClientPayloadError:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from batch_runner.client import RunComfyClient
+from batch_runner.deadlines import Deadlines
 from batch_runner.download import HostPolicy, download
 from batch_runner.errors import StateError, UsageError
 from batch_runner.jobs import JobSpec
@@ -111,9 +112,16 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             "raise --max-jobs to go ahead (nothing was submitted)"
         )
     async with _api(settings, inp.token) as (base, token), _sessions(settings) as sessions:
-        client = RunComfyClient(sessions[0], base, token, limiter=RateLimiter(settings.rate))
+        deadlines = Deadlines()  # one timer for the time limits of every call in flight
+        client = RunComfyClient(
+            sessions[0], base, token, limiter=RateLimiter(settings.rate), deadlines=deadlines
+        )
         fetch = partial(
-            download, sessions[1], hosts=_hosts(settings, base), max_bytes=settings.max_file_bytes
+            download,
+            sessions[1],
+            hosts=_hosts(settings, base),
+            max_bytes=settings.max_file_bytes,
+            deadlines=deadlines,
         )
         runner = JobRunner(
             store,
@@ -195,10 +203,15 @@ async def _api(settings: RunSettings, token: str | None) -> AsyncIterator[tuple[
 @contextlib.asynccontextmanager
 async def _sessions(settings: RunSettings) -> AsyncIterator[tuple[aiohttp.ClientSession, ...]]:
     limit = max(64, settings.concurrency * 2)
-    # two sessions: the API one never carries file traffic, the file one never carries the token
+    # two sessions: the API one never carries file traffic, the file one never carries the token;
+    # neither keeps cookies (the API sets none, presigned file URLs need none)
     async with (
-        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as api,
-        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=limit)) as files,
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit), cookie_jar=aiohttp.DummyCookieJar()
+        ) as api,
+        aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=limit), cookie_jar=aiohttp.DummyCookieJar()
+        ) as files,
     ):
         yield api, files
 

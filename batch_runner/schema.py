@@ -15,8 +15,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from jsonschema.validators import validator_for
-
 from batch_runner.errors import ManifestError, Problem, UsageError
 from batch_runner.expand import JOB_KEYS, Expansion, collect_expansion
 from batch_runner.jobs import JobSpec, Location
@@ -37,6 +35,8 @@ _TYPE_NAMES = {
 }
 _ANNOTATIONS = {"title", "description", "default", "examples", "$comment"}
 _PLAIN = {"string": str, "integer": int, "number": int | float, "object": dict, "array": list}
+# a field stating only a type and an enum is checked by membership; jsonschema explains misses
+_EXACT = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,)}
 _INTEGER = re.compile(r"[+-]?\d+")
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
@@ -85,12 +85,9 @@ class _Checker:
             "required": ["prompt"],
             "properties": {"prompt": {"type": "string"}},
         }
-        cls = validator_for(self.schema)
         self.props: dict[str, Any] = self.schema.get("properties", {})
         self.required: list[str] = self.schema.get("required", [])
         self.by_field = set(self.schema) <= _SIMPLE_KEYWORDS
-        self.whole = cls(self.schema)
-        self.fields = {name: cls(sub) for name, sub in self.props.items()}
         # a field that only states a plain type is checked with isinstance, not jsonschema
         self.plain = {
             name: _PLAIN[sub["type"]]
@@ -100,7 +97,24 @@ class _Checker:
             and isinstance(sub.get("type"), str)
             and sub["type"] in _PLAIN
         }
+        self.choices = {
+            name: (_EXACT[sub["type"]], sub["enum"])
+            for name, sub in self.props.items()
+            if isinstance(sub, dict)
+            and set(sub) <= _ANNOTATIONS | {"type", "enum"}
+            and sub.get("type") in _EXACT
+            and isinstance(sub.get("enum"), list)
+        }
         self._cache: dict[Any, list[Error]] = {}
+
+    @functools.cached_property
+    def _validators(self) -> tuple[Any, dict[str, Any]]:
+        """jsonschema validators for the whole schema and each field (imported on first use:
+        valid jobs of a plain schema never need it, and the import costs ~30 ms)."""
+        from jsonschema.validators import validator_for
+
+        cls = validator_for(self.schema)
+        return cls(self.schema), {name: cls(sub) for name, sub in self.props.items()}
 
     def allowed(self) -> str:
         return ", ".join([*self.props, *sorted(JOB_KEYS - {"vars"})])
@@ -122,7 +136,7 @@ class _Checker:
         if not partial:
             out += [(name, "required", None) for name in self.required if name not in inputs]
         for name, value in inputs.items():
-            if name in self.fields:
+            if name in self.props:
                 out += self._field(name, value)
         return out
 
@@ -130,13 +144,16 @@ class _Checker:
         plain = self.plain.get(name)
         if plain is not None and isinstance(value, plain) and not isinstance(value, bool):
             return []
+        choice = self.choices.get(name)
+        if choice is not None and type(value) in choice[0] and value in choice[1]:
+            return []  # type(): True must not pass for 1, nor 1.0 for an integer field
         # distinct prompts miss this cache, but enums and numbers (the usual errors) hit it
         cache_key = (name, type(value), value) if isinstance(value, str | int | float) else None
         found = self._cache.get(cache_key) if cache_key else None
         if found is not None:
             return found
         found: dict[str, Any] = {}
-        for e in self.fields[name].iter_errors(value):
+        for e in self._validators[1][name].iter_errors(value):
             path = ".".join([name, *(str(p) for p in e.absolute_path)])
             # one problem per field: the allowed values say more than the type
             if path not in found or e.validator == "enum":
@@ -148,7 +165,7 @@ class _Checker:
 
     def _whole(self, inputs: dict[str, Any], partial: bool) -> list[Error]:
         out: list[Error] = []
-        for e in self.whole.iter_errors(inputs):
+        for e in self._validators[0].iter_errors(inputs):
             if e.validator == "required":
                 if not partial:
                     out += [(r, "required", None) for r in e.validator_value if r not in e.instance]

@@ -14,6 +14,7 @@ from aiohttp import web
 from localserver import Handler, Server  # noqa: F401
 
 from batch_runner.client import CancelOutcome, Poll, RunComfyClient, Submitted
+from batch_runner.deadlines import Deadlines
 from batch_runner.errors import AccountError, ApiError, TransportError
 from batch_runner.limits import RateLimiter
 
@@ -422,3 +423,43 @@ async def test_cut_short_body_is_transport_error(serve, session):
     with pytest.raises(TransportError) as info:
         await client.result("r")
     assert info.value.sent is True and info.value.request_id == "r"
+
+
+async def test_one_timer_limits_many_calls_each_to_its_own_deadline(serve, session):
+    """Calls share one Deadlines: the slow ones time out, the quick ones are untouched."""
+
+    async def mixed(request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        if body["prompt"].startswith("slow"):
+            await asyncio.sleep(3)
+        return web.json_response({"request_id": body["prompt"]})
+
+    deadlines = Deadlines()
+    client, _ = await client_for(serve, session, mixed, timeout=0.4, deadlines=deadlines)
+    prompts = [f"{'slow' if i % 3 == 0 else 'quick'}-{i}" for i in range(12)]
+    started = asyncio.get_running_loop().time()
+    got = await asyncio.gather(
+        *(client.submit(MODEL, {"prompt": p}) for p in prompts), return_exceptions=True
+    )
+    assert asyncio.get_running_loop().time() - started < 2.5
+    for prompt, outcome in zip(prompts, got, strict=True):
+        if prompt.startswith("slow"):
+            assert isinstance(outcome, TransportError) and outcome.kind == "timeout"
+            assert outcome.sent is True
+        else:
+            assert outcome == Submitted(prompt)
+    # the task is usable after its timeout: no cancellation is left pending on it
+    assert await client.submit(MODEL, {"prompt": "quick-again"}) == Submitted("quick-again")
+
+
+async def test_a_cancellation_from_outside_is_not_turned_into_a_timeout(serve, session):
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(3)
+        return web.json_response({"request_id": "late"})
+
+    client, _ = await client_for(serve, session, slow, timeout=30)
+    call = asyncio.ensure_future(client.submit(MODEL, {"prompt": "x"}))
+    await asyncio.sleep(0.2)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import struct
+import time
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -346,3 +348,20 @@ async def test_fifty_megabytes_stream_with_flat_memory(serve, session, tmp_path)
         tracemalloc.stop()
     assert got.bytes == size + len(png_text_chunk("parameters", "p"))
     assert peak < 12 * 1024 * 1024  # the server's 1 MB block and buffers, never the body
+
+
+async def test_stalled_download_times_out_and_leaves_nothing(serve, session, tmp_path):
+    async def stall(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": str(len(PNG) * 4)})
+        await resp.prepare(request)
+        await resp.write(PNG)
+        await asyncio.sleep(5)  # the rest never comes in time
+        return resp
+
+    base, _ = await serve(stall)
+    started = time.monotonic()
+    with pytest.raises(DownloadError) as info:
+        await fetch(session, base + "/f", tmp_path, timeout=0.3)
+    assert info.value.kind == "timeout"
+    assert time.monotonic() - started < 3
+    assert files_in(tmp_path) == []
