@@ -3,9 +3,10 @@
 Each event is one UPDATE or INSERT; they are committed one transaction per event-loop tick.
 `await durable()` returns once everything written so far is on disk, which is how the
 scheduler commits a submit intent before the POST and a request_id before anything else happens
-to that job. Inside an event loop the commit (and its fsync) runs on one writer thread, so the
-loop keeps serving the network meanwhile; events written during a commit form the next batch
-(a group commit). Reads on the caller's thread wait for a commit in flight first (`_conn`).
+to that job. Inside an event loop a tick's statements run on the loop and their COMMIT (the
+fsync) on one writer thread, so the loop keeps serving the network meanwhile; events written
+during a commit form the next batch (a group commit). Reads on the caller's thread wait for a
+commit in flight first (`_conn`).
 """
 
 from __future__ import annotations
@@ -98,20 +99,37 @@ class Journal:
             self._flush_handle = loop.call_soon(self._start_commit)
 
     def _start_commit(self) -> None:
-        """Hand this tick's events to the writer thread (one commit in flight at a time)."""
+        """Run this tick's events in a transaction, then hand its COMMIT to the writer thread.
+
+        The statements run here (they only touch SQLite's page cache); the COMMIT, which waits
+        for the disk, runs on the writer thread. One hand-off per batch: statements run on the
+        writer thread would each pass the GIL back and forth with the loop.
+        """
         self._flush_handle = None
         if self._commit_fut is not None or not self._ops:
             return
-        ops, self._commit_waiters = self._ops, self._waiters
+        ops, waiters = self._ops, self._waiters
         self._ops, self._waiters = [], []
+        try:
+            _begin(self._db, self.path)
+            _apply(self._db, self.path, ops)
+        except StateError as exc:
+            self._error = self._error or exc
+            _resolve(waiters, exc)
+            return
+        self._commit_waiters = waiters
         if self._writer is None:
             self._writer = concurrent.futures.ThreadPoolExecutor(1, "state-writer")
-        fut = self._writer.submit(self._commit, ops)
+        fut = self._writer.submit(_end, self._db, self.path)
         self._commit_fut = fut
-        asyncio.wrap_future(fut).add_done_callback(lambda _: self._committed(fut))
+        asyncio.wrap_future(fut).add_done_callback(lambda done: self._committed(fut, done))
 
-    def _committed(self, fut: concurrent.futures.Future[None]) -> None:
+    def _committed(
+        self, fut: concurrent.futures.Future[None], done: asyncio.Future[None] | None = None
+    ) -> None:
         """Wake the waiters of a finished commit (once), then commit what came in meanwhile."""
+        if done is not None and not done.cancelled():
+            done.exception()  # seen here: the error goes to the waiters, not to asyncio's log
         if self._commit_fut is not fut:
             return  # already handled by _settle
         self._commit_fut = None
@@ -125,10 +143,10 @@ class Journal:
                 self._flush_handle = asyncio.get_running_loop().call_soon(self._start_commit)
 
     def _commit(self, ops: list[tuple[str, tuple[Any, ...]]]) -> None:
-        """One transaction for `ops`; on the writer thread, or on the caller's when settled."""
-        with _Transaction(self._db, self.path):
-            for sql, params in ops:
-                self._db.execute(sql, params)
+        """One transaction for `ops` on the caller's thread (no commit in flight)."""
+        _begin(self._db, self.path)
+        _apply(self._db, self.path, ops)
+        _end(self._db, self.path)
 
     def _flush(self) -> None:
         self._flush_handle = None
@@ -156,24 +174,47 @@ class _Transaction:
         self._path = path
 
     def __enter__(self) -> None:
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise StateError(os_message(self._path, exc)) from None
+        _begin(self._conn, self._path)
 
     def __exit__(self, exc_type, exc, tb) -> bool:
-        try:
-            if exc_type is None:
-                self._conn.execute("COMMIT")
-                return False
-            self._conn.execute("ROLLBACK")
-        except sqlite3.Error as err:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-            raise StateError(os_message(self._path, err)) from None
+        if exc_type is None:
+            _end(self._conn, self._path)
+            return False
+        _rollback(self._conn)
         if isinstance(exc, sqlite3.Error):
             raise StateError(os_message(self._path, exc)) from None
         return False
+
+
+def _begin(conn: sqlite3.Connection, path: Path) -> None:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.Error as exc:
+        raise StateError(os_message(path, exc)) from None
+
+
+def _apply(conn: sqlite3.Connection, path: Path, ops: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Run `ops` inside the open transaction; on an error roll it back (StateError)."""
+    try:
+        for sql, params in ops:
+            conn.execute(sql, params)
+    except sqlite3.Error as exc:
+        _rollback(conn)
+        raise StateError(os_message(path, exc)) from None
+
+
+def _end(conn: sqlite3.Connection, path: Path) -> None:
+    """COMMIT the open transaction (ROLLBACK if that fails: StateError)."""
+    try:
+        conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        _rollback(conn)
+        raise StateError(os_message(path, exc)) from None
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("ROLLBACK")
 
 
 def _resolve(waiters: list[asyncio.Future[None]], exc: BaseException | None) -> None:
@@ -191,6 +232,11 @@ def os_message(path: Path, exc: BaseException) -> str:
         return f"{path}: cannot write the state file (read-only file or directory)"
     if "disk is full" in text or "full" in text:
         return f"{path}: cannot write the state file: disk full (nothing already submitted is lost)"
+    if "disk I/O error" in text:
+        return (
+            f"{path}: cannot write the state file (disk I/O error: is the disk full?); "
+            "free space, then resume"
+        )
     if "locked" in text:
         return f"{path}: state file is locked by another process"
     return f"{path}: state file error: {text}"

@@ -241,3 +241,34 @@ def test_full_disk_stops_cleanly_and_resume_finishes(make_sim, tmp_path):
     assert res.returncode == 0, res.stderr
     assert sim.stats()["submitted"] == 4 and submitted <= 4
     _check_files(out, 4)
+
+
+def test_state_file_that_cannot_grow_stops_cleanly_and_resume_finishes(make_sim, tmp_path):
+    """RLIMIT_FSIZE stops the state file's write-ahead log from growing mid-run."""
+    import resource
+    import subprocess
+
+    from conftest import CLI
+
+    sim = make_sim("--image-scale", "0.02")
+    n = 300
+    manifest = write_manifest(tmp_path / "w.yaml", [f"state limit job {i}" for i in range(n)])
+    out = tmp_path / "run"
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
+
+    res = subprocess.run(
+        [CLI, "run", str(manifest), "--out", str(out), "--no-progress", "--concurrency", "16"],
+        env=sim_env(sim),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=small_files,
+    )
+    assert res.returncode == 2, res.stderr
+    assert "state.db: cannot write the state file" in res.stderr
+    assert "Traceback" not in res.stderr and "never retrieved" not in res.stderr
+    res = run_cli("resume", out, "--json", env=sim_env(sim))
+    assert res.returncode == 0, res.stderr
+    _check_files(out, n)
