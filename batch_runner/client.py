@@ -8,6 +8,7 @@ that is an error, `TransportError` when there is no usable answer.
 from __future__ import annotations
 
 import functools
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -61,6 +62,9 @@ class RunComfyClient:
         self._deadlines = deadlines or Deadlines()
         self._max_body = max_body_bytes
         self._max_outputs = max_outputs
+        self._headers = {"Accept": "application/json"}  # aiohttp copies them per request
+        if self._token:
+            self._headers["Authorization"] = f"Bearer {self._token}"
 
     async def submit(self, model: str, inputs: dict) -> Submitted:
         """POST the inputs to the model; the answer's request_id identifies the new job."""
@@ -89,19 +93,17 @@ class RunComfyClient:
     def _request_url(self, request_id: str, what: str) -> str:
         if not usable_id(request_id):
             raise bad_answer("request_id must be a non-empty string of at most 256 chars", None)
-        # safe="" so "/", "..", "?" and "%" in an id can never change the path we call
-        return f"{self._base}/v1/requests/{quote(request_id, safe='')}/{what}"
+        # safe="" so "/", "?" and "%" in an id can never change the path we call
+        quoted = request_id if _PLAIN_ID.fullmatch(request_id) else quote(request_id, safe="")
+        return f"{self._base}/v1/requests/{quoted}/{what}"
 
     async def _call(
         self, method: str, url: str, request_id: str | None, *, json_body: Any = None
     ) -> dict[str, Any]:
         if self._limiter is not None:
             await self._limiter.acquire()
-        headers = {"Accept": "application/json"}
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
         try:
-            status, resp_headers, raw = await self._send(method, url, headers, json_body)
+            status, resp_headers, raw = await self._send(method, url, self._headers, json_body)
         except TransportError as exc:
             exc.request_id = request_id
             raise
@@ -145,6 +147,10 @@ class RunComfyClient:
 
     def _check(self, status: int, headers: Any, raw: bytes, request_id: str | None) -> dict:
         body = json_or_none(raw)
+        if 200 <= status < 300 and type(body) is dict and body.get("error_code") is None:
+            if self._limiter is not None:
+                self._limiter.on_success()
+            return body  # the usual answer: nothing to look for beyond this
         error = error_from_answer(status, body, raw, request_id, retry_after_from(headers, body))
         if self._limiter is not None:
             if status == 429:
@@ -157,6 +163,10 @@ class RunComfyClient:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
+
+
+# characters quote(safe="") leaves as they are: such an id is used unchanged
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.~-]+")
 
 
 @functools.lru_cache(maxsize=32)  # one model per run, quoted once

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-import aiofiles
 import aiohttp
 from yarl import URL
 
@@ -49,6 +48,7 @@ class HostPolicy:
 
     def __init__(self, allowed: list[str], *, require_https: bool = False):
         self.require_https = require_https
+        self._known: dict[tuple[str, str], bool] = {}
         self._exact: set[str] = set()
         self._suffixes: list[str] = []
         for host in allowed:
@@ -62,6 +62,19 @@ class HostPolicy:
 
     def allows(self, url: str) -> bool:
         """True when `url` may be downloaded (scheme and host both allowed)."""
+        # the answer depends only on the scheme and the authority: "https:", "", "host:port"
+        parts = url.split("/", 3)
+        if len(parts) < 3 or parts[1]:
+            return self._allows(url)
+        origin = (parts[0], parts[2])
+        known = self._known.get(origin)
+        if known is None:
+            known = self._allows(url)
+            if len(self._known) < 1024:
+                self._known[origin] = known
+        return known
+
+    def _allows(self, url: str) -> bool:
         try:
             parts = urlsplit(url)
             host = (parts.hostname or "").rstrip(".")
@@ -198,6 +211,8 @@ class _Sink:
             self._pending.append(data)
             if self.size <= self.BUFFER:
                 return
+            import aiofiles  # only big files need it (saves its import for the rest)
+
             await asyncio.to_thread(os.makedirs, os.path.dirname(self.part), exist_ok=True)
             self._file = await aiofiles.open(self.part, "wb")
             data, self._pending = b"".join(self._pending), []
@@ -222,14 +237,22 @@ class _Sink:
             os.unlink(self.part)
 
 
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+
+
 def _write_then_rename(part: str, final: Path, body: bytes) -> None:
+    """Write `body` to `part` and rename it to `final` (os calls: no buffered file object)."""
     try:
-        fh = open(part, "wb")  # noqa: SIM115 (closed by the `with` below)
+        fd = os.open(part, _CREATE, 0o666)
     except FileNotFoundError:  # a new folder (or one removed during the run)
         os.makedirs(os.path.dirname(part), exist_ok=True)
-        fh = open(part, "wb")  # noqa: SIM115
-    with fh:
-        fh.write(body)
+        fd = os.open(part, _CREATE, 0o666)
+    try:
+        view = memoryview(body)
+        while view:
+            view = view[os.write(fd, view) :]
+    finally:
+        os.close(fd)
     os.replace(part, final)
 
 
@@ -257,7 +280,11 @@ async def _stream(
     expected = resp.content_length
     if expected is not None and expected > max_bytes:
         raise DownloadError(f"file too large ({expected} bytes > {max_bytes})", kind="too_big")
-    head, rest = await _read_head(resp, chunk_size)
+    if expected is not None and expected <= _Sink.BUFFER:  # the usual image: read it at once
+        body = await resp.read()
+        head, rest = body[:_PNG_HEAD], body[_PNG_HEAD:]
+    else:
+        head, rest = await _read_head(resp, chunk_size)
     received = len(head) + len(rest)
     ext = _sniff(head)
     if ext is None:
@@ -270,11 +297,12 @@ async def _stream(
     try:
         await sink.write(_embedded_head(head, ext, parameters, url))
         await sink.write(rest)
-        async for chunk in resp.content.iter_chunked(chunk_size):
-            received += len(chunk)
-            if received > max_bytes:
-                raise DownloadError(f"file larger than {max_bytes} bytes", kind="too_big")
-            await sink.write(chunk)
+        if received != expected:  # more to come (the whole body was not read above)
+            async for chunk in resp.content.iter_chunked(chunk_size):
+                received += len(chunk)
+                if received > max_bytes:
+                    raise DownloadError(f"file larger than {max_bytes} bytes", kind="too_big")
+                await sink.write(chunk)
         if received > max_bytes:
             raise DownloadError(f"file larger than {max_bytes} bytes", kind="too_big")
         if expected is not None and received != expected:

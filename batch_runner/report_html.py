@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -14,6 +16,7 @@ CELL_SIZE = 140  # the same for grid cells (must match SIZE in report_assets.JS)
 ROW_SIZE = 48  # the same for the rows of a section too big for cards
 IMAGE_EXTS = {"png", "jpg", "jpeg", "webp", "gif", "avif", "bmp"}
 VIDEO_EXTS = {"mp4", "webm", "mov", "m4v"}
+_URL_PLAIN = re.compile(r"[A-Za-z0-9_.~/-]+")  # characters quote() keeps as they are
 
 
 def section_head(name: str, sub: str) -> str:
@@ -58,7 +61,12 @@ def kv_pairs(rec: JobRecord) -> list[tuple[str, str]]:
 
 
 def kv_list(rec: JobRecord) -> str:
-    rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in kv_pairs(rec))
+    return _kv_html(tuple(kv_pairs(rec)))
+
+
+@functools.lru_cache(maxsize=256)  # the jobs of a run mostly share their settings
+def _kv_html(pairs: tuple[tuple[str, str], ...]) -> str:
+    rows = "".join(f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>" for k, v in pairs)
     return f'<dl class="kv">{rows}</dl>' if rows else ""
 
 
@@ -103,6 +111,8 @@ def show_value(value: Any) -> str:
 
 def file_url(file_name: str) -> str:
     """A relative URL for a path relative to the run directory (each component quoted)."""
+    if _URL_PLAIN.fullmatch(file_name):
+        return file_name  # nothing quote() would change
     return "/".join(quote(part) for part in file_name.replace("\\", "/").split("/"))
 
 

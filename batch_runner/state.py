@@ -404,6 +404,9 @@ class StateStore(Journal):
         )
 
 
+_STATES = {s.value: s for s in JobState}
+
+
 def _record(row: tuple[Any, ...], rids: list[str], files: list[FileRecord]) -> JobRecord:
     (idx, key, model, inputs, copy, meta, vars_, sweep, source, state, reason, rid, attempts) = row[
         :13
@@ -413,10 +416,10 @@ def _record(row: tuple[Any, ...], rids: list[str], files: list[FileRecord]) -> J
         index=idx,
         model=model,
         inputs=json.loads(inputs),
-        state=JobState(state),
+        state=_STATES.get(state) or JobState(state),
         copy=copy,
-        meta=json.loads(meta),
-        vars=json.loads(vars_),
+        meta={} if meta == "{}" else json.loads(meta),
+        vars={} if vars_ == "{}" else json.loads(vars_),
         sweep=sweep,
         source=source,
         reason=reason,
