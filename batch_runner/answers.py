@@ -59,7 +59,7 @@ def usable_id(request_id: object) -> bool:
 
 def json_or_none(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
+        return json.loads(raw.decode("utf-8-sig"))  # JSON on the network is UTF-8 (RFC 8259)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
@@ -233,15 +233,34 @@ def _queue_position(value: Any) -> int | None:
 
 
 def _url(value: Any, request_id: str) -> str:
-    if isinstance(value, str) and len(value) <= 8192:
+    if isinstance(value, str) and len(value) <= 8192 and _is_web_url(value):
+        return value
+    raise bad_answer(f"output is not a URL: {_short(value)[:80]!r}", request_id)
+
+
+def _is_web_url(value: str) -> bool:
+    """http(s) with a host. Only the scheme and authority decide (the text before the third
+    "/", which a URL's outputs mostly share), so that answer is remembered per origin."""
+    if not value.isascii():
         try:
             value.encode("utf-8")
-            parts = urlsplit(value)
-        except (ValueError, UnicodeEncodeError):
-            parts = None
-        if parts and parts.scheme in ("http", "https") and parts.hostname:
-            return value
-    raise bad_answer(f"output is not a URL: {_short(value)[:80]!r}", request_id)
+        except UnicodeEncodeError:
+            return False
+    parts = value.split("/", 3)
+    origin = (parts[0], parts[2]) if len(parts) >= 3 and not parts[1] else None
+    known = _WEB_ORIGINS.get(origin) if origin else None
+    if known is None:
+        try:
+            split = urlsplit(value)
+            known = split.scheme in ("http", "https") and bool(split.hostname)
+        except ValueError:
+            known = False
+        if origin and len(_WEB_ORIGINS) < 1024:
+            _WEB_ORIGINS[origin] = known
+    return known
+
+
+_WEB_ORIGINS: dict[tuple[str, str], bool] = {}
 
 
 def _outputs(output: Any, request_id: str, max_outputs: int) -> list[str]:

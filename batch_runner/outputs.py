@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,7 +39,8 @@ def metadata_line(job: JobRecord, f: FileRecord, request_id: str | None) -> dict
 
 
 class MetadataLog:
-    """Appends lines to metadata.jsonl through one open handle, flushed line by line.
+    """Appends lines to metadata.jsonl through one open handle, flushed once per loop tick
+    (at once outside an event loop), so readers see each line within a tick of its file.
 
     No fsync: the file is derived; a line lost in a crash makes its line count disagree with
     the state, and it is rebuilt from the state on the next start.
@@ -47,14 +49,27 @@ class MetadataLog:
     def __init__(self, run_dir: Path):
         self.path = run_dir / METADATA_FILE
         self._fh: TextIO | None = None
+        self._flush_soon: asyncio.Handle | None = None
 
     def append(self, line: dict[str, Any]) -> None:
         if self._fh is None:
             self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
         self._fh.write(jsonenc.text(line) + "\n")
-        self._fh.flush()
+        if self._flush_soon is None:
+            try:
+                self._flush_soon = asyncio.get_running_loop().call_soon(self._flush)
+            except RuntimeError:  # no event loop: flush now
+                self._fh.flush()
+
+    def _flush(self) -> None:
+        self._flush_soon = None
+        if self._fh is not None:
+            self._fh.flush()
 
     def close(self) -> None:
+        if self._flush_soon is not None:
+            self._flush_soon.cancel()
+            self._flush_soon = None
         if self._fh is not None:
             self._fh.close()
             self._fh = None

@@ -2,13 +2,16 @@
 
 2,000 jobs on a zero-latency simulator with tiny images (`--image-scale 0.01`), concurrency 64.
 The curl baseline forks a few processes per request, so it runs a smaller batch (its jobs/s
-do not depend on the batch size). Targets: batch_runner >= 0.8x the floor, >= 5x curl.
+do not depend on the batch size). The tools run interleaved (one run of each per round) after
+one untimed warm-up run of each Python tool. Targets: batch_runner >= 0.8x the floor, >= 5x
+curl.
 """
 
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from benchmarks import common as c
@@ -40,27 +43,49 @@ def _inner_wall(result: c.Timed) -> float | None:
         return None
 
 
-def _measure(sim: c.Simulator, make_cmd, out: Path, jobs: int, repeats: int) -> dict:
-    """Run one tool `repeats` times, each into its own folder under `out` (one per tool)."""
-    runs, per_job = [], []
-    for i in range(repeats):
+@dataclass
+class _Tool:
+    name: str
+    make_cmd: Callable[[Path], list[str]]
+    out: Path  # its run folders go under here, one per run
+    jobs: int
+    runs: list[c.Timed] = field(default_factory=list)
+    per_job: list[float] = field(default_factory=list)
+
+    def once(self, sim: c.Simulator, dest: str) -> None:
         sim.reset()
-        dest = out / f"r{i}"
-        runs.append(c.timed(make_cmd(dest), env=c.env_for(sim.url)))
-        per_job.append(_requests_per_job(sim, jobs))
-        # the run directory stays until the work folder goes: on ext4, files created just
-        # after thousands were deleted cost a scan past the freed inodes (~0.5 ms each),
-        # which would time the file system instead of the tool
-    wall = c.median_of(runs, lambda r: r.wall)
-    inner = [w for w in map(_inner_wall, runs) if w is not None]
-    return {
-        "jobs": jobs,
-        "wall": wall,
-        "inner": sorted(inner)[len(inner) // 2] if inner else None,
-        "jobs_s": jobs / wall,
-        "rss": c.median_of(runs, lambda r: r.rss_mb),
-        "req_job": sorted(per_job)[len(per_job) // 2],
-    }
+        self.runs.append(c.timed(self.make_cmd(self.out / dest), env=c.env_for(sim.url)))
+        self.per_job.append(_requests_per_job(sim, self.jobs))
+
+    def figures(self) -> dict:
+        wall = c.median_of(self.runs, lambda r: r.wall)
+        inner = [w for w in map(_inner_wall, self.runs) if w is not None]
+        return {
+            "jobs": self.jobs,
+            "wall": wall,
+            "inner": sorted(inner)[len(inner) // 2] if inner else None,
+            "jobs_s": self.jobs / wall,
+            "rss": c.median_of(self.runs, lambda r: r.rss_mb),
+            "req_job": sorted(self.per_job)[len(self.per_job) // 2],
+        }
+
+
+def _measure(sim: c.Simulator, tools: list[_Tool], repeats: int, warm_up: list[_Tool]) -> None:
+    """One untimed warm-up run of each tool in `warm_up`, then `repeats` rounds of one run of
+    every tool, interleaved: a disk or machine that drifts during the benchmark then weighs
+    on every tool alike instead of on whichever runs first (on this VM, creating thousands of
+    files costs far more system time in the first runs after a quiet spell).
+
+    Run folders stay until the work folder goes: on ext4, files created just after thousands
+    were deleted cost a scan past the freed inodes (~0.5 ms each), which would time the file
+    system instead of the tool."""
+    for tool in warm_up:
+        tool.once(sim, "warm-up")
+        tool.runs.clear()
+        tool.per_job.clear()
+    for i in range(repeats):
+        for tool in tools:
+            tool.once(sim, f"r{i}")
 
 
 def run(quick: bool = False) -> dict:
@@ -72,32 +97,32 @@ def run(quick: bool = False) -> dict:
         floor_prompts = c.write_prompts(tmp / "floor.txt", c.prompts(size.jobs, "floor"))
         curl_prompts = c.write_prompts(tmp / "curl.txt", c.prompts(size.curl_jobs, "curl"))
         conc = str(CONCURRENCY)
-        figures = {
-            "batch_runner": _measure(
-                sim,
-                lambda d: c.run_cmd(manifest, d, "--concurrency", conc),
-                tmp / "runner",
-                size.jobs,
-                size.repeats,
-            ),
-            "floor.py": _measure(
-                sim,
-                lambda d: c.module_cmd("floor", str(floor_prompts), str(d), "--concurrency", conc),
-                tmp / "floor",
-                size.jobs,
-                size.repeats,
-            ),
-        }
+        ours = _Tool(
+            "batch_runner",
+            lambda d: c.run_cmd(manifest, d, "--concurrency", conc),
+            tmp / "runner",
+            size.jobs,
+        )
+        floor = _Tool(
+            "floor.py",
+            lambda d: c.module_cmd("floor", str(floor_prompts), str(d), "--concurrency", conc),
+            tmp / "floor",
+            size.jobs,
+        )
+        tools = [ours, floor]
         if curl_ok:
             script = str(c.HERE / "curl_baseline.sh")
-            figures["curl_baseline.sh"] = _measure(
-                sim,
-                lambda d: ["bash", script, str(curl_prompts), str(d), conc],
-                tmp / "curl",
-                size.curl_jobs,
-                size.repeats,
+            tools.append(
+                _Tool(
+                    "curl_baseline.sh",
+                    lambda d: ["bash", script, str(curl_prompts), str(d), conc],
+                    tmp / "curl",
+                    size.curl_jobs,
+                )
             )
-    return figures
+        # curl forks per request: its figure does not depend on a warm disk, and it is slow
+        _measure(sim, tools, size.repeats, warm_up=[] if quick else [ours, floor])
+    return {tool.name: tool.figures() for tool in tools}
 
 
 def report(figures: dict) -> str:
