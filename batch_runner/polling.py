@@ -220,7 +220,9 @@ class PollPlanner:
         else:  # the grid ends at `last`: the first poll lands as late as the step allows
             at = max(first, after)
             at = last - math.floor((last - at) / step) * step
-        return min(self.max_delay, max(0.0, at - now))
+        delay = at - now
+        # finer than this job's own submit round trip, a plan is noise: ask now
+        return 0.0 if delay <= t.submitted - t.sent else min(self.max_delay, delay)
 
     def _queue_turn(self, t: PollTrack, now: float) -> float | None:
         """Plan a job last seen in_queue from the completions seen since (None: plan as usual).

@@ -227,6 +227,14 @@ def test_planner_instant_jobs_cost_no_waiting():
     assert planner.next_delay(planner.track(clock.now, clock.now)) == 0.0
 
 
+def test_planner_asks_at_once_when_the_plan_is_finer_than_the_submit_round_trip():
+    planner, clock = trained([0.004] * 16)  # jobs that take a few ms
+    t = planner.track(clock.now - 0.010, clock.now)  # this submit took 10 ms to answer
+    assert planner.next_delay(t) == 0.0
+    u = planner.track(clock.now - 0.0001, clock.now)  # a quick answer: the plan stands
+    assert planner.next_delay(u) == pytest.approx(0.004)
+
+
 def test_planner_fixed_jobs_are_polled_at_their_duration_then_finely():
     planner, clock = trained([1.0] * 16)
     t = planner.track(clock.now, clock.now)
