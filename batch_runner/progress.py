@@ -34,7 +34,8 @@ class Progress:
                 "finished": tqdm(total=total, desc="finished  ", unit="job", position=1, **opts),
                 "file": tqdm(desc="downloaded", unit="file", position=2, **opts),
             }
-        tracker.listeners.append(self._on_event)
+        if self.bars or self._log:  # nothing to show: no call per event
+            tracker.listeners.append(self._on_event)
 
     def _on_event(self, event: str, amount: int) -> None:
         bar = self.bars.get(event)
