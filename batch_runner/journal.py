@@ -14,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import queue
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,7 @@ class Journal:
         self._waiters: list[asyncio.Future[None]] = []
         self._flush_handle: asyncio.Handle | None = None
         self._error: BaseException | None = None
-        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._writer: _Writer | None = None
         self._commit_fut: concurrent.futures.Future[None] | None = None  # the commit in flight
         self._commit_waiters: list[asyncio.Future[None]] = []  # resolved when it is on disk
         self._read_conn: sqlite3.Connection | None = None  # reads beside the writer thread
@@ -57,7 +60,7 @@ class Journal:
         if self._ops:
             self._flush()
         if self._writer is not None:
-            self._writer.shutdown(wait=True)
+            self._writer.shutdown()
             self._writer = None
         if self._read_conn is not None:
             self._read_conn.close()
@@ -119,17 +122,13 @@ class Journal:
             return
         self._commit_waiters = waiters
         if self._writer is None:
-            self._writer = concurrent.futures.ThreadPoolExecutor(1, "state-writer")
-        fut = self._writer.submit(_end, self._db, self.path)
-        self._commit_fut = fut
-        asyncio.wrap_future(fut).add_done_callback(lambda done: self._committed(fut, done))
+            self._writer = _Writer()
+        self._commit_fut = self._writer.commit(
+            self._db, self.path, asyncio.get_running_loop(), self._committed
+        )
 
-    def _committed(
-        self, fut: concurrent.futures.Future[None], done: asyncio.Future[None] | None = None
-    ) -> None:
+    def _committed(self, fut: concurrent.futures.Future[None]) -> None:
         """Wake the waiters of a finished commit (once), then commit what came in meanwhile."""
-        if done is not None and not done.cancelled():
-            done.exception()  # seen here: the error goes to the waiters, not to asyncio's log
         if self._commit_fut is not fut:
             return  # already handled by _settle
         self._commit_fut = None
@@ -164,6 +163,48 @@ class Journal:
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._conn, self.path)
+
+
+class _Writer:
+    """The writer thread: runs each COMMIT handed over by the loop, then tells the loop.
+
+    A bare thread and queue rather than an executor: per commit the thread takes the GIL as
+    few times as it can (the loop pays for every time it does).
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        # a daemon: a COMMIT cut off at exit is rolled back by SQLite, never half-applied
+        self._thread = threading.Thread(target=self._run, name="state-writer", daemon=True)
+        self._thread.start()
+
+    def commit(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        loop: asyncio.AbstractEventLoop,
+        done: Callable[[concurrent.futures.Future[None]], None],
+    ) -> concurrent.futures.Future[None]:
+        """COMMIT `conn`'s open transaction on the thread; `done(future)` runs on `loop` after."""
+        fut: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._queue.put((conn, path, loop, done, fut))
+        return fut
+
+    def shutdown(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            conn, path, loop, done, fut = item
+            try:
+                _end(conn, path)
+            except BaseException as exc:  # StateError; anything else is passed on the same way
+                fut.set_exception(exc)
+            else:
+                fut.set_result(None)
+            with contextlib.suppress(RuntimeError):  # loop closed: `_settle` takes the result
+                loop.call_soon_threadsafe(done, fut)
 
 
 class _Transaction:
