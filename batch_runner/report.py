@@ -12,7 +12,6 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from html import escape
 from pathlib import Path
 from typing import TextIO
 
@@ -20,6 +19,7 @@ from batch_runner.jobs import JobRecord, JobState
 from batch_runner.report_assets import CSS, JS
 from batch_runner.report_html import (
     ROW_SIZE,
+    escape,
     human_bytes,
     kv_pairs,
     media_html,

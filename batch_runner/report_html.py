@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import functools
+import html
 import json
 import re
-from html import escape
 from typing import Any
 from urllib.parse import quote
 
@@ -17,6 +17,12 @@ ROW_SIZE = 48  # the same for the rows of a section too big for cards
 IMAGE_EXTS = {"png", "jpg", "jpeg", "webp", "gif", "avif", "bmp"}
 VIDEO_EXTS = {"mp4", "webm", "mov", "m4v"}
 _URL_PLAIN = re.compile(r"[A-Za-z0-9_.~/-]+")  # characters quote() keeps as they are
+_HTML_SPECIAL = re.compile("[&<>\"']")
+
+
+def escape(text: str) -> str:
+    """html.escape (quotes included), returning text with nothing to escape as it is."""
+    return html.escape(text) if _HTML_SPECIAL.search(text) else text
 
 
 def section_head(name: str, sub: str) -> str:

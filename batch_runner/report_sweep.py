@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from html import escape
 from typing import Any
 
 from batch_runner.jobs import JobRecord, JobState
 from batch_runner.report_html import (
     CELL_SIZE,
+    escape,
     file_url,
     json_for_script,
     kv_pairs,
