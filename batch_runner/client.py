@@ -100,7 +100,7 @@ class RunComfyClient:
     async def _call(
         self, method: str, url: str, request_id: str | None, *, json_body: Any = None
     ) -> dict[str, Any]:
-        if self._limiter is not None:
+        if self._limiter is not None and not self._limiter.try_acquire():
             await self._limiter.acquire()
         try:
             status, resp_headers, raw = await self._send(method, url, self._headers, json_body)
@@ -130,7 +130,11 @@ class RunComfyClient:
                     allow_redirects=False,
                     timeout=self._timeout,
                 ) as resp:
-                    raw = await _read_capped(resp, self._max_body)
+                    length = resp.content_length
+                    if length is not None and length <= self._max_body:
+                        raw = await resp.read()  # the usual answer: one read of a known size
+                    else:
+                        raw = await _read_capped(resp, self._max_body)
                     return resp.status, resp.headers, raw
         except aiohttp.ClientConnectorError as exc:
             raise _transport(f"cannot connect to the API: {exc.os_error or exc}", False) from None

@@ -293,16 +293,24 @@ async def _stream(
         raise DownloadError(f"not a PNG, JPEG, MP4 or WEBM file: {url}", kind="bad_file")
     final, relative = _final_path(images_dir, name_for(ext))
     part = f"{final}.{os.getpid()}-{next(_part_numbers)}.part"
+    if received == expected:  # the whole body is here (the usual small file): write it at once
+        data = _embedded_head(head, ext, parameters, url) + rest
+        try:
+            _write_then_rename(part, final, data)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(part)
+            raise
+        return Downloaded(final, hashlib.sha256(data).hexdigest(), len(data), ext, relative)
     sink = _Sink(part)
     try:
         await sink.write(_embedded_head(head, ext, parameters, url))
         await sink.write(rest)
-        if received != expected:  # more to come (the whole body was not read above)
-            async for chunk in resp.content.iter_chunked(chunk_size):
-                received += len(chunk)
-                if received > max_bytes:
-                    raise DownloadError(f"file larger than {max_bytes} bytes", kind="too_big")
-                await sink.write(chunk)
+        async for chunk in resp.content.iter_chunked(chunk_size):
+            received += len(chunk)
+            if received > max_bytes:
+                raise DownloadError(f"file larger than {max_bytes} bytes", kind="too_big")
+            await sink.write(chunk)
         if received > max_bytes:
             raise DownloadError(f"file larger than {max_bytes} bytes", kind="too_big")
         if expected is not None and received != expected:

@@ -115,7 +115,8 @@ class JobRunner:
                 self._move(job, S.DOWNLOADING, None)
             while True:
                 try:
-                    await slot.take()
+                    if not slot.held:
+                        await slot.take()
                     if job.request_id is None and not await self._submit(job, deadline):
                         return
                     urls = await self._poll(job, deadline)

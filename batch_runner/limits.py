@@ -59,12 +59,19 @@ class RateLimiter:
             self._window_count = 0
         self._window_count += 1
 
-    async def acquire(self) -> None:
-        """Wait until the next request may be sent."""
+    def try_acquire(self) -> bool:
+        """Take the next request's turn if it needs no wait (True); else `await acquire()`."""
         now = self._clock()
         if self._rate is None and now >= self._hold_until:
             self._count(now)
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Wait until the next request may be sent."""
+        if self.try_acquire():
             return
+        now = self._clock()
         while now < self._hold_until:
             await self._sleep(self._hold_until - now)
             now = self._clock()
