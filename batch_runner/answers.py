@@ -246,8 +246,7 @@ def _is_web_url(value: str) -> bool:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return False
-    parts = value.split("/", 3)
-    origin = (parts[0], parts[2]) if len(parts) >= 3 and not parts[1] else None
+    origin = url_origin(value)
     known = _WEB_ORIGINS.get(origin) if origin else None
     if known is None:
         try:
@@ -261,6 +260,14 @@ def _is_web_url(value: str) -> bool:
 
 
 _WEB_ORIGINS: dict[tuple[str, str], bool] = {}
+
+
+def url_origin(url: str) -> tuple[str, str] | None:
+    """("https:", "host:port") for "https://host:port/...": the text before the third "/",
+    which alone decides a URL's scheme, host, port and user (as urlsplit reads them); None
+    when the URL does not start that way."""
+    parts = url.split("/", 3)
+    return (parts[0], parts[2]) if len(parts) >= 3 and not parts[1] else None
 
 
 def _outputs(output: Any, request_id: str, max_outputs: int) -> list[str]:

@@ -21,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from yarl import URL
 
-from batch_runner.answers import retry_after_from
+from batch_runner.answers import retry_after_from, url_origin
 from batch_runner.deadlines import Deadlines
 from batch_runner.embed import JPEG_SOI, PNG_SIGNATURE, jpeg_com_segment, png_text_chunk
 from batch_runner.errors import DownloadError
@@ -62,11 +62,9 @@ class HostPolicy:
 
     def allows(self, url: str) -> bool:
         """True when `url` may be downloaded (scheme and host both allowed)."""
-        # the answer depends only on the scheme and the authority: "https:", "", "host:port"
-        parts = url.split("/", 3)
-        if len(parts) < 3 or parts[1]:
+        origin = url_origin(url)  # the answer depends on nothing else
+        if origin is None:
             return self._allows(url)
-        origin = (parts[0], parts[2])
         known = self._known.get(origin)
         if known is None:
             known = self._allows(url)

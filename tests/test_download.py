@@ -251,6 +251,30 @@ def test_host_policy(url, ok):
     assert HostPolicy(["*.runcomfy.net", "*.runcomfy.com"], require_https=True).allows(url) is ok
 
 
+def test_host_policy_remembers_origins_without_changing_an_answer():
+    """One policy asked many URLs (its per-origin memory in play) answers as fresh ones do."""
+    urls = [
+        "https://files.runcomfy.net/a.png",
+        "https://files.runcomfy.net/b.png?sig=1",
+        "https://files.runcomfy.net?x=/y",
+        "https://files.runcomfy.net#/frag",
+        "https://user@files.runcomfy.net/a.png",
+        "https://files.runcomfy.net.evil.com/a.png",
+        "https://files.runcomfy.net:443/a.png",
+        "http://files.runcomfy.net/a.png",
+        " https://files.runcomfy.net/a.png",
+        "https:/files.runcomfy.net/a.png",
+        "https:files.runcomfy.net/a.png",
+        "https://[::1/x",
+        "https://files.runcomfy.net\\@evil.com/a.png",
+        "https://evil.com\\@files.runcomfy.net/a.png",
+    ]
+    shared = HostPolicy(["*.runcomfy.net"], require_https=True)
+    for url in urls * 2:
+        fresh = HostPolicy(["*.runcomfy.net"], require_https=True)
+        assert shared.allows(url) is fresh.allows(url), url  # fresh: nothing remembered
+
+
 def test_host_policy_exact_hosts_any_port_http_allowed():
     policy = HostPolicy(["127.0.0.1", "Files.Example.org."])
     assert policy.allows("http://127.0.0.1:8123/x")

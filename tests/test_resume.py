@@ -211,28 +211,33 @@ def test_metadata_is_rebuilt_when_missing(sim, tmp_path):
     assert sim.stats()["submitted"] == 5
 
 
-def test_full_disk_stops_cleanly_and_resume_finishes(make_sim, tmp_path):
-    """RLIMIT_FSIZE makes big writes fail (EFBIG) the way a full disk does (ENOSPC)."""
+def _run_with_file_size_limit(sim, manifest: Path, out: Path, limit: int, *extra: str):
+    """`batch-runner run` with RLIMIT_FSIZE set: writes past `limit` bytes fail (EFBIG), the
+    way they fail on a full disk (ENOSPC)."""
     import resource
     import subprocess
 
     from conftest import CLI
 
-    sim = make_sim("--latency", "0.05", "--image-scale", "0.02", "--pad-bytes", "2000000")
-    manifest = write_manifest(tmp_path / "f.yaml", [f"full disk job {i}" for i in range(4)])
-    out = tmp_path / "run"
-
     def small_files() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    res = subprocess.run(
-        [CLI, "run", str(manifest), "--out", str(out), "--no-progress"],
+    return subprocess.run(
+        [CLI, "run", str(manifest), "--out", str(out), "--no-progress", *extra],
         env=sim_env(sim),
         capture_output=True,
         text=True,
         timeout=60,
         preexec_fn=small_files,
     )
+
+
+def test_full_disk_stops_cleanly_and_resume_finishes(make_sim, tmp_path):
+    """Image files that cannot be written stop the run; resume finishes it."""
+    sim = make_sim("--latency", "0.05", "--image-scale", "0.02", "--pad-bytes", "2000000")
+    manifest = write_manifest(tmp_path / "f.yaml", [f"full disk job {i}" for i in range(4)])
+    out = tmp_path / "run"
+    res = _run_with_file_size_limit(sim, manifest, out, 1_000_000)
     assert res.returncode == 2, res.stderr
     assert "cannot write" in res.stderr and "Traceback" not in res.stderr
     assert not list((out / "images").rglob("*.part"))
@@ -244,28 +249,12 @@ def test_full_disk_stops_cleanly_and_resume_finishes(make_sim, tmp_path):
 
 
 def test_state_file_that_cannot_grow_stops_cleanly_and_resume_finishes(make_sim, tmp_path):
-    """RLIMIT_FSIZE stops the state file's write-ahead log from growing mid-run."""
-    import resource
-    import subprocess
-
-    from conftest import CLI
-
+    """The state file's write-ahead log stops growing mid-run: one message, then resume."""
     sim = make_sim("--image-scale", "0.02")
     n = 300
     manifest = write_manifest(tmp_path / "w.yaml", [f"state limit job {i}" for i in range(n)])
     out = tmp_path / "run"
-
-    def small_files() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (400_000, 400_000))
-
-    res = subprocess.run(
-        [CLI, "run", str(manifest), "--out", str(out), "--no-progress", "--concurrency", "16"],
-        env=sim_env(sim),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        preexec_fn=small_files,
-    )
+    res = _run_with_file_size_limit(sim, manifest, out, 400_000, "--concurrency", "16")
     assert res.returncode == 2, res.stderr
     assert "state.db: cannot write the state file" in res.stderr
     assert "Traceback" not in res.stderr and "never retrieved" not in res.stderr
