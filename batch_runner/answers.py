@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -246,20 +247,32 @@ def _is_web_url(value: str) -> bool:
             value.encode("utf-8")
         except UnicodeEncodeError:
             return False
-    origin = url_origin(value)
-    known = _WEB_ORIGINS.get(origin) if origin else None
-    if known is None:
-        try:
-            split = urlsplit(value)
-            known = split.scheme in ("http", "https") and bool(split.hostname)
-        except ValueError:
-            known = False
-        if origin and len(_WEB_ORIGINS) < 1024:
-            _WEB_ORIGINS[origin] = known
-    return known
+    return per_origin(_WEB_ORIGINS, value, _has_web_origin)
+
+
+def _has_web_origin(value: str) -> bool:
+    try:
+        split = urlsplit(value)
+    except ValueError:
+        return False
+    return split.scheme in ("http", "https") and bool(split.hostname)
 
 
 _WEB_ORIGINS: dict[tuple[str, str], bool] = {}
+
+
+def per_origin(memo: dict[tuple[str, str], bool], url: str, decide: Callable[[str], bool]) -> bool:
+    """`decide(url)`, remembered in `memo` by the URL's origin (`url_origin`): for a decision
+    that depends on nothing but scheme, host, port and user. At most 1,024 origins are kept."""
+    origin = url_origin(url)
+    if origin is None:
+        return decide(url)
+    known = memo.get(origin)
+    if known is None:
+        known = decide(url)
+        if len(memo) < 1024:
+            memo[origin] = known
+    return known
 
 
 def url_origin(url: str) -> tuple[str, str] | None:

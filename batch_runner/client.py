@@ -130,11 +130,7 @@ class RunComfyClient:
                     allow_redirects=False,
                     timeout=self._timeout,
                 ) as resp:
-                    length = resp.content_length
-                    if length is not None and length <= self._max_body:
-                        raw = await resp.read()  # the usual answer: one read of a known size
-                    else:
-                        raw = await _read_capped(resp, self._max_body)
+                    raw = await _read_capped(resp, self._max_body)
                     return resp.status, resp.headers, raw
         except aiohttp.ClientConnectorError as exc:
             raise _transport(f"cannot connect to the API: {exc.os_error or exc}", False) from None

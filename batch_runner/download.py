@@ -21,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from yarl import URL
 
-from batch_runner.answers import retry_after_from, url_origin
+from batch_runner.answers import per_origin, retry_after_from
 from batch_runner.deadlines import Deadlines
 from batch_runner.embed import JPEG_SOI, PNG_SIGNATURE, jpeg_com_segment, png_text_chunk
 from batch_runner.errors import DownloadError
@@ -62,15 +62,7 @@ class HostPolicy:
 
     def allows(self, url: str) -> bool:
         """True when `url` may be downloaded (scheme and host both allowed)."""
-        origin = url_origin(url)  # the answer depends on nothing else
-        if origin is None:
-            return self._allows(url)
-        known = self._known.get(origin)
-        if known is None:
-            known = self._allows(url)
-            if len(self._known) < 1024:
-                self._known[origin] = known
-        return known
+        return per_origin(self._known, url, self._allows)  # depends on nothing else
 
     def _allows(self, url: str) -> bool:
         try:

@@ -115,8 +115,7 @@ class JobRunner:
                 self._move(job, S.DOWNLOADING, None)
             while True:
                 try:
-                    if not slot.held:
-                        await slot.take()
+                    await slot.take()
                     if job.request_id is None and not await self._submit(job, deadline):
                         return
                     urls = await self._poll(job, deadline)

@@ -203,16 +203,14 @@ async def _api(settings: RunSettings, token: str | None) -> AsyncIterator[tuple[
 @contextlib.asynccontextmanager
 async def _sessions(settings: RunSettings) -> AsyncIterator[tuple[aiohttp.ClientSession, ...]]:
     limit = max(64, settings.concurrency * 2)
-    # two sessions: the API one never carries file traffic, the file one never carries the token;
-    # neither keeps cookies (the API sets none, presigned file URLs need none)
-    async with (
-        aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=limit), cookie_jar=aiohttp.DummyCookieJar()
-        ) as api,
-        aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=limit), cookie_jar=aiohttp.DummyCookieJar()
-        ) as files,
-    ):
+
+    def session() -> aiohttp.ClientSession:
+        # no cookies: the API sets none, presigned file URLs need none
+        connector = aiohttp.TCPConnector(limit=limit)
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    # two sessions: the API one never carries file traffic, the file one never carries the token
+    async with session() as api, session() as files:
         yield api, files
 
 
