@@ -18,12 +18,12 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_jobs": "batch_runner.schema",
+    "load_jobs": "batch_runner.manifest.schema",
     "JobSpec": "batch_runner.jobs",
     "JobRecord": "batch_runner.jobs",
     "JobState": "batch_runner.jobs",
-    "StateStore": "batch_runner.state",
-    "RunComfyClient": "batch_runner.client",
+    "StateStore": "batch_runner.store.state",
+    "RunComfyClient": "batch_runner.api.client",
     "SimConfig": "batch_runner.simulator",
     "start_simulator": "batch_runner.simulator",
 }

@@ -1,3 +1,3 @@
-from batch_runner.cli import main
+from batch_runner.cli.main import main
 
 raise SystemExit(main())

@@ -13,10 +13,10 @@ import pytest
 from aiohttp import web
 from localserver import Handler, Server  # noqa: F401
 
-from batch_runner.client import CancelOutcome, Poll, RunComfyClient, Submitted
-from batch_runner.deadlines import Deadlines
+from batch_runner.api.client import CancelOutcome, Poll, RunComfyClient, Submitted
+from batch_runner.api.deadlines import Deadlines
+from batch_runner.api.limits import RateLimiter
 from batch_runner.errors import AccountError, ApiError, TransportError
-from batch_runner.limits import RateLimiter
 
 TOKEN = "tok-SECRET-1234"
 MODEL = "bytedance/seedream-5/lite/text-to-image"

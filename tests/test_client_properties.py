@@ -15,8 +15,8 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batch_runner.answers import error_from_answer, parse_cancel, parse_poll, retry_after_from
-from batch_runner.client import RunComfyClient
+from batch_runner.api.answers import error_from_answer, parse_cancel, parse_poll, retry_after_from
+from batch_runner.api.client import RunComfyClient
 from batch_runner.errors import AccountError, ApiError
 
 KEYS = [

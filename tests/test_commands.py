@@ -121,7 +121,7 @@ UNDOCUMENTED = ("--help", "--debug", "--host", "--port")  # generic, shown in --
 def test_readme_documents_every_flag():
     from pathlib import Path
 
-    from batch_runner.cli import build_parser
+    from batch_runner.cli.main import build_parser
 
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     parser = build_parser()

@@ -16,14 +16,14 @@ from aiohttp import web
 from localserver import Handler, Server  # noqa: F401
 from PIL import Image
 
-from batch_runner.download import Downloaded, HostPolicy, download
-from batch_runner.embed import (
+from batch_runner.errors import DownloadError
+from batch_runner.outputs.download import Downloaded, HostPolicy, download
+from batch_runner.outputs.embed import (
     jpeg_com_segment,
     png_text_chunk,
     read_jpeg_comments,
     read_png_text,
 )
-from batch_runner.errors import DownloadError
 
 
 def image_bytes(fmt: str, size: tuple[int, int] = (32, 24)) -> bytes:

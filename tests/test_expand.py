@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from batch_runner.errors import ManifestError, UsageError
-from batch_runner.expand import collect_expansion, count_jobs, expand, parse_set
 from batch_runner.jobs import job_key
-from batch_runner.manifest import load_manifest
+from batch_runner.manifest.expand import collect_expansion, count_jobs, expand, parse_set
+from batch_runner.manifest.read import load_manifest
 
 
 def manifest(tmp_path, text, name="m.yaml"):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from batch_runner.errors import UsageError
-from batch_runner.export import export_rows, write_export
 from batch_runner.jobs import FileRecord, JobRecord, JobState
+from batch_runner.report.export import export_rows, write_export
 
 MODEL = "bytedance/seedream-5/lite/text-to-image"
 
@@ -114,7 +114,7 @@ def test_existing_file_is_replaced_whole(tmp_path: Path):
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_export_from_the_state_streams_the_same_rows(tmp_path: Path, fmt: str):
     from batch_runner.jobs import JobSpec
-    from batch_runner.state import StateStore
+    from batch_runner.store.state import StateStore
 
     store = StateStore.open(tmp_path / "run", create=True)
     try:

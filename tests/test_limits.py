@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from batch_runner.limits import RateLimiter
+from batch_runner.api.limits import RateLimiter
 
 
 class FakeTime:

@@ -6,7 +6,7 @@ import pytest
 
 from batch_runner.errors import ManifestError
 from batch_runner.jobs import Location
-from batch_runner.manifest import DEFAULT_MODEL, load_manifest, read_manifest
+from batch_runner.manifest.read import DEFAULT_MODEL, load_manifest, read_manifest
 
 
 def write(tmp_path, name, content):

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batch_runner.errors import UsageError
-from batch_runner.naming import (
+from batch_runner.outputs.naming import (
     DEFAULT_TEMPLATE,
     check_template,
     find_collisions,

@@ -9,7 +9,7 @@ import json
 from conftest import read_metadata, run_cli, sim_env
 from PIL import Image
 
-from batch_runner.embed import read_jpeg_comments
+from batch_runner.outputs.embed import read_jpeg_comments
 
 SWEEP = """\
 defaults: {resolution: "2048x2048 (1:1)"}

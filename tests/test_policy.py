@@ -8,9 +8,9 @@ import random
 
 import pytest
 
+from batch_runner.api.policy import Action, backoff, classify, retry_delay
 from batch_runner.errors import AccountError, ApiError, DownloadError, TransportError
-from batch_runner.policy import Action, backoff, classify, retry_delay
-from batch_runner.polling import PollPlanner
+from batch_runner.run.polling import PollPlanner
 
 
 def api(kind: str, status: int | None = None, code: int | None = None, **kw) -> ApiError:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from batch_runner import progress
-from batch_runner.lifecycle import Tracker
-from batch_runner.progress import Progress
+from batch_runner.run import progress
+from batch_runner.run.lifecycle import Tracker
+from batch_runner.run.progress import Progress
 
 
 def test_progress_lines_go_to_stderr_when_stdout_is_not_a_terminal(monkeypatch, capsys):

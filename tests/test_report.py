@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from batch_runner.jobs import FileRecord, JobRecord, JobState
-from batch_runner.report import render_report, write_report
+from batch_runner.report.page import render_report, write_report
 
 MODEL = "bytedance/seedream-5/lite/text-to-image"
 
@@ -262,7 +262,7 @@ def test_five_thousand_records_render(tmp_path: Path):
 def _store_with(tmp_path: Path, recs: list[JobRecord]):
     """A state file holding these records (states, reasons, files, request ids)."""
     from batch_runner.jobs import JobSpec
-    from batch_runner.state import StateStore
+    from batch_runner.store.state import StateStore
 
     store = StateStore.open(tmp_path, create=True)
     specs = [JobSpec(r.model, r.inputs, vars=r.vars, sweep=r.sweep) for r in recs]
@@ -291,7 +291,7 @@ def test_report_from_the_state_matches_the_records(tmp_path: Path):
 
 
 def test_large_sections_become_paged_rows(tmp_path: Path, monkeypatch):
-    import batch_runner.report as report
+    import batch_runner.report.page as report
 
     monkeypatch.setattr(report, "COMPACT_ABOVE", 4)
     monkeypatch.setattr(report, "ROWS_PAGE", 3)

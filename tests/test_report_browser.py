@@ -14,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from batch_runner.jobs import FileRecord, JobRecord, JobState
-from batch_runner.report import write_report
+from batch_runner.report.page import write_report
 
 MODEL = "bytedance/seedream-5/lite/text-to-image"
 ARGS = [

@@ -27,7 +27,11 @@ SCHEMA_FILE = "seedream-5-lite-text-to-image.json"
 
 
 def _load_validator() -> Draft202012Validator:
-    text = resources.files("batch_runner").joinpath("schemas", SCHEMA_FILE).read_text("utf-8")
+    text = (
+        resources.files("batch_runner")
+        .joinpath("manifest", "schemas", SCHEMA_FILE)
+        .read_text("utf-8")
+    )
     return Draft202012Validator(json.loads(text)["input"])
 
 

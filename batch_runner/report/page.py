@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TextIO
 
 from batch_runner.jobs import JobRecord, JobState
-from batch_runner.report_assets import CSS, JS
-from batch_runner.report_html import (
+from batch_runner.report.assets import CSS, JS
+from batch_runner.report.html import (
     ROW_SIZE,
     escape,
     human_bytes,
@@ -28,8 +28,8 @@ from batch_runner.report_html import (
     section_head,
     show_value,
 )
-from batch_runner.report_sweep import render_sweep, sweep_label
-from batch_runner.state import StateStore
+from batch_runner.report.sweep import render_sweep, sweep_label
+from batch_runner.store.state import StateStore
 
 COMPACT_ABOVE = 5000  # a section (sweep, or the plain jobs) with more jobs is shown as rows
 ROWS_PAGE = 1000

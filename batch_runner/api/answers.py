@@ -16,8 +16,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from batch_runner.api.policy import RETRY_AFTER_CAP
 from batch_runner.errors import AccountError, ApiError, TransportError
-from batch_runner.policy import RETRY_AFTER_CAP
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ from typing import Any
 
 import aiohttp
 
-from batch_runner.client import RunComfyClient
+from batch_runner.api.client import RunComfyClient
 from batch_runner.errors import ApiError
 from batch_runner.jobs import JobState
-from batch_runner.state import StateStore
+from batch_runner.store.state import StateStore
 
 CANCELLABLE = (JobState.QUEUED, JobState.RUNNING)
 

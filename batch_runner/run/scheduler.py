@@ -13,8 +13,8 @@ from itertools import islice
 from pathlib import Path
 
 from batch_runner.jobs import JobRecord, JobState
-from batch_runner.lifecycle import JobRunner, Slot
-from batch_runner.state import StateStore
+from batch_runner.run.lifecycle import JobRunner, Slot
+from batch_runner.store.state import StateStore
 
 S = JobState
 LOAD_AHEAD = 256  # job records read per query (pending jobs change only through this process)

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import aiohttp
 from yarl import URL
 
-from batch_runner.answers import (
+from batch_runner.api.answers import (
     CancelOutcome,
     Poll,
     Submitted,
@@ -27,11 +27,11 @@ from batch_runner.answers import (
     retry_after_from,
     usable_id,
 )
-from batch_runner.deadlines import Deadlines
+from batch_runner.api.deadlines import Deadlines
 from batch_runner.errors import ApiError, TransportError
 
 if TYPE_CHECKING:
-    from batch_runner.limits import RateLimiter
+    from batch_runner.api.limits import RateLimiter
 
 __all__ = ["CancelOutcome", "Poll", "RunComfyClient", "Submitted"]
 

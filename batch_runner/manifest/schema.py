@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from batch_runner.errors import ManifestError, Problem, UsageError
-from batch_runner.expand import JOB_KEYS, Expansion, collect_expansion
 from batch_runner.jobs import JobSpec, Location
-from batch_runner.manifest import Entry, Manifest, read_manifest
-from batch_runner.naming import check_template, find_collisions, render_name
+from batch_runner.manifest.expand import JOB_KEYS, Expansion, collect_expansion
+from batch_runner.manifest.read import Entry, Manifest, read_manifest
+from batch_runner.outputs.naming import check_template, find_collisions, render_name
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 # top-level keywords field-by-field checking understands; any other means "validate whole"

@@ -70,7 +70,7 @@ def read_manifest(path: str | Path) -> tuple[Manifest | None, list[Problem]]:
     text, problem = _read_text(path)
     if problem is not None:
         return None, [problem]
-    from batch_runner.manifest_yaml import read_yaml  # here: it builds on this module
+    from batch_runner.manifest.read_yaml import read_yaml  # here: it builds on this module
 
     reader = {"yaml": read_yaml, "csv": _read_csv, "jsonl": _read_jsonl}[fmt]
     return reader(path, text)

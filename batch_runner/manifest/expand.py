@@ -17,7 +17,7 @@ import yaml
 from batch_runner import jsonenc
 from batch_runner.errors import ManifestError, Problem, UsageError
 from batch_runner.jobs import JobSpec, Location
-from batch_runner.manifest import Entry, Manifest
+from batch_runner.manifest.read import Entry, Manifest
 
 JOB_KEYS = frozenset({"repeat", "meta", "vars"})
 SWEEP_KEYS = frozenset({"repeat", "meta", "vars", "zip", "exclude"})

@@ -2,7 +2,7 @@
 
 This module holds the schema, opening and migrating, the reads, and the events a run writes;
 how events are journaled and group-committed (durable before the caller acts on them) lives in
-`batch_runner.journal`, which StateStore extends.
+`batch_runner.store.journal`, which StateStore extends.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from batch_runner import jsonenc
 from batch_runner.errors import StateError
 from batch_runner.jobs import FileRecord, JobRecord, JobSpec, JobState
-from batch_runner.journal import Journal, os_message
+from batch_runner.store.journal import Journal, os_message
 
 STATE_FILE = "state.db"
 SCHEMA_VERSION = 1

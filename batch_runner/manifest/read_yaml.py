@@ -10,7 +10,7 @@ import yaml
 
 from batch_runner.errors import Problem
 from batch_runner.jobs import Location
-from batch_runner.manifest import (
+from batch_runner.manifest.read import (
     DEFAULT_MODEL,
     TOP_LEVEL_KEYS,
     BadValue,

@@ -11,7 +11,7 @@ from typing import Any
 
 from batch_runner.errors import UsageError
 from batch_runner.jobs import FileRecord, JobRecord
-from batch_runner.state import StateStore
+from batch_runner.store.state import StateStore
 
 HEAD = ("file_name", "key", "index", "state", "request_id", "model")
 TAIL = ("sha256", "bytes", "reason")

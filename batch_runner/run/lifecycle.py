@@ -10,14 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from batch_runner.api.policy import Action, classify, retry_delay
 from batch_runner.errors import AccountError, ApiError, BatchRunnerError, StateError
 from batch_runner.jobs import FileRecord, JobRecord, JobState, can_move
-from batch_runner.naming import DEFAULT_TEMPLATE, render_name
-from batch_runner.outputs import IMAGES_DIR, MetadataLog, metadata_line, parameters_text
-from batch_runner.policy import Action, classify, retry_delay
-from batch_runner.polling import PollPlanner, PollTrack
+from batch_runner.outputs.metadata import IMAGES_DIR, MetadataLog, metadata_line, parameters_text
+from batch_runner.outputs.naming import DEFAULT_TEMPLATE, render_name
+from batch_runner.run.polling import PollPlanner, PollTrack
 from batch_runner.settings import RunSettings
-from batch_runner.state import StateStore
+from batch_runner.store.state import StateStore
 
 MAX_CALL_RETRIES = 12  # per call: enough to ride out a storm, bounded so nothing loops forever
 MAX_URL_REFRESHES = 3

@@ -7,16 +7,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from batch_runner import cli
+from batch_runner.cli import main as cli
+from batch_runner.cli.formatting import format_preview, format_summary
 from batch_runner.errors import StateError, UsageError
-from batch_runner.formatting import format_preview, format_summary
-from batch_runner.lock import RunLock
+from batch_runner.run.lock import RunLock
 from batch_runner.settings import RunSettings, default_run_dir
-from batch_runner.state import StateStore
+from batch_runner.store.state import StateStore
 
 if TYPE_CHECKING:
     from batch_runner.errors import Problem
-    from batch_runner.manifest import Manifest
+    from batch_runner.manifest.read import Manifest
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -41,10 +41,10 @@ def _say(text: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from batch_runner.expand import parse_set
-    from batch_runner.manifest import read_manifest
-    from batch_runner.runner import RunInput
-    from batch_runner.schema import load_jobs
+    from batch_runner.manifest.expand import parse_set
+    from batch_runner.manifest.read import read_manifest
+    from batch_runner.manifest.schema import load_jobs
+    from batch_runner.run.runner import RunInput
 
     overrides = parse_set(args.set)
     parsed = read_manifest(args.manifest)
@@ -75,7 +75,7 @@ def _manifest_options(parsed: tuple[Manifest | None, list[Problem]]) -> dict:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from batch_runner.runner import RunInput
+    from batch_runner.run.runner import RunInput
 
     run_dir: Path = args.run_dir
     if not (run_dir / "state.db").is_file():
@@ -94,7 +94,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _check_template(template: str, store: StateStore) -> None:
     """A new --name-template must fit every job of the run before anything is downloaded."""
-    from batch_runner.naming import check_template, find_collisions, render_name
+    from batch_runner.outputs.naming import check_template, find_collisions, render_name
 
     check_template(template)
     names = {}
@@ -117,7 +117,7 @@ def _check_template(template: str, store: StateStore) -> None:
 
 
 def _execute(inp, args: argparse.Namespace) -> int:
-    from batch_runner.runner import execute, open_run
+    from batch_runner.run.runner import execute, open_run
 
     lock = RunLock(inp.run_dir)
     try:
@@ -163,7 +163,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from batch_runner.report import write_report
+    from batch_runner.report.page import write_report
 
     store = _open_readonly(args.run_dir)
     try:
@@ -187,7 +187,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tuple[Path, int]:
-    from batch_runner.export import write_export
+    from batch_runner.report.export import write_export
 
     out = out or run_dir / f"metadata.{fmt}"
     try:
@@ -200,9 +200,9 @@ def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tup
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from batch_runner.expand import parse_set
-    from batch_runner.manifest import read_manifest
-    from batch_runner.schema import load_jobs
+    from batch_runner.manifest.expand import parse_set
+    from batch_runner.manifest.read import read_manifest
+    from batch_runner.manifest.schema import load_jobs
 
     parsed = read_manifest(args.manifest)
     settings = RunSettings()
@@ -248,7 +248,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from batch_runner.cancel import cancel_queued
+    from batch_runner.run.cancel import cancel_queued
 
     if not (args.run_dir / "state.db").is_file():
         raise StateError(f"{args.run_dir}: no state file here (state.db is missing)")

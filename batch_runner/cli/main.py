@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.debug = debug  # given before or after the command name
-        from batch_runner import commands
+        from batch_runner.cli import commands
 
         return commands.dispatch(args)
     except BatchRunnerError as exc:

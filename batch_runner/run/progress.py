@@ -6,7 +6,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from batch_runner.lifecycle import Tracker
+from batch_runner.run.lifecycle import Tracker
 
 if TYPE_CHECKING:
     from tqdm import tqdm

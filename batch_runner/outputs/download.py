@@ -21,10 +21,10 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 from yarl import URL
 
-from batch_runner.answers import per_origin, retry_after_from
-from batch_runner.deadlines import Deadlines
-from batch_runner.embed import JPEG_SOI, PNG_SIGNATURE, jpeg_com_segment, png_text_chunk
+from batch_runner.api.answers import per_origin, retry_after_from
+from batch_runner.api.deadlines import Deadlines
 from batch_runner.errors import DownloadError
+from batch_runner.outputs.embed import JPEG_SOI, PNG_SIGNATURE, jpeg_com_segment, png_text_chunk
 
 MAX_REDIRECTS = 5
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})

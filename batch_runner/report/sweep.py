@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from batch_runner.jobs import JobRecord, JobState
-from batch_runner.report_html import (
+from batch_runner.report.html import (
     CELL_SIZE,
     escape,
     file_url,

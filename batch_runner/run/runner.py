@@ -18,20 +18,20 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from batch_runner.client import RunComfyClient
-from batch_runner.deadlines import Deadlines
-from batch_runner.download import HostPolicy, download
+from batch_runner.api.client import RunComfyClient
+from batch_runner.api.deadlines import Deadlines
+from batch_runner.api.limits import RateLimiter
 from batch_runner.errors import StateError, UsageError
 from batch_runner.jobs import JobSpec
-from batch_runner.lifecycle import JobRunner, Tracker
-from batch_runner.limits import RateLimiter
-from batch_runner.lock import RunLock
-from batch_runner.outputs import IMAGES_DIR, count_metadata_lines, rebuild_metadata
-from batch_runner.polling import PollPlanner
-from batch_runner.progress import Progress
-from batch_runner.scheduler import Scheduler, plan
+from batch_runner.outputs.download import HostPolicy, download
+from batch_runner.outputs.metadata import IMAGES_DIR, count_metadata_lines, rebuild_metadata
+from batch_runner.run.lifecycle import JobRunner, Tracker
+from batch_runner.run.lock import RunLock
+from batch_runner.run.polling import PollPlanner
+from batch_runner.run.progress import Progress
+from batch_runner.run.scheduler import Scheduler, plan
 from batch_runner.settings import DEFAULT_API_BASE, REAL_DOWNLOAD_HOSTS, RunSettings
-from batch_runner.state import StateStore
+from batch_runner.store.state import StateStore
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 SIM_DEMO_LATENCY = (1.0, 3.0)
@@ -180,7 +180,7 @@ def _finish(
 
 
 def _write_report(run_dir: Path, store: StateStore) -> None:
-    from batch_runner.report import write_report
+    from batch_runner.report.page import write_report
 
     try:
         write_report(run_dir, store, title=run_dir.name)

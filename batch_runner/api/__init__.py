@@ -1,0 +1,1 @@
+"""The RunComfy API: client, pure answer parsing, retry policy, rate limits, deadlines."""

@@ -1,0 +1,1 @@
+"""The offline pipeline: manifest files -> rows -> jobs -> validated jobs."""

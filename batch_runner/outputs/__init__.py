@@ -1,0 +1,1 @@
+"""Files on disk: downloads, names, embedded parameters, metadata.jsonl."""

@@ -1,0 +1,1 @@
+"""Human and machine views of a run: report.html and exports."""

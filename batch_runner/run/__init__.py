@@ -1,0 +1,1 @@
+"""One run: the worker pool, one job's lifecycle, the poll planner, progress, cancel, the lock."""

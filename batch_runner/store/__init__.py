@@ -1,0 +1,1 @@
+"""The SQLite state file: reads, the group-commit writer, migrations."""
