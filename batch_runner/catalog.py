@@ -1,0 +1,209 @@
+"""The model catalogue: which models exist, their input schemas, output types and prices.
+
+Three sources, in order of trust (CONTRACT §1, §2): a `--schema` file of the user's, the live
+catalogue of the API the run talks to (fetched by the caller, cached here for a day per API base
+and model), and the catalogue bundled with the package (`batch_runner/data/models.json`, 121
+models). This module does no network I/O: the live entries are handed in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+KINDS = {"IMAGE": "image", "VIDEO": "video", "AUDIO": "audio"}
+CACHE_TTL = 24 * 3600.0  # the live catalogue is asked at most daily per model
+MEDIA_FORMATS = {
+    "image_uri": ("image", False),
+    "image_uris": ("image", True),
+    "video_uri": ("video", False),
+    "video_uris": ("video", True),
+    "audio_uri": ("audio", False),
+    "audio_uris": ("audio", True),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CatalogEntry:
+    """One model as the catalogue describes it; prices are None where unknown (never 0)."""
+
+    model_id: str
+    output_type: str | None = None  # IMAGE, VIDEO, AUDIO
+    input_schema: dict[str, Any] | None = None
+    base_price_usd: float | None = None
+    price_unit: str | None = None  # "output" or "second"
+    pricing_note: str | None = None
+    display_name: str | None = None
+    source: str = "bundled"  # bundled, live, cache, schema-file
+
+    @property
+    def kind(self) -> str | None:
+        """image, video or audio (from `output_type`), None when the catalogue does not say."""
+        return KINDS.get((self.output_type or "").upper())
+
+    @property
+    def required(self) -> list[str]:
+        return list((self.input_schema or {}).get("required") or [])
+
+    def to_json(self, *, schema: bool = False) -> dict[str, Any]:
+        """The `models --json` object of this model (CONTRACT §2)."""
+        out: dict[str, Any] = {
+            "model_id": self.model_id,
+            "output_type": self.output_type,
+            "required": self.required,
+        }
+        for name in ("base_price_usd", "price_unit", "pricing_note", "display_name"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        if schema:
+            out["input_schema"] = self.input_schema
+        return out
+
+
+def entry_from(data: Mapping[str, Any], source: str) -> CatalogEntry | None:
+    """A catalogue entry from one object of the API's catalogue answer (or the bundled file)."""
+    model_id = data.get("model_id") or data.get("id") or data.get("model")
+    if not isinstance(model_id, str) or not model_id:
+        return None
+    schema = data.get("input_schema")
+    price = data.get("base_price_usd")
+    return CatalogEntry(
+        model_id=model_id,
+        output_type=_str_or_none(data.get("output_type")),
+        input_schema=schema if isinstance(schema, dict) else None,
+        base_price_usd=float(price) if _is_price(price) else None,
+        price_unit=_str_or_none(data.get("price_unit")),
+        pricing_note=_str_or_none(data.get("pricing_note")),
+        display_name=_str_or_none(data.get("display_name")),
+        source=source,
+    )
+
+
+def entries_from_answer(answer: Any) -> list[dict[str, Any]]:
+    """The list of model objects in a catalogue answer whose envelope is not documented:
+    a bare list, or the first list under `models`, `data`, `items` or `results` (CONTRACT §1)."""
+    if isinstance(answer, list):
+        return [m for m in answer if isinstance(m, dict)]
+    if isinstance(answer, dict):
+        for key in ("models", "data", "items", "results"):
+            if isinstance(answer.get(key), list):
+                return [m for m in answer[key] if isinstance(m, dict)]
+        if "model_id" in answer:  # GET /v1/models/{id} answers one object
+            return [answer]
+    return []
+
+
+@functools.cache
+def _bundled_raw() -> tuple[dict[str, Any], ...]:
+    text = resources.files("batch_runner").joinpath("data", "models.json").read_text("utf-8")
+    return tuple(json.loads(text))
+
+
+def bundled() -> dict[str, CatalogEntry]:
+    """The catalogue shipped with the package, by model id (121 models, no prices)."""
+    return _bundled_index()
+
+
+@functools.cache
+def _bundled_index() -> dict[str, CatalogEntry]:
+    out: dict[str, CatalogEntry] = {}
+    for data in _bundled_raw():
+        entry = entry_from(data, "bundled")
+        if entry is not None:
+            out[entry.model_id] = entry
+    return out
+
+
+def bundled_schema(model: str) -> dict[str, Any] | None:
+    """A fresh copy of the bundled input schema of `model`, None for a model not bundled."""
+    entry = bundled().get(model)
+    if entry is None or entry.input_schema is None:
+        return None
+    return json.loads(json.dumps(entry.input_schema))
+
+
+def media_fields(schema: Mapping[str, Any] | None) -> dict[str, tuple[str, bool]]:
+    """Input fields taking media: name -> (image|video|audio, takes a list)."""
+    props = (schema or {}).get("properties") or {}
+    out = {}
+    for name, prop in props.items():
+        if isinstance(prop, dict):
+            fmt = prop.get("format") or (prop.get("items") or {}).get("format")
+            if fmt in MEDIA_FORMATS:
+                out[name] = MEDIA_FORMATS[fmt]
+    return out
+
+
+def search(
+    entries: Iterable[CatalogEntry], text: str | None = None, kind: str | None = None
+) -> list[CatalogEntry]:
+    """Entries whose id or name contains every word of `text` (any case), of `kind`, sorted."""
+    words = (text or "").lower().split()
+    found = []
+    for e in entries:
+        hay = f"{e.model_id} {e.display_name or ''}".lower()
+        if all(w in hay for w in words) and (kind is None or e.kind == kind):
+            found.append(e)
+    return sorted(found, key=lambda e: e.model_id)
+
+
+# --- the cache of live entries (one JSON file per API base and model) -------------------------
+
+
+def cache_dir(api_base: str) -> Path:
+    """`$XDG_CACHE_HOME/batch_runner/catalog/<hash of the API base>/` (default ~/.cache)."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    digest = hashlib.sha256(api_base.rstrip("/").encode()).hexdigest()[:16]
+    return Path(root) / "batch_runner" / "catalog" / digest
+
+
+def _cache_file(api_base: str, model: str) -> Path:
+    return cache_dir(api_base) / (hashlib.sha256(model.encode()).hexdigest()[:24] + ".json")
+
+
+def read_cached(
+    api_base: str, model: str, *, max_age: float | None = CACHE_TTL
+) -> CatalogEntry | None:
+    """The cached live entry of `model`, None when absent, unreadable or older than `max_age`."""
+    try:
+        data = json.loads(_cache_file(api_base, model).read_text(encoding="utf-8"))
+        fetched = float(data["fetched_at"])
+        entry = entry_from(data["entry"], "cache")
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if entry is None or entry.model_id != model:
+        return None
+    if max_age is not None and time.time() - fetched > max_age:
+        return None
+    return entry
+
+
+def write_cached(api_base: str, raw: Mapping[str, Any]) -> None:
+    """Keep one live catalogue object; a cache that cannot be written is only a lost speed-up."""
+    model = raw.get("model_id")
+    if not isinstance(model, str):
+        return
+    path = _cache_file(api_base, model)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.part")
+        tmp.write_text(json.dumps({"fetched_at": time.time(), "entry": dict(raw)}), "utf-8")
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _is_price(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
