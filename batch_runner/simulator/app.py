@@ -24,6 +24,7 @@ from batch_runner.simulator.models import DEFAULT_LIMIT, MAX_LIMIT
 from batch_runner.simulator.store import FAILED_ERROR, JobStore, SimJob, directives
 
 _TRUE = ("true", "1", "yes")
+MAX_BODY = 64 * 1024 * 1024  # RunComfy's limit on one request body (inline media included)
 _KINDS = ("image", "video", "audio")
 
 
@@ -286,7 +287,7 @@ SIM_KEY = web.AppKey("simulator", Simulator)
 def create_app(config: SimConfig) -> web.Application:
     """The simulator as an aiohttp application serving CONTRACT §1 and §5 for `config`."""
     sim = Simulator(config)
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_BODY)
     app[SIM_KEY] = sim
     app.router.add_get("/v1/models", sim.models)
     app.router.add_get("/v1/models/{model_path:.+}", sim.model)  # POST on the same path submits

@@ -56,19 +56,19 @@ class SimCatalog:
             bundled.output_type if bundled else None
         )
         output_type = output_type if output_type in PRICE_UNITS else "IMAGE"
-        price = self.config.prices.get(model, default_price(model, output_type))
-        unit = PRICE_UNITS[output_type]
         entry: dict[str, Any] = {
             "model_id": model,
             "display_name": display_name(model),
             "output_type": output_type,
-            "base_price_usd": price,
-            "price_unit": unit,
-            "pricing_note": _NOTES[unit].replace("{price}", f"{price:g}"),
+            "base_price_usd": self.config.prices.get(model, default_price(model, output_type)),
+            "price_unit": PRICE_UNITS[output_type],
             "input_schema": (bundled.input_schema if bundled else None) or {"type": "object"},
         }
         entry.update(override or {})
         entry["model_id"] = model
+        if "pricing_note" not in (override or {}):
+            note = _NOTES.get(entry["price_unit"], _NOTES["output"])
+            entry["pricing_note"] = note.replace("{price}", f"{entry['base_price_usd']:g}")
         return entry
 
     def ids(self) -> list[str]:
