@@ -105,7 +105,11 @@ async def test_listing_search_kind_and_schema(api):
     status, page = await api.get("/v1/models?search=seedream%20lite&include_schema=true")
     assert status == 200 and [m["model_id"] for m in page["models"]] == [SEEDREAM]
     assert page["models"][0]["input_schema"]["properties"]["resolution"]["enum"][0] == "2K"
-    for kind, count, unit in (("image", 25, "output"), ("video", 90, "second"), ("audio", 6, "second")):
+    for kind, count, unit in (
+        ("image", 25, "output"),
+        ("video", 90, "second"),
+        ("audio", 6, "second"),
+    ):
         _, page = await api.get(f"/v1/models?kind={kind}&limit=500")
         assert page["total"] == len(page["models"]) == count
         assert {m["output_type"] for m in page["models"]} == {kind.upper()}
@@ -114,9 +118,7 @@ async def test_listing_search_kind_and_schema(api):
     assert page == {"models": [], "total": 0, "limit": 100, "offset": 0}
 
 
-@pytest.mark.parametrize(
-    "query", ["limit=0", "limit=501", "limit=x", "offset=-1", "kind=pictures"]
-)
+@pytest.mark.parametrize("query", ["limit=0", "limit=501", "limit=x", "offset=-1", "kind=pictures"])
 async def test_listing_refuses_bad_paging(api, query):
     status, body = await api.get(f"/v1/models?{query}")
     name = query.split("=")[0]
@@ -161,15 +163,21 @@ async def test_price_flag_sets_one_model(api):
 
 
 def test_price_and_balance_flags_and_help():
-    from batch_runner.simulator import add_arguments, config_from_args
     import argparse
+
+    from batch_runner.simulator import add_arguments, config_from_args
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     args = parser.parse_args(["--price", f"{VIDEO}=0.25", "--price", "a/b=1", "--balance", "7"])
     config = config_from_args(args)
     assert config.prices == {VIDEO: 0.25, "a/b": 1.0} and config.balance == 7.0
-    for bad in (["--price", "nomodel"], ["--price", "m=x"], ["--price", "m=-1"], ["--balance", "-5"]):
+    for bad in (
+        ["--price", "nomodel"],
+        ["--price", "m=x"],
+        ["--price", "m=-1"],
+        ["--balance", "-5"],
+    ):
         with pytest.raises(UsageError):
             config_from_args(parser.parse_args(bad))
     shown = subprocess.run(
@@ -235,12 +243,16 @@ async def test_each_model_is_validated_with_its_own_schema(api):
 
 
 async def test_omitted_inputs_are_free_json(api):
-    model = next(m for m, e in catalog.bundled().items() if (e.input_schema or {}).get("omitted_inputs"))
+    model = next(
+        m for m, e in catalog.bundled().items() if (e.input_schema or {}).get("omitted_inputs")
+    )
     entry = catalog.bundled()[model]
     body: dict[str, Any] = {"prompt": "x"} if "prompt" in entry.required else {}
     for name in entry.required:
         fmt = catalog.media_fields(entry.input_schema).get(name)
-        body.setdefault(name, ["https://example.com/a.png"] if fmt and fmt[1] else "https://example.com/a.png")
+        body.setdefault(
+            name, ["https://example.com/a.png"] if fmt and fmt[1] else "https://example.com/a.png"
+        )
     for name in entry.input_schema["omitted_inputs"]:
         body[name] = [{"any": ["json", 1, None]}]
     status, answer = await api.submit(model, body)
@@ -257,7 +269,11 @@ async def test_omitted_inputs_are_free_json(api):
         (data_uri(png(20, 20)), True, None),
         (data_uri(png(10, 10)), False, "width_pixels>"),
         (data_uri(png(400, 20)), False, "width/height<"),
-        (data_uri(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "image/png"), False, "media_kind"),
+        (
+            data_uri(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n", "image/png"),
+            False,
+            "media_kind",
+        ),
         ("http://example.com/picture.png", False, "url_scheme"),
         ("file:///etc/passwd", False, "url_scheme"),
         ("pictures/fox.png", False, "url_scheme"),
@@ -272,7 +288,9 @@ async def test_image_inputs(api, value, accepted, rule):
     assert status == 422 and body["error_code"] == 422001
     (detail,) = body["detail"]
     assert detail["loc"] == ["body", "image", 0]
-    assert rule in detail["type"] and (rule in detail["msg"] or rule in {"media_kind", "url_scheme", "data_uri"})
+    assert rule in detail["type"] and (
+        rule in detail["msg"] or rule in {"media_kind", "url_scheme", "data_uri"}
+    )
 
 
 async def test_video_inputs_by_kind_and_size(api):
@@ -282,7 +300,9 @@ async def test_video_inputs_by_kind_and_size(api):
     status, body = await api.submit(VIDEO_IN, {"prompt": "x", "video_url": data_uri(png(20, 20))})
     assert status == 422 and "expected video" in body["detail"][0]["msg"]
     big = mp4 + b"\x00" * (16 * 1024 * 1024)
-    status, body = await api.submit(VIDEO_IN, {"prompt": "x", "video_url": data_uri(big, "video/mp4")})
+    status, body = await api.submit(
+        VIDEO_IN, {"prompt": "x", "video_url": data_uri(big, "video/mp4")}
+    )
     assert status == 422 and "file_size_mb<" in body["detail"][0]["msg"]
 
 
