@@ -111,17 +111,24 @@ class Simulator:
             return json_error(404, 404001, "request not found or expired")
         return job
 
-    # --- API --------------------------------------------------------------------------------
-
-    async def submit(self, request: web.Request) -> web.StreamResponse:
-        """POST /v1/models/{model_path}: validate the inputs and create a job."""
-        refusal = self._gate(request, "submit")
+    def _model(self, request: web.Request, kind: str, status: int) -> Any:
+        """The catalogue entry the path names, or the answer refusing the call (`status` for
+        an unknown model: 400 on submit, 404 on the catalogue)."""
+        refusal = self._gate(request, kind)
         if refusal is not None:
             return refusal
         model = request.match_info["model_path"]
         entry = self.catalog.entry(model)
-        if entry is None:
-            return json_error(400, 400001, f"unknown model: {model}")
+        return entry if entry is not None else json_error(status, 400001, f"unknown model: {model}")
+
+    # --- API --------------------------------------------------------------------------------
+
+    async def submit(self, request: web.Request) -> web.StreamResponse:
+        """POST /v1/models/{model_path}: validate the inputs and create a job."""
+        entry = self._model(request, "submit", 400)
+        if not isinstance(entry, dict):
+            return entry
+        model = entry["model_id"]
         try:
             body = json.loads(await request.read())
         except (ValueError, UnicodeDecodeError):
@@ -227,14 +234,8 @@ class Simulator:
 
     async def model(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/models/{model_path}: one entry with its input_schema."""
-        refusal = self._gate(request, "catalog")
-        if refusal is not None:
-            return refusal
-        model = request.match_info["model_path"]
-        entry = self.catalog.entry(model)
-        if entry is None:
-            return json_error(404, 400001, f"unknown model: {model}")
-        return web.json_response(entry)
+        entry = self._model(request, "catalog", 404)
+        return web.json_response(entry) if isinstance(entry, dict) else entry
 
     async def balance(self, request: web.Request) -> web.StreamResponse:
         """GET /prod/v2/balance: what is left to spend."""

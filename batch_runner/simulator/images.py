@@ -15,7 +15,6 @@ from PIL import Image
 
 from batch_runner.simulator.av import mp4_bytes, pad_wav, wav_bytes
 
-DEFAULT_RESOLUTION = "2304x1728 (4:3)"
 _SIZED = re.compile(r"^\s*(\d+)\s*x\s*(\d+)")
 _RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
 _BASES = {"1k": 1024, "2k": 2048, "3k": 3072, "4k": 4096}  # long side of a preset resolution
