@@ -130,6 +130,7 @@ class JobRecord:
     attempts: int = 0
     files: list[FileRecord] = field(default_factory=list)
     in_manifest: bool = True
+    model_id: str | None = None  # the model /result named for the current attempt
 
     @property
     def request_id(self) -> str | None:

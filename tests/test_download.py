@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from localserver import Handler, Server  # noqa: F401
+from mediafiles import SAMPLES
 from PIL import Image
 
 from batch_runner.errors import DownloadError
@@ -35,6 +36,7 @@ def image_bytes(fmt: str, size: tuple[int, int] = (32, 24)) -> bytes:
 
 
 PNG, JPEG = image_bytes("PNG"), image_bytes("JPEG")
+PNG_END = PNG[-12:]  # the IEND chunk
 
 
 def body(data: bytes, status: int = 200) -> Handler:
@@ -48,11 +50,9 @@ def local() -> HostPolicy:
     return HostPolicy(["127.0.0.1"])
 
 
-async def fetch(session, url, images: Path, name="00001-fox", **kw) -> Downloaded:
+async def fetch(session, url, run_dir: Path, name="00001-fox", **kw) -> Downloaded:
     kw.setdefault("hosts", local())
-    return await download(
-        session, url, images_dir=images, name_for=lambda ext: f"{name}.{ext}", **kw
-    )
+    return await download(session, url, run_dir=run_dir, name_for=lambda ext: f"{name}.{ext}", **kw)
 
 
 def files_in(images: Path) -> list[str]:
@@ -67,31 +67,53 @@ async def test_downloads_verifies_and_renames(serve, session, tmp_path, data, ex
     base, server = await serve(body(data))
     got = await fetch(session, base + "/f?sig=a%2Fb", tmp_path)
     assert got == Downloaded(
-        tmp_path / f"00001-fox.{ext}",
+        tmp_path / "images" / f"00001-fox.{ext}",
         hashlib.sha256(data).hexdigest(),
         len(data),
         ext,
-        f"00001-fox.{ext}",
+        f"images/00001-fox.{ext}",
+        "image",
     )
     assert got.path.read_bytes() == data
-    assert files_in(tmp_path) == [f"00001-fox.{ext}"]
+    assert files_in(tmp_path) == [f"images/00001-fox.{ext}"]
     assert "Authorization" not in server.seen[0]["headers"]
 
 
-@pytest.mark.parametrize(
-    ("head", "ext"),
-    [(b"\x00\x00\x00\x18ftypmp42" + bytes(40), "mp4"), (b"\x1a\x45\xdf\xa3" + bytes(40), "webm")],
-)
-async def test_video_signatures(serve, session, tmp_path, head, ext):
-    base, _ = await serve(body(head))
-    assert (await fetch(session, base + "/v", tmp_path, parameters="ignored")).ext == ext
+@pytest.mark.parametrize("ext", sorted(SAMPLES))
+async def test_every_type_lands_in_its_folder_by_its_bytes(serve, session, tmp_path, ext):
+    """The URL says .png, the Content-Type octet-stream: only the bytes decide."""
+    data = SAMPLES[ext]()
+    base, _ = await serve(body(data))
+    got = await fetch(session, base + "/f.png", tmp_path, parameters="a prompt")
+    folder = {"image": "images", "video": "videos", "audio": "audio"}[got.media_type]
+    assert (got.ext, got.name) == (ext, f"{folder}/00001-fox.{ext}")
+    assert files_in(tmp_path) == [got.name]
+    if ext not in ("png", "jpg"):  # parameters are embedded only in PNG and JPEG
+        assert got.path.read_bytes() == data
+
+
+@pytest.mark.parametrize(("ext", "expect"), [("mp4", "image"), ("png", "audio"), ("wav", "video")])
+async def test_a_kind_the_model_does_not_make_is_refused(serve, session, tmp_path, ext, expect):
+    base, _ = await serve(body(SAMPLES[ext]()))
+    with pytest.raises(DownloadError) as info:
+        await fetch(session, base + "/f", tmp_path, expect=frozenset({expect}))
+    assert info.value.kind == "bad_file" and f"makes {expect}" in info.value.message
+    assert files_in(tmp_path) == []
+
+
+async def test_a_malformed_file_is_never_put_in_place(serve, session, tmp_path):
+    base, _ = await serve(body(SAMPLES["mp4"]()[:-7]))  # Content-Length matches: only the
+    with pytest.raises(DownloadError) as info:  # structure shows it is cut short
+        await fetch(session, base + "/f", tmp_path)
+    assert info.value.kind == "bad_file" and "MP4" in info.value.message
+    assert files_in(tmp_path) == []
 
 
 async def test_folders_in_names_are_created(serve, session, tmp_path):
     base, _ = await serve(body(PNG))
     got = await fetch(session, base + "/f", tmp_path, name="sweep-1/fox/00001")
-    assert got.path == tmp_path / "sweep-1" / "fox" / "00001.png" and got.path.is_file()
-    assert got.name == "sweep-1/fox/00001.png"
+    assert got.path == tmp_path / "images" / "sweep-1" / "fox" / "00001.png"
+    assert got.path.is_file() and got.name == "images/sweep-1/fox/00001.png"
 
 
 async def test_body_without_content_length(serve, session, tmp_path):
@@ -106,11 +128,12 @@ async def test_body_without_content_length(serve, session, tmp_path):
     base, _ = await serve(chunked)
     got = await fetch(session, base + "/f", tmp_path)
     assert (got.bytes, got.sha256) == (len(PNG), hashlib.sha256(PNG).hexdigest())
-    assert got.path.read_bytes() == PNG and files_in(tmp_path) == ["00001-fox.png"]
+    assert got.path.read_bytes() == PNG and files_in(tmp_path) == ["images/00001-fox.png"]
 
 
 async def test_replaces_an_existing_file(serve, session, tmp_path):
-    (tmp_path / "00001-fox.png").write_bytes(b"partial junk")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "00001-fox.png").write_bytes(b"partial junk")
     base, _ = await serve(body(PNG))
     got = await fetch(session, base + "/f", tmp_path)
     assert got.path.read_bytes() == PNG
@@ -189,12 +212,11 @@ async def test_http_errors(serve, session, tmp_path, status, kind):
 
 
 async def test_name_outside_images_dir_is_refused(serve, session, tmp_path):
-    images = tmp_path / "images"
-    images.mkdir()
+    run_dir = tmp_path / "run"
     base, _ = await serve(body(PNG))
     for name in ("../escape", "/tmp/abs", "a/../../escape"):
         with pytest.raises(DownloadError) as info:
-            await fetch(session, base + "/f", images, name=name)
+            await fetch(session, base + "/f", run_dir, name=name)
         assert info.value.kind == "bad_name"
     assert files_in(tmp_path) == []
 
@@ -374,11 +396,12 @@ async def test_fifty_megabytes_stream_with_flat_memory(serve, session, tmp_path)
         await resp.prepare(request)
         await resp.write(PNG[:33])
         block = bytes(1 << 20)
-        sent = 33
-        while sent < size:
-            piece = block[: min(len(block), size - sent)]
+        sent, end = 33, size - len(PNG_END)
+        while sent < end:
+            piece = block[: min(len(block), end - sent)]
             await resp.write(piece)
             sent += len(piece)
+        await resp.write(PNG_END)  # the structure check looks for it
         return resp
 
     base, _ = await serve(big)
@@ -421,9 +444,9 @@ async def test_big_download_stalled_mid_stream_leaves_nothing(serve, session, tm
 
     base, _ = await serve(stall)
     task = asyncio.ensure_future(fetch(session, base + "/f", tmp_path, timeout=0.5))
-    while not task.done() and not list(tmp_path.glob("*.part")):
+    while not task.done() and not list(tmp_path.glob("images/*.part")):
         await asyncio.sleep(0.01)
-    assert list(tmp_path.glob("*.part"))  # it was being written when the time ran out
+    assert list(tmp_path.glob("images/*.part"))  # it was being written when the time ran out
     with pytest.raises(DownloadError) as info:
         await task
     assert info.value.kind == "timeout" and isinstance(info.value.__cause__, TimeoutError)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_runner.outputs.files import PartFile, atomic_text, part_path, sniff
+from batch_runner.outputs.files import PartFile, atomic_text, part_path
 
 
 def listing(folder: Path) -> list[str]:
@@ -77,18 +77,3 @@ def test_atomic_text_newline_is_passed_through(tmp_path):
     with atomic_text(final, newline="") as fh:
         fh.write("a\r\nb\n")
     assert final.read_bytes() == b"a\r\nb\n"
-
-
-@pytest.mark.parametrize(
-    ("head", "ext"),
-    [
-        (b"\x89PNG\r\n\x1a\n" + bytes(25), "png"),
-        (b"\xff\xd8\xff\xe0", "jpg"),
-        (b"\x00\x00\x00\x18ftypmp42", "mp4"),
-        (b"\x1a\x45\xdf\xa3", "webm"),
-        (b"GIF89a", None),
-        (b"", None),
-    ],
-)
-def test_sniff(head, ext):
-    assert sniff(head) == ext

@@ -26,7 +26,8 @@ class Submitted:
 
 @dataclass(frozen=True)
 class Poll:
-    """One /result or /status answer, normalised (status in the five canonical spellings)."""
+    """One /result or /status answer, normalised: `status` is one of STATUSES, or "unknown"
+    for a spelling nobody documents (`raw_status` keeps it; the job is not finished)."""
 
     request_id: str
     status: str
@@ -34,6 +35,8 @@ class Poll:
     outputs: list[str]
     error: str | None
     duration: float | None = None  # server-measured created_at → finished_at, when both given
+    model_id: str | None = None  # the model that ran it, as /result names it
+    raw_status: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,8 +67,17 @@ def json_or_none(raw: bytes) -> Any:
 
 MAX_ID_LEN = 256
 STATUSES = frozenset({"in_queue", "in_progress", "completed", "failed", "cancelled"})
-_ALIASES = {"succeeded": "completed", "canceled": "cancelled"}
-_OUTPUT_FIELDS = ("image", "images", "video", "videos")
+UNKNOWN = "unknown"  # a status nobody documents: not finished (CONTRACT §1)
+# RunComfy's own clients read these as "not finished yet" too (CONTRACT §1)
+_ALIASES = {
+    "succeeded": "completed",
+    "canceled": "cancelled",
+    "pending": "in_queue",
+    "waiting": "in_queue",
+    "starting": "in_queue",
+    "processing": "in_progress",
+}
+_MAX_DEPTH = 32  # nesting followed under `output`; deeper than any schema, shallow for a stack
 _TEXT_CAP = 300
 
 
@@ -186,13 +198,7 @@ def _status(body: dict, request_id: str) -> str:
         raise bad_answer("status missing or not a string", request_id)
     status = raw.strip().lower()
     status = _ALIASES.get(status, status)
-    if status not in STATUSES:
-        raise ApiError(
-            f"unknown status {_short(raw)[:80]!r}",
-            request_id=request_id,
-            kind=ErrorKind.UNKNOWN_STATUS,
-        )
-    return status
+    return status if status in STATUSES else UNKNOWN
 
 
 def _queue_position(value: Any) -> int | None:
@@ -202,12 +208,6 @@ def _queue_position(value: Any) -> int | None:
     if not math.isfinite(value) or value < 0 or value > 10**9:
         return None
     return int(value)
-
-
-def _url(value: Any, request_id: str) -> str:
-    if isinstance(value, str) and len(value) <= 8192 and _is_web_url(value):
-        return value
-    raise bad_answer(f"output is not a URL: {_short(value)[:80]!r}", request_id)
 
 
 def _is_web_url(value: str) -> bool:
@@ -233,25 +233,24 @@ _WEB_ORIGINS: dict[tuple[str, str], bool] = {}
 
 
 def _outputs(output: Any, request_id: str, max_outputs: int) -> list[str]:
-    values: list[Any] = []
-    if isinstance(output, dict):
-        for field in _OUTPUT_FIELDS:
-            item = output.get(field)
-            if isinstance(item, list):
-                values.extend(item)
-            elif item is not None:
-                values.append(item)
-            if len(values) > max_outputs:
-                break
-    elif isinstance(output, list):
-        values = output
-    elif isinstance(output, str):
-        values = [output]
-    if len(values) > max_outputs:
-        raise bad_answer(f"more than {max_outputs} output files", request_id)
-    if not values:
+    """Every http(s) URL anywhere under `output` (nested objects and lists, any key: `image`,
+    `videos`, `url`, `path`, ...), in document order, each once (CONTRACT §1)."""
+    found: dict[str, None] = {}
+    stack: list[tuple[Any, int]] = [(output, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if len(value) <= 8192 and _is_web_url(value):
+                found[value] = None
+                if len(found) > max_outputs:
+                    raise bad_answer(f"more than {max_outputs} output files", request_id)
+        elif depth < _MAX_DEPTH and isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in reversed(list(value.values())))
+        elif depth < _MAX_DEPTH and isinstance(value, list):
+            stack.extend((v, depth + 1) for v in reversed(value))
+    if not found:
         raise bad_answer("completed without output files", request_id)
-    return [_url(v, request_id) for v in values]
+    return list(found)
 
 
 def parse_poll(
@@ -272,7 +271,10 @@ def parse_poll(
         error = _short(reason) if reason else None
     position = _queue_position(body.get("queue_position"))
     duration = _duration(body.get("created_at"), body.get("finished_at"))
-    return Poll(request_id, status, position, outputs, error, duration)
+    model_id = body.get("model_id")
+    model_id = model_id[:_TEXT_CAP] if isinstance(model_id, str) and model_id else None
+    raw = _short(body["status"])[:80] if status == UNKNOWN else None
+    return Poll(request_id, status, position, outputs, error, duration, model_id, raw)
 
 
 def _moment(value: Any) -> float | None:

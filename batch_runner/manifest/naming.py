@@ -149,7 +149,7 @@ def render_name(
     n_files: int,
     ext: str,
 ) -> str:
-    """Render a safe relative path (may contain folders) to place under RUN_DIR/images/.
+    """Render a safe relative path (may contain folders) for RUN_DIR/images/ (videos/, audio/).
 
     A field that is neither built in nor an input or var of the job raises UsageError.
     """

@@ -1,9 +1,10 @@
 """Streaming file downloads: allowed hosts only, no credentials, `.part` file, checks, rename.
 
-A file reaches its final name only complete and verified (signature, length); on any failure
-its `.part` file is removed (`files.PartFile`). Redirects are followed by hand so every hop is
-checked against the host policy. aiohttp's errors become `DownloadError` in one place,
-`_translated`.
+A file reaches its final name only complete and verified (its type sniffed from its bytes and
+one the model makes, its length, its structure: `media`), in the folder of its media kind
+(images/, videos/, audio/); on any failure its `.part` file is removed (`files.PartFile`).
+Redirects are followed by hand so every hop is checked against the host policy. aiohttp's
+errors become `DownloadError` in one place, `_translated`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from batch_runner.api.deadlines import Deadlines
 from batch_runner.api.http import retry_after_from
 from batch_runner.errors import DownloadError, ErrorKind
 from batch_runner.outputs.embed import JPEG_SOI, jpeg_com_segment, png_text_chunk
-from batch_runner.outputs.files import PartFile, sniff
+from batch_runner.outputs.files import PartFile
 from batch_runner.outputs.hosts import HostPolicy
+from batch_runner.outputs.media import HEAD, NAMES, check, folder_of, in_memory, kind_of, sniff
 
 __all__ = ["Downloaded", "HostPolicy", "download"]
 
@@ -43,7 +45,8 @@ class Downloaded:
     sha256: str
     bytes: int
     ext: str
-    name: str  # the path relative to the images folder, with "/" separators
+    name: str  # the path relative to the run directory, e.g. "videos/00001-fox.mp4"
+    media_type: str = "image"  # image, video or audio
 
 
 def _url(url: str) -> URL:
@@ -71,20 +74,20 @@ def _resolved(images_dir: Path) -> Path:
     return images_dir.resolve()
 
 
-def _final_path(images_dir: Path, name: str) -> tuple[Path, str]:
-    """Where `name` goes under `images_dir`, and its relative posix form; refuses escapes."""
-    root = _resolved(images_dir)
+def _final_path(folder: Path, name: str) -> tuple[Path, str]:
+    """Where `name` goes under `folder`, and its relative posix form; refuses escapes."""
+    root = _resolved(folder)
     if "/" not in name and name not in ("", ".", ".."):
         return root / name, name  # the usual plain file name: no further path arithmetic
     if not name or Path(name).is_absolute():
-        raise DownloadError(f"file name {name!r} is outside the images folder", kind=_K.BAD_NAME)
+        raise DownloadError(f"file name {name!r} is outside its output folder", kind=_K.BAD_NAME)
     final = root / name
     # no lstat of `final` here (it would wait behind file creations in the folder): a symlink
     # planted at the final name is harmless, the rename replaces the link, not its target
     if ".." in final.parts[len(root.parts) :] or final.parent != root:
         final = final.resolve()  # the slow, careful way for anything unusual
     if not final.is_relative_to(root) or final == root:
-        raise DownloadError(f"file name {name!r} is outside the images folder", kind=_K.BAD_NAME)
+        raise DownloadError(f"file name {name!r} is outside its output folder", kind=_K.BAD_NAME)
     return final, final.relative_to(root).as_posix()
 
 
@@ -131,71 +134,93 @@ async def _open(
     raise DownloadError(f"more than {MAX_REDIRECTS} redirects", kind=_K.BAD_REDIRECT)
 
 
-async def _read_head(resp: aiohttp.ClientResponse, chunk_size: int) -> tuple[bytes, bytes]:
-    """At least _PNG_HEAD bytes (unless the body is shorter), split into (head, rest)."""
+async def _read_head(resp: aiohttp.ClientResponse, chunk_size: int) -> bytes:
+    """The first bytes: at least HEAD of them (unless the body is shorter), or all of a small
+    body (the usual image: one read)."""
     expected = resp.content_length
-    if expected is not None and expected <= ONE_READ:  # the usual image: one read of it all
-        buf = await resp.read()
-    else:
-        buf = b""
-        while len(buf) < _PNG_HEAD:
-            chunk = await resp.content.read(chunk_size)
-            if not chunk:
-                break
-            buf += chunk
-    return buf[:_PNG_HEAD], buf[_PNG_HEAD:]
+    if expected is not None and expected <= ONE_READ:
+        return await resp.read()
+    buf = b""
+    while len(buf) < HEAD:
+        chunk = await resp.content.read(chunk_size)
+        if not chunk:
+            break
+        buf += chunk
+    return buf
 
 
-async def _stream(
-    resp: aiohttp.ClientResponse,
-    url: str,
-    *,
-    images_dir: Path,
-    name_for: Callable[[str], str],
-    max_bytes: int,
-    parameters: str | None,
-    chunk_size: int,
-) -> Downloaded:
-    """The body into its part file: signature, then bytes as they come, length, rename."""
-    expected = resp.content_length
-    if expected is not None and expected > max_bytes:
-        raise DownloadError(f"file too large ({expected} bytes > {max_bytes})", kind=_K.TOO_BIG)
-    head, rest = await _read_head(resp, chunk_size)
-    received = len(head) + len(rest)
-    ext = sniff(head)
+def _file_type(first: bytes, expected: int | None, expect: frozenset[str] | None, url: str) -> str:
+    """The type the bytes show, refused when unknown or of a kind the model does not make."""
+    ext = sniff(first[:HEAD])
     if ext is None:
-        if expected is not None and received < expected:
+        if expected is not None and len(first) < expected and len(first) < HEAD:
             raise DownloadError(f"download cut short: {url}", kind=_K.TRUNCATED)
-        raise DownloadError(f"not a PNG, JPEG, MP4 or WEBM file: {url}", kind=_K.BAD_FILE)
-    final, relative = _final_path(images_dir, name_for(ext))
+        raise DownloadError(f"not a {NAMES} file: {url}", kind=_K.BAD_FILE)
+    if expect and kind_of(ext) not in expect:
+        makes = " or ".join(sorted(expect))
+        raise DownloadError(
+            f"a {kind_of(ext)} file ({ext}) from a model that makes {makes}: {url}",
+            kind=_K.BAD_FILE,
+        )
+    return ext
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where and how a download is written."""
+
+    run_dir: Path
+    name_for: Callable[[str], str]
+    max_bytes: int
+    parameters: str | None
+    chunk_size: int
+    expect: frozenset[str] | None  # media kinds the model makes (None: any)
+
+
+async def _stream(resp: aiohttp.ClientResponse, url: str, to: _Target) -> Downloaded:
+    """The body into its part file: type, then bytes as they come, length, structure, rename."""
+    expected = resp.content_length
+    if expected is not None and expected > to.max_bytes:
+        raise DownloadError(f"file too large ({expected} bytes > {to.max_bytes})", kind=_K.TOO_BIG)
+    first = await _read_head(resp, to.chunk_size)
+    received = len(first)
+    ext = _file_type(first, expected, to.expect, url)
+    folder = folder_of(ext)
+    final, relative = _final_path(to.run_dir / folder, to.name_for(ext))
     part = PartFile(final)
     try:
         # what was read so far (the whole of the usual image) is written here, at once: a
         # thread hop would cost more; anything after it is written on a worker thread
-        part.write(_embedded_head(head, ext, parameters, url) + rest)
-        async for chunk in resp.content.iter_chunked(chunk_size):
+        written = _embedded_head(first[:_PNG_HEAD], ext, to.parameters, url) + first[_PNG_HEAD:]
+        part.write(written)
+        streamed = False
+        async for chunk in resp.content.iter_chunked(to.chunk_size):
             received += len(chunk)
-            if received > max_bytes:
-                raise DownloadError(f"file larger than {max_bytes} bytes", kind=_K.TOO_BIG)
+            streamed = True
+            if received > to.max_bytes:
+                raise DownloadError(f"file larger than {to.max_bytes} bytes", kind=_K.TOO_BIG)
             await asyncio.to_thread(part.write, chunk)
-        if received > max_bytes:
-            raise DownloadError(f"file larger than {max_bytes} bytes", kind=_K.TOO_BIG)
+        if received > to.max_bytes:
+            raise DownloadError(f"file larger than {to.max_bytes} bytes", kind=_K.TOO_BIG)
         if expected is not None and received != expected:
             raise DownloadError(
                 f"download cut short ({received} of {expected} bytes): {url}", kind=_K.TRUNCATED
             )
+        flaw = check(ext, part.read_at if streamed else in_memory(written), part.size)
+        if flaw is not None:
+            raise DownloadError(f"not a valid {ext.upper()} file ({flaw}): {url}", kind=_K.BAD_FILE)
         part.commit()
     except BaseException:
         part.discard()
         raise
-    return Downloaded(final, part.sha256, part.size, ext, relative)
+    return Downloaded(final, part.sha256, part.size, ext, f"{folder}/{relative}", kind_of(ext))
 
 
 async def download(
     session: aiohttp.ClientSession,
     url: str,
     *,
-    images_dir: Path,
+    run_dir: Path,
     name_for: Callable[[str], str],
     hosts: HostPolicy,
     max_bytes: int = 2**31,
@@ -203,27 +228,23 @@ async def download(
     chunk_size: int = 1 << 16,
     timeout: float = 300.0,
     deadlines: Deadlines | None = None,
+    expect: frozenset[str] | None = None,
 ) -> Downloaded:
-    """Fetch `url` into `images_dir / name_for(ext)`, verified; `parameters` is embedded as text.
+    """Fetch `url` into `run_dir / FOLDER / name_for(ext)`, verified; `parameters` is embedded
+    as text in PNG and JPEG files. FOLDER is images, videos or audio by the file's own type;
+    `expect` names the media kinds the model makes (another kind fails the download).
 
     `session` must carry no credentials: file hosts never see the API token. The whole
     download must end within `timeout` seconds (pass the run's `deadlines` to share a timer).
     """
+    to = _Target(run_dir, name_for, max_bytes, parameters, chunk_size, expect)
     try:
         with (deadlines or Deadlines()).limit(timeout):
             resp, final_url = await _open(session, url, hosts)
             async with resp:
                 if resp.status != 200:
                     raise _status_error(resp, final_url)
-                return await _stream(
-                    resp,
-                    final_url,
-                    images_dir=images_dir,
-                    name_for=name_for,
-                    max_bytes=max_bytes,
-                    parameters=parameters,
-                    chunk_size=chunk_size,
-                )
+                return await _stream(resp, final_url, to)
     except (aiohttp.ClientError, ConnectionError, TimeoutError) as exc:
         raise _translated(exc, url) from exc
 

@@ -2,7 +2,7 @@
 
 One write path: a file is written to `NAME.<pid>-<n>.part` in its folder and renamed over NAME
 only once complete; on a failure the part file is removed, and a crash leaves at most a part
-file (a resumed run deletes those under images/). Downloads stream bytes through `PartFile`,
+file (a resumed run deletes those in the output folders). Downloads stream bytes through `PartFile`,
 which hashes and counts them as written; the report, exports and a rebuilt metadata.jsonl
 write text through `atomic_text`, on the same part name and rename.
 """
@@ -18,28 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
-from batch_runner.outputs.embed import PNG_SIGNATURE
-
 _numbers = itertools.count(1)
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+# read-write: the structure check reads the part file back before the rename
+_CREATE = os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
 
 
 def part_path(final: Path) -> str:
     """The name `final` is written under until it is complete: beside it, unique to this call."""
     return f"{final}.{os.getpid()}-{next(_numbers)}.part"
-
-
-def sniff(head: bytes) -> str | None:
-    """The file type its first bytes show: "png", "jpg", "mp4", "webm", or None."""
-    if head.startswith(PNG_SIGNATURE):
-        return "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpg"
-    if head[4:8] == b"ftyp":
-        return "mp4"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "webm"
-    return None
 
 
 class PartFile:
@@ -72,6 +58,13 @@ class PartFile:
                 view = view[os.write(fd, view) :]
             self._hash.update(data)
             self.size += len(data)
+
+    def read_at(self, offset: int, size: int) -> bytes:
+        """Bytes written so far at `offset` (for the structure check before the rename)."""
+        with self._lock:
+            if offset < 0 or self._fd is None:
+                return b""
+            return os.pread(self._fd, size, offset)
 
     def commit(self) -> None:
         """Put the complete file in place under its final name."""

@@ -10,9 +10,16 @@ from typing import Any, TextIO
 from batch_runner import jsonenc
 from batch_runner.jobs import FileRecord, JobRecord
 from batch_runner.outputs.files import atomic_text
+from batch_runner.outputs.media import FOLDERS, KINDS
 
 METADATA_FILE = "metadata.jsonl"
-IMAGES_DIR = "images"
+OUTPUT_DIRS = tuple(FOLDERS.values())  # images/, videos/, audio/ (CONTRACT §4)
+
+
+def media_type(file_name: str) -> str:
+    """image, video or audio: from the extension, which follows the file's sniffed content
+    (files of runs from before turn 2 are images, or MP4/WebM videos under images/)."""
+    return KINDS.get(file_name.rsplit(".", 1)[-1].lower(), "image")
 
 
 def metadata_line(job: JobRecord, f: FileRecord, request_id: str | None) -> dict[str, Any]:
@@ -24,7 +31,10 @@ def metadata_line(job: JobRecord, f: FileRecord, request_id: str | None) -> dict
         "k": f.k,
         "request_id": request_id,
         "model": job.model,
+        "media_type": media_type(f.file_name),
     }
+    if job.model_id is not None:
+        line["model_id"] = job.model_id  # as /result named it
     for name, value in job.inputs.items():
         line.setdefault(name, value)
     for name, value in job.meta.items():

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
+from batch_runner.api.answers import UNKNOWN
 from batch_runner.api.policy import Action, Decision, classify, retry_delay
+from batch_runner.catalog import bundled
 from batch_runner.errors import AccountError, ApiError, ErrorKind, RemoteError, StateError
 from batch_runner.jobs import FileRecord, JobRecord, JobState
 from batch_runner.manifest.naming import DEFAULT_TEMPLATE, job_file_name
-from batch_runner.outputs.metadata import IMAGES_DIR, MetadataLog, metadata_line, parameters_text
+from batch_runner.outputs.metadata import MetadataLog, metadata_line, parameters_text
 from batch_runner.run.polling import PollPlanner, PollTrack
 from batch_runner.run.progress import Tally
 from batch_runner.run.scheduler import Slot, Stop
@@ -36,7 +39,7 @@ class ApiClient(Protocol):
     async def result(self, request_id: str) -> Any: ...
 
 
-Fetch = Callable[..., Awaitable[Any]]  # download(url, *, images_dir, name_for, parameters)
+Fetch = Callable[..., Awaitable[Any]]  # download(url, *, run_dir, name_for, parameters, expect)
 
 
 class Retry(Exception):
@@ -63,12 +66,11 @@ class JobRunner:
     # set (and replaced) whenever a job is seen completed: wakes polls waiting on that news
     _completion: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _downloads: asyncio.Semaphore = field(init=False, repr=False)  # jobs downloading at once
-    _images_dir: Path = field(init=False, repr=False)
+    _odd_statuses: set[str] = field(default_factory=set, init=False, repr=False)  # warned once
     metadata: MetadataLog = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._downloads = asyncio.Semaphore(self.settings.concurrency)
-        self._images_dir = self.run_dir / IMAGES_DIR
         self.metadata = MetadataLog(self.run_dir)
 
     async def run(self, job: JobRecord, slot: Slot) -> None:
@@ -195,7 +197,10 @@ class JobRunner:
         while True:
             delay = self.planner.next_delay(track)
             if time.monotonic() + delay > deadline:
-                self._fail(job, f"timed out after {self.settings.job_timeout:g} s (--job-timeout)")
+                last = f"; last status {track.odd_status!r}" if track.odd_status else ""
+                self._fail(
+                    job, f"timed out after {self.settings.job_timeout:g} s (--job-timeout){last}"
+                )
             if track.wake and delay > 0:
                 if await self._woken(delay):
                     continue  # a job completed: plan this one again with what it taught
@@ -209,15 +214,20 @@ class JobRunner:
                 continue
             errors = 0
             status = poll.status
+            track.odd_status = poll.raw_status
             if status in ("in_queue", "in_progress"):
                 self.planner.seen(track, status, poll.queue_position)
                 self._note(job, S.QUEUED if status == "in_queue" else S.RUNNING)
+            elif status == UNKNOWN:  # not finished: keep asking within --job-timeout
+                self._odd_status(poll.raw_status or "")
+                self.planner.seen(track, status, None)
             elif status == "completed":
                 self.planner.completed(track, poll.duration)
                 news, self._completion = self._completion, asyncio.Event()
                 news.set()
                 job.move(S.DOWNLOADING)
                 self.store.record_outputs(job.index, job.state, poll.outputs)
+                self._model_id(job, poll.model_id)
                 return list(poll.outputs)
             elif status == "failed":
                 self._generation_failed(job, poll.error or "generation failed")
@@ -225,6 +235,17 @@ class JobRunner:
                 self._move(job, S.CANCELLED, "cancelled on the server")
                 self._finished()
                 raise Giveup
+
+    def _odd_status(self, status: str) -> None:
+        """Warn once per run and status nobody documents (the job is polled on)."""
+        if status not in self._odd_statuses:
+            self._odd_statuses.add(status)
+            warn(f"warning: the API answered status {status!r}; taken as not finished yet")
+
+    def _model_id(self, job: JobRecord, model_id: str | None) -> None:
+        if model_id is not None:
+            job.model_id = model_id
+            self.store.record_model_id(job.index, job.attempts, model_id)
 
     async def _woken(self, delay: float) -> bool:
         """Sleep `delay` seconds or until a job is seen completed (True)."""
@@ -271,7 +292,9 @@ class JobRunner:
                 await self._poll_error(job, exc, errors)
                 continue
             if poll.status != "completed":
-                self._fail(job, f"expected a completed job, the API says '{poll.status}'")
+                said = poll.raw_status or poll.status
+                self._fail(job, f"expected a completed job, the API says '{said}'")
+            self._model_id(job, poll.model_id)
             return list(poll.outputs)
         self._fail(job, "could not fetch the result again")
 
@@ -310,14 +333,17 @@ class JobRunner:
         def name_for(ext: str) -> str:
             return job_file_name(template, job, index=job.index, k=k, n_files=n_files, ext=ext)
 
+        expect = _kinds_made_by(job.model)
+
         refreshes = tries = 0
         while True:
             try:
                 got = await self.fetch(
                     urls[k - 1],
-                    images_dir=self._images_dir,
+                    run_dir=self.run_dir,
                     name_for=name_for,
                     parameters=parameters_text(job.model, job.inputs),
+                    expect=expect,
                 )
             except RemoteError as exc:  # a DownloadError (the file host is not the API)
                 decision = classify(exc, "download")
@@ -335,7 +361,7 @@ class JobRunner:
                     case _:
                         self._fail(job, f"download failed: {exc.message}")
                 continue
-            return FileRecord(f"{IMAGES_DIR}/{got.name}", k, got.sha256, got.bytes)
+            return FileRecord(got.name, k, got.sha256, got.bytes)
 
     # ---- state helpers -----------------------------------------------------------------------
 
@@ -355,3 +381,15 @@ class JobRunner:
 
     def _finished(self) -> None:
         self.tally.count_finished()
+
+
+def _kinds_made_by(model: str) -> frozenset[str] | None:
+    """The media kinds a model's files may be (its catalogue `output_type`); None: unknown,
+    any kind is taken."""
+    entry = bundled().get(model)
+    kind = entry.kind if entry is not None else None
+    return frozenset({kind}) if kind else None
+
+
+def warn(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

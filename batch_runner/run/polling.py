@@ -68,6 +68,7 @@ class PollTrack:
     done_before: int = 0  # completions the run had seen when it was last seen in_queue
     phase: float = 0.0  # staggers the blind back-off of jobs submitted together
     wake: bool = False  # the next completion seen in the run may bring its next poll forward
+    odd_status: str | None = None  # the last status seen, when it was one nobody documents
 
 
 class PollPlanner:

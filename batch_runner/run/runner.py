@@ -25,7 +25,7 @@ from batch_runner.errors import StateError, UsageError
 from batch_runner.jobs import JobSpec, JobState
 from batch_runner.outputs.download import download
 from batch_runner.outputs.hosts import HostPolicy
-from batch_runner.outputs.metadata import IMAGES_DIR, count_metadata_lines, rebuild_metadata
+from batch_runner.outputs.metadata import OUTPUT_DIRS, count_metadata_lines, rebuild_metadata
 from batch_runner.run.lifecycle import JobRunner
 from batch_runner.run.lock import RunLock
 from batch_runner.run.polling import PollPlanner
@@ -93,11 +93,11 @@ def _recover(store: StateStore, run_dir: Path) -> None:
     store.move_all(
         JobState.SUBMITTING, JobState.UNCERTAIN, "the run stopped during submit; the job may exist"
     )
-    images = run_dir / IMAGES_DIR
-    if images.is_dir():
-        for part in images.rglob("*.part"):
-            with contextlib.suppress(OSError):
-                part.unlink()
+    for folder in OUTPUT_DIRS:
+        if (run_dir / folder).is_dir():
+            for part in (run_dir / folder).rglob("*.part"):
+                with contextlib.suppress(OSError):
+                    part.unlink()
     if count_metadata_lines(run_dir) != store.file_count():
         rebuild_metadata(run_dir, store.iter_jobs())
 

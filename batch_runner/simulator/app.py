@@ -18,7 +18,7 @@ from batch_runner.simulator import hostile, money
 from batch_runner.simulator.config import SimConfig, apply_overrides, validate
 from batch_runner.simulator.faults import DropResponse, Faults, json_error
 from batch_runner.simulator.files import FileServer
-from batch_runner.simulator.images import EXTENSIONS
+from batch_runner.simulator.images import CONTENT_TYPES, EXTENSIONS, FORMATS
 from batch_runner.simulator.inputs import input_problems
 from batch_runner.simulator.models import DEFAULT_LIMIT, MAX_LIMIT
 from batch_runner.simulator.store import FAILED_ERROR, JobStore, SimJob, directives
@@ -190,7 +190,8 @@ class Simulator:
 
     def _output(self, request: web.Request, job: SimJob) -> dict[str, Any]:
         style = self.config.output_style
-        if style == "auto":
+        nested = style == "nested"  # the job's own kind, its URLs deep in objects and lists
+        if style in ("auto", "nested"):
             style = {"mp4": "video", "wav": "audio"}.get(job.fmt) or (
                 "images" if job.sequential else "image"
             )
@@ -205,6 +206,9 @@ class Simulator:
         urls = [f"{base}/files/{job.seq}/{k}.{ext}?{query}" for k in range(1, count + 1)]
         if case == "many_urls":
             return {"images": hostile.spoil_urls(case, urls)}
+        if nested:
+            files = [{"url": u, "content_type": CONTENT_TYPES[FORMATS[ext]]} for u in urls]
+            return {"result": {"files": files, "seed": job.seq, "note": "not a URL"}}
         return {style: urls if style.endswith("s") else urls[0]}
 
     async def cancel(self, request: web.Request) -> web.StreamResponse:

@@ -9,7 +9,7 @@ from typing import Any
 
 from batch_runner.errors import UsageError
 
-OUTPUT_STYLES = ("auto", "image", "images", "video", "videos", "audio", "audios")
+OUTPUT_STYLES = ("auto", "image", "images", "video", "videos", "audio", "audios", "nested")
 DEFAULT_BALANCE = 1_000_000.0
 OUTPUT_TYPES = ("IMAGE", "VIDEO", "AUDIO")
 HOSTILE_CASES = (

@@ -87,6 +87,9 @@ ALTER TABLE jobs_v2 RENAME TO jobs;
 CREATE INDEX jobs_state ON jobs(state);
 """,
     ),
+    # the model that ran each attempt, as /result names it (`model_id`, CONTRACT §1); reads
+    # of an older file opened read-only leave it out
+    Migration(3, "model ids of attempts", "ALTER TABLE attempts ADD COLUMN model_id TEXT;"),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 # the oldest version the reads understand as it is (a read-only open cannot migrate); every

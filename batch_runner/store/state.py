@@ -229,13 +229,22 @@ class StateStore(Journal):
             ):
                 files.setdefault(idx, []).append(FileRecord(name, k, sha, size, url))
         rids: dict[int, list[str]] = {}
-        for idx, rid in conn.execute(
-            "SELECT job_idx, request_id FROM attempts WHERE job_idx BETWEEN ? AND ? "
-            "ORDER BY job_idx, n",
+        model_ids: dict[int, str | None] = {}
+        for idx, rid, model_id in conn.execute(
+            f"SELECT job_idx, request_id, {self._model_id_column(conn)} FROM attempts "
+            "WHERE job_idx BETWEEN ? AND ? ORDER BY job_idx, n",
             (lo, hi),
         ):
             rids.setdefault(idx, []).append(rid)
-        return [_record(row, rids.get(row[0], []), files.get(row[0], [])) for row in rows]
+            model_ids[idx] = model_id  # the last attempt's
+        records = [_record(row, rids.get(row[0], []), files.get(row[0], [])) for row in rows]
+        for rec in records:
+            rec.model_id = model_ids.get(rec.index)
+        return records
+
+    def _model_id_column(self, conn: sqlite3.Connection) -> str:
+        """`model_id`, or NULL in a file from before version 3 (opened read-only)."""
+        return "model_id" if schema_version(conn) >= 3 else "NULL"
 
     def todo_rows(self) -> Iterator[tuple[int, str]]:
         """(idx, state) of every job not failed or cancelled, in index order."""
@@ -353,6 +362,12 @@ class StateStore(Journal):
         self._write(
             "UPDATE jobs SET state = ?, reason = NULL, outputs = ?, updated_at = ? WHERE idx = ?",
             (state.value, json.dumps(urls), time.time(), idx),
+        )
+
+    def record_model_id(self, idx: int, attempt: int, model_id: str) -> None:
+        """The model /result says ran attempt number `attempt`."""
+        self._write(
+            "UPDATE attempts SET model_id = ? WHERE job_idx = ? AND n = ?", (model_id, idx, attempt)
         )
 
     def record_file(self, idx: int, f: FileRecord) -> None:
