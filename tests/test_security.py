@@ -76,7 +76,8 @@ def test_token_is_never_written_or_printed(make_sim, tmp_path):
 def test_token_stays_secret_with_debug_on_a_failing_run(make_sim, tmp_path, case):
     sim = _sim(make_sim, "--hostile", case)
     manifest = write_manifest(tmp_path / "t.yaml", ["A lantern in the fog"])
-    res = _run(sim, manifest, tmp_path / "run", debug=True)
+    # an unknown status is polled on until --job-timeout
+    res = _run(sim, manifest, tmp_path / "run", "--job-timeout", "2", debug=True)
     assert res.returncode == 1
     assert json.loads(res.stdout)["failures"][0]["reason"]
     _assert_no_token(tmp_path, res.stdout, res.stderr)
@@ -162,10 +163,10 @@ HOSTILE = [
     ("oversized", 1, "too large"),
     ("wrong_types", 1, "request_id"),
     ("missing_fields", 1, "request_id"),
-    ("unknown_status", 1, "unknown status"),
+    ("unknown_status", 1, "last status 'exploded'"),  # polled on until --job-timeout
     ("many_urls", 1, "more than 1000 output files"),
     ("weird_request_id", 0, None),
-    ("bad_file", 1, "not a PNG"),
+    ("bad_file", 1, "not a PNG, JPEG, WebP"),
 ]
 
 
@@ -174,7 +175,8 @@ def test_hostile_answers_fail_jobs_cleanly(make_sim, tmp_path, case, code, reaso
     sim = _sim(make_sim, "--hostile", case)
     manifest = write_manifest(tmp_path / "h.yaml", ["A hostile sky", "A hostile sea"])
     out = tmp_path / "run"
-    res = _run(sim, manifest, out, cwd=tmp_path)
+    extra = ["--job-timeout", "2"] if case == "unknown_status" else []
+    res = _run(sim, manifest, out, *extra, cwd=tmp_path)
     assert res.returncode == code, res.stderr
     summary = json.loads(res.stdout)
     if reason is None:
