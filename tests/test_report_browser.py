@@ -10,6 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
+import mediafiles
 import pytest
 from PIL import Image, ImageDraw
 
@@ -17,6 +18,8 @@ from batch_runner.jobs import FileRecord, JobRecord, JobState
 from batch_runner.report.page import write_report
 
 MODEL = "bytedance/seedream-5/lite/text-to-image"
+VIDEO_MODEL = "alibaba/happyhorse-1.1/text-to-video"
+AUDIO_MODEL = "acestep-ai/ace-step-1.5/text-to-audio"
 ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -94,11 +97,34 @@ def build_run_dir(run_dir: Path) -> list[JobRecord]:
         JobState.FAILED,
         reason="422001 invalid inputs: resolution must be one of 2K, 3K",
     )
+    add_model_sweep(run_dir, recs)
     return recs
 
 
-def grid_shape(page) -> tuple[int, int, int, list[int]]:
-    grid = page.locator('table.grid[data-sweep="0"]')
+# a sweep with `model` as an axis: one image, one video and one audio model, two prompts
+MODELS = {
+    MODEL: ("png", lambda: mediafiles.image("PNG", (96, 96))),
+    VIDEO_MODEL: ("mp4", mediafiles.mp4_bytes),
+    AUDIO_MODEL: ("wav", lambda: mediafiles.wav(4000)),
+}
+FOLDER = {"png": "images", "mp4": "videos", "wav": "audio"}
+
+
+def add_model_sweep(run_dir: Path, recs: list[JobRecord]) -> None:
+    for model, (ext, make) in MODELS.items():
+        for prompt in ("A calm sea", "A storm"):
+            i = len(recs) + 1
+            name = f"{FOLDER[ext]}/{i:05d}-{prompt.lower().replace(' ', '-')}.{ext}"
+            (run_dir / name).parent.mkdir(parents=True, exist_ok=True)
+            (run_dir / name).write_bytes(make())
+            f = FileRecord(name, 1, "0" * 64, (run_dir / name).stat().st_size)
+            rec = JobRecord(f"{i:016x}", i, model, {"prompt": prompt}, JobState.DONE, files=[f])
+            rec.sweep = 1
+            recs.append(rec)
+
+
+def grid_shape(page, sweep: int = 0) -> tuple[int, int, int, list[int]]:
+    grid = page.locator(f'table.grid[data-sweep="{sweep}"]')
     cells = grid.locator("td.cell")
     per_cell = [cells.nth(i).locator("img").count() for i in range(cells.count())]
     return (
@@ -107,6 +133,33 @@ def grid_shape(page) -> tuple[int, int, int, list[int]]:
         cells.count(),
         per_cell,
     )
+
+
+def check_model_grid(page) -> None:
+    """Rows are the models; each cell holds that model's player: image, video, audio."""
+    sweep = page.locator('section[data-sweep="1"]')
+    grid = sweep.locator("table.grid")
+    assert grid.locator("th.row-head").all_inner_texts() == list(MODELS)
+    assert grid.locator("th.col-head").all_inner_texts() == ["A calm sea", "A storm"]
+    rows = grid.locator("tbody tr")
+    assert [rows.nth(i).locator("img").count() for i in range(3)] == [2, 0, 0]
+    video = rows.nth(1).locator("video[controls][preload=metadata]")
+    audio = rows.nth(2).locator("audio[controls][preload=metadata]")
+    assert (video.count(), audio.count()) == (2, 2)
+    assert video.first.get_attribute("src").startswith("videos/")
+    # the WAV is decoded by the browser: its length is known once its metadata is loaded
+    audio.first.scroll_into_view_if_needed()
+    page.wait_for_function(
+        "document.querySelector('section[data-sweep=\"1\"] audio').readyState >= 1",
+        timeout=15_000,
+    )
+    seconds = audio.first.evaluate("a => a.duration")
+    assert 0.4 < seconds < 0.6, seconds  # 4,000 frames at 8 kHz
+    sweep.locator("select.axis-row").select_option(label="prompt")  # models become columns
+    assert grid.locator("th.col-head").all_inner_texts() == list(MODELS)
+    sweep.locator("select.axis-row").select_option(label="model")
+    assert grid.locator("th.row-head").all_inner_texts() == list(MODELS)
+    assert sweep.locator("video[controls]").count() == 2  # redrawn players are players too
 
 
 def load_every_image(page) -> None:
@@ -141,11 +194,14 @@ def test_gallery_in_headless_chromium(tmp_path: Path):
                 page.screenshot(path=shot)
 
             load_every_image(page)
-            assert page.evaluate("document.images.length") == 6 + 1 + 2
+            assert page.evaluate("document.images.length") == 6 + 1 + 2 + 2
             assert grid_shape(page) == (3, 2, 6, [1] * 6)
-            heads = page.locator("th.row-head").all_inner_texts()
+            grid0 = page.locator('table.grid[data-sweep="0"]')
+            heads = grid0.locator("th.row-head").all_inner_texts()
             assert heads == ["fox", "owl", "lighthouse"]
             assert page.locator("div.card").count() == 3
+            assert page.locator("div.card p.model").all_inner_texts() == [MODEL] * 3
+            check_model_grid(page)
             assert "422001 invalid inputs" in page.locator("div.card .ph").inner_text()
             assert page.get_by_text("<script>alert(1)</script> a cat").count() == 1
 
@@ -153,8 +209,8 @@ def test_gallery_in_headless_chromium(tmp_path: Path):
             sweep.locator("select.axis-row").select_option(label="style")
             assert sweep.locator("select.axis-col").input_value() == "0"  # swapped to subject
             assert grid_shape(page) == (2, 3, 6, [1] * 6)
-            assert page.locator("th.row-head").all_inner_texts() == ["ukiyo-e", "bauhaus"]
-            assert page.locator("th.col-head").all_inner_texts() == ["fox", "owl", "lighthouse"]
+            assert grid0.locator("th.row-head").all_inner_texts() == ["ukiyo-e", "bauhaus"]
+            assert grid0.locator("th.col-head").all_inner_texts() == ["fox", "owl", "lighthouse"]
             load_every_image(page)
 
             sweep.locator("select.axis-col").select_option(label="style")  # swaps back

@@ -64,6 +64,10 @@ select {
 }
 .thumb img, .thumb video { width: 100%; height: 100%; object-fit: contain; display: block; }
 .thumb:hover img { opacity: .92; }
+.thumb.audio { flex-direction: column; gap: 8px; padding: 8px; }
+.thumb.audio audio { width: 100%; }
+.thumb.audio a { font-size: 12px; color: var(--muted); word-break: break-all; }
+.model { margin: 0; font-size: 12px; color: var(--muted); word-break: break-all; }
 .thumb.file { font-size: 12px; padding: 8px; word-break: break-all; text-decoration: none; }
 .ph {
   flex-direction: column; gap: 6px; padding: 14px; text-align: center;
@@ -137,8 +141,13 @@ JS = """
         h("img", {src: f.src, loading: "lazy", decoding: "async", width: SIZE, height: SIZE, alt}));
     }
     if (f.kind === "video") {
-      return h("div", {class: "thumb"}, h("video", {src: f.src, preload: "none", controls: true,
-        muted: true, width: SIZE, height: SIZE}));
+      return h("div", {class: "thumb"}, h("video", {src: f.src, preload: "metadata",
+        controls: true, muted: true, width: SIZE, height: SIZE}));
+    }
+    if (f.kind === "audio") {
+      return h("div", {class: "thumb audio"},
+        h("audio", {src: f.src, preload: "metadata", controls: true}),
+        h("a", {href: f.src, target: "_blank", rel: "noopener", text: f.name}));
     }
     return h("a", {class: "thumb file", href: f.src, target: "_blank", rel: "noopener",
       text: f.name});

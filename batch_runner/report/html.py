@@ -16,6 +16,7 @@ CELL_SIZE = 140  # the same for grid cells (must match SIZE in report_assets.JS)
 ROW_SIZE = 48  # the same for the rows of a section too big for cards
 IMAGE_EXTS = {"png", "jpg", "jpeg", "webp", "gif", "avif", "bmp"}
 VIDEO_EXTS = {"mp4", "webm", "mov", "m4v"}
+AUDIO_EXTS = {"wav", "mp3", "flac", "ogg", "m4a", "aac", "opus"}
 _URL_PLAIN = re.compile(r"[A-Za-z0-9_.~/-]+")  # characters quote() keeps as they are
 _HTML_SPECIAL = re.compile("[&<>\"']")
 
@@ -52,7 +53,7 @@ def render_card(rec: JobRecord) -> str:
         f'<div class="media"{style}>{media}</div><div class="body">'
         f'<div class="line1"><span class="idx">#{rec.index}</span>'
         f'<span class="badge s-{state}">{state}</span></div>'
-        f"{prompt_html}{kv_list(rec)}{reason}"
+        f'<p class="model">{escape(rec.model)}</p>{prompt_html}{kv_list(rec)}{reason}'
         f'<div class="foot">{escape(rec.key)}{rid}</div></div></div>'
     )
 
@@ -95,10 +96,16 @@ def media_html(f: FileRecord, alt: str, size: int) -> str:
             f'<img src="{src}" loading="lazy" decoding="async" width="{size}" height="{size}" '
             f'alt="{escape(alt)}"></a>'
         )
-    if kind == "video":
+    if kind == "video":  # metadata only: the first frame and the length, not the film
         return (
-            f'<div class="thumb"><video src="{src}" preload="none" controls muted '
+            f'<div class="thumb"><video src="{src}" preload="metadata" controls muted '
             f'width="{size}" height="{size}"></video></div>'
+        )
+    if kind == "audio":
+        name = escape(f.file_name.rsplit("/", 1)[-1])
+        return (
+            f'<div class="thumb audio"><audio src="{src}" preload="metadata" controls></audio>'
+            f'<a href="{src}" target="_blank" rel="noopener">{name}</a></div>'
         )
     name = escape(f.file_name.rsplit("/", 1)[-1])
     return f'<a class="thumb file" href="{src}" target="_blank" rel="noopener">{name}</a>'
@@ -124,7 +131,9 @@ def file_url(file_name: str) -> str:
 
 def media_kind(file_name: str) -> str:
     ext = file_name.rsplit(".", 1)[-1].lower() if "." in file_name else ""
-    return "img" if ext in IMAGE_EXTS else "video" if ext in VIDEO_EXTS else "file"
+    if ext in IMAGE_EXTS:
+        return "img"
+    return "video" if ext in VIDEO_EXTS else "audio" if ext in AUDIO_EXTS else "file"
 
 
 def json_for_script(data: Any) -> str:

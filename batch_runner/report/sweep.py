@@ -25,12 +25,14 @@ from batch_runner.report.html import (
 class _Field:
     """One swept field of a sweep: where it lives, its label and its values in first-seen order."""
 
-    group: str  # "vars" or "inputs"
+    group: str  # "model", "vars" or "inputs"
     name: str
     label: str
     values: tuple[str, ...]
 
     def of(self, rec: JobRecord) -> str:
+        if self.group == "model":
+            return rec.model
         source = rec.vars if self.group == "vars" else rec.inputs
         return show_value(source.get(self.name))
 
@@ -68,16 +70,23 @@ def render_sweep(n: int, jobs: list[JobRecord], anchor: str, label: str) -> str:
 
 
 def _sweep_fields(jobs: list[JobRecord]) -> list[_Field]:
-    """Fields whose values differ across the sweep: vars first, then inputs not implied by vars."""
+    """Fields whose values differ across the sweep: the model first (what people sweep models
+    for is to compare them: they are the rows), vars, then inputs not implied by vars."""
     var_fields = [f for f in _candidates(jobs, "vars") if len(f.values) > 1]
     var_names = {f.name for f in var_fields}
+    models = tuple(dict.fromkeys(rec.model for rec in jobs))
+    model_fields = (
+        []
+        if len(models) < 2 or "model" in var_names
+        else [_Field("model", "model", "model", models)]
+    )
     input_fields = []
     for f in _candidates(jobs, "inputs"):
         # a templated prompt varies only because the vars do: it is not an axis of its own
         if len(f.values) > 1 and not (var_fields and _implied(jobs, var_fields, f)):
             label = f"input {f.name}" if f.name in var_names else f.name
             input_fields.append(_Field(f.group, f.name, label, f.values))
-    return var_fields + input_fields
+    return model_fields + var_fields + input_fields
 
 
 def _candidates(jobs: list[JobRecord], group: str) -> list[_Field]:
@@ -180,7 +189,7 @@ def _grid_job(rec: JobRecord, fields: list[_Field]) -> dict[str, Any]:
 
 
 def _tooltip(rec: JobRecord) -> str:
-    lines = [f"#{rec.index} · {rec.state.value}"]
+    lines = [f"#{rec.index} · {rec.state.value}", rec.model]
     if "prompt" in rec.inputs:
         lines.append(show_value(rec.inputs["prompt"]))
     lines += [f"{k}: {v}" for k, v in kv_pairs(rec)]
