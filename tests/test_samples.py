@@ -20,5 +20,11 @@ def test_sample_manifest_runs_on_the_builtin_simulator(sample, tmp_path):
     summary = json.loads(res.stdout)
     run_dir = tmp_path / "jobs" / sample.stem
     assert summary["counts"] == {"done": summary["jobs"]}
-    assert len(read_metadata(run_dir)) == summary["files"] >= summary["jobs"]
+    lines = read_metadata(run_dir)
+    assert len(lines) == summary["files"] >= summary["jobs"]
     assert (run_dir / "report.html").is_file()
+    if sample.stem == "video":  # MP4s, in videos/, played in the gallery
+        assert {(ln["media_type"], ln["file_name"].split("/")[0]) for ln in lines} == {
+            ("video", "videos")
+        }
+        assert "<video " in (run_dir / "report.html").read_text()
