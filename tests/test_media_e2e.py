@@ -74,6 +74,11 @@ def test_image_video_and_audio_models_land_in_their_folders(make_sim, tmp_path):
     assert '<video src="videos/' in report and '<audio src="audio/' in report
     for model in expected:
         assert f'<p class="model">{model}</p>' in report
+    # media_type and model_id come back from the state when metadata.jsonl is rebuilt
+    (out / "metadata.jsonl").unlink()
+    assert resume(sim, out).returncode == 0
+    rebuilt = {line["model"]: line for line in read_metadata(out)}
+    assert rebuilt == lines
 
 
 def test_urls_nested_anywhere_under_output(make_sim, tmp_path):
