@@ -11,9 +11,10 @@ from typing import Any
 from batch_runner.errors import UsageError
 from batch_runner.jobs import FileRecord, JobRecord
 from batch_runner.outputs.files import atomic_text
+from batch_runner.outputs.metadata import media_type
 from batch_runner.store.state import StateStore
 
-HEAD = ("file_name", "key", "index", "state", "request_id", "model")
+HEAD = ("file_name", "key", "index", "state", "request_id", "model", "media_type")
 TAIL = ("sha256", "bytes", "reason")
 FORMATS = ("csv", "jsonl")
 _RESERVED = frozenset(HEAD + TAIL)
@@ -73,6 +74,7 @@ def _row(rec: JobRecord, f: FileRecord | None) -> dict[str, Any]:
         "state": rec.state.value,
         "request_id": rec.request_ids[-1] if rec.request_ids else None,
         "model": rec.model,
+        "media_type": media_type(f.file_name) if f else None,
     }
     for k, v in rec.inputs.items():
         # an input that shares a name with a fixed column must not overwrite it
