@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 import time
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -52,6 +52,17 @@ class _Window:
 
     def __len__(self) -> int:
         return len(self._sorted)
+
+    def cdf(self, x: float) -> float:
+        """The inverse of `quantile`: the q at which it reaches `x`."""
+        values = self._sorted
+        i = bisect_right(values, x)
+        if i == 0:
+            return 0.0
+        if i == len(values):
+            return 1.0
+        low, high = values[i - 1], values[i]
+        return (i - 1 + (x - low) / (high - low)) / (len(values) - 1)
 
     def quantile(self, q: float) -> float:
         """Linear interpolation between the order statistics (q in [0, 1])."""
@@ -77,20 +88,22 @@ class PollTrack:
     position: int = 0  # ... and its queue position then
     not_before: float = -math.inf  # the queue: it cannot be done before this
     wake: bool = False  # the plan is blind: ask again once `learned` turns true
+    planned: bool = False  # its first poll from learned durations is set: later ones step
 
 
 class PollPlanner:
     """Poll times for every job of a run (see the module docstring)."""
 
-    WINDOW = 64  # recent durations only: queue depth changes what "normal" is
+    WINDOW = 128  # recent durations only: queue depth changes what "normal" is
     FEW = 4  # with fewer durations than this, their spread is widened by WIDEN
     WIDEN = 0.5  # ... to ± this fraction of the median
     FIRST = 0.5  # the first poll goes out at this quantile of the durations ...
     SPREAD = 0.3  # ... ± half this, by the job's phase
-    STEPS = 3.0  # then every (spread of durations / STEPS) ...
-    STEP_MAX = 1.5  # ... at most this (median detection delay ≈ half of it) ...
-    STEP_FLOOR = 0.02  # ... at least this (fixed-duration jobs)
-    TAIL = 0.5  # past the longest duration the next gap is TAIL x the overrun
+    DQ = 0.25  # then each poll covers the next DQ of the durations ...
+    STEP_MAX = 1.5  # ... in a gap of at most this (median detection delay ≈ half of it) ...
+    REL = 0.2  # ... or this fraction of the job's age, if larger (long jobs, long tails)
+    STEP_FLOOR = 0.02  # no gap is shorter than this
+    TAIL = 0.5  # past the longest duration the gap is TAIL x the overrun
     PROBES = 4  # jobs that poll blind to learn the first durations
     BLIND_RATIO = 2.0  # probes poll at min_delay x BLIND_RATIO ** (n + phase) after submit
     LATE_BLIND, LATE_RATIO = 16.0, 4.0  # the others, waiting for the probes, far more sparsely
@@ -186,23 +199,32 @@ class PollPlanner:
 
     def _planned(self, t: PollTrack) -> float:
         """When the job should next be polled (clock time), from the learned durations."""
-        lo, hi = self._quantile(0.0), self._quantile(1.0)
-        step = min(self.STEP_MAX, max(self.STEP_FLOOR, (hi - lo) / self.STEPS))
-        first = t.submitted + self._quantile(self.FIRST + self.SPREAD * (t.phase - 0.5))
         last = t.last_poll
-        if last is None or last < first - step / 2:
-            return first  # (a resumed job was polled at once: its window starts now)
-        end = t.submitted + hi
-        if last + step <= end + step / 2:
-            return last + step
-        return last + min(self.max_delay, max(step, self.TAIL * (last - end)))  # overdue
+        if not t.planned or last is None:  # (a resumed job was polled at once: not planned)
+            t.planned = True
+            return t.submitted + self._quantile(self.FIRST + self.SPREAD * (t.phase - 0.5))
+        age, hi = last - t.submitted, self._quantile(1.0)
+        if age < hi:  # the next DQ of the durations, in a gap growing with the age at most
+            ahead = self._quantile(self._cdf(age) + self.DQ) - age
+            gap = min(ahead, max(self.STEP_MAX, self.REL * age))
+        else:  # older than any duration seen (or the first ones, early in a run): back off
+            gap = max(self.REL * age, self.TAIL * (age - hi))
+        return last + min(self.max_delay, max(self.STEP_FLOOR, gap))
 
     def _quantile(self, q: float) -> float:
         window = self._durations
         if len(window) >= self.FEW:
             return window.quantile(q)
         mid = window.quantile(0.5)  # too few to trust their spread: assume ± WIDEN
-        return max(0.0, mid * (1 + self.WIDEN * (2 * q - 1)))
+        return max(0.0, mid * (1 + self.WIDEN * (2 * min(max(q, 0.0), 1.0) - 1)))
+
+    def _cdf(self, x: float) -> float:
+        """The fraction of the learned durations below `x` (the inverse of `_quantile`)."""
+        window = self._durations
+        if len(window) >= self.FEW:
+            return window.cdf(x)
+        lo, hi = self._quantile(0.0), self._quantile(1.0)
+        return min(max((x - lo) / (hi - lo), 0.0), 1.0) if hi > lo else float(x >= hi)
 
     def _blind(self, t: PollTrack, now: float, base: float, ratio: float) -> float:
         """Nothing learned yet: polls at base x ratio ** (n + phase) after the submit."""
