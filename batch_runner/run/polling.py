@@ -87,6 +87,8 @@ class PollTrack:
     queued_at: float | None = None  # the last poll that saw it in_queue ...
     position: int = 0  # ... and its queue position then
     not_before: float = -math.inf  # the queue: it cannot be done before this
+    started: float | None = None  # seen leaving the queue: its run started about then ...
+    start_error: float = math.inf  # ... give or take this
     wake: bool = False  # the plan is blind: ask again once `learned` turns true
     planned: bool = False  # its first poll from learned durations is set: later ones step
 
@@ -101,13 +103,14 @@ class PollPlanner:
     SPREAD = 0.3  # ... ± half this, by the job's phase
     DQ = 0.25  # then each poll covers the next DQ of the durations ...
     STEP_MAX = 1.5  # ... in a gap of at most this (median detection delay ≈ half of it) ...
-    REL = 0.2  # ... or this fraction of the job's age, if larger (long jobs, long tails)
+    REL = 0.3  # ... or this fraction of the job's age, if larger (long jobs, long tails)
     STEP_FLOOR = 0.02  # no gap is shorter than this
-    TAIL = 0.5  # past the longest duration the gap is TAIL x the overrun
+    TAIL = 0.5  # past the longest duration: REL x the age, or TAIL x the overrun if larger
     PROBES = 4  # jobs that poll blind to learn the first durations
     BLIND_RATIO = 2.0  # probes poll at min_delay x BLIND_RATIO ** (n + phase) after submit
     LATE_BLIND, LATE_RATIO = 16.0, 4.0  # the others, waiting for the probes, far more sparsely
     PHASE = 0.6180339887  # golden ratio: the phases of successive jobs spread evenly
+    TIGHT = 0.1  # a start known within this fraction of the run teaches its running time
     QUEUE_SLACK = 0.25  # a queued job may start this fraction earlier than the rate says
 
     def __init__(
@@ -121,6 +124,7 @@ class PollPlanner:
         self.max_delay = max_delay
         self.clock = clock
         self._durations = _Window(self.WINDOW)
+        self._runs = _Window(self.WINDOW)  # running times of jobs seen leaving the queue
         self._drain = _Window(self.WINDOW)  # queue positions cleared per second
         self._done_at: deque[float] = deque(maxlen=self.WINDOW)  # when completions were seen
         self._serial = 0
@@ -156,6 +160,9 @@ class PollPlanner:
         t.polls += 1
         t.last_poll = now
         if status != "in_queue":
+            if t.queued_at is not None and t.started is None:  # it left the queue since
+                t.started, t.start_error = (t.queued_at + now) / 2, (now - t.queued_at) / 2
+                t.planned = not len(self._runs)  # plan again from its start
             t.queued_at = None
             return
         position = max(queue_position or 0, 0)
@@ -170,10 +177,14 @@ class PollPlanner:
         """Learn from a job seen completed; `duration` is the server's created -> finished."""
         now = self.clock()
         self._done_at.append(now)
-        if duration is not None and math.isfinite(duration) and duration >= 0:
-            self._durations.add(duration)
-        elif not t.resumed:  # no usable duration: what this process saw is an upper bound
-            self._durations.add(now - t.submitted)
+        if duration is None or not math.isfinite(duration) or duration < 0:
+            if t.resumed:
+                return
+            duration = now - t.submitted  # what this process saw: an upper bound
+        self._durations.add(duration)
+        run = t.submitted + duration - t.started if t.started is not None else -1.0
+        if run >= 0 and t.start_error <= self.TIGHT * max(run, 1.0):
+            self._runs.add(run)
 
     # ---- planning ----------------------------------------------------------------------------
 
@@ -199,31 +210,34 @@ class PollPlanner:
 
     def _planned(self, t: PollTrack) -> float:
         """When the job should next be polled (clock time), from the learned durations."""
+        window, anchor = self._durations, t.submitted
+        if t.started is not None and len(self._runs):  # it left the queue: time its run
+            window, anchor = self._runs, t.started
         last = t.last_poll
         if not t.planned or last is None:  # (a resumed job was polled at once: not planned)
             t.planned = True
-            return t.submitted + self._quantile(self.FIRST + self.SPREAD * (t.phase - 0.5))
-        age, hi = last - t.submitted, self._quantile(1.0)
+            first = anchor + self._quantile(window, self.FIRST + self.SPREAD * (t.phase - 0.5))
+            if last is None or first > last + self.STEP_FLOOR:
+                return first
+        age, hi = last - anchor, self._quantile(window, 1.0)
         if age < hi:  # the next DQ of the durations, in a gap growing with the age at most
-            ahead = self._quantile(self._cdf(age) + self.DQ) - age
+            ahead = self._quantile(window, self._cdf(window, age) + self.DQ) - age
             gap = min(ahead, max(self.STEP_MAX, self.REL * age))
         else:  # older than any duration seen (or the first ones, early in a run): back off
             gap = max(self.REL * age, self.TAIL * (age - hi))
         return last + min(self.max_delay, max(self.STEP_FLOOR, gap))
 
-    def _quantile(self, q: float) -> float:
-        window = self._durations
+    def _quantile(self, window: _Window, q: float) -> float:
         if len(window) >= self.FEW:
             return window.quantile(q)
         mid = window.quantile(0.5)  # too few to trust their spread: assume ± WIDEN
         return max(0.0, mid * (1 + self.WIDEN * (2 * min(max(q, 0.0), 1.0) - 1)))
 
-    def _cdf(self, x: float) -> float:
-        """The fraction of the learned durations below `x` (the inverse of `_quantile`)."""
-        window = self._durations
+    def _cdf(self, window: _Window, x: float) -> float:
+        """The fraction of the durations in `window` below `x` (the inverse of `_quantile`)."""
         if len(window) >= self.FEW:
             return window.cdf(x)
-        lo, hi = self._quantile(0.0), self._quantile(1.0)
+        lo, hi = self._quantile(window, 0.0), self._quantile(window, 1.0)
         return min(max((x - lo) / (hi - lo), 0.0), 1.0) if hi > lo else float(x >= hi)
 
     def _blind(self, t: PollTrack, now: float, base: float, ratio: float) -> float:
