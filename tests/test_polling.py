@@ -164,3 +164,34 @@ def test_nonsense_durations_are_not_learned():
         clock.now += 1.0
         planner.completed(t, d)
     assert all(math.isfinite(v) and v >= 0 for v in planner._durations._sorted)
+
+
+def test_a_job_seen_leaving_the_queue_is_timed_from_its_start():
+    planner, clock = trained(uniform(5, 10))
+    for _ in range(P.FEW):  # jobs that waited 20 s in the queue, then ran 2 s
+        t = planner.track(clock.now, clock.now)
+        clock.now += 19.95
+        planner.seen(t, "in_queue", 1)
+        clock.now += 0.1
+        planner.seen(t, "in_progress", None)
+        clock.now += 1.95
+        planner.completed(t, 22.0)
+    assert planner._runs.quantile(0.5) == pytest.approx(2.0)
+    t = planner.track(clock.now, clock.now)
+    clock.now += 30.0
+    planner.seen(t, "in_queue", 1)
+    clock.now += 0.1
+    planner.seen(t, "in_progress", None)  # started ~0.05 s ago: done in about 2 s
+    assert 1.0 <= planner.next_delay(t) <= 2.5
+
+
+def test_the_spread_after_learning_is_short_for_short_jobs():
+    clock = Clock()
+    planner = PollPlanner(clock=clock)
+    tracks = [planner.track(clock.now, clock.now) for _ in range(20)]
+    for t in tracks:
+        planner.next_delay(t)
+    clock.now += 2.0
+    planner.completed(tracks[0], 1.0)  # one-second jobs: the late ones are asked within 0.1 s
+    delays = [planner.next_delay(t) for t in tracks[P.PROBES :]]
+    assert max(delays) <= P.WAVE * 1.0 + 1e-9

@@ -106,6 +106,7 @@ class PollPlanner:
     REL = 0.3  # ... or this fraction of the job's age, if larger (long jobs, long tails)
     STEP_FLOOR = 0.02  # no gap is shorter than this
     TAIL = 0.5  # past the longest duration: REL x the age, or TAIL x the overrun if larger
+    WAVE = 0.1  # blind jobs overdue once a duration is known: spread over this x the median
     PROBES = 4  # jobs that poll blind to learn the first durations
     BLIND_RATIO = 2.0  # probes poll at min_delay x BLIND_RATIO ** (n + phase) after submit
     LATE_BLIND, LATE_RATIO = 16.0, 4.0  # the others, waiting for the probes, far more sparsely
@@ -163,7 +164,7 @@ class PollPlanner:
             if t.queued_at is not None and t.started is None:  # it left the queue since
                 t.started, t.start_error = (t.queued_at + now) / 2, (now - t.queued_at) / 2
                 t.planned = not len(self._runs)  # plan again from its start
-            t.queued_at = None
+            t.queued_at, t.not_before = None, -math.inf
             return
         position = max(queue_position or 0, 0)
         if t.queued_at is not None and position < t.position and now > t.queued_at:
@@ -205,7 +206,7 @@ class PollPlanner:
         # a learned plan is kept however far off; a queue estimate waits max_delay at most
         at = max(self._planned(t), min(t.not_before, now + self.max_delay))
         if was_blind and at < now:  # every blind job re-plans now: spread their polls
-            at = now + t.phase * self.STEP_MAX
+            at = now + t.phase * min(self.STEP_MAX, self.WAVE * self._median())
         return max(0.0, at - now)
 
     def _planned(self, t: PollTrack) -> float:
@@ -226,6 +227,9 @@ class PollPlanner:
         else:  # older than any duration seen (or the first ones, early in a run): back off
             gap = max(self.REL * age, self.TAIL * (age - hi))
         return last + min(self.max_delay, max(self.STEP_FLOOR, gap))
+
+    def _median(self) -> float:
+        return self._quantile(self._durations, 0.5)
 
     def _quantile(self, window: _Window, q: float) -> float:
         if len(window) >= self.FEW:
