@@ -1,29 +1,30 @@
 """When to poll a job: learned durations, the queue's drain rate, per-job phases (no I/O).
 
-Model. What a poll plan needs is when a job will be done, counted from its submit. The
-planner learns that from the server itself: every job seen completed reports its duration
-(created -> finished, the queue wait included), so a window of the last WINDOW durations,
-kept sorted, gives the distribution of "done this long after submit", whatever the mix of
-queue wait and running time behind it.
+Model. A plan needs to know when a job will be done, counted from its submit. The server
+says so itself: every job seen completed reports its duration (created -> finished, queue
+wait included), so a window of the last WINDOW durations, kept sorted, is the distribution
+of "done this long after submit", whatever mix of queue wait and running time is behind it.
+A job seen leaving the queue (`in_queue`, then `in_progress`) is timed from its start
+instead, with the running times of such jobs (learned when the start was seen closely).
 
-Plan. A job's first poll goes out at the FIRST quantile of that distribution, moved by up to
-± SPREAD / 2 by the job's own phase (golden-ratio steps from job to job): jobs submitted
-together do not all ask at the same moment, so the API sees a smooth rate, not waves. Then
-every `step` (the spread of durations / STEPS, within [STEP_FLOOR, STEP_MAX]: the median
-detection delay stays under STEP_MAX / 2) until the longest duration seen; past it, the gap
-grows by TAIL x the overrun (up to `max_delay`). Half the jobs are done at their first poll.
+Plan. One poll is worth BUDGET seconds of detection delay: the next poll of a job still
+running at age `a` goes out when the durations above `a` would have accrued, on average,
+BUDGET seconds of unnoticed completion (`_accrued`). Where durations are dense, polls come
+often; in a sparse tail, seldom; the expected detection delay is about BUDGET x the polls.
+A job's first budget varies with its phase (golden-ratio steps from job to job), so jobs
+submitted together do not ask at the same moment: the API sees a smooth rate, not waves.
+Past every duration seen, the gaps grow with the job's age (REL).
 
 Queue. A poll that sees `in_queue` at position p bounds the next one: the job cannot start
 before p positions have drained. The drain rate (positions per second) is measured from two
 positions of the same job; before that, from the rate at which jobs of this run complete.
 
 Before anything is learned, the first PROBES jobs of the run poll at once and then on a
-geometric grid (zero-latency jobs cost one poll); the others poll at once only if they were
-submitted by an earlier process, and otherwise wait for the first duration learned (`wake`:
-the caller sleeps until `learned` turns true or the blind delay passes, then asks again).
-That happens once per run, not per completion: past it, no completion wakes or re-plans
-anything, and each decision costs the same whatever the number of jobs in flight (a window
-of fixed size, a few arithmetic steps).
+doubling grid (zero-latency jobs cost one poll); the others wait for the first duration
+(`wake`: the caller sleeps until `learned` turns true or a sparse blind delay passes, then
+asks again; those already overdue are spread over a short WAVE). That happens once per run,
+not per completion: no completion re-plans other jobs, and a decision costs at most a scan
+of the fixed-size window, whatever the number of jobs in flight.
 """
 
 from __future__ import annotations
@@ -53,16 +54,9 @@ class _Window:
     def __len__(self) -> int:
         return len(self._sorted)
 
-    def cdf(self, x: float) -> float:
-        """The inverse of `quantile`: the q at which it reaches `x`."""
-        values = self._sorted
-        i = bisect_right(values, x)
-        if i == 0:
-            return 0.0
-        if i == len(values):
-            return 1.0
-        low, high = values[i - 1], values[i]
-        return (i - 1 + (x - low) / (high - low)) / (len(values) - 1)
+    @property
+    def values(self) -> list[float]:
+        return self._sorted
 
     def quantile(self, q: float) -> float:
         """Linear interpolation between the order statistics (q in [0, 1])."""
@@ -72,6 +66,34 @@ class _Window:
         if i + 1 >= len(values):
             return values[-1]
         return values[i] + (values[i + 1] - values[i]) * (x - i)
+
+
+def _accrued(values: list[float], age: float, budget: float, share: float) -> float | None:
+    """When to poll a job still running at `age`, from the sorted durations `values`.
+
+    The age at which the durations above `age` will have accrued, on average, `budget`
+    seconds of unnoticed completion: the smallest tau with sum over v in (age, tau] of
+    (tau - v) = budget x (the number above `age`). Where durations are dense polls come
+    often, in a sparse tail seldom: near-optimal when one poll is worth `budget` seconds of
+    delay (gaps of sqrt(2 budget / hazard)). At most the duration below which `share` of
+    those above `age` lie: a cluster of equal durations is asked at once, not `budget` late.
+    None: no duration is above `age`. Cost: at most the window's length.
+    """
+    i = bisect_right(values, age)
+    above = len(values) - i
+    if not above:
+        return None
+    cap = values[i + max(0, math.ceil(share * above) - 1)]
+    target, total = budget * above, 0.0
+    for m, v in enumerate(values[i:], 1):
+        total += v
+        tau = (target + total) / m  # m durations below it (it is never below the m-th)
+        after = values[i + m] if i + m < len(values) else math.inf
+        if tau <= after:
+            return min(tau, cap)
+        if after >= cap:  # tau lies beyond the cap
+            return cap
+    return cap  # not reached
 
 
 @dataclass(slots=True)
@@ -99,14 +121,14 @@ class PollPlanner:
     WINDOW = 128  # recent durations only: queue depth changes what "normal" is
     FEW = 4  # with fewer durations than this, their spread is widened by WIDEN
     WIDEN = 0.5  # ... to ± this fraction of the median
-    FIRST = 0.5  # the first poll goes out at this quantile of the durations ...
-    SPREAD = 0.3  # ... ± half this, by the job's phase
-    DQ = 0.25  # then each poll covers the next DQ of the durations ...
-    STEP_MAX = 1.5  # ... in a gap of at most this (median detection delay ≈ half of it) ...
-    REL = 0.3  # ... or this fraction of the job's age, if larger (long jobs, long tails)
+    BUDGET = 0.5  # seconds of detection delay one poll is worth (see `_accrued`)
+    SPREAD = 1.0  # the first poll's budget varies ± half this by the job's phase (no waves)
+    SHARE = 0.8  # a poll waits for at most this share of the durations still ahead of a job
+    REL = 0.3  # past the learned durations the gap is this fraction of the job's age ...
     STEP_FLOOR = 0.02  # no gap is shorter than this
-    TAIL = 0.5  # past the longest duration: REL x the age, or TAIL x the overrun if larger
-    WAVE = 0.1  # blind jobs overdue once a duration is known: spread over this x the median
+    TAIL = 0.5  # ... or this fraction of the overrun, if larger
+    WAVE, WAVE_MAX = 0.1, 1.5  # blind jobs overdue once a duration is known: spread over
+    # this x the median duration, at most WAVE_MAX seconds
     PROBES = 4  # jobs that poll blind to learn the first durations
     BLIND_RATIO = 2.0  # probes poll at min_delay x BLIND_RATIO ** (n + phase) after submit
     LATE_BLIND, LATE_RATIO = 16.0, 4.0  # the others, waiting for the probes, far more sparsely
@@ -206,7 +228,7 @@ class PollPlanner:
         # a learned plan is kept however far off; a queue estimate waits max_delay at most
         at = max(self._planned(t), min(t.not_before, now + self.max_delay))
         if was_blind and at < now:  # every blind job re-plans now: spread their polls
-            at = now + t.phase * min(self.STEP_MAX, self.WAVE * self._median())
+            at = now + t.phase * min(self.WAVE_MAX, self.WAVE * self._median())
         return max(0.0, at - now)
 
     def _planned(self, t: PollTrack) -> float:
@@ -214,35 +236,31 @@ class PollPlanner:
         window, anchor = self._durations, t.submitted
         if t.started is not None and len(self._runs):  # it left the queue: time its run
             window, anchor = self._runs, t.started
+        values = self._values(window)
         last = t.last_poll
         if not t.planned or last is None:  # (a resumed job was polled at once: not planned)
             t.planned = True
-            first = anchor + self._quantile(window, self.FIRST + self.SPREAD * (t.phase - 0.5))
+            budget = self.BUDGET * (1 + self.SPREAD * (t.phase - 0.5))  # no waves
+            first = anchor + (_accrued(values, -1.0, budget, self.SHARE) or 0.0)
             if last is None or first > last + self.STEP_FLOOR:
                 return first
-        age, hi = last - anchor, self._quantile(window, 1.0)
-        if age < hi:  # the next DQ of the durations, in a gap growing with the age at most
-            ahead = self._quantile(window, self._cdf(window, age) + self.DQ) - age
-            gap = min(ahead, max(self.STEP_MAX, self.REL * age))
-        else:  # older than any duration seen (or the first ones, early in a run): back off
-            gap = max(self.REL * age, self.TAIL * (age - hi))
+        age = last - anchor
+        at = _accrued(values, age, self.BUDGET, self.SHARE)
+        # none left above its age (or only the first ones are known, early in a run): back off
+        overdue = max(self.REL * age, self.TAIL * (age - values[-1]))
+        gap = overdue if at is None else at - age
         return last + min(self.max_delay, max(self.STEP_FLOOR, gap))
 
     def _median(self) -> float:
-        return self._quantile(self._durations, 0.5)
+        values = self._values(self._durations)
+        return values[len(values) // 2]
 
-    def _quantile(self, window: _Window, q: float) -> float:
+    def _values(self, window: _Window) -> list[float]:
+        """The durations to plan with, sorted; a few only say where the middle is (± WIDEN)."""
         if len(window) >= self.FEW:
-            return window.quantile(q)
-        mid = window.quantile(0.5)  # too few to trust their spread: assume ± WIDEN
-        return max(0.0, mid * (1 + self.WIDEN * (2 * min(max(q, 0.0), 1.0) - 1)))
-
-    def _cdf(self, window: _Window, x: float) -> float:
-        """The fraction of the durations in `window` below `x` (the inverse of `_quantile`)."""
-        if len(window) >= self.FEW:
-            return window.cdf(x)
-        lo, hi = self._quantile(window, 0.0), self._quantile(window, 1.0)
-        return min(max((x - lo) / (hi - lo), 0.0), 1.0) if hi > lo else float(x >= hi)
+            return window.values
+        mid = window.quantile(0.5)
+        return [mid * (1 + self.WIDEN * (k / 4 - 1)) for k in range(9)]
 
     def _blind(self, t: PollTrack, now: float, base: float, ratio: float) -> float:
         """Nothing learned yet: polls at base x ratio ** (n + phase) after the submit."""
