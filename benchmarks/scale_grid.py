@@ -17,6 +17,7 @@ poller's, peak RSS <= 150 MB at 3000 in flight.
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 from dataclasses import dataclass
@@ -86,9 +87,34 @@ def _measure(sim: c.Simulator, result: c.Timed, mtimes: dict[str, float], point:
         "p50": c.percentile(delays, 0.5),
         "p95": c.percentile(delays, 0.95),
         "cpu_ms": 1000 * result.cpu / point.jobs,
+        "cpu_s": result.cpu,
         "rss": result.rss_mb,
         "wall": result.wall,
     }
+
+
+def _cpu_times() -> list[float]:
+    """Machine-wide CPU seconds from /proc/stat: [busy, softirq + irq, all]."""
+    with open("/proc/stat", encoding="ascii") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    total = sum(ticks[:8])
+    idle = ticks[3] + ticks[4]
+    return [(total - idle) / hz, (ticks[5] + ticks[6]) / hz, total / hz]
+
+
+def _where_cpu_went(before: list[float], rows: list[dict], sims_cpu: list[float]) -> dict:
+    """Shares of the machine's CPU time during one point (other helpers' work included)."""
+    busy, irq, total = (b - a for a, b in zip(before, _cpu_times(), strict=True))
+    share = {
+        "ours": rows[0]["cpu_s"] / total,
+        "poller": rows[1]["cpu_s"] / total,
+        "sims": sum(sims_cpu) / total,
+        "irq": irq / total,
+        "busy": busy / total,
+    }
+    share["other"] = share["busy"] - share["ours"] - share["poller"] - share["sims"] - share["irq"]
+    return share
 
 
 def _one_point(tmp: Path, point: Point, sims: list[c.Simulator]) -> list[dict]:
@@ -101,6 +127,7 @@ def _one_point(tmp: Path, point: Point, sims: list[c.Simulator]) -> list[dict]:
         sim.reset()
         sim.post_config({"latency": point.latency, "capacity": point.capacity})
     sim_cpu = [sim.cpu() for sim in sims]
+    machine = _cpu_times()
     ours = c.spawn(c.run_cmd(manifest, ours_dir, "--concurrency", conc), env=c.env_for(sims[0].url))
     base = c.spawn(
         c.module_cmd("status_poller", str(prompts), str(base_dir), "--concurrency", conc),
@@ -108,11 +135,12 @@ def _one_point(tmp: Path, point: Point, sims: list[c.Simulator]) -> list[dict]:
     )
     results = [ours.wait(), base.wait()]
     mtimes = [c.mtimes_by_request(ours_dir), _baseline_mtimes(base_dir)]
-    out = []
-    for n, (sim, result, found) in enumerate(zip(sims, results, mtimes, strict=True)):
-        row = _measure(sim, result, found, point)
-        row["sim_ms"] = 1000 * (sim.cpu() - sim_cpu[n]) / point.jobs
-        out.append(row)
+    sims_cpu = [sim.cpu() - before for sim, before in zip(sims, sim_cpu, strict=True)]
+    out = [
+        _measure(sim, result, found, point) | {"sim_ms": 1000 * used / point.jobs}
+        for sim, result, found, used in zip(sims, results, mtimes, sims_cpu, strict=True)
+    ]
+    out[0]["machine"] = _where_cpu_went(machine, out, sims_cpu)
     return out
 
 
@@ -183,9 +211,23 @@ def report(f: dict) -> str:
         )
     title = "6. Polling at scale (batch_runner vs the 2-second /status poller, one run each)"
     text = c.table(title, header, rows)
+    text += "\n" + _cpu_table(f["rows"])
     met = sum(not _checks(p, o, b) for p, (o, b) in f["rows"])
     text += f"\nall targets met at {met} of {len(f['rows'])} points\n"
     return text
+
+
+def _cpu_table(rows: list) -> str:
+    """Where the two cores went during each point (/proc/stat and each process's rusage)."""
+    keys = ("busy", "ours", "poller", "sims", "irq", "other")
+    header = ["C", "latency", "capacity", "machine busy", "batch_runner", "poller", "simulators"]
+    header += ["kernel irq/softirq", "other (kernel, other processes)"]
+    out = []
+    for point, (ours, _) in rows:
+        m = ours["machine"]
+        cap = point.capacity or "unlimited"
+        out.append([point.inflight, point.label, cap, *(f"{100 * m[k]:.0f} %" for k in keys)])
+    return c.table("6b. Where the CPU went (share of all cores over each point)", header, out)
 
 
 def main() -> None:
