@@ -163,16 +163,24 @@ def test_a_queued_job_is_not_polled_before_the_queue_can_have_drained():
     assert planner.next_delay(u) < delay
 
 
-def test_blind_jobs_replan_once_learned_without_a_wave():
+def blind_then_learned(
+    n: int, later: float, duration: float
+) -> tuple[PollPlanner, list[PollTrack]]:
+    """`n` jobs planned blind together; `later` s on, the first of them completes in
+    `duration` s. Returns the others, still waiting for that news (`wake`)."""
     clock = Clock()
     planner = PollPlanner(clock=clock)
-    tracks = [planner.track(clock.now, clock.now) for _ in range(40)]
+    tracks = [planner.track(clock.now, clock.now) for _ in range(n)]
     for t in tracks:
         planner.next_delay(t)
-    clock.now += 12.0
-    planner.completed(tracks[0], 6.0)  # a probe: jobs this old should be done by now
+    clock.now += later
+    planner.completed(tracks[0], duration)
     assert planner.learned
-    woken = [t for t in tracks[P.PROBES :] if t.wake]
+    return planner, [t for t in tracks[P.PROBES :] if t.wake]
+
+
+def test_blind_jobs_replan_once_learned_without_a_wave():
+    planner, woken = blind_then_learned(40, 12.0, 6.0)  # they should be done by now
     delays = [planner.next_delay(t) for t in woken]
     assert woken and all(0 <= d <= P.WAVE_MAX for d in delays)
     assert len(set(delays)) == len(delays)  # staggered by phase
@@ -209,12 +217,6 @@ def test_a_job_seen_leaving_the_queue_is_timed_from_its_start():
 
 
 def test_the_spread_after_learning_is_short_for_short_jobs():
-    clock = Clock()
-    planner = PollPlanner(clock=clock)
-    tracks = [planner.track(clock.now, clock.now) for _ in range(20)]
-    for t in tracks:
-        planner.next_delay(t)
-    clock.now += 2.0
-    planner.completed(tracks[0], 1.0)  # one-second jobs: the late ones are asked within 0.1 s
-    delays = [planner.next_delay(t) for t in tracks[P.PROBES :]]
-    assert max(delays) <= P.WAVE * 1.0 + 1e-9
+    planner, woken = blind_then_learned(20, 2.0, 1.0)  # one-second jobs: asked within 0.1 s
+    delays = [planner.next_delay(t) for t in woken]
+    assert woken and max(delays) <= P.WAVE * 1.0 + 1e-9
