@@ -18,7 +18,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_jobs": "batch_runner.manifest.schema",
+    "load_jobs": "batch_runner.manifest.load",
     "JobSpec": "batch_runner.jobs",
     "JobRecord": "batch_runner.jobs",
     "JobState": "batch_runner.jobs",

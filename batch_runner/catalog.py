@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -207,3 +208,58 @@ def _str_or_none(value: Any) -> str | None:
 
 def _is_price(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+# --- what a job will be charged for (CONTRACT §6); shared by the estimate and the simulator ---
+
+
+def duration_seconds(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any]) -> float | None:
+    """Seconds a per-second job is priced at: its `duration` input, else the schema default;
+    a non-number such as "auto" counts as the largest number the schema allows (an upper
+    bound); None when the schema says nothing usable (no `duration` field)."""
+    prop = ((schema or {}).get("properties") or {}).get("duration")
+    if not isinstance(prop, dict):
+        return None
+    for value in (inputs.get("duration"), prop.get("default")):
+        seconds = _number(value)
+        if seconds is not None:
+            return seconds
+    bounds = [_number(v) for v in [*(prop.get("enum") or []), prop.get("maximum")]]
+    known = [b for b in bounds if b is not None]
+    return max(known) if known else None
+
+
+def max_outputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any]) -> int:
+    """Most files a per-output job may return: `max_images` when `sequential_image_generation`
+    is "auto" (or the model has `max_images` without that switch), `num_images`, else 1."""
+    props = (schema or {}).get("properties") or {}
+    if "sequential_image_generation" in props:
+        switch = props["sequential_image_generation"]
+        default = switch.get("default") if isinstance(switch, dict) else None
+        if inputs.get("sequential_image_generation", default) != "auto":
+            return 1
+        return _count(props, inputs, "max_images")
+    for name in ("num_images", "max_images"):
+        if name in props:
+            return _count(props, inputs, name)
+    return 1
+
+
+def _count(props: Mapping[str, Any], inputs: Mapping[str, Any], name: str) -> int:
+    prop = props.get(name) if isinstance(props.get(name), dict) else {}
+    value = _number(inputs.get(name, prop.get("default")))
+    return max(1, int(value)) if value is not None else 1
+
+
+def _number(value: Any) -> float | None:
+    """A non-negative number from an int, a float or a numeric string; None otherwise."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return None

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 from batch_runner import jsonenc
@@ -39,8 +41,28 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 
 
+# no request the API knows the job by: its next step is a submit
+WITHOUT_REQUEST = frozenset({S.PENDING, S.SUBMITTING, S.UNCERTAIN})
+
+
+class TransitionError(RuntimeError):
+    """A move the table does not allow: a bug of ours, stopped before the state file lies."""
+
+
 def can_move(old: JobState, new: JobState) -> bool:
     return new in TRANSITIONS[old]
+
+
+def check_move(old: JobState, new: JobState, who: str = "a job") -> JobState:
+    """`new`, if a job may go there from `old`: the one check every state change passes."""
+    if not can_move(old, new):
+        raise TransitionError(f"{who}: {old} → {new} is not a transition")
+    return new
+
+
+def current_request_id(state: JobState, request_ids: Sequence[str]) -> str | None:
+    """The id the API knows the job by: its last attempt's, unless it waits for a submit."""
+    return request_ids[-1] if request_ids and state not in WITHOUT_REQUEST else None
 
 
 @dataclass(frozen=True)
@@ -66,8 +88,9 @@ class JobSpec:
     source: Location | None = None
     sweep: int | None = None  # index of the sweep entry it came from, if any
 
-    @property
+    @cached_property
     def key(self) -> str:
+        """The job's identity (computed once: a spec's inputs are not changed after it is made)."""
         return job_key(self.model, self.inputs, self.copy)
 
 
@@ -103,8 +126,17 @@ class JobRecord:
     sweep: int | None = None
     source: str | None = None  # "file:line"
     reason: str | None = None  # why it failed / was cancelled / is uncertain
-    request_id: str | None = None  # the current attempt's id
     request_ids: list[str] = field(default_factory=list)  # every attempt's id, oldest first
     attempts: int = 0
     files: list[FileRecord] = field(default_factory=list)
     in_manifest: bool = True
+
+    @property
+    def request_id(self) -> str | None:
+        """The current attempt's id (None while the job waits for a submit)."""
+        return current_request_id(self.state, self.request_ids)
+
+    def move(self, state: JobState, reason: str | None = None) -> None:
+        """Change state, checked against TRANSITIONS (the caller records it in the state file)."""
+        self.state = check_move(self.state, state, f"job {self.index}")
+        self.reason = reason

@@ -1,7 +1,8 @@
-"""Run options: one dataclass, built from manifest `options:` and command-line flags (flags win)."""
+"""Run options: one dataclass, built in one place from layers of options (later layers win)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from batch_runner.errors import UsageError
 
 DEFAULT_API_BASE = "https://model-api.runcomfy.net"
+API_BASE_ENV = "RUNCOMFY_API_BASE"  # read by the command line, like a flag given every time
 REAL_DOWNLOAD_HOSTS = ["*.runcomfy.net", "*.runcomfy.com"]
 
 
@@ -47,7 +49,20 @@ class RunSettings:
     # options remembered in the state file so `resume RUN_DIR` behaves like the run
     STORED_KEYS = MANIFEST_KEYS + ("api_base", "simulate")
 
-    def apply(self, values: dict[str, Any], *, origin: str) -> None:
+    @classmethod
+    def from_layers(cls, *layers: tuple[str, Mapping[str, Any]]) -> RunSettings:
+        """The defaults, then each (origin, options) layer in turn, a later one winning.
+
+        A run's layers are its manifest's `options:` then the command line; a resume's (and a
+        cancel's) the settings stored in the state file then the command line. `origin` names
+        the layer in error messages.
+        """
+        settings = cls()
+        for origin, values in layers:
+            settings.apply(values, origin=origin)
+        return settings
+
+    def apply(self, values: Mapping[str, Any], *, origin: str) -> None:
         """Set options from a mapping (manifest options or stored meta), checking each value."""
         names = {f.name for f in fields(self)}
         for raw_key, value in values.items():

@@ -21,8 +21,15 @@ SIM_TOKEN = "sim-token"
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("RUNCOMFY_API_TOKEN", "RUNCOMFY_API_BASE"):
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    # the live-catalogue cache of each test is its own, never the user's ~/.cache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    for name in (
+        "RUNCOMFY_API_TOKEN",
+        "RUNCOMFY_TOKEN",
+        "RUNCOMFY_API_BASE",
+        "RUNCOMFY_ACCOUNT_BASE",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 

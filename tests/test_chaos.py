@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import read_metadata, run_cli, sim_env, spawn_cli, write_manifest
+from fastretry import spawn_fast
 from PIL import Image
 
 CHAOS_FLAGS = (
@@ -303,7 +304,8 @@ def test_bad_answers_mid_run_fail_only_their_jobs(make_sim, tmp_path, case, reas
     prompts = [f"Quick job {i}" for i in range(4)] + ["Slow job [sim:latency=4]"]
     manifest = write_manifest(tmp_path / "b.yaml", prompts)
     out = tmp_path / "run"
-    proc = spawn_cli("run", manifest, "--out", out, "--no-progress", "--json", env=sim_env(sim))
+    # retries at once: the bad answers are counted, not timed
+    proc = spawn_fast("run", manifest, "--out", out, "--no-progress", "--json", env=sim_env(sim))
     _wait_done(out, 4, proc)
     sim.post("/_sim/config", {"hostile": case})  # from now on every /result answer is bad
     stdout, stderr = proc.communicate(timeout=60)
@@ -313,6 +315,8 @@ def test_bad_answers_mid_run_fail_only_their_jobs(make_sim, tmp_path, case, reas
     assert summary["counts"] == {"done": 4, "failed": 1}
     (failure,) = summary["failures"]
     assert reason in failure["reason"] and failure["index"] == 5, failure
+    # an unreadable answer is asked again MAX_BAD_ANSWERS times; an unknown status is final
+    assert summary["retries"].get("bad_answer", 0) == (3 if case.startswith("non_json") else 0)
     _check_files(out, 4)
 
 

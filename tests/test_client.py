@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from urllib.parse import quote
 
+import aiohttp
 import pytest
 from aiohttp import web
 from localserver import Handler, Server  # noqa: F401
@@ -382,6 +383,7 @@ async def test_connection_refused_means_not_sent(session):
         await client.submit(MODEL, {"prompt": "x"})
     assert info.value.sent is False and info.value.kind == "dropped"
     assert TOKEN not in str(info.value)
+    assert isinstance(info.value.__cause__, aiohttp.ClientConnectorError)  # kept, not shown
 
 
 async def test_drop_after_reading_body_means_sent(serve, session):

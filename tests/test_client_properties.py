@@ -15,8 +15,9 @@ from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from batch_runner.api.answers import error_from_answer, parse_cancel, parse_poll, retry_after_from
+from batch_runner.api.answers import error_from_answer, parse_cancel, parse_poll
 from batch_runner.api.client import RunComfyClient
+from batch_runner.api.http import retry_after_from
 from batch_runner.errors import AccountError, ApiError
 
 KEYS = [

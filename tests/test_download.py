@@ -11,19 +11,21 @@ import tracemalloc
 import zlib
 from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from localserver import Handler, Server  # noqa: F401
 from PIL import Image
 
 from batch_runner.errors import DownloadError
-from batch_runner.outputs.download import Downloaded, HostPolicy, download
+from batch_runner.outputs.download import Downloaded, download
 from batch_runner.outputs.embed import (
     jpeg_com_segment,
     png_text_chunk,
     read_jpeg_comments,
     read_png_text,
 )
+from batch_runner.outputs.hosts import HostPolicy
 
 
 def image_bytes(fmt: str, size: tuple[int, int] = (32, 24)) -> bytes:
@@ -90,6 +92,21 @@ async def test_folders_in_names_are_created(serve, session, tmp_path):
     got = await fetch(session, base + "/f", tmp_path, name="sweep-1/fox/00001")
     assert got.path == tmp_path / "sweep-1" / "fox" / "00001.png" and got.path.is_file()
     assert got.name == "sweep-1/fox/00001.png"
+
+
+async def test_body_without_content_length(serve, session, tmp_path):
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for start in range(0, len(PNG), 50):  # small pieces: the head arrives in several
+            await resp.write(PNG[start : start + 50])
+        return resp
+
+    base, _ = await serve(chunked)
+    got = await fetch(session, base + "/f", tmp_path)
+    assert (got.bytes, got.sha256) == (len(PNG), hashlib.sha256(PNG).hexdigest())
+    assert got.path.read_bytes() == PNG and files_in(tmp_path) == ["00001-fox.png"]
 
 
 async def test_replaces_an_existing_file(serve, session, tmp_path):
@@ -191,6 +208,7 @@ async def test_connection_refused(session, tmp_path):
     with pytest.raises(DownloadError) as info:
         await fetch(session, f"http://127.0.0.1:{port}/f", tmp_path)
     assert info.value.kind == "dropped" and info.value.sent is False
+    assert isinstance(info.value.__cause__, aiohttp.ClientConnectorError)
 
 
 # ---- redirects and hosts ------------------------------------------------------------------
@@ -388,4 +406,25 @@ async def test_stalled_download_times_out_and_leaves_nothing(serve, session, tmp
         await fetch(session, base + "/f", tmp_path, timeout=0.3)
     assert info.value.kind == "timeout"
     assert time.monotonic() - started < 3
+    assert files_in(tmp_path) == []
+
+
+async def test_big_download_stalled_mid_stream_leaves_nothing(serve, session, tmp_path):
+    """Cancelled while chunks are being written on a worker thread: the part file goes too."""
+
+    async def stall(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": str(8 << 20)})
+        await resp.prepare(request)
+        await resp.write(PNG[:33] + bytes(3 << 20))
+        await asyncio.sleep(1.5)  # past the client's time limit
+        return resp
+
+    base, _ = await serve(stall)
+    task = asyncio.ensure_future(fetch(session, base + "/f", tmp_path, timeout=0.5))
+    while not task.done() and not list(tmp_path.glob("*.part")):
+        await asyncio.sleep(0.01)
+    assert list(tmp_path.glob("*.part"))  # it was being written when the time ran out
+    with pytest.raises(DownloadError) as info:
+        await task
+    assert info.value.kind == "timeout" and isinstance(info.value.__cause__, TimeoutError)
     assert files_in(tmp_path) == []

@@ -122,7 +122,7 @@ def test_export_from_the_state_streams_the_same_rows(tmp_path: Path, fmt: str):
         store.sync_jobs(JobSpec(r.model, r.inputs, meta=r.meta, vars=r.vars) for r in recs)
         for r in recs:
             for n, rid in enumerate(r.request_ids, 1):
-                store.record_request_id(r.index, n, rid)
+                store.record_request_id(r.index, JobState.QUEUED, n, rid)
             for f in r.files:
                 store.record_file(r.index, f)
             store.set_state(r.index, r.state, r.reason)

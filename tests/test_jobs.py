@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from batch_runner.jobs import JobState, can_move, job_key
+from batch_runner import jobs, load_jobs
+from batch_runner.jobs import JobSpec, JobState, can_move, job_key
 
 S = JobState
 
@@ -29,3 +30,33 @@ def test_keys_depend_on_model_inputs_and_copy_only():
     assert a == job_key("m", {"resolution": "2K", "prompt": "x"}, 0)
     assert a != job_key("m", {"prompt": "x", "resolution": "2K"}, 1)
     assert a != job_key("n", {"prompt": "x", "resolution": "2K"}, 0)
+
+
+def test_a_spec_hashes_its_key_once(monkeypatch):
+    calls = []
+    real = jobs.job_key
+    monkeypatch.setattr(jobs, "job_key", lambda *a: calls.append(a) or real(*a))
+    spec = JobSpec("m", {"prompt": "x"}, copy=2)
+    assert spec.key == spec.key == real("m", {"prompt": "x"}, 2)
+    assert len(calls) == 1
+
+
+def test_duplicates_are_found_by_the_key_itself(tmp_path):
+    """Same inputs (as the key sees them) are further copies; different ones are not, even
+    where Python's equality says otherwise (NaN is not equal to itself, -0.0 equals 0.0)."""
+    manifest = tmp_path / "d.yaml"
+    manifest.write_text(
+        "model: acme/no-schema\njobs:\n"
+        "  - {prompt: a, weight: .nan}\n  - {prompt: a, weight: .nan}\n"
+        "  - {prompt: b, weight: 0.0}\n  - {prompt: b, weight: -0.0}\n",
+        encoding="utf-8",
+    )
+    found = load_jobs(manifest)
+    assert [(j.inputs["prompt"], j.copy) for j in found.jobs] == [
+        ("a", 0),
+        ("a", 1),
+        ("b", 0),
+        ("b", 0),
+    ]
+    assert len({j.key for j in found.jobs}) == 4  # every job reaches the state file
+    assert sum("same inputs" in w for w in found.warnings) == 1

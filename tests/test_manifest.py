@@ -6,7 +6,8 @@ import pytest
 
 from batch_runner.errors import ManifestError
 from batch_runner.jobs import Location
-from batch_runner.manifest.read import DEFAULT_MODEL, load_manifest, read_manifest
+from batch_runner.manifest.read import load_manifest, read_manifest
+from batch_runner.manifest.rows import DEFAULT_MODEL
 
 
 def write(tmp_path, name, content):

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batch_runner.errors import ManifestError
-from batch_runner.manifest.schema import load_jobs
+from batch_runner.manifest.load import load_jobs
 
 SUFFIXES = [".yaml", ".csv", ".jsonl"]
 PROPERTIES = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -7,12 +7,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from batch_runner.errors import UsageError
-from batch_runner.outputs.naming import (
+from batch_runner.jobs import JobSpec
+from batch_runner.manifest.naming import (
     DEFAULT_TEMPLATE,
+    Token,
     check_template,
     find_collisions,
+    job_file_name,
+    name_clashes,
     render_name,
     slugify,
+    template_tokens,
 )
 
 
@@ -173,3 +178,50 @@ def test_any_template_and_prompt_give_a_safe_name_or_a_usage_error(template, pro
     except UsageError:
         return
     assert_safe(result)
+
+
+def test_the_tokenizer_splits_text_fields_and_marks():
+    tokens = list(template_tokens("{{a}}-{index:05d}[-{k}]/{my-field}}"))
+    assert tokens == [
+        Token("text", "{"),
+        Token("text", "a"),
+        Token("text", "}"),
+        Token("text", "-"),
+        Token("field", "index", "05d"),
+        Token("mark", "["),
+        Token("text", "-"),
+        Token("field", "k", None),
+        Token("mark", "]"),
+        Token("text", "/"),
+        Token("field", "my-field", None),
+        Token("mark", "}"),
+    ]
+    # sweep vars are identifiers: there `{my-field}` is text, brace by brace
+    assert [t.kind for t in template_tokens("{my-field}", hyphens=False)] == [
+        "mark",
+        "text",
+        "mark",
+    ]
+
+
+def test_job_file_name_uses_the_jobs_fields_and_its_output_format():
+    job = JobSpec("m", {"prompt": "A red fox", "output_format": "jpeg"}, vars={"style": "ink"})
+    assert (
+        job_file_name("{style}/{index:03d}-{slug}.{ext}", job, index=7) == "ink/007-a-red-fox.jpeg"
+    )
+    assert job_file_name(DEFAULT_TEMPLATE, job, index=1, k=2, n_files=2, ext="png") == (
+        "00001-a-red-fox-2.png"
+    )
+
+
+def test_name_clashes_gives_the_jobs_that_clash_and_those_that_cannot_be_named():
+    jobs = [
+        JobSpec("m", {"prompt": "Fox"}),
+        JobSpec("m", {"prompt": "owl", "size": 2}),
+        JobSpec("m", {"prompt": "fox"}, copy=1),
+    ]
+    clashes, failed = name_clashes("{slug}.{ext}", enumerate(jobs, 1))
+    assert clashes == [(jobs[0], jobs[2], "fox.png")] and failed == []
+    clashes, failed = name_clashes("{size}.{ext}", enumerate(jobs, 1))
+    assert clashes == [] and [job for job, _ in failed] == [jobs[0], jobs[2]]
+    assert "{size} is not an input or var" in failed[0][1]

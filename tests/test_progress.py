@@ -3,39 +3,38 @@
 from __future__ import annotations
 
 from batch_runner.run import progress
-from batch_runner.run.lifecycle import Tracker
-from batch_runner.run.progress import Progress
+from batch_runner.run.progress import Progress, Tally
 
 
 def test_progress_lines_go_to_stderr_when_stdout_is_not_a_terminal(monkeypatch, capsys):
     monkeypatch.setattr(progress, "LOG_EVERY", 0.0)  # a line for every event
-    tracker = Tracker()
-    shown = Progress(tracker, total=2, to_submit=2, enabled=True)  # pytest's stdout: no tty
+    tally = Tally()
+    shown = Progress(tally, total=2, to_submit=2, enabled=True)  # pytest's stdout: no tty
     assert shown.bars == {}
-    tracker.submitted = 1
-    tracker.emit("submitted")
-    tracker.finished, tracker.files, tracker.bytes = 1, 1, 2_500_000
-    tracker.emit("file")
+    tally.count_submitted()
+    tally.count_finished()
+    tally.count_file(2_500_000)
     shown.close()
     out, err = capsys.readouterr()
     assert out == ""
     lines = err.splitlines()
     assert lines[0] == "progress: 1 submitted, 0/2 finished, 0 files (0.0 MB)"
     assert lines[-1] == "progress: 1 submitted, 1/2 finished, 1 files (2.5 MB)"
+    assert len(lines) == 3  # one per count
 
 
 def test_progress_lines_wait_for_their_interval(monkeypatch, capsys):
     monkeypatch.setattr(progress, "LOG_EVERY", 3600.0)
-    tracker = Tracker()
-    Progress(tracker, total=5, to_submit=5, enabled=True)
+    tally = Tally()
+    Progress(tally, total=5, to_submit=5, enabled=True)
     for _ in range(5):
-        tracker.emit("submitted")
+        tally.count_submitted()
     assert capsys.readouterr().err == ""
 
 
 def test_no_progress_means_no_listener_and_no_output(capsys):
-    tracker = Tracker()
-    Progress(tracker, total=3, to_submit=3, enabled=False)
-    tracker.emit("submitted")
-    assert tracker.listeners == []
+    tally = Tally()
+    Progress(tally, total=3, to_submit=3, enabled=False)
+    tally.count_submitted()
+    assert tally.listeners == []
     assert capsys.readouterr() == ("", "")

@@ -269,7 +269,7 @@ def _store_with(tmp_path: Path, recs: list[JobRecord]):
     store.sync_jobs(specs)
     for r in recs:
         if r.state is JobState.DONE:
-            store.record_request_id(r.index, 1, f"rid-{r.index}")
+            store.record_request_id(r.index, JobState.QUEUED, 1, f"rid-{r.index}")
             for f in r.files:
                 store.record_file(r.index, f)
         store.set_state(r.index, r.state, r.reason)

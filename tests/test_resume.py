@@ -115,6 +115,31 @@ def test_sigint_once_drains_in_flight_and_submits_nothing_new(make_sim, tmp_path
     _check_files(out, 40)
 
 
+def test_a_generation_failing_while_stopping_is_submitted_again_on_resume(make_sim, tmp_path):
+    """It waits as pending with no current request: the resume sends it again (the failed
+    attempt's id is history, never polled again), until --retries is used up."""
+    sim = make_sim("--latency", "0.6", "--image-scale", "0.02")
+    manifest = write_manifest(tmp_path / "f.yaml", [f"doomed {i} [sim:fail]" for i in range(2)])
+    out = tmp_path / "run"
+    env = sim_env(sim)
+    proc = spawn_cli("run", manifest, "--out", out, "--retries", "2", "--no-progress", env=env)
+    _wait_submitted(sim, 2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    status = json.loads(run_cli("status", out, "--json").stdout)
+    assert status["counts"] == {"pending": 2} and status["retries"] == {"generation_failed": 2}
+
+    res = run_cli("resume", out, "--json", "--no-progress", env=env)
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["counts"] == {"failed": 2}
+    assert summary["retries"] == {"generation_failed": 4}
+    assert sim.stats()["submitted"] == 6  # three attempts each, none polled twice
+    ids = {job["request_id"] for job in sim.jobs()}
+    assert {f["request_id"] for f in summary["failures"]} <= ids
+
+
 def test_sigint_twice_exits_at_once_then_resume_completes(make_sim, tmp_path):
     sim = make_sim("--latency", "2:3", "--image-scale", "0.02")
     manifest = write_manifest(tmp_path / "q.yaml", [f"quit job {i}" for i in range(12)])

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import SIM_TOKEN, read_metadata, run_cli, sim_env, spawn_cli, write_manifest
+from fastretry import run_fast
 from PIL import Image
 
 PROMPTS = [f"A watercolour of lighthouse number {i}" for i in range(8)]
@@ -151,7 +152,7 @@ def test_http_200_error_bodies_are_retried(make_sim, tmp_path):
         "--latency", "0.05", "--image-scale", "0.02", "--error-rate", "0.3", "--seed", "7"
     )
     manifest = write_manifest(tmp_path / "e.yaml", [f"error probe {i}" for i in range(12)])
-    res = run_cli("run", manifest, "--out", tmp_path / "run", "--json", env=sim_env(sim))
+    res = run_fast("run", manifest, "--out", tmp_path / "run", "--json", env=sim_env(sim))
     assert res.returncode == 0, res.stderr
     stats = sim.stats()
     assert stats["faults"].get("error_200", 0) > 0

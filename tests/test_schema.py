@@ -6,8 +6,9 @@ import pytest
 
 from batch_runner.errors import ManifestError, UsageError
 from batch_runner.jobs import JobSpec, Location
-from batch_runner.manifest.read import DEFAULT_MODEL
-from batch_runner.manifest.schema import load_jobs, load_schema, validate_jobs
+from batch_runner.manifest.load import load_jobs
+from batch_runner.manifest.rows import DEFAULT_MODEL
+from batch_runner.manifest.schema import load_schema, validate_jobs
 
 ALLOWED_RESOLUTIONS = (
     "2K, 3K, 2048x2048 (1:1), 2304x1728 (4:3), 1728x2304 (3:4), 2848x1600 (16:9), "

@@ -1,23 +1,20 @@
 """RunComfy answers: pure parsing of every reply into our records or our errors.
 
 No I/O here; the property tests feed it random data. An answer that is not what the API
-documents becomes `ApiError(kind="bad_answer")`, never a KeyError or TypeError.
+documents becomes `ApiError(kind=ErrorKind.BAD_ANSWER)`, never a KeyError or TypeError.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from batch_runner.api.policy import RETRY_AFTER_CAP
-from batch_runner.errors import AccountError, ApiError, TransportError
+from batch_runner.api.http import per_origin
+from batch_runner.errors import AccountError, ApiError, ErrorKind, TransportError
 
 
 @dataclass(frozen=True)
@@ -75,7 +72,10 @@ _TEXT_CAP = 300
 def bad_answer(message: str, request_id: str | None, status: int | None = None) -> ApiError:
     """A well-formed answer with the wrong shape (missing fields, wrong types)."""
     return ApiError(
-        f"unexpected answer: {message}", status=status, request_id=request_id, kind="bad_answer"
+        f"unexpected answer: {message}",
+        status=status,
+        request_id=request_id,
+        kind=ErrorKind.BAD_ANSWER,
     )
 
 
@@ -127,20 +127,20 @@ def _error_message(body: Any, raw: bytes) -> str:
     return _short(raw[:_TEXT_CAP].decode("utf-8", errors="replace").strip()) if raw else ""
 
 
-def _kind(status: int, code: int | None) -> str:
+def _kind(status: int, code: int | None) -> ErrorKind:
     if code == 404001:
-        return "expired"
+        return ErrorKind.EXPIRED
     if status == 429 or (code is not None and code // 1000 == 429):
-        return "429"
+        return ErrorKind.THROTTLED
     if status >= 500:
-        return "5xx"
+        return ErrorKind.HTTP_5XX
     if status >= 400:
-        return "4xx"
+        return ErrorKind.HTTP_4XX
     if code is not None and 500000 <= code < 600000:
-        return "5xx"
+        return ErrorKind.HTTP_5XX
     if code is not None and 400000 <= code < 500000:
-        return "4xx"
-    return "error200" if 200 <= status < 300 else "bad_answer"
+        return ErrorKind.HTTP_4XX
+    return ErrorKind.ERROR_200 if 200 <= status < 300 else ErrorKind.BAD_ANSWER
 
 
 def error_from_answer(
@@ -156,7 +156,7 @@ def error_from_answer(
                 f"HTTP {status} answer is not JSON",
                 status=status,
                 request_id=request_id,
-                kind="bad_answer",
+                kind=ErrorKind.BAD_ANSWER,
             )
         if not isinstance(body, dict):
             return bad_answer("not a JSON object", request_id, status)
@@ -180,37 +180,6 @@ def error_from_answer(
     )
 
 
-def _seconds(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    value = float(value)
-    return min(value, RETRY_AFTER_CAP) if math.isfinite(value) and value >= 0 else None
-
-
-def _header_seconds(header: str) -> float | None:
-    try:
-        return _seconds(float(header))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(header)
-        return _seconds(max(0.0, when.timestamp() - time.time()))
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return None
-
-
-def retry_after_from(headers: Any, body: Any) -> float | None:
-    """Seconds the server asked us to wait: Retry-After (seconds or HTTP date) or `retry_after`."""
-    found = []
-    header = headers.get("Retry-After") if headers is not None else None
-    if isinstance(header, str):
-        found.append(_header_seconds(header.strip()))
-    if isinstance(body, dict):
-        found.append(_seconds(body.get("retry_after")))
-    values = [v for v in found if v is not None]
-    return max(values) if values else None
-
-
 def _status(body: dict, request_id: str) -> str:
     raw = body.get("status")
     if not isinstance(raw, str):
@@ -219,7 +188,9 @@ def _status(body: dict, request_id: str) -> str:
     status = _ALIASES.get(status, status)
     if status not in STATUSES:
         raise ApiError(
-            f"unknown status {_short(raw)[:80]!r}", request_id=request_id, kind="unknown_status"
+            f"unknown status {_short(raw)[:80]!r}",
+            request_id=request_id,
+            kind=ErrorKind.UNKNOWN_STATUS,
         )
     return status
 
@@ -259,28 +230,6 @@ def _has_web_origin(value: str) -> bool:
 
 
 _WEB_ORIGINS: dict[tuple[str, str], bool] = {}
-
-
-def per_origin(memo: dict[tuple[str, str], bool], url: str, decide: Callable[[str], bool]) -> bool:
-    """`decide(url)`, remembered in `memo` by the URL's origin (`url_origin`): for a decision
-    that depends on nothing but scheme, host, port and user. At most 1,024 origins are kept."""
-    origin = url_origin(url)
-    if origin is None:
-        return decide(url)
-    known = memo.get(origin)
-    if known is None:
-        known = decide(url)
-        if len(memo) < 1024:
-            memo[origin] = known
-    return known
-
-
-def url_origin(url: str) -> tuple[str, str] | None:
-    """("https:", "host:port") for "https://host:port/...": the text before the third "/",
-    which alone decides a URL's scheme, host, port and user (as urlsplit reads them); None
-    when the URL does not start that way."""
-    parts = url.split("/", 3)
-    return (parts[0], parts[2]) if len(parts) >= 3 and not parts[1] else None
 
 
 def _outputs(output: Any, request_id: str, max_outputs: int) -> list[str]:

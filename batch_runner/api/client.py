@@ -1,8 +1,8 @@
 """The RunComfy Model API client: four calls, every answer checked, every failure translated.
 
-aiohttp errors are turned into ours here and nowhere else: `AccountError` for a rejected
-token or missing credits, `ApiError` (with `kind`, used by `policy.classify`) for an answer
-that is an error, `TransportError` when there is no usable answer.
+aiohttp errors become ours here and nowhere else (`_translated`): `AccountError` for a
+rejected token or missing credits, `ApiError` (with a `kind`, used by `policy.classify`) for
+an answer that is an error, `TransportError` when there is no usable answer.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from batch_runner.api.answers import (
     json_or_none,
     parse_cancel,
     parse_poll,
-    retry_after_from,
     usable_id,
 )
 from batch_runner.api.deadlines import Deadlines
-from batch_runner.errors import ApiError, TransportError
+from batch_runner.api.http import retry_after_from
+from batch_runner.errors import ApiError, ErrorKind, TransportError
 
 if TYPE_CHECKING:
     from batch_runner.api.limits import RateLimiter
@@ -132,29 +132,16 @@ class RunComfyClient:
                 ) as resp:
                     raw = await _read_capped(resp, self._max_body)
                     return resp.status, resp.headers, raw
-        except aiohttp.ClientConnectorError as exc:
-            raise _transport(f"cannot connect to the API: {exc.os_error or exc}", False) from None
-        except ConnectionRefusedError:
-            raise _transport("cannot connect to the API: connection refused", False) from None
-        except aiohttp.ConnectionTimeoutError:
-            raise _transport("timed out connecting to the API", False, "timeout") from None
-        except TimeoutError:
-            raise _transport("timed out waiting for the API's answer", True, "timeout") from None
-        except aiohttp.ClientPayloadError:
-            raise _transport("the API's answer was cut short", True) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise _transport(f"connection lost: {type(exc).__name__}", True) from None
+        except (aiohttp.ClientError, OSError) as exc:  # TimeoutError is an OSError
+            raise _translated(exc) from exc
 
     def _check(self, status: int, headers: Any, raw: bytes, request_id: str | None) -> dict:
         body = json_or_none(raw)
-        if 200 <= status < 300 and type(body) is dict and body.get("error_code") is None:
-            if self._limiter is not None:
-                self._limiter.on_success()
-            return body  # the usual answer: nothing to look for beyond this
-        error = error_from_answer(status, body, raw, request_id, retry_after_from(headers, body))
+        retry_after = retry_after_from(headers, body)
+        error = error_from_answer(status, body, raw, request_id, retry_after)
         if self._limiter is not None:
             if status == 429:
-                self._limiter.on_throttled(retry_after_from(headers, body))
+                self._limiter.on_throttled(retry_after)
             else:
                 self._limiter.on_success()
         if error is not None:
@@ -173,11 +160,27 @@ _PLAIN_ID = re.compile(r"[A-Za-z0-9_.~-]+")
 def _model_path(model: str) -> str:
     parts = model.split("/") if isinstance(model, str) else [""]
     if any(p in ("", ".", "..") for p in parts):
-        raise ApiError(f"invalid model path {model!r}", sent=False, kind="4xx")
+        raise ApiError(f"invalid model path {model!r}", sent=False, kind=ErrorKind.HTTP_4XX)
     return "/".join(quote(p, safe="") for p in parts)
 
 
-def _transport(message: str, sent: bool, kind: str = "dropped") -> TransportError:
+def _translated(exc: OSError | aiohttp.ClientError) -> TransportError:
+    """The one place an aiohttp or socket error of an API call becomes ours."""
+    dropped, timeout = ErrorKind.DROPPED, ErrorKind.TIMEOUT
+    match exc:
+        case aiohttp.ClientConnectorError():
+            reason = exc.os_error or exc
+            message, sent, kind = f"cannot connect to the API: {reason}", False, dropped
+        case ConnectionRefusedError():
+            message, sent, kind = "cannot connect to the API: connection refused", False, dropped
+        case aiohttp.ConnectionTimeoutError():
+            message, sent, kind = "timed out connecting to the API", False, timeout
+        case TimeoutError():
+            message, sent, kind = "timed out waiting for the API's answer", True, timeout
+        case aiohttp.ClientPayloadError():
+            message, sent, kind = "the API's answer was cut short", True, dropped
+        case _:
+            message, sent, kind = f"connection lost: {type(exc).__name__}", True, dropped
     return TransportError(message, sent=sent, kind=kind)
 
 
@@ -186,7 +189,9 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
     length = resp.content_length
     if length is not None and length > cap:
         raise TransportError(
-            f"answer too large ({length} bytes > {cap})", status=resp.status, kind="bad_answer"
+            f"answer too large ({length} bytes > {cap})",
+            status=resp.status,
+            kind=ErrorKind.BAD_ANSWER,
         )
     if length is not None:  # the usual case: one read of a known, allowed size
         return await resp.read()
@@ -196,7 +201,7 @@ async def _read_capped(resp: aiohttp.ClientResponse, cap: int) -> bytes:
         size += len(chunk)
         if size > cap:
             raise TransportError(
-                f"answer too large (> {cap} bytes)", status=resp.status, kind="bad_answer"
+                f"answer too large (> {cap} bytes)", status=resp.status, kind=ErrorKind.BAD_ANSWER
             )
         chunks.append(chunk)
     return b"".join(chunks)

@@ -73,5 +73,5 @@ class _Limit:
         if self.expired:
             others = self.task.uncancel()  # take back our cancellation
             if exc_type is asyncio.CancelledError and not others:
-                raise TimeoutError(f"no answer within {self._seconds:g} s") from None
+                raise TimeoutError(f"no answer within {self._seconds:g} s") from exc
         return False

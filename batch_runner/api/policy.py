@@ -28,7 +28,14 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
-from batch_runner.errors import AccountError, ApiError, DownloadError, TransportError
+from batch_runner.errors import (
+    AccountError,
+    ApiError,
+    DownloadError,
+    ErrorKind,
+    RemoteError,
+    TransportError,
+)
 
 RETRY_AFTER_CAP = 300.0  # a server asking for more than 5 minutes is probably wrong
 
@@ -51,15 +58,28 @@ class Decision:
     delay: float | None = None
 
 
-_RETRYABLE_GET = frozenset({"429", "5xx", "dropped", "timeout"})
-_DOWNLOAD_RETRY = frozenset({"truncated", "dropped", "timeout", "5xx", "429"})
+_RETRYABLE_GET = frozenset(
+    {ErrorKind.THROTTLED, ErrorKind.HTTP_5XX, ErrorKind.DROPPED, ErrorKind.TIMEOUT}
+)
+_AMBIGUOUS_SUBMIT = frozenset(
+    {ErrorKind.DROPPED, ErrorKind.TIMEOUT, ErrorKind.BAD_ANSWER, ErrorKind.UNKNOWN_STATUS}
+)
+_DOWNLOAD_RETRY = frozenset(
+    {
+        ErrorKind.TRUNCATED,
+        ErrorKind.DROPPED,
+        ErrorKind.TIMEOUT,
+        ErrorKind.HTTP_5XX,
+        ErrorKind.THROTTLED,
+    }
+)
 
 
-def _cause(error: ApiError) -> str:
+def _cause(error: RemoteError) -> str:
     if error.kind:
         return error.kind
     if error.status is not None:
-        return "5xx" if error.status >= 500 else "4xx"
+        return ErrorKind.HTTP_5XX if error.status >= 500 else ErrorKind.HTTP_4XX
     return "error"
 
 
@@ -67,37 +87,35 @@ def _classify_submit(error: ApiError) -> Action:
     kind, status = error.kind, error.status
     if isinstance(error, TransportError) and not error.sent:
         return Action.RETRY  # refused before the body left: nothing was created
-    if kind == "429" or status == 408:
+    if kind == ErrorKind.THROTTLED or status == 408:
         return Action.RETRY
-    if kind == "5xx":
+    if kind == ErrorKind.HTTP_5XX:
         # a RunComfy error body on 500/503 means the server refused the job; 502/504 come from
         # a gateway that may have forwarded it, and a bare 5xx says nothing either way
         if error.error_code is not None and status not in (502, 504):
             return Action.RETRY
         return Action.AMBIGUOUS
-    if kind in ("dropped", "timeout", "bad_answer", "unknown_status") or isinstance(
-        error, TransportError
-    ):
+    if kind in _AMBIGUOUS_SUBMIT or isinstance(error, TransportError):
         return Action.AMBIGUOUS
     return Action.FAIL
 
 
 def _classify_poll(error: ApiError) -> Action:
     kind = error.kind
-    if kind == "expired" or error.error_code == 404001:
+    if kind == ErrorKind.EXPIRED or error.error_code == 404001:
         return Action.EXPIRED
     if kind in _RETRYABLE_GET or error.status == 408:
         return Action.RETRY
     # the job exists (and may be paid for): a strange answer is worth asking again, a bounded
     # number of times, before giving the job up
-    if kind == "bad_answer":
+    if kind == ErrorKind.BAD_ANSWER:
         return Action.RETRY
     return Action.FAIL
 
 
-def _classify_download(error: ApiError) -> Action:
+def _classify_download(error: RemoteError) -> Action:
     kind = error.kind
-    if kind == "expired_url" or error.status in (403, 404, 410):
+    if kind == ErrorKind.EXPIRED_URL or error.status in (403, 404, 410):
         return Action.REFRESH
     if kind in _DOWNLOAD_RETRY:
         return Action.RETRY
@@ -107,7 +125,7 @@ def _classify_download(error: ApiError) -> Action:
 def _classify_other(error: BaseException, op: str) -> Decision:
     if isinstance(error, TimeoutError | asyncio.TimeoutError):
         action = Action.AMBIGUOUS if op == "submit" else Action.RETRY
-        return Decision(action, "timeout")
+        return Decision(action, ErrorKind.TIMEOUT)
     if isinstance(error, OSError) and error.errno == errno.ENOSPC:
         return Decision(Action.STOP, "disk_full")
     if isinstance(error, OSError):
@@ -119,16 +137,17 @@ def classify(error: BaseException, op: str) -> Decision:
     """Decide what to do after `error` from `op`: "submit", "poll", "cancel" or "download"."""
     if isinstance(error, AccountError):
         return Decision(Action.STOP, "account")
-    if not isinstance(error, ApiError):
+    if not isinstance(error, RemoteError):
         return _classify_other(error, op)
-    if op == "submit":
-        action = _classify_submit(error)
-    elif op == "download" or isinstance(error, DownloadError):
-        action = _classify_download(error)
-    elif op in ("poll", "cancel"):
-        action = _classify_poll(error)
-    else:
-        raise ValueError(f"unknown operation {op!r}")
+    match op, error:
+        case ("download", _) | (_, DownloadError()):
+            action = _classify_download(error)
+        case ("submit", ApiError()):
+            action = _classify_submit(error)
+        case ("poll" | "cancel", ApiError()):
+            action = _classify_poll(error)
+        case _:
+            raise ValueError(f"unknown operation {op!r} for {type(error).__name__}")
     delay = error.retry_after if action is Action.RETRY else None
     return Decision(action, _cause(error), delay)
 
@@ -139,8 +158,20 @@ def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.R
     return rng.uniform(0.0, min(cap, base * 2.0**exponent))
 
 
+_testing = False
+
+
+def set_testing(testing: bool) -> None:
+    """Tests only (as stamina's `set_testing`): every retry delay is 0, so retries follow at
+    once; what is retried, how often and why stays the same."""
+    global _testing
+    _testing = testing
+
+
 def retry_delay(error: BaseException, attempt: int, rng: random.Random) -> float:
     """The backoff for `attempt`, but never sooner than a Retry-After the server asked for."""
+    if _testing:
+        return 0.0
     delay = backoff(attempt, rng=rng)
     retry_after = getattr(error, "retry_after", None)
     if isinstance(retry_after, int | float) and math.isfinite(retry_after) and retry_after > 0:

@@ -1,22 +1,25 @@
-"""One function per command; each returns an exit code. Parsing lives in cli.py."""
+"""One function per command; each returns an exit code. Parsing lives in cli/main.py."""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from batch_runner.cli import main as cli
+from batch_runner.cli.console import print_json, run_async, say
 from batch_runner.cli.formatting import format_preview, format_summary
+from batch_runner.cli.token import read_token
 from batch_runner.errors import StateError, UsageError
 from batch_runner.run.lock import RunLock
-from batch_runner.settings import RunSettings, default_run_dir
-from batch_runner.store.state import StateStore
+from batch_runner.settings import API_BASE_ENV, RunSettings, default_run_dir
+from batch_runner.store.state import STATE_FILE, StateStore
 
 if TYPE_CHECKING:
-    from batch_runner.errors import Problem
-    from batch_runner.manifest.read import Manifest
+    from batch_runner.manifest.expand import Expansion
+    from batch_runner.run.runner import RunInput
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -33,23 +36,43 @@ def dispatch(args: argparse.Namespace) -> int:
     return handler(args)
 
 
-def _say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+# ---- settings, manifests, run directories ----------------------------------------------------
 
 
-# ---- run / resume ---------------------------------------------------------------------------
+def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dict[str, Any]:
+    """The options given on the command line, as the top layer of RunSettings.from_layers."""
+    flags = {
+        key: getattr(args, key)
+        for key in RunSettings.MANIFEST_KEYS
+        if getattr(args, key, None) is not None
+    }
+    simulate = getattr(args, "simulate", None)
+    if simulate:
+        flags["simulate"] = True
+    if hasattr(args, "api_base"):  # the commands that talk to an API
+        api_base = args.api_base or (os.environ.get(API_BASE_ENV) if base_from_env else None)
+        if api_base:  # another API than the stored one: the stored simulator no longer applies
+            flags |= {"api_base": api_base, "simulate": bool(simulate)}
+    if hasattr(args, "no_progress"):
+        flags["progress"] = not args.no_progress and not args.json
+        flags["json"] = args.json
+    return flags
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> tuple[Expansion, RunSettings]:
+    """The offline pipeline of `run` and `validate`: the manifest's jobs, and the settings its
+    `options:` and the command line give (read first: --max-jobs etc. shape the checks)."""
     from batch_runner.manifest.expand import parse_set
+    from batch_runner.manifest.load import load_jobs
     from batch_runner.manifest.read import read_manifest
-    from batch_runner.manifest.schema import load_jobs
-    from batch_runner.run.runner import RunInput
 
     overrides = parse_set(args.set)
     parsed = read_manifest(args.manifest)
-    options = _manifest_options(parsed)  # first, so --max-jobs etc. shape the validation
-    settings = cli.settings_from(args, layers=[("manifest options", options)])
+    options = parsed[0].options if parsed[0] is not None else {}  # problems: load_jobs says
+    options = {k: v for k, v in options.items() if k != "out"}
+    settings = RunSettings.from_layers(
+        ("manifest options", options), ("command line", command_line(args))
+    )
     expansion = load_jobs(
         args.manifest,
         overrides=overrides,
@@ -58,65 +81,69 @@ def cmd_run(args: argparse.Namespace) -> int:
         parsed=parsed,
     )
     for warning in expansion.warnings:
-        _say(f"warning: {warning}")
-    token = cli.read_token(args, settings)
+        say(f"warning: {warning}")
+    return expansion, settings
+
+
+@contextlib.contextmanager
+def open_store(run_dir: Path, *, readonly: bool = True, hint: str = "") -> Iterator[StateStore]:
+    """The state file of a finished or running run directory (never created here), closed after."""
+    if not (run_dir / STATE_FILE).is_file():
+        raise StateError(f"{run_dir}: no state file here ({STATE_FILE} is missing){hint}")
+    store = StateStore.open(run_dir, readonly=readonly)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _token(args: argparse.Namespace, settings: RunSettings) -> str | None:
+    return None if settings.simulate else read_token(args.token_file)
+
+
+# ---- run / resume ---------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from batch_runner.run.runner import RunInput
+
+    expansion, settings = _load(args)
+    token = _token(args, settings)
     run_dir = args.out or Path(str(expansion.options.get("out") or default_run_dir(args.manifest)))
-    _say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
+    say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
     inp = RunInput(run_dir, settings, token, expansion.jobs, args.manifest)
-    del expansion  # the run input holds the jobs only until they are in the state file
     return _execute(inp, args)
-
-
-def _manifest_options(parsed: tuple[Manifest | None, list[Problem]]) -> dict:
-    """The manifest's `options:` (without `out`); problems are reported later by load_jobs."""
-    manifest = parsed[0]
-    options = manifest.options if manifest is not None else {}
-    return {k: v for k, v in options.items() if k != "out"}
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from batch_runner.run.runner import RunInput
 
-    run_dir: Path = args.run_dir
-    if not (run_dir / "state.db").is_file():
-        raise StateError(f"{run_dir}: no state file here (state.db is missing); nothing to resume")
-    store = StateStore.open(run_dir, readonly=True)
-    try:
+    with open_store(args.run_dir, hint="; nothing to resume") as store:
         stored = store.get_meta("settings", {}) or {}
-        settings = cli.settings_from(args, layers=[("state file", stored)])
+        settings = RunSettings.from_layers(
+            ("state file", stored), ("command line", command_line(args))
+        )
         if args.name_template:
             _check_template(args.name_template, store)
-    finally:
-        store.close()
-    token = cli.read_token(args, settings)
-    return _execute(RunInput(run_dir, settings, token), args)
+    token = _token(args, settings)
+    return _execute(RunInput(args.run_dir, settings, token), args)
 
 
 def _check_template(template: str, store: StateStore) -> None:
     """A new --name-template must fit every job of the run before anything is downloaded."""
-    from batch_runner.outputs.naming import check_template, find_collisions, render_name
+    from batch_runner.manifest.naming import check_template, name_clashes
 
     check_template(template)
-    names = {}
-    for job in store.jobs(with_files=False):
-        ext = str(job.inputs.get("output_format", "png"))
-        names[job.key] = render_name(
-            template,
-            index=job.index,
-            key=job.key,
-            inputs=job.inputs,
-            vars=job.vars,
-            k=1,
-            n_files=1,
-            ext=ext,
-        )
-    clashes = find_collisions(names)
+    jobs = store.jobs(with_files=False)
+    clashes, failed = name_clashes(template, ((job.index, job) for job in jobs))
+    if failed:
+        raise UsageError(failed[0][1])
     if clashes:
         a, b, name = clashes[0]
-        raise UsageError(f"--name-template gives jobs {a} and {b} the same name '{name}'")
+        raise UsageError(f"--name-template gives jobs {a.key} and {b.key} the same name '{name}'")
 
 
-def _execute(inp, args: argparse.Namespace) -> int:
+def _execute(inp: RunInput, args: argparse.Namespace) -> int:
     from batch_runner.run.runner import execute, open_run
 
     lock = RunLock(inp.run_dir)
@@ -126,37 +153,28 @@ def _execute(inp, args: argparse.Namespace) -> int:
         lock.release()
         raise
     try:
-        result = cli.run_async(execute(inp, store), debug=args.debug)
+        result = run_async(execute(inp, store), debug=args.debug)
         if inp.settings.export_csv:
             _export(inp.run_dir, store, "csv", None)
     finally:
         store.close()
         lock.release()
     if args.json:
-        cli.print_json(result.summary)
-    _say(format_summary(result.summary))
+        print_json(result.summary)
+    say(format_summary(result.summary))
     if result.exit_code == 130:
-        _say(f"interrupted: state saved; continue with `batch-runner resume {inp.run_dir}`")
+        say(f"interrupted: state saved; continue with `batch-runner resume {inp.run_dir}`")
     return result.exit_code
 
 
 # ---- status / report / export ---------------------------------------------------------------
 
 
-def _open_readonly(run_dir: Path) -> StateStore:
-    if not (run_dir / "state.db").is_file():
-        raise StateError(f"{run_dir}: no state file here (state.db is missing)")
-    return StateStore.open(run_dir, readonly=True)
-
-
 def cmd_status(args: argparse.Namespace) -> int:
-    store = _open_readonly(args.run_dir)
-    try:
+    with open_store(args.run_dir) as store:
         summary = store.summary()
-    finally:
-        store.close()
     if args.json:
-        cli.print_json(summary)
+        print_json(summary)
     else:
         print(format_summary(summary))
     return 0
@@ -165,23 +183,18 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from batch_runner.report.page import write_report
 
-    store = _open_readonly(args.run_dir)
-    try:
-        path = write_report(args.run_dir, store, title=args.run_dir.name)
-    except OSError as exc:
-        raise StateError(f"{args.run_dir}: cannot write report.html ({exc.strerror})") from None
-    finally:
-        store.close()
+    with open_store(args.run_dir) as store:
+        try:
+            path = write_report(args.run_dir, store, title=args.run_dir.name)
+        except OSError as exc:
+            raise StateError(f"{args.run_dir}: cannot write report.html ({exc.strerror})") from None
     print(path)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    store = _open_readonly(args.run_dir)
-    try:
+    with open_store(args.run_dir) as store:
         out, n = _export(args.run_dir, store, args.format, args.out)
-    finally:
-        store.close()
     print(f"{out} ({n} rows)")
     return 0
 
@@ -200,26 +213,9 @@ def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tup
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from batch_runner.manifest.expand import parse_set
-    from batch_runner.manifest.read import read_manifest
-    from batch_runner.manifest.schema import load_jobs
-
-    parsed = read_manifest(args.manifest)
-    settings = RunSettings()
-    settings.apply(_manifest_options(parsed), origin="manifest options")
-    max_jobs = args.max_jobs if args.max_jobs is not None else settings.max_jobs
-    template = args.name_template or settings.name_template
-    expansion = load_jobs(
-        args.manifest,
-        overrides=parse_set(args.set),
-        max_jobs=max_jobs,
-        name_template=template,
-        parsed=parsed,
-    )
-    for warning in expansion.warnings:
-        _say(f"warning: {warning}")
+    expansion, _ = _load(args)
     if args.json:
-        cli.print_json(
+        print_json(
             {
                 "jobs": len(expansion.jobs),
                 "sweeps": [{"source": str(loc), "jobs": n} for loc, n in expansion.sweep_counts],
@@ -239,7 +235,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     try:
-        cli.run_async(serve(config, args.host, args.port), debug=args.debug)
+        run_async(serve(config, args.host, args.port), debug=args.debug)
     except OSError as exc:
         raise UsageError(
             f"simulate: cannot listen on {args.host}:{args.port} ({exc.strerror})"
@@ -250,33 +246,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     from batch_runner.run.cancel import cancel_queued
 
-    if not (args.run_dir / "state.db").is_file():
-        raise StateError(f"{args.run_dir}: no state file here (state.db is missing)")
-    store = StateStore.open(args.run_dir)
-    try:
+    with open_store(args.run_dir, readonly=False) as store:
         stored = store.get_meta("settings", {}) or {}
-        settings = RunSettings()
-        settings.apply(stored, origin="state file")
-        if args.api_base:
-            settings.api_base, settings.simulate = args.api_base, False
+        # only --api-base moves a cancel elsewhere: the jobs live where they were submitted
+        flags = command_line(args, base_from_env=False)
+        settings = RunSettings.from_layers(("state file", stored), ("command line", flags))
         if settings.simulate:
             raise UsageError(
                 "this run used the in-process simulator, which stopped with it: "
                 "there is nothing on a server to cancel"
             )
-        token = cli.read_token(args, settings)
-        result = cli.run_async(cancel_queued(store, settings.api_base, token), debug=args.debug)
-    finally:
-        store.close()
+        token = read_token(args.token_file)
+        result = run_async(cancel_queued(store, settings.api_base, token), debug=args.debug)
     if args.json:
-        cli.print_json(result)
+        print_json(result)
     else:
-        print(
-            f"cancelled: {len(result['cancelled'])}, not cancellable: "
-            f"{len(result['not_cancellable'])}, errors: {len(result['errors'])}"
-        )
-        for rid in result["not_cancellable"]:
-            print(f"  not cancellable (already running or finished): {rid}")
-        for err in result["errors"]:
-            print(f"  error: {err}")
+        _print_cancelled(result)
     return 0
+
+
+def _print_cancelled(result: dict[str, list[str]]) -> None:
+    print(
+        f"cancelled: {len(result['cancelled'])}, not cancellable: "
+        f"{len(result['not_cancellable'])}, errors: {len(result['errors'])}"
+    )
+    for rid in result["not_cancellable"]:
+        print(f"  not cancellable (already running or finished): {rid}")
+    for err in result["errors"]:
+        print(f"  error: {err}")

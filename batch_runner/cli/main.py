@@ -1,37 +1,16 @@
-"""The command line: parse arguments, build settings, call the library, map errors to exit codes."""
+"""The command line: parse arguments, hand them to a command, map errors to exit codes."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import gc
-import json
-import os
-import stat
 import sys
 import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from batch_runner import __version__
+from batch_runner.cli.token import RUNCOMFY_TOKEN_ENV, TOKEN_ENV, scrub
 from batch_runner.errors import BatchRunnerError, UsageError
-from batch_runner.settings import DEFAULT_API_BASE, RunSettings
-
-TOKEN_ENV, BASE_ENV = "RUNCOMFY_API_TOKEN", "RUNCOMFY_API_BASE"
-_SECRETS: set[str] = set()  # tokens read in this process, scrubbed from anything printed
-RUN_FLAGS = {  # flag dest -> RunSettings field
-    "concurrency": "concurrency",
-    "rate": "rate",
-    "retries": "retries",
-    "job_timeout": "job_timeout",
-    "resubmit_uncertain": "resubmit_uncertain",
-    "name_template": "name_template",
-    "allow_download_host": "allow_download_host",
-    "max_file_bytes": "max_file_bytes",
-    "max_jobs": "max_jobs",
-    "export_csv": "export_csv",
-}
+from batch_runner.settings import API_BASE_ENV, DEFAULT_API_BASE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -106,13 +85,13 @@ def _api_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--api-base",
         default=None,
-        help=f"API base URL before /v1 (env {BASE_ENV}, default {DEFAULT_API_BASE})",
+        help=f"API base URL before /v1 (env {API_BASE_ENV}, default {DEFAULT_API_BASE})",
     )
     p.add_argument(
         "--token-file",
         type=Path,
         default=None,
-        help=f"read the API token from this file (else env {TOKEN_ENV})",
+        help=f"read the API token from this file (else env {TOKEN_ENV} or {RUNCOMFY_TOKEN_ENV})",
     )
 
 
@@ -163,64 +142,6 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")
 
 
-# ---- settings and token ---------------------------------------------------------------------
-
-
-def settings_from(
-    args: argparse.Namespace, *, layers: list[tuple[str, dict[str, Any]]]
-) -> RunSettings:
-    settings = RunSettings()
-    for origin, values in layers:
-        settings.apply(values, origin=origin)
-    flags = {
-        field: getattr(args, dest)
-        for dest, field in RUN_FLAGS.items()
-        if getattr(args, dest, None) is not None
-    }
-    settings.apply(flags, origin="command line")
-    if args.simulate:
-        settings.simulate = True
-    if args.api_base or os.environ.get(BASE_ENV):
-        settings.api_base = args.api_base or os.environ[BASE_ENV]
-        settings.simulate = bool(args.simulate)
-    settings.progress = not args.no_progress and not args.json
-    settings.json = args.json
-    settings.check()
-    return settings
-
-
-def read_token(args: argparse.Namespace, settings: RunSettings | None) -> str | None:
-    if settings is not None and settings.simulate:
-        return None
-    if args.token_file is not None:
-        return _token_from_file(args.token_file)
-    token = os.environ.get(TOKEN_ENV, "").strip()
-    if token:
-        _SECRETS.add(token)
-    if not token:
-        raise UsageError(
-            f"no API token: set {TOKEN_ENV} in the environment or pass --token-file FILE "
-            "(or add --simulate to try the built-in simulator)"
-        )
-    return token
-
-
-def _token_from_file(path: Path) -> str:
-    try:
-        info = path.stat()
-        token = path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(
-            f"--token-file {path}: cannot read it ({getattr(exc, 'strerror', exc)})"
-        ) from None
-    if info.st_mode & (stat.S_IRGRP | stat.S_IROTH):
-        print(f"warning: {path} is readable by other users; chmod 600 it", file=sys.stderr)
-    if not token:
-        raise UsageError(f"--token-file {path}: the file is empty")
-    _SECRETS.add(token)
-    return token
-
-
 # ---- entry point ----------------------------------------------------------------------------
 
 
@@ -230,57 +151,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         args.debug = debug  # given before or after the command name
-        from batch_runner.cli import commands
+        from batch_runner.cli import commands  # here: --help and usage errors stay quick
 
         return commands.dispatch(args)
     except BatchRunnerError as exc:
-        print(f"error: {_redact(str(exc))}", file=sys.stderr)
+        print(f"error: {scrub(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug of ours: one line, or a redacted traceback with --debug
         if debug:
-            print(_redact(traceback.format_exc()), file=sys.stderr)
+            print(scrub(traceback.format_exc()), file=sys.stderr)
         print(
-            f"internal error: {_redact(f'{type(exc).__name__}: {exc}')} "
+            f"internal error: {scrub(f'{type(exc).__name__}: {exc}')} "
             "(please report it; --debug shows details)",
             file=sys.stderr,
         )
         return 1
-
-
-def _redact(text: str) -> str:
-    env_token = os.environ.get(TOKEN_ENV, "").strip()
-    for secret in _SECRETS | ({env_token} if env_token else set()):
-        text = text.replace(secret, "***")
-    return text
-
-
-def run_async(coro: Any, *, debug: bool = False) -> Any:
-    """The one place that starts an event loop."""
-    # what start-up built (modules, the schema, settings) lives until exit: keep it out of
-    # the collector's sweeps, and sweep less often (a run allocates many short-lived objects)
-    gc.freeze()
-    gc.set_threshold(10_000, 20, 20)
-    factory = _loop_factory()
-    if debug:
-        print(f"debug: event loop: {'asyncio' if factory is None else 'uvloop'}", file=sys.stderr)
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it is installed (Linux, macOS): the same asyncio API for less CPU per
-    request. BATCH_RUNNER_LOOP=asyncio keeps the standard loop."""
-    if os.environ.get("BATCH_RUNNER_LOOP", "").strip().lower() == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
-def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=None, ensure_ascii=False))

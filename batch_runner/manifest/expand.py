@@ -6,23 +6,21 @@ that describes a billion jobs is refused before any of them is built.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
-from batch_runner import jsonenc
 from batch_runner.errors import ManifestError, Problem, UsageError
 from batch_runner.jobs import JobSpec, Location
-from batch_runner.manifest.read import Entry, Manifest
+from batch_runner.manifest.naming import template_tokens
+from batch_runner.manifest.rows import Entry, Manifest, repeat_problem
 
 JOB_KEYS = frozenset({"repeat", "meta", "vars"})
 SWEEP_KEYS = frozenset({"repeat", "meta", "vars", "zip", "exclude"})
-# {name} or {name:spec}; {{ and }} are literal braces; anything else is left as written.
-_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_]\w*)(?::([^{}]*))?\}")
 
 Axis = list[tuple[dict[str, Any], dict[str, Any]]]  # each choice: (inputs part, vars part)
 
@@ -98,17 +96,9 @@ def collect_expansion(
     return expansion, builder.problems
 
 
-def _canonical(inputs: dict[str, Any]) -> Any:
-    """A hashable stand-in for the inputs: equal exactly when the job keys' JSON is equal."""
-    try:
-        return frozenset((k, type(v), v) for k, v in inputs.items())
-    except TypeError:  # a list or mapping value
-        return jsonenc.canonical(inputs)
-
-
 def _repeat_of(data: dict[str, Any]) -> int:
     value = data.get("repeat", 1)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 1 else 1
+    return value if repeat_problem(value) is None else 1
 
 
 def _entry_count(entry: Entry) -> int:
@@ -144,16 +134,14 @@ def _check_count(manifest: Manifest, max_jobs: int) -> None:
 
 
 def _parse_template(text: str) -> list[str | tuple[str, str | None]]:
-    """Split a sweep string into literal text and (name, format spec) placeholders."""
-    parts: list[str | tuple[str, str | None]] = []
-    pos = 0
-    for m in _TOKEN.finditer(text):
-        parts.append(text[pos : m.start()])
-        token = m.group(0)
-        parts.append(token[0] if token in ("{{", "}}") else (m.group(1), m.group(2)))
-        pos = m.end()
-    parts.append(text[pos:])
-    return [p for p in parts if p != ""]
+    """Split a sweep string into literal text and (name, format spec) placeholders.
+
+    A lone brace or bracket is text here (name templates refuse braces and use brackets).
+    """
+    return [
+        (token.text, token.spec) if token.kind == "field" else token.text
+        for token in template_tokens(text, hyphens=False)
+    ]
 
 
 def _placeholders(value: Any) -> set[str]:
@@ -187,8 +175,9 @@ class _Builder:
         """Read `repeat` and `meta`; the flag is False when either is unusable."""
         ok = True
         repeat = data.get("repeat", 1)
-        if not (isinstance(repeat, int) and not isinstance(repeat, bool) and repeat >= 1):
-            self.problem(entry, "repeat", f"must be a whole number ≥ 1, not {repeat!r}")
+        problem = repeat_problem(repeat)
+        if problem is not None:
+            self.problem(entry, "repeat", problem)
             ok = False
         meta = data.get("meta", {})
         if meta is None:
@@ -202,15 +191,15 @@ class _Builder:
         final = {**self.m.defaults, **inputs, **self.overrides}
         if None in final.values():
             final = {k: v for k, v in final.items() if v is not None}
-        canon = _canonical(final)
-        first = self._next_copy.get(canon, 0)
-        self._next_copy[canon] = first + n
+        # the same inputs as an earlier job are further copies of it: the key of copy 0 is
+        # the identity (computed once, then kept by that spec)
+        spec = JobSpec(self.m.model, final, 0, meta, variables, entry.source, sweep)
+        first = self._next_copy.get(spec.key, 0)
+        self._next_copy[spec.key] = first + n
         if first:
             self.duplicates += 1
         for copy in range(first, first + n):
-            self.jobs.append(
-                JobSpec(self.m.model, final, copy, meta, variables, entry.source, sweep)
-            )
+            self.jobs.append(spec if copy == 0 else dataclasses.replace(spec, copy=copy))
 
     def add_job(self, entry: Entry) -> None:
         data = entry.data

@@ -10,9 +10,8 @@ import yaml
 
 from batch_runner.errors import Problem
 from batch_runner.jobs import Location
-from batch_runner.manifest.read import (
+from batch_runner.manifest.rows import (
     DEFAULT_MODEL,
-    TOP_LEVEL_KEYS,
     BadValue,
     Entry,
     Manifest,
@@ -20,8 +19,11 @@ from batch_runner.manifest.read import (
     check_entry_data,
     empty_manifest,
     jsonable,
+    repeat_problem,
     short_error,
 )
+
+TOP_LEVEL_KEYS = ("model", "defaults", "repeat", "options", "jobs", "sweep")
 
 # Aliases may re-use a node this many extra times in total; beyond it is an alias bomb.
 MAX_ALIAS_EXPANSION = 1_000_000
@@ -232,10 +234,11 @@ def _top_value(key: str, value: Any, loc: Location, top: dict, problems: list[Pr
         else:
             bad("must be a model path like " + DEFAULT_MODEL)
     elif key == "repeat":
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        problem = repeat_problem(value)
+        if problem is None:
             top["repeat"] = value
         else:
-            bad(f"must be a whole number ≥ 1, not {value!r}")
+            bad(problem)
     elif value is None:
         top[key] = {}
     elif not isinstance(value, dict):

@@ -1,7 +1,7 @@
 """Validate jobs against the bundled JSON Schema of their model; problems carry file:line.
 
-`load_jobs` is the whole offline pipeline: read, expand, validate, check output names, and
-report every problem at once.
+Also the schema-driven steps of the offline pipeline (manifest/load.py): typing CSV cells and
+checking `defaults:` and `--set` values once.
 """
 
 from __future__ import annotations
@@ -11,15 +11,13 @@ import difflib
 import functools
 import json
 import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from batch_runner.errors import ManifestError, Problem, UsageError
+from batch_runner.errors import Problem
 from batch_runner.jobs import JobSpec, Location
-from batch_runner.manifest.expand import JOB_KEYS, Expansion, collect_expansion
-from batch_runner.manifest.read import Entry, Manifest, read_manifest
-from batch_runner.outputs.naming import check_template, find_collisions, render_name
+from batch_runner.manifest.expand import JOB_KEYS
+from batch_runner.manifest.rows import Entry, Manifest
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 # top-level keywords field-by-field checking understands; any other means "validate whole"
@@ -75,7 +73,7 @@ def _message(error: Any) -> str:
     return error.message if len(error.message) <= 200 else error.message[:197] + "..."
 
 
-class _Checker:
+class Checker:
     """A compiled validator for one model's inputs, checking each field value once."""
 
     def __init__(self, schema: dict[str, Any] | None):
@@ -190,7 +188,7 @@ def validate_jobs(
     A problem repeated by many jobs from the same line is reported once.
     """
     field_lines = field_lines or {}
-    checkers: dict[str, _Checker] = {}
+    checkers: dict[str, Checker] = {}
     warnings: list[str] = []
     problems: list[Problem] = []
     seen: set[tuple] = set()
@@ -205,7 +203,7 @@ def validate_jobs(
                 warnings.append(
                     f"unknown model '{job.model}': inputs not validated beyond a prompt string"
                 )
-            checker = checkers[job.model] = _Checker(schema)
+            checker = checkers[job.model] = Checker(schema)
         loc = job.source or Location("<jobs>")
         lines = field_lines.get(loc, {})
         for field, message, at in checker.errors(job.inputs):
@@ -232,7 +230,12 @@ def _coerce(value: str, prop: dict[str, Any]) -> Any:
     return value
 
 
-def _typed_csv(manifest: Manifest, checker: _Checker) -> tuple[Manifest, list[Problem]]:
+def checker_for(model: str) -> Checker:
+    """The validator of a model's inputs (of a prompt string alone for an unknown model)."""
+    return Checker(_bundled().get(model))
+
+
+def typed_csv(manifest: Manifest, checker: Checker) -> tuple[Manifest, list[Problem]]:
     """Give CSV cells their schema types and report unknown columns once, on the header line."""
     if not checker.known:
         return manifest, []
@@ -261,8 +264,8 @@ def _typed_csv(manifest: Manifest, checker: _Checker) -> tuple[Manifest, list[Pr
     return dataclasses.replace(manifest, entries=entries), problems
 
 
-def _known_keys(
-    values: dict[str, Any], checker: _Checker, where: Location, what: str
+def known_keys(
+    values: dict[str, Any], checker: Checker, where: Location, what: str
 ) -> tuple[dict[str, Any], list[Problem]]:
     """Check defaults or --set values once (not once per job); drop the unknown fields."""
     problems = []
@@ -271,86 +274,3 @@ def _known_keys(
         problems.append(Problem(where.file, where.line, label, message))
     kept = {k: v for k, v in values.items() if not checker.known or k in checker.props}
     return kept, problems
-
-
-def _name_problems(jobs: list[JobSpec], template: str) -> list[Problem]:
-    """Render each job's first file name; report fields a job lacks and names that clash."""
-    names: dict[str, str] = {}
-    where: dict[str, Location] = {}
-    problems: dict[tuple, Problem] = {}
-    for index, job in enumerate(jobs, 1):
-        loc = job.source or Location("<jobs>")
-        key = job.key
-        ext = str(job.inputs.get("output_format", "png"))
-        try:
-            names[key] = render_name(
-                template,
-                index=index,
-                key=key,
-                inputs=job.inputs,
-                vars=job.vars,
-                k=1,
-                n_files=1,
-                ext=ext,
-            )
-        except UsageError as exc:
-            problems.setdefault((loc, str(exc)), Problem(loc.file, loc.line, None, str(exc)))
-        where[key] = loc
-    clashes: dict[tuple[Location, Location], list[str]] = {}
-    for first, other, name in find_collisions(names):
-        clashes.setdefault((where[first], where[other]), []).append(name)
-    for (a, b), clashing in clashes.items():
-        more = f" ({len(clashing)} clashing names between these lines)" if len(clashing) > 1 else ""
-        msg = (
-            f"output name {clashing[0]!r} is also given to the job from line {a.line}{more}; "
-            "add {index}, {key} or a field that differs to the name template"
-        )
-        problems[(a, b)] = Problem(b.file, b.line, None, msg)
-    return list(problems.values())
-
-
-def load_jobs(
-    path: str | Path,
-    overrides: dict[str, Any] | None = None,
-    max_jobs: int = 100_000,
-    name_template: str | None = None,
-    parsed: tuple[Manifest | None, list[Problem]] | None = None,
-) -> Expansion:
-    """Read, expand and validate a manifest (and check output names when a template is given).
-
-    `parsed` is what `read_manifest(path)` gave, when the caller has read it already.
-    Raises ManifestError with every problem found, UsageError for a bad name template.
-    """
-    if name_template is not None:
-        check_template(name_template)
-    manifest, problems = parsed if parsed is not None else read_manifest(path)
-    problems = list(problems)
-    if manifest is None:
-        raise ManifestError(problems)
-    checker = _Checker(_bundled().get(manifest.model))
-    if manifest.format == "csv":
-        manifest, found = _typed_csv(manifest, checker)
-        problems += found
-    defaults, from_defaults = _known_keys(manifest.defaults, checker, manifest.source, "defaults")
-    overrides, from_set = _known_keys(overrides or {}, checker, manifest.source, "--set")
-    problems += from_defaults + from_set
-    manifest = dataclasses.replace(manifest, defaults=defaults)
-    try:
-        expansion, found = collect_expansion(manifest, overrides, max_jobs)
-    except ManifestError as exc:
-        raise ManifestError(_sorted(problems + exc.problems)) from None
-    problems += found
-    lines = {e.source: e.field_lines for e in manifest.entries if e.field_lines}
-    found, warnings = validate_jobs(expansion.jobs, field_lines=lines)
-    # a bad default shows in every job: it is reported once, at the defaults
-    reported = {(p.field.partition(".")[2], p.message) for p in from_defaults + from_set if p.field}
-    problems += [p for p in found if (p.field, p.message) not in reported]
-    if name_template is not None:
-        problems += _name_problems(expansion.jobs, name_template)
-    if problems:
-        raise ManifestError(_sorted(problems))
-    return dataclasses.replace(expansion, warnings=expansion.warnings + warnings)
-
-
-def _sorted(problems: Iterable[Problem]) -> list[Problem]:
-    return sorted(problems, key=lambda p: (p.file, p.line is not None, p.line or 0))

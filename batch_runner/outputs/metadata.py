@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TextIO
 
 from batch_runner import jsonenc
 from batch_runner.jobs import FileRecord, JobRecord
+from batch_runner.outputs.files import atomic_text
 
 METADATA_FILE = "metadata.jsonl"
 IMAGES_DIR = "images"
@@ -85,17 +85,13 @@ def count_metadata_lines(run_dir: Path) -> int:
 
 def rebuild_metadata(run_dir: Path, jobs: Iterable[JobRecord]) -> int:
     """Rewrite metadata.jsonl from the state (atomically); returns the number of lines."""
-    tmp = run_dir / (METADATA_FILE + ".tmp")
     n = 0
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_text(run_dir / METADATA_FILE, durable=True) as fh:
         for job in jobs:
             rid = job.request_ids[-1] if job.request_ids else None
             for f in job.files:
                 fh.write(jsonenc.text(metadata_line(job, f, rid)) + "\n")
                 n += 1
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, run_dir / METADATA_FILE)
     return n
 
 

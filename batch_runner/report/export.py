@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from batch_runner.errors import UsageError
 from batch_runner.jobs import FileRecord, JobRecord
+from batch_runner.outputs.files import atomic_text
 from batch_runner.store.state import StateStore
 
 HEAD = ("file_name", "key", "index", "state", "request_id", "model")
@@ -46,19 +46,14 @@ def write_export(jobs: StateStore | Iterable[JobRecord], out_path: Path, fmt: st
         def rows() -> Iterator[dict[str, Any]]:
             return iter(kept)
 
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     n = 0
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as fh:
-            if fmt == "csv":
-                n = _write_csv(fh, columns(rows()), rows())
-            else:
-                for row in rows():
-                    fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
-                    n += 1
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_text(out_path, newline="") as fh:
+        if fmt == "csv":
+            n = _write_csv(fh, columns(rows()), rows())
+        else:
+            for row in rows():
+                fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+                n += 1
     return n
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from batch_runner.jobs import JobRecord, JobState
+from batch_runner.outputs.files import atomic_text
 from batch_runner.report.assets import CSS, JS
 from batch_runner.report.html import (
     ROW_SIZE,
@@ -51,13 +51,8 @@ def write_report(run_dir: Path, jobs: StateStore | Iterable[JobRecord], *, title
     run_dir = Path(run_dir)
     source = _StoreSource(jobs) if isinstance(jobs, StateStore) else _ListSource(jobs)
     path = run_dir / "report.html"
-    tmp = run_dir / f".report.html.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            _write_page(fh, source, title)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_text(path) as fh:
+        _write_page(fh, source, title)
     return path
 
 

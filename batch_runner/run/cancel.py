@@ -27,7 +27,8 @@ async def cancel_queued(store: StateStore, api_base: str, token: str | None) -> 
                 out["errors"].append(f"#{job.index:05d} {job.request_id}: {exc.message}")
                 continue
             if answer.outcome == "cancelled":
-                store.set_state(job.index, JobState.CANCELLED, "cancelled by `batch-runner cancel`")
+                job.move(JobState.CANCELLED, "cancelled by `batch-runner cancel`")
+                store.set_state(job.index, job.state, job.reason)
                 out["cancelled"].append(job.request_id)
             else:
                 out["not_cancellable"].append(job.request_id)

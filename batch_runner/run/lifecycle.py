@@ -8,14 +8,16 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
-from batch_runner.api.policy import Action, classify, retry_delay
-from batch_runner.errors import AccountError, ApiError, BatchRunnerError, StateError
-from batch_runner.jobs import FileRecord, JobRecord, JobState, can_move
+from batch_runner.api.policy import Action, Decision, classify, retry_delay
+from batch_runner.errors import AccountError, ApiError, ErrorKind, RemoteError, StateError
+from batch_runner.jobs import FileRecord, JobRecord, JobState
+from batch_runner.manifest.naming import DEFAULT_TEMPLATE, job_file_name
 from batch_runner.outputs.metadata import IMAGES_DIR, MetadataLog, metadata_line, parameters_text
-from batch_runner.outputs.naming import DEFAULT_TEMPLATE, render_name
 from batch_runner.run.polling import PollPlanner, PollTrack
+from batch_runner.run.progress import Tally
+from batch_runner.run.scheduler import Slot, Stop
 from batch_runner.settings import RunSettings
 from batch_runner.store.state import StateStore
 
@@ -45,43 +47,6 @@ class Giveup(Exception):
     """The job ends here with the state already recorded."""
 
 
-class Slot:
-    """One of the `--concurrency` places at the API: held from submit until the API finishes
-    the job, not while its files download (the next job's submit overlaps the download)."""
-
-    def __init__(self, places: asyncio.Semaphore, *, held: bool):
-        self._places = places
-        self.held = held
-
-    async def take(self) -> None:
-        if not self.held:
-            await self._places.acquire()
-            self.held = True
-
-    def release(self) -> None:
-        if self.held:
-            self.held = False
-            self._places.release()
-
-
-@dataclass
-class Tracker:
-    """What the run has seen so far (read by progress and the summary)."""
-
-    submitted: int = 0
-    finished: int = 0
-    files: int = 0
-    bytes: int = 0
-    metadata_dirty: bool = False
-    stopping: bool = False
-    fatal: BatchRunnerError | None = None  # what stopped the run (account, disk)
-    listeners: list[Callable[[str, int], None]] = field(default_factory=list)
-
-    def emit(self, event: str, amount: int = 1) -> None:
-        for listener in self.listeners:
-            listener(event, amount)
-
-
 @dataclass
 class JobRunner:
     store: StateStore
@@ -90,8 +55,10 @@ class JobRunner:
     settings: RunSettings
     run_dir: Path
     planner: PollPlanner
-    tracker: Tracker
+    tally: Tally  # counts for progress
+    stop: Stop  # read before each submit; set when the run cannot go on
     rng: random.Random = field(default_factory=random.Random)
+    metadata_stale: bool = field(default=False, init=False)  # a line was replaced: rebuild it
     _tracks: dict[int, PollTrack] = field(default_factory=dict, init=False, repr=False)
     # set once, when the planner has learned a first duration: wakes the blind polls
     _learned: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
@@ -112,7 +79,7 @@ class JobRunner:
         deadline = time.monotonic() + self.settings.job_timeout
         try:
             if job.state is S.DONE:  # files went missing: a fresh /result gives their URLs again
-                self._move(job, S.DOWNLOADING, None)
+                self._move(job, S.DOWNLOADING)
             while True:
                 try:
                     await slot.take()
@@ -122,68 +89,52 @@ class JobRunner:
                     slot.release()
                     async with self._downloads:
                         await self._download(job, urls)
-                except Retry:
-                    job.request_id = None
+                except Retry:  # pending again: the failed attempt's id is no longer current
                     continue
                 return
         except Giveup:
             return
         except AccountError as exc:
-            self._stop_run(exc)
+            self.stop.fail(exc)
             if job.state is S.SUBMITTING:  # refused: nothing was created
-                self._move(job, S.PENDING, None)
+                self._move(job, S.PENDING)
         except OSError as exc:  # writing files (disk full, permissions): the run cannot go on
             self._disk_error(exc)
 
     def _disk_error(self, exc: OSError) -> None:
         where = exc.filename or self.run_dir
-        self._stop_run(
+        self.stop.fail(
             StateError(
                 f"{where}: cannot write ({exc.strerror or exc}); "
                 "free space or fix permissions, then resume"
             )
         )
 
-    def _stop_run(self, exc: BatchRunnerError) -> None:
-        self.tracker.fatal = self.tracker.fatal or exc
-        self.tracker.stopping = True
-
     # ---- submit ------------------------------------------------------------------------------
 
     async def _submit(self, job: JobRecord, deadline: float) -> bool:
+        """Send the job until the API takes it (True) or it is to wait (False: stopping, or
+        uncertain and not to be sent again); a job that cannot be sent ends in Giveup."""
         garbled = 0
         for tries in range(MAX_CALL_RETRIES + 1):
             uncertain = job.state in (S.UNCERTAIN, S.SUBMITTING)
             if uncertain and not self.settings.resubmit_uncertain:
                 return False
-            if self.tracker.stopping:
+            if self.stop.is_set():
                 return self._back_to_pending(job)
-            job.state = S.SUBMITTING
-            self.store.mark_submitting(job.index, duplicate_risk=uncertain)
+            job.move(S.SUBMITTING)
+            self.store.mark_submitting(job.index, job.state, duplicate_risk=uncertain)
             await self.store.durable()  # the intent is on disk before the POST leaves
             sent = self.planner.clock()
             try:
                 answer = await self.client.submit(job.model, job.inputs)
             except ApiError as exc:
                 decision = classify(exc, "submit")
-                if decision.action is Action.STOP:
-                    raise
-                if decision.action is Action.FAIL:
-                    self._fail(job, f"submit refused: {exc.message}")
-                if decision.action is Action.AMBIGUOUS:
-                    self._move(
-                        job,
-                        S.UNCERTAIN,
-                        f"submit answer lost ({decision.cause}); the job may exist",
-                    )
-                    await self.store.durable()
-                    if not self.settings.resubmit_uncertain:
-                        self._finished()
-                        return False
-                else:
-                    self._move(job, S.PENDING, f"submit retry ({decision.cause})")
-                self.store.count_retry(decision.cause)
-                garbled += decision.action is Action.AMBIGUOUS and decision.cause == "bad_answer"
+                if not await self._submit_failed(job, exc, decision):
+                    return False
+                garbled += (
+                    decision.action is Action.AMBIGUOUS and decision.cause == ErrorKind.BAD_ANSWER
+                )
                 if garbled >= MAX_GARBLED_SUBMITS:
                     self._fail(
                         job,
@@ -200,21 +151,40 @@ class JobRunner:
                 await asyncio.sleep(retry_delay(exc, tries, self.rng))
                 continue
             self._tracks[job.index] = self.planner.track(sent, self.planner.clock())
-            attempt = job.attempts + 1
-            self.store.record_request_id(job.index, attempt, answer.request_id)
-            await self.store.durable()  # the request_id is on disk before anything else happens
-            job.request_id = answer.request_id
-            job.request_ids.append(answer.request_id)
-            job.attempts = attempt
-            job.state = S.QUEUED
-            self.tracker.submitted += 1
-            self.tracker.emit("submitted")
+            await self._accepted(job, answer.request_id)
             return True
         return False
 
+    async def _submit_failed(self, job: JobRecord, exc: ApiError, decision: Decision) -> bool:
+        """Record what a failed submit means; False when the job is to wait as uncertain."""
+        match decision.action:
+            case Action.STOP:
+                raise exc
+            case Action.FAIL:
+                self._fail(job, f"submit refused: {exc.message}")
+            case Action.AMBIGUOUS:
+                reason = f"submit answer lost ({decision.cause}); the job may exist"
+                self._move(job, S.UNCERTAIN, reason)
+                await self.store.durable()
+                if not self.settings.resubmit_uncertain:
+                    self._finished()
+                    return False
+            case _:  # RETRY: nothing was created
+                self._move(job, S.PENDING, f"submit retry ({decision.cause})")
+        self.store.count_retry(decision.cause)
+        return True
+
+    async def _accepted(self, job: JobRecord, request_id: str) -> None:
+        job.request_ids.append(request_id)
+        job.attempts += 1
+        job.move(S.QUEUED)
+        self.store.record_request_id(job.index, job.state, job.attempts, request_id)
+        await self.store.durable()  # the request_id is on disk before anything else happens
+        self.tally.count_submitted()
+
     def _back_to_pending(self, job: JobRecord) -> bool:
         if job.state is S.SUBMITTING:
-            self._move(job, S.PENDING, None)
+            self._move(job, S.PENDING)
         return False
 
     # ---- poll --------------------------------------------------------------------------------
@@ -246,8 +216,8 @@ class JobRunner:
                 self.planner.completed(track, poll.duration)
                 if self.planner.learned:
                     self._learned.set()
-                self.store.record_outputs(job.index, poll.outputs)
-                job.state = S.DOWNLOADING
+                job.move(S.DOWNLOADING)
+                self.store.record_outputs(job.index, job.state, poll.outputs)
                 return list(poll.outputs)
             elif status == "failed":
                 self._generation_failed(job, poll.error or "generation failed")
@@ -265,22 +235,25 @@ class JobRunner:
         return True
 
     async def _poll_error(self, job: JobRecord, exc: ApiError, errors: int) -> None:
+        """Wait before asking again (the `errors`-th failure in a row), or end the job."""
         decision = classify(exc, "poll")
-        if decision.action is Action.STOP:
-            raise exc
-        if decision.action is Action.EXPIRED:
-            if self.settings.simulate:
+        limit = MAX_BAD_ANSWERS if decision.cause == ErrorKind.BAD_ANSWER else MAX_CALL_RETRIES
+        match decision.action:
+            case Action.STOP:
+                raise exc
+            case Action.EXPIRED if self.settings.simulate:
                 # a fresh in-process simulator forgot this id; resubmitting costs nothing there
                 self._move(job, S.PENDING, "simulator restarted; submitting again")
                 raise Retry
-            self._fail(job, f"expired: the API no longer knows request {job.request_id}")
-        limit = MAX_BAD_ANSWERS if decision.cause == "bad_answer" else MAX_CALL_RETRIES
-        if decision.action is not Action.RETRY or errors > limit:
-            self._fail(job, f"polling failed: {exc.message}")
-        self.store.count_retry(decision.cause)
-        await asyncio.sleep(retry_delay(exc, errors, self.rng))
+            case Action.EXPIRED:
+                self._fail(job, f"expired: the API no longer knows request {job.request_id}")
+            case Action.RETRY if errors <= limit:
+                self.store.count_retry(decision.cause)
+                await asyncio.sleep(retry_delay(exc, errors, self.rng))
+            case _:
+                self._fail(job, f"polling failed: {exc.message}")
 
-    def _generation_failed(self, job: JobRecord, error: str) -> None:
+    def _generation_failed(self, job: JobRecord, error: str) -> NoReturn:
         if job.attempts <= self.settings.retries:  # when stopping, it waits as pending
             self.store.count_retry("generation_failed")
             self._move(job, S.PENDING, f"attempt {job.attempts} failed: {error}")
@@ -301,7 +274,6 @@ class JobRunner:
                 self._fail(job, f"expected a completed job, the API says '{poll.status}'")
             return list(poll.outputs)
         self._fail(job, "could not fetch the result again")
-        return []
 
     async def _download(self, job: JobRecord, urls: list[str]) -> None:
         if not urls:
@@ -323,14 +295,12 @@ class JobRunner:
         for record in got:
             if any(f.k == record.k for f in job.files):
                 job.files = [f for f in job.files if f.k != record.k]
-                self.tracker.metadata_dirty = True  # its line exists already; rebuilt later
+                self.metadata_stale = True  # its line exists already; rebuilt after the run
             else:
                 self.metadata.append(metadata_line(job, record, job.request_id))
             job.files.append(record)
-            self.tracker.files += 1
-            self.tracker.bytes += record.bytes
-            self.tracker.emit("file")
-        self._move(job, S.DONE, None)
+            self.tally.count_file(record.bytes)
+        self._move(job, S.DONE)
         self._finished()
 
     async def _download_one(self, job: JobRecord, urls: list[str], k: int) -> FileRecord:
@@ -338,16 +308,7 @@ class JobRunner:
         n_files = len(urls)
 
         def name_for(ext: str) -> str:
-            return render_name(
-                template,
-                index=job.index,
-                key=job.key,
-                inputs=job.inputs,
-                vars=job.vars,
-                k=k,
-                n_files=n_files,
-                ext=ext,
-            )
+            return job_file_name(template, job, index=job.index, k=k, n_files=n_files, ext=ext)
 
         refreshes = tries = 0
         while True:
@@ -358,20 +319,21 @@ class JobRunner:
                     name_for=name_for,
                     parameters=parameters_text(job.model, job.inputs),
                 )
-            except ApiError as exc:
+            except RemoteError as exc:  # a DownloadError (the file host is not the API)
                 decision = classify(exc, "download")
                 self.store.count_retry(decision.cause)
-                if decision.action is Action.REFRESH and refreshes < MAX_URL_REFRESHES:
-                    refreshes += 1
-                    fresh = await self._fresh_outputs(job)
-                    if len(fresh) != n_files:
-                        self._fail(job, "the result changed its number of files")
-                    urls[:] = fresh
-                    continue
-                tries += 1
-                if decision.action is not Action.RETRY or tries > MAX_CALL_RETRIES:
-                    self._fail(job, f"download failed: {exc.message}")
-                await asyncio.sleep(retry_delay(exc, tries, self.rng))
+                match decision.action:
+                    case Action.REFRESH if refreshes < MAX_URL_REFRESHES:
+                        refreshes += 1
+                        fresh = await self._fresh_outputs(job)
+                        if len(fresh) != n_files:
+                            self._fail(job, "the result changed its number of files")
+                        urls[:] = fresh
+                    case Action.RETRY if tries < MAX_CALL_RETRIES:
+                        tries += 1
+                        await asyncio.sleep(retry_delay(exc, tries, self.rng))
+                    case _:
+                        self._fail(job, f"download failed: {exc.message}")
                 continue
             return FileRecord(f"{IMAGES_DIR}/{got.name}", k, got.sha256, got.bytes)
 
@@ -379,20 +341,17 @@ class JobRunner:
 
     def _note(self, job: JobRecord, state: JobState) -> None:
         if job.state is not state:
-            self._move(job, state, None)
+            self._move(job, state)
 
-    def _move(self, job: JobRecord, state: JobState, reason: str | None) -> None:
-        if not can_move(job.state, state):  # a bug of ours: stop before the state lies
-            raise RuntimeError(f"job {job.index}: {job.state} → {state} is not a transition")
-        job.state = state
-        job.reason = reason
-        self.store.set_state(job.index, state, reason)
+    def _move(self, job: JobRecord, state: JobState, reason: str | None = None) -> None:
+        """A move that carries no other data: checked by the record, then journaled."""
+        job.move(state, reason)
+        self.store.set_state(job.index, job.state, job.reason)
 
-    def _fail(self, job: JobRecord, reason: str, *, keep_state: bool = False) -> None:
+    def _fail(self, job: JobRecord, reason: str, *, keep_state: bool = False) -> NoReturn:
         self._move(job, S.UNCERTAIN if keep_state else S.FAILED, reason)
         self._finished()
         raise Giveup
 
     def _finished(self) -> None:
-        self.tracker.finished += 1
-        self.tracker.emit("finished")
+        self.tally.count_finished()

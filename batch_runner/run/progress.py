@@ -1,12 +1,13 @@
-"""Progress: tqdm bars on a terminal, periodic one-line log updates otherwise."""
+"""Progress: what the run has counted, shown as tqdm bars on a terminal, periodic one-line log
+updates otherwise."""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-from batch_runner.run.lifecycle import Tracker
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -14,11 +15,40 @@ if TYPE_CHECKING:
 LOG_EVERY = 10.0  # seconds between one-line updates when stdout is not a terminal
 
 
-class Progress:
-    """Listens to the run's tracker and shows submitted / finished / downloaded."""
+@dataclass
+class Tally:
+    """Counts of the run so far, changed only through the `count_*` methods, each of which
+    tells the listeners ("submitted", "finished" or "file")."""
 
-    def __init__(self, tracker: Tracker, *, total: int, to_submit: int, enabled: bool):
-        self.tracker = tracker
+    submitted: int = 0
+    finished: int = 0
+    files: int = 0
+    bytes: int = 0
+    listeners: list[Callable[[str], None]] = field(default_factory=list)
+
+    def count_submitted(self) -> None:
+        self.submitted += 1
+        self._tell("submitted")
+
+    def count_finished(self) -> None:
+        self.finished += 1
+        self._tell("finished")
+
+    def count_file(self, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+        self._tell("file")
+
+    def _tell(self, event: str) -> None:
+        for listener in self.listeners:
+            listener(event)
+
+
+class Progress:
+    """Listens to the run's tally and shows submitted / finished / downloaded."""
+
+    def __init__(self, tally: Tally, *, total: int, to_submit: int, enabled: bool):
+        self.tally = tally
         self.total = total
         self.bars: dict[str, tqdm] = {}
         self._last_log = time.monotonic()
@@ -35,18 +65,18 @@ class Progress:
                 "file": tqdm(desc="downloaded", unit="file", position=2, **opts),
             }
         if self.bars or self._log:  # nothing to show: no call per event
-            tracker.listeners.append(self._on_event)
+            tally.listeners.append(self._on_event)
 
-    def _on_event(self, event: str, amount: int) -> None:
+    def _on_event(self, event: str) -> None:
         bar = self.bars.get(event)
         if bar is not None:
-            bar.update(amount)
+            bar.update(1)
         elif self._log and time.monotonic() - self._last_log >= LOG_EVERY:
             self._last_log = time.monotonic()
             print(self.line(), file=sys.stderr, flush=True)
 
     def line(self) -> str:
-        t = self.tracker
+        t = self.tally
         return (
             f"progress: {t.submitted} submitted, {t.finished}/{self.total} finished, "
             f"{t.files} files ({t.bytes / 1e6:.1f} MB)"

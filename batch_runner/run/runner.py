@@ -22,14 +22,15 @@ from batch_runner.api.client import RunComfyClient
 from batch_runner.api.deadlines import Deadlines
 from batch_runner.api.limits import RateLimiter
 from batch_runner.errors import StateError, UsageError
-from batch_runner.jobs import JobSpec
-from batch_runner.outputs.download import HostPolicy, download
+from batch_runner.jobs import JobSpec, JobState
+from batch_runner.outputs.download import download
+from batch_runner.outputs.hosts import HostPolicy
 from batch_runner.outputs.metadata import IMAGES_DIR, count_metadata_lines, rebuild_metadata
-from batch_runner.run.lifecycle import JobRunner, Tracker
+from batch_runner.run.lifecycle import JobRunner
 from batch_runner.run.lock import RunLock
 from batch_runner.run.polling import PollPlanner
-from batch_runner.run.progress import Progress
-from batch_runner.run.scheduler import Scheduler, plan
+from batch_runner.run.progress import Progress, Tally
+from batch_runner.run.scheduler import Scheduler, Stop, plan
 from batch_runner.settings import DEFAULT_API_BASE, REAL_DOWNLOAD_HOSTS, RunSettings
 from batch_runner.store.state import StateStore
 
@@ -63,7 +64,6 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
     try:
         if inp.specs is not None:
             added, missing = store.sync_jobs(inp.specs)
-            inp.specs = []  # stored now: 100,000 specs are worth freeing during the run
             store.set_meta({"settings": inp.settings.stored(), "manifest": str(inp.manifest)})
             _copy_manifest(inp)
             if added or missing:
@@ -90,7 +90,9 @@ def _copy_manifest(inp: RunInput) -> None:
 
 def _recover(store: StateStore, run_dir: Path) -> None:
     """Repair what a crash can leave: submits in flight, partial files, short metadata."""
-    store.recover_submitting("the run stopped during submit; the job may exist")
+    store.move_all(
+        JobState.SUBMITTING, JobState.UNCERTAIN, "the run stopped during submit; the job may exist"
+    )
     images = run_dir / IMAGES_DIR
     if images.is_dir():
         for part in images.rglob("*.part"):
@@ -103,7 +105,7 @@ def _recover(store: StateStore, run_dir: Path) -> None:
 async def execute(inp: RunInput, store: StateStore) -> RunResult:
     """Submit, poll and download until every job is finished or the run is stopped."""
     settings, started = inp.settings, time.monotonic()
-    tracker = Tracker()
+    tally, stop = Tally(), Stop()
     todo = plan(store, inp.run_dir, resubmit_uncertain=settings.resubmit_uncertain)
     new = store.count_new()
     if new > settings.max_jobs:
@@ -130,24 +132,26 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             settings,
             inp.run_dir.resolve(),
             PollPlanner(),
-            tracker,
+            tally,
+            stop,
             random.Random(),
         )
-        progress = Progress(tracker, total=len(todo), to_submit=new, enabled=settings.progress)
+        progress = Progress(tally, total=len(todo), to_submit=new, enabled=settings.progress)
         try:
-            scheduler = Scheduler(runner, settings.concurrency)
-            interrupted = await _run_workers(scheduler, todo, tracker)
+            scheduler = Scheduler(runner.run, store.jobs_at, stop.is_set, settings.concurrency)
+            cut_short = await _run_workers(scheduler, todo, stop)
         finally:
             runner.metadata.close()
         progress.close()
         store.flush()
-    interrupted = interrupted or (tracker.stopping and tracker.fatal is None)
-    return _finish(inp, store, tracker, interrupted, time.monotonic() - started)
+    if runner.metadata_stale:
+        rebuild_metadata(inp.run_dir, store.iter_jobs())
+    return _finish(inp, store, stop, cut_short, time.monotonic() - started)
 
 
-async def _run_workers(scheduler: Scheduler, todo: list, tracker: Tracker) -> bool:
+async def _run_workers(scheduler: Scheduler, todo: list, stop: Stop) -> bool:
     """Run the pool under the signal handlers; True when a second signal cut it short."""
-    _install_signals(tracker, asyncio.current_task(), scheduler)
+    _install_signals(stop, asyncio.current_task(), scheduler)
     try:
         await scheduler.run(todo)
     except asyncio.CancelledError:
@@ -158,20 +162,18 @@ async def _run_workers(scheduler: Scheduler, todo: list, tracker: Tracker) -> bo
 
 
 def _finish(
-    inp: RunInput, store: StateStore, tracker: Tracker, interrupted: bool, wall: float
+    inp: RunInput, store: StateStore, stop: Stop, cut_short: bool, wall: float
 ) -> RunResult:
-    if tracker.metadata_dirty:
-        rebuild_metadata(inp.run_dir, store.iter_jobs())
     summary = store.summary()
     summary["wall_seconds"] = round(wall, 3)
     summary["run_dir"] = str(inp.run_dir)
     _write_report(inp.run_dir, store)
     counts = summary["counts"]
-    if interrupted:
+    if cut_short or stop.interrupted:
         code = EXIT_INTERRUPTED
-    elif tracker.fatal is not None:
-        code = tracker.fatal.exit_code  # 3 for the account, 2 for the run directory
-        summary["error"] = str(tracker.fatal)
+    elif stop.fatal is not None:
+        code = stop.fatal.exit_code  # 3 for the account, 2 for the run directory
+        summary["error"] = str(stop.fatal)
     elif any(counts.get(s, 0) for s in ("failed", "cancelled", "uncertain", "pending")):
         code = EXIT_FAILED
     else:
@@ -222,12 +224,12 @@ def _hosts(settings: RunSettings, base: str) -> HostPolicy:
     return HostPolicy([host, *extra])
 
 
-def _install_signals(tracker: Tracker, main: asyncio.Task | None, scheduler: Scheduler) -> None:
+def _install_signals(stop: Stop, main: asyncio.Task | None, scheduler: Scheduler) -> None:
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
-        if not tracker.stopping or tracker.fatal is not None:
-            tracker.stopping = True
+        stop.signal()
+        if stop.signals == 1:
             _say(
                 "stopping: no new submissions; finishing the jobs in flight "
                 f"({scheduler.waiting} not started wait for a resume). "

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from batch_runner.jobs import JobRecord, JobState
-from batch_runner.run.lifecycle import JobRunner, Slot
-from batch_runner.store.state import StateStore
+from batch_runner.errors import BatchRunnerError
+from batch_runner.jobs import WITHOUT_REQUEST, JobRecord, JobState
+
+if TYPE_CHECKING:
+    from batch_runner.store.state import StateStore
 
 S = JobState
 LOAD_AHEAD = 256  # job records read per query (pending jobs change only through this process)
@@ -27,20 +31,68 @@ class Todo:
 
     index: int
     state: JobState
-    request_id: str | None
+
+
+class Slot:
+    """One of the `--concurrency` places at the API: held from submit until the API finishes
+    the job, not while its files download (the next job's submit overlaps the download)."""
+
+    def __init__(self, places: asyncio.Semaphore, *, held: bool):
+        self._places = places
+        self.held = held
+
+    async def take(self) -> None:
+        if not self.held:
+            await self._places.acquire()
+            self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._places.release()
+
+
+class Stop:
+    """Whether the run still takes new jobs. A signal asks for a graceful stop; an error no job
+    can get past (account, disk) stops it as `fatal`. Jobs already at the API finish either way."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self.signals = 0
+        self.fatal: BatchRunnerError | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def signal(self) -> None:
+        self.signals += 1
+        self._set = True
+
+    def fail(self, exc: BatchRunnerError) -> None:
+        self.fatal = self.fatal or exc  # the first cause is the one reported
+        self._set = True
+
+    @property
+    def interrupted(self) -> bool:
+        """Stopped by a signal, not by an error."""
+        return self.signals > 0 and self.fatal is None
+
+
+RunOne = Callable[[JobRecord, Slot], Awaitable[None]]  # carry one job as far as it goes
+Load = Callable[[list[int]], list[JobRecord]]  # the records at these (ascending) indexes
 
 
 def plan(store: StateStore, run_dir: Path, *, resubmit_uncertain: bool) -> list[Todo]:
     """The jobs that need work, in the order to take them: paid-for ones before new ones."""
     complete = _complete_jobs(store, run_dir)
     todo = []
-    for idx, state, request_id in store.todo_rows():
+    for idx, state in store.todo_rows():
         state = JobState(state)
         if state is S.DONE and idx in complete:
             continue
         if state is S.UNCERTAIN and not resubmit_uncertain:
             continue
-        todo.append(Todo(idx, state, request_id))
+        todo.append(Todo(idx, state))
     todo.sort(key=lambda j: (_ORDER.get(j.state, 5), j.index))
     return todo
 
@@ -65,11 +117,14 @@ def _complete_jobs(store: StateStore, run_dir: Path) -> set[int]:
 
 
 class Scheduler:
-    """Runs jobs through `JobRunner`: `concurrency` places at the API, twice as many workers
-    (the second half carries jobs whose files are downloading)."""
+    """Runs jobs through `run_one`: `concurrency` places at the API, twice as many workers (the
+    second half carries jobs whose files are downloading). It knows the rest of the run only
+    through three callables: run one job, load records, and whether the run is stopping."""
 
-    def __init__(self, runner: JobRunner, concurrency: int):
-        self.runner = runner
+    def __init__(self, run_one: RunOne, load: Load, stopping: Callable[[], bool], concurrency: int):
+        self._run_one = run_one
+        self._load = load
+        self._stopping = stopping
         self.concurrency = concurrency
         self._queue: deque[Todo] = deque()
         self._places = asyncio.Semaphore(concurrency)
@@ -93,13 +148,13 @@ class Scheduler:
     def _next(self) -> JobRecord | None:
         if not self._queue:
             return None
-        if self.runner.tracker.stopping and self._queue[0].request_id is None:
+        if self._stopping() and self._queue[0].state in WITHOUT_REQUEST:
             return None  # stopping: nothing new is submitted (the rest wait for a resume)
         todo = self._queue.popleft()
         record = self._loaded.pop(todo.index, None)
         if record is None:  # read the records of the next jobs in one query, not one each
             batch = sorted([todo.index] + [t.index for t in islice(self._queue, LOAD_AHEAD - 1)])
-            self._loaded = {job.index: job for job in self.runner.store.jobs_at(batch)}
+            self._loaded = {job.index: job for job in self._load(batch)}
             record = self._loaded.pop(todo.index)
         return record
 
@@ -111,6 +166,6 @@ class Scheduler:
                 job = self._next()
                 if job is None:
                     return
-                await self.runner.run(job, slot)
+                await self._run_one(job, slot)
             finally:
                 slot.release()

@@ -1,8 +1,26 @@
 """A faithful RunComfy Model API simulator with fault injection, for tests and benchmarks.
 
 It serves the queue API of CONTRACT §1 (submit, status, result, cancel) with RunComfy's error
-bodies, real PNG/JPEG output files on its own host, and control endpoints without a token:
-GET /_sim/stats, GET /_sim/jobs, GET|POST /_sim/config (live overrides), POST /_sim/reset.
+bodies, the model catalogue (GET /v1/models, GET /v1/models/{model_path}: the 121 bundled
+models with made-up prices), the account balance (GET /prod/v2/balance), output files on its
+own host (PNG/JPEG/WebP images, a real MP4, a real WAV, by the model's output type), and
+control endpoints without a token: GET /_sim/stats, GET /_sim/jobs, GET|POST /_sim/config
+(live overrides), POST /_sim/reset (forgets jobs and counters, not the balance).
+
+Every submit is validated with its model's own schema (422001 with `detail`), including media
+inputs (media.py); a submit whose most possible cost exceeds the balance gets 402 / 400002.
+A completed job's cost is taken from the balance when it finishes.
+
+POST /_sim/config keys beyond the fault settings of SimConfig:
+
+- ``balance``: the balance in USD now (a top-up or a drain).
+- ``prices``: ``{MODEL: USD}``, the models' ``base_price_usd`` (as ``--price``; replaces the
+  previous mapping).
+- ``models``: ``{MODEL: {field: value}}``, catalogue fields (``input_schema``,
+  ``base_price_usd``, ``output_type``, ``price_unit``, ``display_name``, ...) laid over the
+  bundled entry of MODEL, or making a new model (IMAGE, schema ``{"type": "object"}`` unless
+  given). It replaces the previous overrides; tests use it to serve a catalogue that differs
+  from the bundled one.
 
 Directives in the prompt text make single jobs behave deterministically:
 

@@ -8,31 +8,24 @@ import itertools
 import json
 import time
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
-from jsonschema import Draft202012Validator
 
 from batch_runner.errors import UsageError
-from batch_runner.simulator import hostile
+from batch_runner.simulator import hostile, money
 from batch_runner.simulator.config import SimConfig, apply_overrides, validate
 from batch_runner.simulator.faults import DropResponse, Faults, json_error
 from batch_runner.simulator.files import FileServer
+from batch_runner.simulator.images import EXTENSIONS
+from batch_runner.simulator.inputs import input_problems
+from batch_runner.simulator.models import DEFAULT_LIMIT, MAX_LIMIT
 from batch_runner.simulator.store import FAILED_ERROR, JobStore, SimJob, directives
 
-MODEL = "bytedance/seedream-5/lite/text-to-image"
-SCHEMA_FILE = "seedream-5-lite-text-to-image.json"
-
-
-def _load_validator() -> Draft202012Validator:
-    text = (
-        resources.files("batch_runner")
-        .joinpath("manifest", "schemas", SCHEMA_FILE)
-        .read_text("utf-8")
-    )
-    return Draft202012Validator(json.loads(text)["input"])
+_TRUE = ("true", "1", "yes")
+MAX_BODY = 64 * 1024 * 1024  # RunComfy's limit on one request body (inline media included)
+_KINDS = ("image", "video", "audio")
 
 
 def _iso(stamp: float | None) -> str | None:
@@ -42,20 +35,33 @@ def _iso(stamp: float | None) -> str | None:
     return moment.replace("+00:00", "Z")
 
 
-def input_problems(validator: Draft202012Validator, body: Any) -> list[dict[str, Any]]:
-    """422 `detail` entries ({"loc", "msg", "type"}) for a submit body; empty when valid."""
-    if not isinstance(body, dict):
-        return [{"loc": ["body"], "msg": "inputs must be a JSON object", "type": "type"}]
+def _invalid(detail: list[dict[str, Any]]) -> web.Response:
+    """The 422001 answer for invalid inputs or query parameters."""
+    body = {"error_code": 422001, "message": "invalid inputs", "detail": detail}
+    return web.json_response(body, status=422)
+
+
+def _paging(query: Any) -> tuple[int, int, str | None] | list[dict[str, Any]]:
+    """(limit, offset, kind) of a catalogue query, or the 422 details of what is wrong."""
     detail = []
-    for error in sorted(validator.iter_errors(body), key=lambda e: list(e.absolute_path)):
-        loc: list[Any] = ["body", *error.absolute_path]
-        kind = str(error.validator)
-        if kind == "required":
-            missing = [p for p in error.validator_value if p not in error.instance]
-            loc.append(missing[0] if missing else "?")
-            kind = "missing"
-        detail.append({"loc": loc, "msg": error.message, "type": kind})
-    return detail
+    numbers = {}
+    for name, default, low, high in (
+        ("limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        ("offset", 0, 0, None),
+    ):
+        try:
+            numbers[name] = int(query.get(name, default))
+        except ValueError:
+            numbers[name] = -1
+        if numbers[name] < low or (high is not None and numbers[name] > high):
+            bounds = f"{low}..{high}" if high else f">= {low}"
+            msg = f"must be a whole number {bounds}"
+            detail.append({"loc": ["query", name], "msg": msg, "type": "value"})
+    kind = query.get("kind") or None
+    if kind is not None and kind not in _KINDS:
+        msg = f"must be one of {', '.join(_KINDS)}"
+        detail.append({"loc": ["query", "kind"], "msg": msg, "type": "enum"})
+    return detail or (numbers["limit"], numbers["offset"], kind)
 
 
 class Simulator:
@@ -66,7 +72,7 @@ class Simulator:
         self.store = JobStore(config)
         self.faults = Faults(self.store)
         self.files = FileServer(self.store, self.faults)
-        self._validator = _load_validator()
+        self.catalog = self.store.catalog
         self._nonce = itertools.count(1)
 
     # --- helpers ----------------------------------------------------------------------------
@@ -105,30 +111,39 @@ class Simulator:
             return json_error(404, 404001, "request not found or expired")
         return job
 
+    def _model(self, request: web.Request, kind: str, status: int) -> Any:
+        """The catalogue entry the path names, or the answer refusing the call (`status` for
+        an unknown model: 400 on submit, 404 on the catalogue)."""
+        refusal = self._gate(request, kind)
+        if refusal is not None:
+            return refusal
+        model = request.match_info["model_path"]
+        entry = self.catalog.entry(model)
+        return entry if entry is not None else json_error(status, 400001, f"unknown model: {model}")
+
     # --- API --------------------------------------------------------------------------------
 
     async def submit(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/models/{model_path}: validate the inputs and create a job."""
-        refusal = self._gate(request, "submit")
-        if refusal is not None:
-            return refusal
-        model = request.match_info["model_path"]
-        if model != MODEL:
-            return json_error(400, 400001, f"unknown model: {model}")
+        entry = self._model(request, "submit", 400)
+        if not isinstance(entry, dict):
+            return entry
+        model = entry["model_id"]
         try:
             body = json.loads(await request.read())
         except (ValueError, UnicodeDecodeError):
-            body = None
+            body, echo = None, None
             detail = [{"loc": ["body"], "msg": "body is not valid JSON", "type": "json_invalid"}]
         else:
-            detail = input_problems(self._validator, body)
+            validator = self.catalog.validator(model, entry["input_schema"])
+            detail, echo = input_problems(validator, body)
         if detail:
-            return web.json_response(
-                {"error_code": 422001, "message": "invalid inputs", "detail": detail}, status=422
-            )
+            return _invalid(detail)
         if "error200" in directives(body.get("prompt")):
             return self.faults.error_200()
-        job = self.store.create(model, body)
+        if money.estimate(entry, body) > self.config.balance:
+            return json_error(402, 400002, "insufficient credits")
+        job = self.store.create(model, body, echo)
         if self.config.submit_delay:
             # the job exists (and is "billed") while the answer is still on its way
             await asyncio.sleep(self.config.submit_delay)
@@ -155,6 +170,9 @@ class Simulator:
         payload = self._progress(job)
         if job.finished_at is None:
             return self._answer("result", payload)
+        payload["model_id"] = job.model
+        if request.query.get("include_cost", "").lower() in _TRUE:
+            payload["cost"] = job.cost if job.status == "completed" else 0.0
         if job.status == "completed":
             payload["output"] = self._output(request, job)
         elif job.status == "failed":
@@ -173,8 +191,11 @@ class Simulator:
     def _output(self, request: web.Request, job: SimJob) -> dict[str, Any]:
         style = self.config.output_style
         if style == "auto":
-            style = "images" if job.sequential else "image"
-        ext = "mp4" if style.startswith("video") else ("jpg" if job.fmt == "jpeg" else "png")
+            style = {"mp4": "video", "wav": "audio"}.get(job.fmt) or (
+                "images" if job.sequential else "image"
+            )
+        forced = {"video": "mp4", "audio": "wav"}.get(style.removesuffix("s"))
+        ext = forced or EXTENSIONS[job.fmt]
         case = hostile.case_for(self.config, "result")
         base = hostile.url_base(case, request, f"{request.scheme}://{request.host}")
         query = f"n={next(self._nonce)}"
@@ -195,11 +216,43 @@ class Simulator:
         payload = {"request_id": job.request_id, "status": job.status, "outcome": outcome}
         return self._answer("cancel", payload)
 
+    # --- catalogue and account -------------------------------------------------------------
+
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/models?search=&kind=&include_schema=&limit=&offset=: a page of entries."""
+        refusal = self._gate(request, "catalog")
+        if refusal is not None:
+            return refusal
+        query = request.query
+        paging = _paging(query)
+        if isinstance(paging, list):
+            return _invalid(paging)
+        limit, offset, kind = paging
+        schema = query.get("include_schema", "").lower() in _TRUE
+        listing = self.catalog.listing(query.get("search"), kind, schema, limit, offset)
+        return web.json_response(listing)
+
+    async def model(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/models/{model_path}: one entry with its input_schema."""
+        entry = self._model(request, "catalog", 404)
+        return web.json_response(entry) if isinstance(entry, dict) else entry
+
+    async def balance(self, request: web.Request) -> web.StreamResponse:
+        """GET /prod/v2/balance: what is left to spend."""
+        refusal = self._gate(request, "balance")
+        if refusal is not None:
+            return refusal
+        return web.json_response({"balance_usd": self.config.balance, "currency": "USD"})
+
     # --- /_sim/ controls ------------------------------------------------------------------
+
+    def stats_dict(self) -> dict[str, Any]:
+        """The counters of /_sim/stats, with the balance left."""
+        return self.store.stats.as_dict() | {"balance_usd": self.config.balance}
 
     async def stats(self, request: web.Request) -> web.Response:
         """GET /_sim/stats: counters (no token needed)."""
-        return web.json_response(self.store.stats.as_dict())
+        return web.json_response(self.stats_dict())
 
     async def jobs(self, request: web.Request) -> web.Response:
         """GET /_sim/jobs: every job with its body, status and wall-clock times."""
@@ -235,9 +288,12 @@ SIM_KEY = web.AppKey("simulator", Simulator)
 def create_app(config: SimConfig) -> web.Application:
     """The simulator as an aiohttp application serving CONTRACT §1 and §5 for `config`."""
     sim = Simulator(config)
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_BODY)
     app[SIM_KEY] = sim
+    app.router.add_get("/v1/models", sim.models)
+    app.router.add_get("/v1/models/{model_path:.+}", sim.model)  # POST on the same path submits
     app.router.add_post("/v1/models/{model_path:.+}", sim.submit)
+    app.router.add_get("/prod/v2/balance", sim.balance)
     app.router.add_get("/v1/requests/{request_id}/status", sim.status)
     app.router.add_get("/v1/requests/{request_id}/result", sim.result)
     app.router.add_post("/v1/requests/{request_id}/cancel", sim.cancel)

@@ -9,7 +9,9 @@ from typing import Any
 
 from batch_runner.errors import UsageError
 
-OUTPUT_STYLES = ("auto", "image", "images", "video", "videos")
+OUTPUT_STYLES = ("auto", "image", "images", "video", "videos", "audio", "audios")
+DEFAULT_BALANCE = 1_000_000.0
+OUTPUT_TYPES = ("IMAGE", "VIDEO", "AUDIO")
 HOSTILE_CASES = (
     "non_json",
     "oversized",
@@ -49,6 +51,9 @@ class SimConfig:
     pad_bytes: int = 0
     output_style: str = "auto"
     hostile: str | None = None
+    balance: float = DEFAULT_BALANCE  # USD left; each completed job's cost is taken from it
+    prices: dict[str, float] = dataclasses.field(default_factory=dict)  # --price MODEL=USD
+    models: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # live overrides
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready mapping (the token included: it is the simulator's own)."""
@@ -125,7 +130,38 @@ def validate(config: SimConfig) -> SimConfig:
     if not isinstance(config.token, str) or not config.token:
         raise UsageError("token: must be a non-empty string")
     parse_hostile(config.hostile)
+    config.balance = _check_price("balance", config.balance)
+    config.prices = _check_prices(config.prices)
+    config.models = _check_models(config.models)
     return config
+
+
+def _check_price(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e15:
+        raise UsageError(f"{name}: must be a number of USD >= 0, got {value!r}")
+    return float(value)
+
+
+def _check_prices(prices: Any) -> dict[str, float]:
+    if not isinstance(prices, dict):
+        raise UsageError("prices: expected a mapping of model id to USD")
+    return {str(m): _check_price(f"price of {m}", v) for m, v in prices.items()}
+
+
+def _check_models(models: Any) -> dict[str, dict[str, Any]]:
+    """Catalogue overrides: model id -> fields laid over (or making) that model's entry."""
+    if not isinstance(models, dict):
+        raise UsageError("models: expected a mapping of model id to catalogue fields")
+    for model, fields in models.items():
+        if not isinstance(fields, dict):
+            raise UsageError(f"models: {model}: expected a mapping of catalogue fields")
+        if "input_schema" in fields and not isinstance(fields["input_schema"], dict):
+            raise UsageError(f"models: {model}: input_schema must be a JSON object")
+        if "base_price_usd" in fields:
+            _check_price(f"models: {model}: base_price_usd", fields["base_price_usd"])
+        if fields.get("output_type", "IMAGE") not in OUTPUT_TYPES:
+            raise UsageError(f"models: {model}: output_type must be one of {OUTPUT_TYPES}")
+    return models
 
 
 def apply_overrides(config: SimConfig, overrides: dict[str, Any]) -> SimConfig:
@@ -177,6 +213,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--pad-bytes", type=int, default=0, help="pad every file to at least N bytes")
     add("--output-style", default="auto", choices=OUTPUT_STYLES, help="output field to use")
     add("--hostile", default=None, help=f"hostile case[@kinds]: {', '.join(HOSTILE_CASES)}")
+    add(
+        "--price",
+        action="append",
+        default=[],
+        metavar="MODEL=USD",
+        help="set one model's base_price_usd (repeatable); every other model has a made-up "
+        "default price (images $0.01-0.06 per output, video $0.02-0.15 and audio "
+        "$0.001-0.01 per second), NOT RunComfy's real prices",
+    )
+    add(
+        "--balance",
+        type=float,
+        default=DEFAULT_BALANCE,
+        metavar="USD",
+        help="starting account balance in USD (default 1000000); finished jobs are charged",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> SimConfig:
@@ -200,5 +252,21 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         pad_bytes=args.pad_bytes,
         output_style=args.output_style,
         hostile=args.hostile,
+        balance=args.balance,
+        prices=parse_prices(args.price),
     )
     return validate(config)
+
+
+def parse_prices(items: list[str]) -> dict[str, float]:
+    """`--price MODEL=USD` values as a mapping; raise UsageError when one is malformed."""
+    prices = {}
+    for item in items or []:
+        model, sep, usd = item.rpartition("=")
+        try:
+            prices[model] = float(usd)
+        except ValueError:
+            model = ""
+        if not sep or not model:
+            raise UsageError(f"--price: expected MODEL=USD, got {item!r}")
+    return prices

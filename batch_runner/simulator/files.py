@@ -14,10 +14,11 @@ from aiohttp import web
 
 from batch_runner.simulator import hostile
 from batch_runner.simulator.faults import DropResponse, Faults, TruncatedResponse
-from batch_runner.simulator.images import CONTENT_TYPES, FileCache
+from batch_runner.simulator.images import CONTENT_TYPES, EXTENSIONS, FORMATS, FileCache
 from batch_runner.simulator.store import JobStore, SimJob
 
-_NAME = re.compile(r"^(\d+)\.(png|jpg|mp4)$")
+_NAME = re.compile(r"^(\d+)\.(png|jpg|webp|mp4|wav)$")
+_FORCED = ("mp4", "wav")  # output_style video*/audio* serve these for any job
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _XML = "application/xml"
 _HUE_STEP = 5  # files of one job get neighbouring hues, so they differ
@@ -88,9 +89,10 @@ class FileServer:
         if isinstance(found, web.Response):
             return found
         job, k, ext = found
-        fmt = "mp4" if ext == "mp4" else job.fmt
+        fmt = FORMATS[ext]
+        width, height = (job.width, job.height) if fmt == job.fmt else _forced_size(fmt)
         pad_to = self.store.config.pad_bytes
-        body = self.cache.get(fmt, job.bucket + _HUE_STEP * (k - 1), job.width, job.height, pad_to)
+        body = self.cache.get(fmt, job.bucket + _HUE_STEP * (k - 1), width, height, pad_to)
         if case == "bad_file":
             body = hostile.BAD_FILE
         return self._send(request, body, CONTENT_TYPES[fmt])
@@ -102,7 +104,7 @@ class FileServer:
         if match is None or job is None or job.status != "completed":
             return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
         k, ext = int(match[1]), match[2]
-        if not 1 <= k <= job.n_files or (ext != "mp4" and ext != _ext(job)):
+        if not 1 <= k <= job.n_files or (ext not in _FORCED and ext != EXTENSIONS[job.fmt]):
             return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
         if self.store.expired(job):
             self.faults.count("url_expired")
@@ -132,8 +134,8 @@ class FileServer:
         return web.Response(body=body, status=status, headers=headers)
 
 
-def _ext(job: SimJob) -> str:
-    return "jpg" if job.fmt == "jpeg" else "png"
+def _forced_size(fmt: str) -> tuple[int, int]:
+    return (1000, 0) if fmt == "wav" else (32, 32)  # a WAV's width is its milliseconds
 
 
 def _past(exp: str | None) -> bool:

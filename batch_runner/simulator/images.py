@@ -1,4 +1,5 @@
-"""Output files for the simulator: real PNG/JPEG gradients, a tiny MP4, padding, and a cache."""
+"""Output files for the simulator: real PNG/JPEG/WebP gradients, MP4 and WAV (av.py), padding,
+and a cache."""
 
 from __future__ import annotations
 
@@ -8,31 +9,69 @@ import re
 import struct
 import zlib
 from collections import OrderedDict
+from typing import Any
 
 from PIL import Image
 
-DEFAULT_RESOLUTION = "2304x1728 (4:3)"
+from batch_runner.simulator.av import mp4_bytes, pad_wav, wav_bytes
+
 _SIZED = re.compile(r"^\s*(\d+)\s*x\s*(\d+)")
-_PRESETS = {"2K": (2048, 2048), "3K": (3072, 3072)}
+_RATIO = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*:\s*(\d+(?:\.\d+)?)\s*$")
+_BASES = {"1k": 1024, "2k": 2048, "3k": 3072, "4k": 4096}  # long side of a preset resolution
+DEFAULT_BASE = 1024  # long side for models without a resolution input
 HUE_BUCKETS = 24
-CONTENT_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "mp4": "video/mp4"}
-EXTENSIONS = {"png": "png", "jpeg": "jpg", "mp4": "mp4"}
+CONTENT_TYPES = {
+    "png": "image/png",
+    "jpeg": "image/jpeg",
+    "webp": "image/webp",
+    "mp4": "video/mp4",
+    "wav": "audio/wav",
+}
+EXTENSIONS = {"png": "png", "jpeg": "jpg", "webp": "webp", "mp4": "mp4", "wav": "wav"}
+FORMATS = {ext: fmt for fmt, ext in EXTENSIONS.items()}
 
 # A private, safe-to-copy ancillary PNG chunk type: decoders must skip it.
 _PAD_CHUNK = b"prVt"
 _JPEG_COM_MAX = 65533  # a COM segment's length field (2 bytes) counts itself
 
 
-def resolution_size(resolution: str | None, scale: float = 1.0) -> tuple[int, int]:
-    """Pixel size for a schema resolution ("2048x2048 (1:1)", "2K", "3K") times `scale`."""
-    text = resolution or DEFAULT_RESOLUTION
-    if text in _PRESETS:
-        width, height = _PRESETS[text]
+def image_size(
+    inputs: dict[str, Any],
+    schema: dict[str, Any] | None,
+    scale: float = 1.0,
+    echo: tuple[int, int] | None = None,
+) -> tuple[int, int]:
+    """Pixel size of a job's images times `scale`: a "WxH" `resolution`, else a preset
+    ("2K", "1k", ...) shaped by `aspect_ratio` (square when absent or "auto"), else the size
+    of the input image (`echo`) when the job sets neither, else 1024 px on the long side."""
+    props = (schema or {}).get("properties") or {}
+    resolution = _input(inputs, props, "resolution")
+    ratio = _input(inputs, props, "aspect_ratio")
+    sized = _SIZED.match(resolution) if isinstance(resolution, str) else None
+    if sized:
+        width, height = int(sized[1]), int(sized[2])
+    elif echo and not ({"resolution", "aspect_ratio"} & set(inputs)):
+        width, height = echo
     else:
-        match = _SIZED.match(text) or _SIZED.match(DEFAULT_RESOLUTION)
-        assert match is not None
-        width, height = int(match[1]), int(match[2])
+        base = _BASES.get(str(resolution).lower(), DEFAULT_BASE)
+        width, height = _shape(base, ratio)
     return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _input(inputs: dict[str, Any], props: dict[str, Any], name: str) -> Any:
+    if name in inputs:
+        return inputs[name]
+    prop = props.get(name)
+    return prop.get("default") if isinstance(prop, dict) else None
+
+
+def _shape(base: int, ratio: Any) -> tuple[int, int]:
+    """(width, height) with the long side `base` and the aspect "W:H" (square otherwise)."""
+    match = _RATIO.match(ratio) if isinstance(ratio, str) else None
+    if not match or not float(match[1]) or not float(match[2]):
+        return base, base
+    w, h = float(match[1]), float(match[2])
+    return (base, round(base * h / w)) if w >= h else (round(base * w / h), base)
 
 
 def hue_bucket(prompt: str) -> int:
@@ -54,16 +93,11 @@ def render(bucket: int, width: int, height: int, fmt: str) -> bytes:
     out = io.BytesIO()
     if fmt == "jpeg":
         image.save(out, "JPEG", quality=85)
+    elif fmt == "webp":
+        image.save(out, "WEBP", quality=80, method=0)
     else:
         image.save(out, "PNG", compress_level=1)
     return out.getvalue()
-
-
-def mp4_bytes() -> bytes:
-    """A tiny file that looks like an MP4 (ftyp, free and mdat boxes); not playable."""
-    ftyp = b"ftyp" + b"isom" + struct.pack(">I", 0x200) + b"isomiso2mp41"
-    mdat = b"mdat" + b"\x00" * 64
-    return _box(ftyp) + _box(b"free") + _box(mdat)
 
 
 def _box(payload: bytes) -> bytes:
@@ -79,7 +113,11 @@ def pad(data: bytes, fmt: str, size: int) -> bytes:
         return _pad_png(data, missing)
     if fmt == "jpeg":
         return _pad_jpeg(data, missing)
-    return data + _box(b"free" + b"\x00" * max(0, missing - 8))
+    if fmt == "wav":
+        return pad_wav(data, missing)
+    if fmt == "webp":
+        return data  # WebP allows extra chunks only in its extended layout: left unpadded
+    return data + _box(b"free" + b"\x00" * max(0, missing - 8))  # an MP4 box players skip
 
 
 def _pad_png(data: bytes, missing: int) -> bytes:
@@ -100,7 +138,8 @@ def _pad_jpeg(data: bytes, missing: int) -> bytes:
 
 
 class FileCache:
-    """An LRU of encoded files keyed by (kind, bucket, width, height, pad), bounded in bytes."""
+    """An LRU of encoded files keyed by (format, bucket, width, height, pad), bounded in bytes.
+    For WAV files `width` is the length in milliseconds."""
 
     def __init__(self, max_bytes: int = 512 * 1024 * 1024, max_items: int = 256):
         self._items: OrderedDict[tuple, bytes] = OrderedDict()
@@ -115,7 +154,7 @@ class FileCache:
         if data is not None:
             self._items.move_to_end(key)
             return data
-        raw = mp4_bytes() if fmt == "mp4" else render(key[1], width, height, fmt)
+        raw = _make(fmt, key[1], width, height)
         data = pad(raw, fmt, pad_to)
         self._items[key] = data
         self._bytes += len(data)
@@ -125,3 +164,11 @@ class FileCache:
             _, old = self._items.popitem(last=False)
             self._bytes -= len(old)
         return data
+
+
+def _make(fmt: str, bucket: int, width: int, height: int) -> bytes:
+    if fmt == "mp4":
+        return mp4_bytes()
+    if fmt == "wav":
+        return wav_bytes(width / 1000, bucket)
+    return render(bucket, width, height, fmt)

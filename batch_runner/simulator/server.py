@@ -33,7 +33,7 @@ class SimHandle:
 
     def stats(self) -> dict[str, Any]:
         """The same counters as GET /_sim/stats."""
-        return self.app[SIM_KEY].store.stats.as_dict()
+        return self.app[SIM_KEY].stats_dict()
 
     def jobs(self) -> list[dict[str, Any]]:
         """The same list as GET /_sim/jobs."""

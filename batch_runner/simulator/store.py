@@ -18,8 +18,12 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from batch_runner import catalog
+from batch_runner.simulator import money
+from batch_runner.simulator.av import wav_seconds
 from batch_runner.simulator.config import SimConfig, parse_hostile
-from batch_runner.simulator.images import hue_bucket, resolution_size
+from batch_runner.simulator.images import hue_bucket, image_size
+from batch_runner.simulator.models import SimCatalog
 
 FAILED_ERROR = "generation failed (simulated)"
 _DIRECTIVE = re.compile(r"\[sim:([a-z0-9_]+)(?:=([^\]]*))?\]")
@@ -37,11 +41,12 @@ class SimJob:
     latency: float
     will_fail: bool
     n_files: int
-    fmt: str  # "png" or "jpeg"
-    width: int
+    fmt: str  # "png", "jpeg", "webp", "mp4" or "wav"
+    width: int  # images: pixels; WAV: milliseconds
     height: int
     bucket: int
-    sequential: bool
+    sequential: bool  # the job may return several images: answer with an `images` list
+    cost: float = 0.0  # USD charged if it completes
     status: str = "in_queue"
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
@@ -105,6 +110,7 @@ class Stats:
     requests: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
+    charged_usd: float = 0.0  # the sum of completed jobs' costs
     file_requests_with_auth: int = 0
     files_serving: int = 0  # file requests being answered now
     max_files_serving: int = 0
@@ -115,8 +121,10 @@ class Stats:
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON answer of /_sim/stats."""
-        requests = {k: self.requests.get(k, 0) for k in ("submit", "status", "result", "cancel")}
-        requests["file"] = self.requests.get("file", 0)
+        kinds = ("submit", "status", "result", "cancel", "file")
+        requests = {k: self.requests.get(k, 0) for k in kinds}
+        # turn-2 kinds appear once counted, so turn-1 readers see the same five keys
+        requests |= {k: n for k in ("catalog", "balance") if (n := self.requests.get(k, 0))}
         return {
             "submitted": self.submitted,
             "unique_bodies": len(self.bodies),
@@ -127,6 +135,7 @@ class Stats:
             "completed": self.outcomes.get("completed", 0),
             "failed": self.outcomes.get("failed", 0),
             "cancelled": self.outcomes.get("cancelled", 0),
+            "charged_usd": round(self.charged_usd, money.DIGITS),
             "file_requests_with_auth": self.file_requests_with_auth,
             "max_files_serving": self.max_files_serving,
             "submits_during_files": self.submits_during_files,
@@ -139,6 +148,7 @@ class JobStore:
 
     def __init__(self, config: SimConfig):
         self.config = config
+        self.catalog = SimCatalog(config)
         self.reset()
 
     def reset(self) -> None:
@@ -189,9 +199,12 @@ class JobStore:
 
     # --- life cycle ---------------------------------------------------------------------
 
-    def create(self, model: str, body: dict[str, Any]) -> SimJob:
-        """Create a job from a validated submit body, queue it and start what capacity allows."""
-        job = self._new_job(model, body)
+    def create(
+        self, model: str, body: dict[str, Any], echo: tuple[int, int] | None = None
+    ) -> SimJob:
+        """Create a job from a validated submit body, queue it and start what capacity allows
+        (`echo`: the size of its input image, which its images then take)."""
+        job = self._new_job(model, body, echo)
         self._by_id[job.request_id] = job
         self._by_seq.append(job)
         stats = self.stats
@@ -206,7 +219,7 @@ class JobStore:
         self.pump()
         return job
 
-    def _new_job(self, model: str, body: dict[str, Any]) -> SimJob:
+    def _new_job(self, model: str, body: dict[str, Any], echo: tuple[int, int] | None) -> SimJob:
         rng, config = self._job_rng, self.config
         seq = len(self._by_seq)
         found = directives(body.get("prompt"))
@@ -214,9 +227,8 @@ class JobStore:
         if "latency" in found:
             with contextlib.suppress(ValueError):  # a malformed directive is just prompt text
                 latency = max(0.0, float(found["latency"]))
-        sequential = body.get("sequential_image_generation") == "auto"
-        n_files = rng.randint(1, int(body.get("max_images", 15))) if sequential else 1
-        width, height = resolution_size(body.get("resolution"), config.image_scale)
+        entry = self.catalog.entry(model) or {"output_type": "IMAGE", "price_unit": "output"}
+        outputs = _outputs(entry, body, rng, config.image_scale, echo)
         if parse_hostile(config.hostile)[0] == "weird_request_id":
             request_id = f"../../etc/passwd?x=%2F&n={seq}"
         else:
@@ -228,12 +240,9 @@ class JobStore:
             body=body,
             latency=latency,
             will_fail="fail" in found or rng.random() < config.fail_rate,
-            n_files=n_files,
-            fmt="jpeg" if body.get("output_format") == "jpeg" else "png",
-            width=width,
-            height=height,
             bucket=hue_bucket(str(body.get("prompt", ""))),
-            sequential=sequential,
+            cost=money.cost(entry, body, outputs["n_files"]),
+            **outputs,
         )
 
     def cancel(self, job: SimJob) -> str:
@@ -283,3 +292,41 @@ class JobStore:
         self.stats.outcomes[status] += 1
         if status == "failed":
             self.stats.faults["fail"] += 1
+        if status == "completed" and job.cost:
+            self.stats.charged_usd += job.cost
+            self.config.balance = round(self.config.balance - job.cost, money.DIGITS)
+
+
+_IMAGE_FORMATS = {"png": "png", "jpeg": "jpeg", "jpg": "jpeg", "webp": "webp"}
+
+
+def _outputs(
+    entry: dict[str, Any],
+    body: dict[str, Any],
+    rng: random.Random,
+    scale: float,
+    echo: tuple[int, int] | None,
+) -> dict[str, Any]:
+    """What a job will return: n_files, fmt, width, height, sequential (SimJob fields)."""
+    schema = entry.get("input_schema") or {}
+    kind = catalog.KINDS.get(str(entry.get("output_type")).upper(), "image")
+    if kind == "video":
+        return {"n_files": 1, "fmt": "mp4", "width": 32, "height": 32, "sequential": False}
+    if kind == "audio":
+        millis = round(1000 * wav_seconds(catalog.duration_seconds(schema, body)))
+        return {"n_files": 1, "fmt": "wav", "width": millis, "height": 0, "sequential": False}
+    upper = catalog.max_outputs(schema, body)
+    sequential = body.get("sequential_image_generation") == "auto" or upper > 1
+    exact = "num_images" in (schema.get("properties") or {})
+    n_files = upper if exact else (rng.randint(1, upper) if sequential else 1)
+    props = schema.get("properties") or {}
+    default_format = (props.get("output_format") or {}).get("default")
+    fmt = _IMAGE_FORMATS.get(str(body.get("output_format", default_format)).lower(), "png")
+    width, height = image_size(body, schema, scale, echo)
+    return {
+        "n_files": n_files,
+        "fmt": fmt,
+        "width": width,
+        "height": height,
+        "sequential": sequential,
+    }

@@ -1,8 +1,10 @@
 """The SQLite state file: the only record of what was submitted (and possibly paid for).
 
-This module holds the schema, opening and migrating, the reads, and the events a run writes;
-how events are journaled and group-committed (durable before the caller acts on them) lives in
-`batch_runner.store.journal`, which StateStore extends.
+This module holds opening, the reads, and the events a run writes (each told the state it
+records: which move a job makes is decided and checked elsewhere). The schema and its
+migrations live in `batch_runner.store.migrations`; how events are journaled and
+group-committed (durable before the caller acts on them) in `batch_runner.store.journal`,
+which StateStore extends.
 """
 
 from __future__ import annotations
@@ -16,60 +18,26 @@ from typing import Any
 
 from batch_runner import jsonenc
 from batch_runner.errors import StateError
-from batch_runner.jobs import FileRecord, JobRecord, JobSpec, JobState
+from batch_runner.jobs import (
+    FileRecord,
+    JobRecord,
+    JobSpec,
+    JobState,
+    check_move,
+    current_request_id,
+)
 from batch_runner.store.journal import Journal, os_message
+from batch_runner.store.migrations import SCHEMA_VERSION, check_readable, migrate, schema_version
 
 STATE_FILE = "state.db"
-SCHEMA_VERSION = 1
-
-_V1 = """
-CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE jobs (
-    idx INTEGER PRIMARY KEY,
-    key TEXT NOT NULL UNIQUE,
-    model TEXT NOT NULL,
-    inputs TEXT NOT NULL,
-    copy INTEGER NOT NULL DEFAULT 0,
-    meta TEXT NOT NULL DEFAULT '{}',
-    vars TEXT NOT NULL DEFAULT '{}',
-    sweep INTEGER,
-    source TEXT,
-    state TEXT NOT NULL,
-    reason TEXT,
-    request_id TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    possible_duplicates INTEGER NOT NULL DEFAULT 0,
-    in_manifest INTEGER NOT NULL DEFAULT 1,
-    outputs TEXT,
-    updated_at REAL
-);
-CREATE INDEX jobs_state ON jobs(state);
-CREATE TABLE attempts (
-    job_idx INTEGER NOT NULL,
-    n INTEGER NOT NULL,
-    request_id TEXT NOT NULL,
-    submitted_at REAL NOT NULL,
-    PRIMARY KEY (job_idx, n)
-);
-CREATE TABLE files (
-    job_idx INTEGER NOT NULL,
-    k INTEGER NOT NULL,
-    file_name TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    bytes INTEGER NOT NULL,
-    url TEXT,
-    PRIMARY KEY (job_idx, k)
-);
-CREATE TABLE retries (cause TEXT PRIMARY KEY, n INTEGER NOT NULL);
-"""
-
-# Migrations by target version: MIGRATIONS[v] brings a file at version v-1 to version v.
-MIGRATIONS: dict[int, str] = {1: _V1}
 
 _JOB_COLUMNS = (
-    "idx, key, model, inputs, copy, meta, vars, sweep, source, state, reason, request_id, "
-    "attempts, in_manifest, outputs"
+    "idx, key, model, inputs, copy, meta, vars, sweep, source, state, reason, attempts, "
+    "in_manifest, outputs"
 )
+S = JobState
+_FINISHED = (S.FAILED.value, S.CANCELLED.value)  # nothing more to do for these
+_FAILURES = (S.FAILED.value, S.CANCELLED.value, S.UNCERTAIN.value)  # what the summary lists
 
 
 def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
@@ -80,7 +48,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             # one writer thread commits while the loop runs; `_settle` keeps the two apart
             conn = sqlite3.connect(path, timeout=10, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA busy_timeout = 10000")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        version = schema_version(conn)
         if not readonly:
             conn.execute("PRAGMA journal_mode = WAL")
             # FULL: a committed request_id survives a power loss, not only a killed process
@@ -94,20 +62,6 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             f"understands ({SCHEMA_VERSION}); upgrade batch_runner to continue this run"
         )
     return conn
-
-
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version == 0:
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if tables:
-            raise StateError(f"{path}: not a batch_runner state file (unknown tables, no version)")
-    for target in range(version + 1, SCHEMA_VERSION + 1):
-        conn.execute("BEGIN IMMEDIATE")
-        for stmt in filter(str.strip, MIGRATIONS[target].split(";")):
-            conn.execute(stmt)
-        conn.execute(f"PRAGMA user_version = {target}")
-        conn.execute("COMMIT")
 
 
 class StateStore(Journal):
@@ -131,10 +85,10 @@ class StateStore(Journal):
             raise StateError(f"{path}: is a directory, not a state file")
         conn = _connect(path, readonly=readonly)
         try:
-            if not readonly:
-                _migrate(conn, path)
-            elif conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
-                raise StateError(f"{path}: not a batch_runner state file")
+            if readonly:
+                check_readable(conn, path)
+            else:
+                migrate(conn, path)
             conn.execute("SELECT count(*) FROM jobs").fetchone()
         except sqlite3.OperationalError as exc:
             conn.close()
@@ -283,33 +237,33 @@ class StateStore(Journal):
             rids.setdefault(idx, []).append(rid)
         return [_record(row, rids.get(row[0], []), files.get(row[0], [])) for row in rows]
 
-    def todo_rows(self) -> Iterator[tuple[int, str, str | None]]:
-        """(idx, state, request_id) of every job not failed or cancelled, in index order."""
+    def todo_rows(self) -> Iterator[tuple[int, str]]:
+        """(idx, state) of every job not failed or cancelled, in index order."""
         yield from self._conn.execute(
-            "SELECT idx, state, request_id FROM jobs "
-            "WHERE state NOT IN ('failed', 'cancelled') ORDER BY idx"
+            "SELECT idx, state FROM jobs WHERE state NOT IN (?, ?) ORDER BY idx", _FINISHED
         )
 
     def done_files(self) -> Iterator[tuple[int, str, int]]:
         """(job idx, file_name, bytes) of every file of a done job, by job."""
         yield from self._conn.execute(
             "SELECT f.job_idx, f.file_name, f.bytes FROM files f JOIN jobs j ON j.idx = f.job_idx "
-            "WHERE j.state = 'done' ORDER BY f.job_idx"
+            "WHERE j.state = ? ORDER BY f.job_idx",
+            (S.DONE.value,),
         )
 
     def count_new(self) -> int:
         """Jobs never submitted."""
         return self._conn.execute(
-            "SELECT count(*) FROM jobs WHERE state = 'pending' AND attempts = 0"
+            "SELECT count(*) FROM jobs WHERE state = ? AND attempts = 0", (S.PENDING.value,)
         ).fetchone()[0]
 
-    def recover_submitting(self, reason: str) -> int:
-        """Submits a crash interrupted become uncertain; returns how many."""
+    def move_all(self, old: JobState, new: JobState, reason: str | None) -> int:
+        """Every job in state `old` moves to `new` (one checked move for all); returns how many."""
+        check_move(old, new)
         with self._tx():
             cur = self._conn.execute(
-                "UPDATE jobs SET state = 'uncertain', reason = ?, updated_at = ? "
-                "WHERE state = 'submitting'",
-                (reason, time.time()),
+                "UPDATE jobs SET state = ?, reason = ?, updated_at = ? WHERE state = ?",
+                (new.value, reason, time.time(), old.value),
             )
         return cur.rowcount
 
@@ -325,10 +279,18 @@ class StateStore(Journal):
         ).fetchone()[0]
         not_in = self._conn.execute("SELECT count(*) FROM jobs WHERE in_manifest = 0").fetchone()[0]
         failures = [
-            {"index": idx, "key": key, "state": state, "reason": reason, "request_id": rid}
+            {
+                "index": idx,
+                "key": key,
+                "state": state,
+                "reason": reason,
+                "request_id": current_request_id(JobState(state), [rid] if rid else []),
+            }
             for idx, key, state, reason, rid in self._conn.execute(
-                "SELECT idx, key, state, reason, request_id FROM jobs "
-                "WHERE state IN ('failed', 'cancelled', 'uncertain') ORDER BY idx LIMIT 1000"
+                "SELECT j.idx, j.key, j.state, j.reason, a.request_id FROM jobs j "
+                "LEFT JOIN attempts a ON a.job_idx = j.idx AND a.n = j.attempts "
+                "WHERE j.state IN (?, ?, ?) ORDER BY j.idx LIMIT 1000",
+                _FAILURES,
             )
         ]
         return {
@@ -356,6 +318,8 @@ class StateStore(Journal):
         return files, size
 
     # ---- events (journaled, committed per tick) ------------------------------------------
+    # Each records the state it is given: which move a job makes is decided (and checked
+    # against jobs.TRANSITIONS) by the caller, never here.
 
     def set_state(self, idx: int, state: JobState, reason: str | None = None) -> None:
         self._write(
@@ -363,19 +327,21 @@ class StateStore(Journal):
             (state.value, reason, time.time(), idx),
         )
 
-    def mark_submitting(self, idx: int, *, duplicate_risk: bool) -> None:
+    def mark_submitting(self, idx: int, state: JobState, *, duplicate_risk: bool) -> None:
+        """The intent to submit (`duplicate_risk`: an earlier submit's answer was lost)."""
         self._write(
-            "UPDATE jobs SET state = 'submitting', reason = NULL, request_id = NULL, "
+            "UPDATE jobs SET state = ?, reason = NULL, "
             "possible_duplicates = possible_duplicates + ?, updated_at = ? WHERE idx = ?",
-            (1 if duplicate_risk else 0, time.time(), idx),
+            (state.value, 1 if duplicate_risk else 0, time.time(), idx),
         )
 
-    def record_request_id(self, idx: int, attempt: int, request_id: str) -> None:
+    def record_request_id(self, idx: int, state: JobState, attempt: int, request_id: str) -> None:
+        """Attempt number `attempt` was accepted as `request_id` (the one record of it)."""
         now = time.time()
         self._write(
-            "UPDATE jobs SET state = 'queued', request_id = ?, attempts = ?, outputs = NULL, "
+            "UPDATE jobs SET state = ?, reason = NULL, attempts = ?, outputs = NULL, "
             "updated_at = ? WHERE idx = ?",
-            (request_id, attempt, now, idx),
+            (state.value, attempt, now, idx),
         )
         self._write(
             "INSERT OR REPLACE INTO attempts(job_idx, n, request_id, submitted_at) "
@@ -383,10 +349,10 @@ class StateStore(Journal):
             (idx, attempt, request_id, now),
         )
 
-    def record_outputs(self, idx: int, urls: list[str]) -> None:
+    def record_outputs(self, idx: int, state: JobState, urls: list[str]) -> None:
         self._write(
-            "UPDATE jobs SET state = 'downloading', outputs = ?, updated_at = ? WHERE idx = ?",
-            (json.dumps(urls), time.time(), idx),
+            "UPDATE jobs SET state = ?, reason = NULL, outputs = ?, updated_at = ? WHERE idx = ?",
+            (state.value, json.dumps(urls), time.time(), idx),
         )
 
     def record_file(self, idx: int, f: FileRecord) -> None:
@@ -408,9 +374,7 @@ _STATES = {s.value: s for s in JobState}
 
 
 def _record(row: tuple[Any, ...], rids: list[str], files: list[FileRecord]) -> JobRecord:
-    (idx, key, model, inputs, copy, meta, vars_, sweep, source, state, reason, rid, attempts) = row[
-        :13
-    ]
+    (idx, key, model, inputs, copy, meta, vars_, sweep, source, state, reason, attempts) = row[:12]
     return JobRecord(
         key=key,
         index=idx,
@@ -423,11 +387,10 @@ def _record(row: tuple[Any, ...], rids: list[str], files: list[FileRecord]) -> J
         sweep=sweep,
         source=source,
         reason=reason,
-        request_id=rid,
         request_ids=rids,
         attempts=attempts,
         files=files,
-        in_manifest=bool(row[13]),
+        in_manifest=bool(row[12]),
     )
 
 

@@ -2,6 +2,7 @@
 
 A template is text with `{field}` or `{field:spec}` placeholders, `{{`/`}}` for literal braces
 and one kind of optional group, `[...]`, rendered only when the job returns several files.
+`template_tokens` is the one tokenizer of that placeholder language: sweep values use it too.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, NamedTuple, TypeVar
 
 from batch_runner.errors import UsageError
 
@@ -18,7 +20,10 @@ BUILTIN_FIELDS = ("index", "key", "slug", "k", "ext")
 MAX_COMPONENT = 100  # characters in one folder or file name
 MAX_COMPONENT_BYTES = 240  # file systems count bytes (255), and UTF-8 may use 4 per character
 MAX_TOTAL = 200
-_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][\w-]*)(?::([^{}\[\]]*))?\}|[{}\[\]]")
+# {{ or }} (a literal brace), {name} or {name:spec}, or a lone brace or bracket; input fields
+# in a name template may contain '-', sweep vars may not
+_TOKEN = r"\{\{|\}\}|\{([A-Za-z_]%s*)(?::([^{}]*))?\}|[{}\[\]]"
+_TOKENS = {True: re.compile(_TOKEN % r"[\w-]"), False: re.compile(_TOKEN % r"\w")}
 _WINDOWS_UNSAFE = re.compile(r'[<>:"|?*]')
 _NON_WORD = re.compile(r"[\W_]+")
 _WINDOWS_RESERVED = frozenset(
@@ -26,6 +31,37 @@ _WINDOWS_RESERVED = frozenset(
 )
 
 Item = str | tuple  # literal text, ("field", name, spec) or ("group", items)
+Job = TypeVar("Job")  # a JobSpec or a JobRecord: anything with key, inputs and vars
+
+
+class Token(NamedTuple):
+    """One piece of a template: literal `text`, a `field` (text is its name) or a lone `mark`
+    (one of `{ } [ ]`, which each user of the tokenizer reads its own way)."""
+
+    kind: str
+    text: str
+    spec: str | None = None
+
+
+def template_tokens(text: str, *, hyphens: bool = True) -> Iterator[Token]:
+    """Split a template into tokens, in order; `{{` and `}}` come out as literal braces.
+
+    `hyphens`: whether a field name may contain '-'.
+    """
+    pos = 0
+    for m in _TOKENS[hyphens].finditer(text):
+        if m.start() > pos:
+            yield Token("text", text[pos : m.start()])
+        pos = m.end()
+        token = m.group(0)
+        if token in ("{{", "}}"):
+            yield Token("text", token[0])
+        elif m.group(1) is not None:
+            yield Token("field", m.group(1), m.group(2))
+        else:
+            yield Token("mark", token)
+    if pos < len(text):
+        yield Token("text", text[pos:])
 
 
 def slugify(text: str, max_len: int = 48) -> str:
@@ -48,37 +84,35 @@ def _parse(template: str) -> tuple[tuple[Item, ...], bool]:
     top: list[Item] = []
     group: list[Item] | None = None
     has_k = False
-    pos = 0
-    for m in _TOKEN.finditer(template):
+    for token in template_tokens(template):
         target = top if group is None else group
-        if m.start() > pos:
-            target.append(template[pos : m.start()])
-        pos = m.end()
-        token = m.group(0)
-        if token in ("{{", "}}"):
-            target.append(token[0])
-        elif token == "[":
+        if token.kind == "text":
+            target.append(token.text)
+        elif token.kind == "field" and not _has_bracket(token.spec):
+            has_k = has_k or token.text == "k"
+            target.append(("field", token.text, token.spec or ""))
+        elif token.text == "[":
             if group is not None:
                 raise UsageError(f"name template {template!r}: '[' groups cannot be nested")
             group = []
-        elif token == "]":
+        elif token.text == "]":
             if group is None:
                 raise UsageError(f"name template {template!r}: ']' without '['")
             top.append(("group", tuple(group)))
             group = None
-        elif m.group(1) is None:
+        else:  # a lone brace, or a field whose spec holds a bracket (groups need those)
+            brace = token.text if token.kind == "mark" else "{"
             raise UsageError(
-                f"name template {template!r}: stray {token!r} (write {token * 2} for a literal "
+                f"name template {template!r}: stray {brace!r} (write {brace * 2} for a literal "
                 "brace; fields look like {slug} or {index:05d})"
             )
-        else:
-            has_k = has_k or m.group(1) == "k"
-            target.append(("field", m.group(1), m.group(2) or ""))
     if group is not None:
         raise UsageError(f"name template {template!r}: '[' without ']'")
-    if pos < len(template):
-        top.append(template[pos:])
     return tuple(top), has_k
+
+
+def _has_bracket(spec: str | None) -> bool:
+    return spec is not None and ("[" in spec or "]" in spec)
 
 
 def check_template(template: str) -> None:
@@ -128,6 +162,41 @@ def render_name(
         text = _insert_k(text, k)
     parts = _components(text) or _components(f"{index:05d}-{key}.{ext}") or ["unnamed"]
     return "/".join(_fit_total(parts))
+
+
+def job_file_name(
+    template: str, job: Any, *, index: int, k: int = 1, n_files: int = 1, ext: str | None = None
+) -> str:
+    """The name of file `k` of a job (a JobSpec or a JobRecord) numbered `index`; the
+    extension defaults to the job's `output_format` input (what the file will most likely be)."""
+    return render_name(
+        template,
+        index=index,
+        key=job.key,
+        inputs=job.inputs,
+        vars=job.vars,
+        k=k,
+        n_files=n_files,
+        ext=str(job.inputs.get("output_format", "png")) if ext is None else ext,
+    )
+
+
+def name_clashes(
+    template: str, jobs: Iterable[tuple[int, Job]]
+) -> tuple[list[tuple[Job, Job, str]], list[tuple[Job, str]]]:
+    """Render the first file name of each (index, job); return the clashes as (first job,
+    other job, name) and the jobs whose name cannot be rendered with the reason."""
+    listed: list[Job] = []
+    names: dict[int, str] = {}
+    failed: list[tuple[Job, str]] = []
+    for index, job in jobs:
+        listed.append(job)
+        try:
+            names[len(listed) - 1] = job_file_name(template, job, index=index)
+        except UsageError as exc:
+            failed.append((job, str(exc)))
+    clashes = [(listed[a], listed[b], name) for a, b, name in find_collisions(names)]
+    return clashes, failed
 
 
 def _render(items: tuple[Item, ...], values: dict[str, Any], several: bool) -> str:
@@ -218,12 +287,15 @@ def _fit_total(parts: list[str]) -> list[str]:
     return folders + [name]
 
 
-def find_collisions(names: dict[str, str]) -> list[tuple[str, str, str]]:
-    """Given job key → rendered name, return (first key, other key, name) for each clash.
+_K = TypeVar("_K")
+
+
+def find_collisions(names: dict[_K, str]) -> list[tuple[_K, _K, str]]:
+    """Given job (key or position) → rendered name, return (first, other, name) for each clash.
 
     Names are compared case-insensitively, as on the file systems of macOS and Windows.
     """
-    first: dict[str, str] = {}
+    first: dict[str, _K] = {}
     clashes = []
     for key, name in names.items():
         folded = unicodedata.normalize("NFC", name).casefold()
