@@ -101,6 +101,9 @@ class PollTrack:
     """What the polls of one job have shown (monotonic seconds)."""
 
     submitted: float  # its submit was answered (or it was picked up on resume)
+    # the submit's round trip: the job was created within it, so a poll aimed at a learned
+    # duration goes out this much later (a poll that arrives a hair early costs a back-off)
+    margin: float = 0.0
     resumed: bool = False  # submitted by an earlier process: its age is unknown
     probe: bool = False  # one of the first jobs of the run: polled to learn durations
     phase: float = 0.0  # in [0, 1): staggers the polls of jobs submitted together
@@ -131,7 +134,7 @@ class PollPlanner:
     # this x the median duration, at most WAVE_MAX seconds
     PROBES = 4  # jobs that poll blind to learn the first durations
     BLIND_RATIO = 2.0  # probes poll at min_delay x BLIND_RATIO ** (n + phase) after submit
-    LATE_BLIND, LATE_RATIO = 16.0, 4.0  # the others, waiting for the probes, far more sparsely
+    LATE_BLIND, LATE_RATIO = 32.0, 4.0  # the others, waiting for the probes, far more sparsely
     PHASE = 0.6180339887  # golden ratio: the phases of successive jobs spread evenly
     TIGHT = 0.1  # a start known within this fraction of the run teaches its running time
     QUEUE_SLACK = 0.25  # a queued job may start this fraction earlier than the rate says
@@ -170,6 +173,7 @@ class PollPlanner:
             submitted = (sent + submitted) / 2
         t = PollTrack(
             submitted=submitted,
+            margin=max(0.0, submitted - sent) if sent is not None else 0.0,
             resumed=sent is None,
             probe=self._serial < self.PROBES,
             phase=(self._serial * self.PHASE) % 1.0,
@@ -241,7 +245,7 @@ class PollPlanner:
         if not t.planned or last is None:  # (a resumed job was polled at once: not planned)
             t.planned = True
             budget = self.BUDGET * (1 + self.SPREAD * (t.phase - 0.5))  # no waves
-            first = anchor + (_accrued(values, -1.0, budget, self.SHARE) or 0.0)
+            first = anchor + (_accrued(values, -1.0, budget, self.SHARE) or 0.0) + t.margin
             if last is None or first > last + self.STEP_FLOOR:
                 return first
         age = last - anchor
