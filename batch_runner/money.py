@@ -38,10 +38,9 @@ def dollars(value: float | None) -> str:
     """$1.23 (cents shown; smaller amounts with the digits they need), "unknown" for None."""
     if value is None:
         return "unknown"
-    text = f"{value:.2f}"
-    if value and abs(value) < 0.995 and f"{value:.4f}".rstrip("0")[-1] != "0":
-        text = f"{value:.4f}".rstrip("0")
-    return f"${text}"
+    if abs(value - round(value, 2)) > 1e-9:  # below a cent: the digits it needs
+        return f"${value:.6f}".rstrip("0")
+    return f"${value:.2f}"
 
 
 @dataclass
@@ -73,7 +72,10 @@ class Estimate:
 
     def text(self) -> str:
         """One line: "estimated cost of 12 jobs: $0.36 (unknown for 2 jobs)"."""
-        line = f"estimated cost of {self.jobs} jobs: {dollars(self.total)}"
+        line = f"estimated cost of {self.jobs} jobs: "
+        if self.unknown == self.jobs:
+            return line + "unknown (no price in the catalogue)"
+        line += dollars(self.total)
         if self.unknown:
             line += f" (unknown for {self.unknown} jobs: no price in the catalogue)"
         return line
