@@ -30,7 +30,7 @@ def money_sim(make_sim, *args: str):
     return make_sim("--latency", "0.05:0.15", "--image-scale", "0.02", *args)
 
 
-def run_json(*args, env) -> tuple[int, dict, str]:
+def run_json(*args, env=None) -> tuple[int, dict, str]:
     res = run_cli(*args, "--json", "--no-progress", env=env)
     assert "Traceback" not in res.stderr and "internal error" not in res.stderr, res.stderr
     return res.returncode, json.loads(res.stdout) if res.stdout.strip() else {}, res.stderr

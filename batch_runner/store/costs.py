@@ -54,6 +54,15 @@ class Money(Journal):
         ):
             yield JobMoney(idx, model, state, reason, est, dups, costs.get(idx, []))
 
+    def model_spent(self) -> dict[str, tuple[int, float]]:
+        """{MODEL: (jobs, USD its attempts cost)} for the report."""
+        cost = self._money("a.cost_usd")
+        rows = self._conn.execute(
+            f"SELECT j.model, count(DISTINCT j.idx), coalesce(sum({cost}), 0) FROM jobs j "
+            "LEFT JOIN attempts a ON a.job_idx = j.idx GROUP BY j.model"
+        )
+        return {model: (n, usd(spent)) for model, n, spent in rows}
+
     def model_counts(self) -> dict[str, dict[str, int]]:
         """{MODEL: {"jobs", "done"}} (CONTRACT §2)."""
         rows = self._conn.execute(
