@@ -207,6 +207,7 @@ class JobRunner:
         if cost is not None and job.attempts:
             self.store.record_cost(job.index, job.attempts, cost)
             job.cost_usd = cost
+            self.tally.count_cost(cost)
         self.budget.settle(job.index, cost)
 
     def _back_to_pending(self, job: JobRecord) -> bool:

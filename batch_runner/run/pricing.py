@@ -11,20 +11,22 @@ from batch_runner.errors import AccountError, ApiError
 from batch_runner.jobs import WITHOUT_REQUEST
 from batch_runner.money import Estimate, dollars, estimate, fitting, job_price
 from batch_runner.run.budget import Budget
-from batch_runner.store.costs import budget_start
+from batch_runner.store.costs import budget_start, cost_summary
 
 if TYPE_CHECKING:
     from batch_runner.api.client import RunComfyClient
     from batch_runner.catalog import CatalogEntry
     from batch_runner.jobs import JobSpec
+    from batch_runner.run.progress import Tally
     from batch_runner.settings import RunSettings
     from batch_runner.store.state import StateStore
 
 
 async def prepare(
-    store: StateStore, client: RunComfyClient, settings: RunSettings, base: str
+    store: StateStore, client: RunComfyClient, settings: RunSettings, base: str, tally: Tally
 ) -> Budget:
-    """Estimates stored per job, the estimate said, the balance checked; the run's budget."""
+    """Estimates stored per job, the estimate said, the balance checked; the run's budget.
+    `tally` starts from what the state says was spent and the run's whole estimate."""
     warnings: list[str] = []
     models = store.model_counts()
     entries = await prices_for(client, base, models, cache=not settings.simulate, warn=warnings)
@@ -40,6 +42,8 @@ async def prepare(
             prices.append(price)
     if changed:
         store.set_estimates(changed)
+    cost = cost_summary(store)
+    tally.spent, tally.estimated = cost["spent_usd"], cost["estimated_usd"]
     if todo.jobs:
         _say_estimate(todo, prices, settings.max_cost)
         if settings.balance_check:

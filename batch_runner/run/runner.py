@@ -128,7 +128,7 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             deadlines=deadlines,
         )
         try:
-            budget = await prepare(store, client, settings, base)
+            budget = await prepare(store, client, settings, base, tally)
         except AccountError as exc:  # nothing new is sent; jobs already at the API finish
             stop.fail(exc)
             budget = Budget(None)
