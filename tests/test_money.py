@@ -113,3 +113,18 @@ async def test_a_waiting_job_goes_ahead_when_jobs_in_flight_cost_less_than_reser
     assert not waiting.done()
     budget.settle(1, 0.2)  # it returned fewer images than it might have
     assert await waiting and budget.committed == 0.5
+
+
+def test_the_report_shows_each_jobs_cost_the_total_and_each_model():
+    from batch_runner.jobs import JobRecord, JobState
+    from batch_runner.report.page import render_report
+
+    def job(i: int, model: str, cost: float | None) -> JobRecord:
+        return JobRecord(f"k{i}", i, model, {"prompt": f"p{i}"}, JobState.DONE, cost_usd=cost)
+
+    page = render_report(
+        [job(1, SEEDREAM, 0.03), job(2, VIDEO, 0.5), job(3, VIDEO, None)], title="t"
+    )
+    assert 'class="cost" title="cost of this job">$0.03<' in page
+    assert "cost $0.53" in page  # the total
+    assert f"<td>{VIDEO}</td><td>2</td><td>$0.50</td>" in page  # per model

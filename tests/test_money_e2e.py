@@ -65,6 +65,9 @@ def test_the_estimate_is_jobs_times_price_per_output_and_per_second(make_sim, tm
     human = run_cli("validate", video, "--max-cost", "0.85", env=env).stdout
     assert "estimated cost of 3 jobs: $1.30" in human and "2 of 3 jobs fit" in human
     assert "per second" in human  # the pricing note
+    video.write_text(video.read_text() + "options: {max_cost: 0.45}\n", encoding="utf-8")
+    out = json.loads(run_cli("validate", video, "--json", env=env).stdout)
+    assert out["max_cost"]["jobs_fit"] == 1  # the budget from the manifest's options
     assert sim.stats()["submitted"] == 0
 
 
