@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from batch_runner.api.catalog import prices_for
+from batch_runner.api.catalog import prices_for, with_retries
 from batch_runner.errors import AccountError, ApiError
 from batch_runner.jobs import WITHOUT_REQUEST
 from batch_runner.money import Estimate, dollars, estimate, fitting, job_price
@@ -71,7 +71,7 @@ async def check_balance(
     if need <= 0:
         return
     try:
-        balance = await client.balance(account_base)
+        balance = await with_retries(lambda: client.balance(account_base))
     except ApiError as exc:
         _say(f"warning: could not read the balance at {account_base} ({exc.message}); going on")
         return
