@@ -119,6 +119,7 @@ def cost_summary(store: Money) -> dict[str, Any]:
     spent, ahead, extra = 0.0, 0.0, 0.0
     unknown_ahead = unknown_extra = False
     left, left_usd = 0, 0.0
+    unknown_left = False
     for job in store.money_jobs():
         known = [c for c in job.costs if c is not None]
         spent += sum(known)
@@ -131,11 +132,15 @@ def cost_summary(store: Money) -> dict[str, Any]:
         if job.state == S.PENDING.value and job.reason == BUDGET_REASON:
             left += 1
             left_usd += job.estimate or 0.0
+            unknown_left |= job.estimate is None
     out = {
         "spent_usd": usd(spent),
         "estimated_usd": None if unknown_ahead else usd(spent + ahead),
         "possible_extra_usd": None if unknown_extra else usd(extra),
     }
     if left:
-        out["left_by_budget"] = {"jobs": left, "estimated_usd": usd(left_usd)}
+        out["left_by_budget"] = {
+            "jobs": left,
+            "estimated_usd": None if unknown_left else usd(left_usd),
+        }
     return out
