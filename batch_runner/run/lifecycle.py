@@ -184,6 +184,7 @@ class JobRunner:
     async def _accepted(self, job: JobRecord, request_id: str) -> None:
         job.request_ids.append(request_id)
         job.attempts += 1
+        job.cost_usd = None  # a new attempt, not charged yet
         job.move(S.QUEUED)
         self.store.record_request_id(job.index, job.state, job.attempts, request_id)
         await self.store.durable()  # the request_id is on disk before anything else happens
@@ -204,7 +205,7 @@ class JobRunner:
 
     def _charged(self, job: JobRecord, cost: float | None) -> None:
         """The API finished the job's attempt: keep its cost, free its reservation."""
-        if cost is not None and job.attempts:
+        if cost is not None and job.attempts and job.cost_usd is None:  # once per attempt
             self.store.record_cost(job.index, job.attempts, cost)
             job.cost_usd = cost
             self.tally.count_cost(cost)
