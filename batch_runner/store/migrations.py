@@ -87,9 +87,19 @@ ALTER TABLE jobs_v2 RENAME TO jobs;
 CREATE INDEX jobs_state ON jobs(state);
 """,
     ),
+    # money (CONTRACT §6): what each attempt cost (from /result?include_cost=true) and each
+    # job's estimate (its price as the run computed it), NULL where unknown
+    Migration(
+        3,
+        "costs and estimates",
+        """
+ALTER TABLE attempts ADD COLUMN cost_usd REAL;
+ALTER TABLE jobs ADD COLUMN estimate_usd REAL;
+""",
+    ),
     # the model that ran each attempt, as /result names it (`model_id`, CONTRACT §1); reads
     # of an older file opened read-only leave it out
-    Migration(3, "model ids of attempts", "ALTER TABLE attempts ADD COLUMN model_id TEXT;"),
+    Migration(4, "model ids of attempts", "ALTER TABLE attempts ADD COLUMN model_id TEXT;"),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 # the oldest version the reads understand as it is (a read-only open cannot migrate); every

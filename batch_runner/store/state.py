@@ -26,14 +26,16 @@ from batch_runner.jobs import (
     check_move,
     current_request_id,
 )
-from batch_runner.store.journal import Journal, os_message
+from batch_runner.store.costs import Money, cost_summary
+from batch_runner.store.journal import os_message
 from batch_runner.store.migrations import SCHEMA_VERSION, check_readable, migrate, schema_version
 
 STATE_FILE = "state.db"
+MODEL_ID_VERSION = 4  # the schema version that added attempts.model_id
 
 _JOB_COLUMNS = (
     "idx, key, model, inputs, copy, meta, vars, sweep, source, state, reason, attempts, "
-    "in_manifest, outputs"
+    "in_manifest, outputs, {estimate}"
 )
 S = JobState
 _FINISHED = (S.FAILED.value, S.CANCELLED.value)  # nothing more to do for these
@@ -64,7 +66,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-class StateStore(Journal):
+class StateStore(Money):
     """Jobs, attempts, files and retry counts of one run directory."""
 
     # ---- opening -------------------------------------------------------------------------
@@ -99,7 +101,9 @@ class StateStore(Journal):
         except StateError:
             conn.close()
             raise
-        return cls(conn, path, readonly)
+        store = cls(conn, path, readonly)
+        store.version = schema_version(conn)
+        return store
 
     # ---- meta ----------------------------------------------------------------------------
 
@@ -216,7 +220,8 @@ class StateStore(Journal):
         conn: sqlite3.Connection | None = None,
     ) -> list[JobRecord]:
         conn = conn or self._conn
-        rows = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {where}", params).fetchall()
+        columns = _JOB_COLUMNS.format(estimate=self._money("estimate_usd"))
+        rows = conn.execute(f"SELECT {columns} FROM jobs WHERE {where}", params).fetchall()
         if not rows:
             return []
         lo, hi = rows[0][0], rows[-1][0]
@@ -229,22 +234,28 @@ class StateStore(Journal):
             ):
                 files.setdefault(idx, []).append(FileRecord(name, k, sha, size, url))
         rids: dict[int, list[str]] = {}
-        model_ids: dict[int, str | None] = {}
-        for idx, rid, model_id in conn.execute(
-            f"SELECT job_idx, request_id, {self._model_id_column(conn)} FROM attempts "
+        costs: dict[int, float | None] = {}  # the last attempt's
+        model_ids: dict[int, str | None] = {}  # the last attempt's
+        for idx, rid, cost, model_id in conn.execute(
+            f"SELECT job_idx, request_id, {self._money('cost_usd')}, "
+            f"{self._model_id_column()} FROM attempts "
             "WHERE job_idx BETWEEN ? AND ? ORDER BY job_idx, n",
             (lo, hi),
         ):
             rids.setdefault(idx, []).append(rid)
-            model_ids[idx] = model_id  # the last attempt's
-        records = [_record(row, rids.get(row[0], []), files.get(row[0], [])) for row in rows]
+            costs[idx] = cost
+            model_ids[idx] = model_id
+        records = [
+            _record(row, rids.get(row[0], []), files.get(row[0], []), costs.get(row[0]))
+            for row in rows
+        ]
         for rec in records:
             rec.model_id = model_ids.get(rec.index)
         return records
 
-    def _model_id_column(self, conn: sqlite3.Connection) -> str:
-        """`model_id`, or NULL in a file from before version 3 (opened read-only)."""
-        return "model_id" if schema_version(conn) >= 3 else "NULL"
+    def _model_id_column(self) -> str:
+        """`model_id`, or NULL in a file from before version 4 (opened read-only)."""
+        return "model_id" if self.version >= MODEL_ID_VERSION else "NULL"
 
     def todo_rows(self) -> Iterator[tuple[int, str]]:
         """(idx, state) of every job not failed or cancelled, in index order."""
@@ -305,6 +316,8 @@ class StateStore(Journal):
         return {
             "jobs": sum(counts.values()),
             "counts": counts,
+            "cost": cost_summary(self),
+            "models": self.model_counts(),
             "files": files,
             "bytes": size,
             "possible_duplicates": dups,
@@ -388,7 +401,9 @@ class StateStore(Journal):
 _STATES = {s.value: s for s in JobState}
 
 
-def _record(row: tuple[Any, ...], rids: list[str], files: list[FileRecord]) -> JobRecord:
+def _record(
+    row: tuple[Any, ...], rids: list[str], files: list[FileRecord], cost: float | None
+) -> JobRecord:
     (idx, key, model, inputs, copy, meta, vars_, sweep, source, state, reason, attempts) = row[:12]
     return JobRecord(
         key=key,
@@ -406,6 +421,8 @@ def _record(row: tuple[Any, ...], rids: list[str], files: list[FileRecord]) -> J
         attempts=attempts,
         files=files,
         in_manifest=bool(row[12]),
+        estimate_usd=row[14],
+        cost_usd=cost,
     )
 
 
