@@ -297,7 +297,9 @@ def _wait_done(out: Path, n: int, proc: subprocess.Popen[str], timeout: float = 
 
 @pytest.mark.parametrize(
     ("case", "reason"),
-    [("unknown_status@result", "last status 'exploded'"), ("non_json@result", "not JSON")],
+    # an unknown status is not finished: the job runs out of --job-timeout (its last poll,
+    # planned from the durations learned, may come before or after the statuses turned bad)
+    [("unknown_status@result", "(--job-timeout)"), ("non_json@result", "not JSON")],
 )
 def test_bad_answers_mid_run_fail_only_their_jobs(make_sim, tmp_path, case, reason):
     sim = make_sim("--latency", "0.05", "--image-scale", "0.02")
