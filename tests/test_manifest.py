@@ -113,8 +113,8 @@ def test_directory_missing_path_and_unknown_extension(tmp_path):
     assert "directory" in p.message
     [p] = problems(tmp_path / "missing.yaml")
     assert p.message == "no such file"
-    [p] = problems(write(tmp_path, "m.txt", "a"))
-    assert ".yaml .yml .csv .jsonl" in p.message
+    [p] = problems(write(tmp_path, "m.toml", "a"))
+    assert ".yaml .yml .csv .jsonl .txt" in p.message
 
 
 @pytest.mark.timeout(10)
