@@ -32,6 +32,7 @@ class RunSettings:
     progress: bool = True
     json: bool = False
     export_csv: bool = False
+    offline: bool = False  # never ask the live catalogue: bundled or cached entries only
 
     # options a manifest may set (never api_base: a copied manifest must not redirect the token)
     MANIFEST_KEYS = (
@@ -45,6 +46,7 @@ class RunSettings:
         "max_file_bytes",
         "max_jobs",
         "export_csv",
+        "offline",
     )
     # options remembered in the state file so `resume RUN_DIR` behaves like the run
     STORED_KEYS = MANIFEST_KEYS + ("api_base", "simulate")
@@ -102,7 +104,7 @@ _TYPES: dict[str, type] = {
 }
 
 
-_BOOLS = ("resubmit_uncertain", "simulate", "progress", "json", "export_csv")
+_BOOLS = ("resubmit_uncertain", "simulate", "progress", "json", "export_csv", "offline")
 
 
 def _coerce(key: str, value: Any, origin: str) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from batch_runner.cli.console import print_json, run_async, say
 from batch_runner.cli.formatting import format_preview, format_summary
-from batch_runner.cli.token import read_token
+from batch_runner.cli.models import cmd_models
+from batch_runner.cli.token import optional_token, read_token
 from batch_runner.errors import StateError, UsageError
 from batch_runner.run.lock import RunLock
 from batch_runner.settings import API_BASE_ENV, RunSettings, default_run_dir
@@ -19,6 +21,7 @@ from batch_runner.store.state import STATE_FILE, StateStore
 
 if TYPE_CHECKING:
     from batch_runner.manifest.expand import Expansion
+    from batch_runner.manifest.rows import Manifest
     from batch_runner.run.runner import RunInput
 
 
@@ -32,6 +35,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "simulate": cmd_simulate,
         "report": cmd_report,
         "export": cmd_export,
+        "models": cmd_models,
     }[args.command]
     return handler(args)
 
@@ -73,16 +77,42 @@ def _load(args: argparse.Namespace) -> tuple[Expansion, RunSettings]:
     settings = RunSettings.from_layers(
         ("manifest options", options), ("command line", command_line(args))
     )
+    resolution = _resolve(args, parsed[0], settings)
     expansion = load_jobs(
         args.manifest,
         overrides=overrides,
         max_jobs=settings.max_jobs,
         name_template=settings.name_template,
         parsed=parsed,
+        model=args.model,
+        schemas=resolution.schemas(),
     )
     for warning in expansion.warnings:
         say(f"warning: {warning}")
-    return expansion, settings
+    return dataclasses.replace(expansion, entries=resolution.entries), settings
+
+
+def _resolve(args: argparse.Namespace, manifest: Manifest | None, settings: RunSettings):
+    """The catalogue entry of each model the manifest uses (asked once per model per run)."""
+    from batch_runner.api.catalog import Resolution
+    from batch_runner.manifest.expand import manifest_models
+    from batch_runner.manifest.schema_file import read_schema_file
+    from batch_runner.run.catalog import resolve_models
+
+    schema_file = read_schema_file(args.schema) if args.schema else None
+    if manifest is None:
+        return Resolution({})
+    if args.model:
+        manifest = dataclasses.replace(manifest, model=args.model)
+    token = None if settings.simulate else optional_token(args.token_file)
+    resolution = run_async(
+        resolve_models(manifest_models(manifest), settings, token, schema_file), debug=args.debug
+    )
+    for warning in resolution.warnings:
+        say(f"warning: {warning}")
+    for note in resolution.notes:
+        say(f"note: {note}")
+    return resolution
 
 
 @contextlib.contextmanager
@@ -214,16 +244,21 @@ def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tup
 
 def cmd_validate(args: argparse.Namespace) -> int:
     expansion, _ = _load(args)
+    models = expansion.model_counts()
     if args.json:
         print_json(
             {
                 "jobs": len(expansion.jobs),
+                "models": models,
+                "estimated_cost_usd": None,
                 "sweeps": [{"source": str(loc), "jobs": n} for loc, n in expansion.sweep_counts],
                 "warnings": expansion.warnings,
             }
         )
         return 0
-    print(f"{args.manifest}: {len(expansion.jobs)} jobs, valid ({expansion.model})")
+    names = ", ".join(f"{m}: {n}" for m, n in models.items()) if len(models) > 1 else None
+    one = next(iter(models), expansion.model)
+    print(f"{args.manifest}: {len(expansion.jobs)} jobs, valid ({names or one})")
     for loc, n in expansion.sweep_counts:
         print(f"  sweep at {loc}: {n} jobs")
     print(format_preview(expansion.jobs))

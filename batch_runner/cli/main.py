@@ -19,7 +19,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="batch-runner", description="Run batches of RunComfy text-to-image jobs.")
+    p = _Parser(
+        prog="batch-runner", description="Run batches of RunComfy image, video and audio jobs."
+    )
     p.add_argument("--version", action="version", version=f"batch-runner {__version__}")
     common = _Parser(add_help=False)
     common.add_argument(
@@ -35,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, parents=[common])  # --debug after it works too
 
     run = add("run", "expand, validate, then submit/poll/download every job")
-    run.add_argument("manifest", type=Path, help="YAML, CSV or JSONL manifest")
+    run.add_argument("manifest", type=Path, help="YAML, CSV, JSONL or text (.txt) manifest")
     run.add_argument("--out", type=Path, help="run directory (default jobs/<manifest stem>)")
     run.add_argument(
         "--set",
@@ -44,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override an input for every job (repeatable)",
     )
+    _model_options(run)
     _run_options(run)
 
     resume = add("resume", "continue a run from its state file alone")
@@ -65,6 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--max-jobs", type=int, default=None)
     val.add_argument("--name-template", default=None)
     val.add_argument("--json", action="store_true")
+    _model_options(val)
+    _api_options(val)
+    _offline_option(val)
+
+    models = add("models", "list the models batch_runner knows, or show one model's inputs")
+    models.add_argument(
+        "query",
+        nargs="?",
+        default=None,
+        metavar="SEARCH|MODEL_ID",
+        help="words to search for, or a model id (it contains '/') to show its inputs",
+    )
+    models.add_argument("--kind", choices=("image", "video", "audio"), default=None)
+    models.add_argument("--json", action="store_true", help="JSON on stdout")
+    _api_options(models)
+    _offline_option(models)
 
     sim = add("simulate", "run the RunComfy simulator in the foreground")
     from batch_runner.simulator import add_arguments
@@ -95,8 +114,33 @@ def _api_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model of the jobs that name none (default bytedance/seedream-5/lite/text-to-image)",
+    )
+    p.add_argument(
+        "--schema",
+        type=Path,
+        default=None,
+        help="JSON Schema file for models without a known schema, or a list of "
+        '{"model_id", "input_schema"} entries',
+    )
+
+
+def _offline_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never ask the live model catalogue (bundled or cached schemas and prices only)",
+    )
+
+
 def _run_options(p: argparse.ArgumentParser) -> None:
     _api_options(p)
+    _offline_option(p)
     p.add_argument(
         "--simulate",
         action="store_true",

@@ -29,6 +29,16 @@ def read_token(token_file: Path | None) -> str:
     return token
 
 
+def optional_token(token_file: Path | None) -> str | None:
+    """The token when one is at hand (for the catalogue, which works without one), else None."""
+    if token_file is not None:
+        return read_token(token_file)
+    token = _from_env()
+    if token:
+        _SECRETS.add(token)
+    return token or None
+
+
 def _from_env() -> str:
     for name in (TOKEN_ENV, RUNCOMFY_TOKEN_ENV):
         token = os.environ.get(name, "").strip()

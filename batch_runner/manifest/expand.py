@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from batch_runner.catalog import CatalogEntry
 from batch_runner.errors import ManifestError, Problem, UsageError
 from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.naming import template_tokens
@@ -37,6 +38,15 @@ class Expansion:
     jobs: list[JobSpec]
     sweep_counts: list[tuple[Location, int]]
     warnings: list[str]
+    # each job model's catalogue entry as resolved for this run (None: in no catalogue)
+    entries: dict[str, CatalogEntry | None] = dataclasses.field(default_factory=dict)
+
+    def model_counts(self) -> dict[str, int]:
+        """Jobs per model, in first-use order."""
+        counts: dict[str, int] = {}
+        for job in self.jobs:
+            counts[job.model] = counts.get(job.model, 0) + 1
+        return counts
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
