@@ -49,13 +49,13 @@ def test_valid_jobs_have_no_problems():
 
 def test_missing_prompt_message():
     [p], _ = validate_jobs([job({"resolution": "2K"}, line=7)])
-    assert str(p) == "m.yaml:7: model bytedance/seedream-5/lite/text-to-image: prompt: required"
+    assert str(p) == f"m.yaml:7: model {DEFAULT_MODEL}: prompt: required"
 
 
 def test_wrong_enum_lists_the_allowed_values():
     [p], _ = validate_jobs([job({"prompt": "a", "resolution": "4K"}, line=3)])
     expected = "'4K' is not one of the allowed values (allowed: " + ALLOWED_RESOLUTIONS + ")"
-    assert str(p) == f"m.yaml:3: model bytedance/seedream-5/lite/text-to-image: resolution: {expected}"
+    assert str(p) == f"m.yaml:3: model {DEFAULT_MODEL}: resolution: {expected}"
 
 
 def test_wrong_type_message():
@@ -135,9 +135,12 @@ def test_load_jobs_reports_problems_from_every_stage_at_once(tmp_path):
     found = load_problems(path)
     assert [p.line for p in found] == [1, 4, 5, 6, 7, 9]  # a field's own line when known
     text = "\n".join(str(p) for p in found)
-    assert f"{path}:4: model bytedance/seedream-5/lite/text-to-image: resolution: '4K' is not one of the allowed values" in text
-    assert f"{path}:5: model bytedance/seedream-5/lite/text-to-image: prompt: required" in text
-    assert f"{path}:7: model bytedance/seedream-5/lite/text-to-image: unknown field 'foo'" in text
+    assert (
+        f"{path}:4: model {DEFAULT_MODEL}: resolution: '4K' is not one of the allowed values"
+        in text
+    )
+    assert f"{path}:5: model {DEFAULT_MODEL}: prompt: required" in text
+    assert f"{path}:7: model {DEFAULT_MODEL}: unknown field 'foo'" in text
 
 
 def test_load_jobs_returns_expansion_with_warnings(tmp_path):
