@@ -61,8 +61,10 @@ def format_summary(summary: dict[str, Any], *, max_failures: int = 20) -> str:
 
 def format_preview(jobs: list[JobSpec], *, limit: int = 10, width: int = 60) -> str:
     rows = []
+    several = len({job.model for job in jobs}) > 1
     for i, job in enumerate(jobs[:limit], 1):
         prompt = str(job.inputs.get("prompt", ""))
+        prompt = f"{job.model}: {prompt}" if several else prompt
         prompt = prompt if len(prompt) <= width else prompt[: width - 1] + "…"
         rest = ", ".join(f"{k}={v}" for k, v in job.inputs.items() if k != "prompt")
         copy = f" (copy {job.copy + 1})" if job.copy else ""
