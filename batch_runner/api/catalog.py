@@ -17,7 +17,7 @@ from batch_runner.errors import AccountError, ApiError, RemoteError
 
 if TYPE_CHECKING:
     from batch_runner.api.client import RunComfyClient
-    from batch_runner.manifest.schema_file import SchemaFile
+    from batch_runner.catalog import SchemaFile
 
 Fetch = Callable[[str], Awaitable["dict[str, Any] | None"]]
 PAGE = 500  # the most the catalogue gives per page

@@ -4,30 +4,16 @@ entries `{"model_id", "input_schema"}`, each for its own model (CONTRACT §2).""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from batch_runner import catalog
+from batch_runner.catalog import SchemaFile
 from batch_runner.errors import UsageError
 
 # a mapping with none of these keywords is not taken for a JSON Schema (a typo'd file would
 # otherwise validate nothing: JSON Schema ignores unknown keywords)
 _SCHEMA_WORDS = {"type", "properties", "required", "$schema", "anyOf", "oneOf", "allOf", "enum"}
-
-
-@dataclass(frozen=True)
-class SchemaFile:
-    """What a `--schema` file gives: a fallback schema and/or entries per model."""
-
-    path: str
-    default: dict[str, Any] | None = None
-    entries: dict[str, catalog.CatalogEntry] = field(default_factory=dict)
-
-    def fallback(self, model: str) -> catalog.CatalogEntry | None:
-        if self.default is None:
-            return None
-        return catalog.CatalogEntry(model, input_schema=self.default, source="schema-file")
 
 
 def read_schema_file(path: str | Path) -> SchemaFile:

@@ -18,7 +18,7 @@ from batch_runner.errors import AccountError, RemoteError
 from batch_runner.settings import RunSettings
 
 if TYPE_CHECKING:
-    from batch_runner.manifest.schema_file import SchemaFile
+    from batch_runner.catalog import SchemaFile
 
 CATALOG_TIMEOUT = 10.0  # seconds per catalogue call: an unreachable one must not hold up a run
 
