@@ -102,13 +102,12 @@ class _Bases:
             where = Location(src.file, m.lines.get("model_defaults"))
             own = m.model_defaults.get(model, {})
             if checker.known:
-                label = "model_defaults." + model
                 self.top += [
-                    Problem(where.file, where.line, label, checker.unknown(k), model)
+                    Problem(where.file, where.line, "model_defaults", checker.unknown(k), model)
                     for k in own
                     if k not in checker.props
                 ]
-            self.top += check_values(own, checker, where, f"model_defaults.{model}", model)
+            self.top += check_values(own, checker, where, "model_defaults", model)
             self.top += check_values(m.defaults, checker, _at(m, "defaults"), "defaults", model)
             self.top += check_values(self.overrides, checker, src, "--set", model)
         self.top += self._unclaimed_overrides(models)
