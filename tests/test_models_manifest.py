@@ -38,6 +38,7 @@ def test_problems_name_file_line_and_model(tmp_path):
         "    aspect_ratio: '7:5'\n"
         f"  - {{model: {ACE}, prompt: a song}}\n"
         f"  - {{model: {QWEN}, prompt: x, resolutoin: 1k}}\n"
+        f"  - {{model: {ACE}, tags: rock, duration: 999}}\n"
     )
     path = write(tmp_path, "m.yaml", text)
     res = validate(path)
@@ -50,6 +51,7 @@ def test_problems_name_file_line_and_model(tmp_path):
     assert f"{path}:5: model {ACE}: unknown field 'prompt' (allowed: " in err
     assert f"{path}:6: model {QWEN}: unknown field 'resolutoin'" in err
     assert "did you mean 'resolution'" in err
+    assert f"{path}:7: model {ACE}: duration: 999 is out of bounds (allowed: 5..240)" in err
 
 
 def test_model_in_no_catalogue_warns_once_and_validates(tmp_path):

@@ -32,6 +32,7 @@ _TYPE_NAMES = {
     "array": "a list",
     "null": "null",
 }
+_BOUNDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
 _ANNOTATIONS = {"title", "description", "default", "examples", "$comment"}
 _PLAIN = {"string": str, "integer": int, "number": int | float, "object": dict, "array": list}
 # a field stating only a type and an enum is checked by membership; jsonschema explains misses
@@ -78,6 +79,12 @@ def _message(error: Any) -> str:
     if error.validator == "enum":
         allowed = ", ".join(str(v) for v in error.validator_value)
         return f"{_show(error.instance)} is not one of the allowed values (allowed: {allowed})"
+    if error.validator in _BOUNDS:
+        sub = error.schema if isinstance(error.schema, dict) else {}
+        low = sub.get("minimum", sub.get("exclusiveMinimum"))
+        high = sub.get("maximum", sub.get("exclusiveMaximum"))
+        bounds = f"{'' if low is None else low}..{'' if high is None else high}"
+        return f"{_show(error.instance)} is out of bounds (allowed: {bounds})"
     if error.validator == "type":
         types = error.validator_value
         types = [types] if isinstance(types, str) else types
