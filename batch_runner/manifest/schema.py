@@ -258,7 +258,9 @@ def typed_csv(
     for entry in manifest.entries:
         if isinstance(entry.data, dict):
             columns.update(dict.fromkeys(entry.data))
-    problems, drop = [], set()
+    problems, drop = _header_problems(manifest, checkers), set()
+    if problems:  # without a header the rows mean nothing: say only that
+        return dataclasses.replace(manifest, entries=[]), problems
     if all(c.known for c in checkers.values()):
         declared = set().union(*(c.props for c in checkers.values()))
         drop = {c for c in columns if c not in declared | JOB_KEYS | {"model"}}
@@ -274,6 +276,19 @@ def typed_csv(
         checker = checkers[row_model[id(entry)]]
         entries.append(_typed_row(entry, checker, drop))
     return dataclasses.replace(manifest, entries=entries), problems
+
+
+def _header_problems(manifest: Manifest, checkers: dict[str, Checker]) -> list[Problem]:
+    """A CSV without a `prompt` column whose models need one (or are in no catalogue) most
+    likely lacks its header row (a model such as ace-step takes `tags` instead)."""
+    header = list(manifest.lines)
+    if "prompt" in header or not header:
+        return []
+    if all(c.known and "prompt" not in c.required for c in checkers.values()):
+        return []
+    found = ", ".join(repr(c) for c in header[:5])
+    msg = f"no 'prompt' column: the first row must be a header naming the inputs (found {found})"
+    return [Problem(str(manifest.path), 1, None, msg)]
 
 
 def _row_model(entry: Entry, default: str) -> str:
