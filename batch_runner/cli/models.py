@@ -13,7 +13,7 @@ from typing import Any
 
 from batch_runner import catalog
 from batch_runner.cli.console import print_json, run_async, say
-from batch_runner.cli.token import optional_token
+from batch_runner.cli.token import token_if_any
 from batch_runner.errors import UsageError
 from batch_runner.settings import API_BASE_ENV, DEFAULT_API_BASE, RunSettings
 
@@ -24,7 +24,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     base = args.api_base or os.environ.get(API_BASE_ENV) or DEFAULT_API_BASE
     settings = RunSettings(api_base=base, offline=bool(args.offline))
     settings.check()
-    token = None if settings.offline else optional_token(args.token_file)
+    token = None if settings.offline else token_if_any(args.token_file)
     query = args.query.strip() if args.query else None
     if query and "/" in query:
         entry, warnings = run_async(model_entry(query, settings, token), debug=args.debug)

@@ -29,14 +29,11 @@ def read_token(token_file: Path | None) -> str:
     return token
 
 
-def optional_token(token_file: Path | None) -> str | None:
-    """The token when one is at hand (for the catalogue, which works without one), else None."""
-    if token_file is not None:
-        return read_token(token_file)
-    token = _from_env()
-    if token:
-        _SECRETS.add(token)
-    return token or None
+def token_if_any(token_file: Path | None) -> str | None:
+    """The token when one is at hand (`--token-file` or the environment), else None."""
+    if token_file is None and not _from_env():
+        return None
+    return read_token(token_file)
 
 
 def _from_env() -> str:
