@@ -32,6 +32,7 @@ class RunSettings:
     progress: bool = True
     json: bool = False
     export_csv: bool = False
+    max_cost: float | None = None  # USD; set per shard by --max-cost-total
 
     # options a manifest may set (never api_base: a copied manifest must not redirect the token)
     MANIFEST_KEYS = (
@@ -99,6 +100,7 @@ _TYPES: dict[str, type] = {
     "max_jobs": int,
     "rate": float,
     "job_timeout": float,
+    "max_cost": float,
 }
 
 

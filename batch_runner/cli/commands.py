@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from batch_runner.cli.console import print_json, run_async, say
 from batch_runner.cli.formatting import format_preview, format_summary
+from batch_runner.cli.sharding import cmd_merge, is_shard_folder, shard_run, status_of_shards
 from batch_runner.cli.token import read_token
 from batch_runner.errors import StateError, UsageError
 from batch_runner.run.lock import RunLock
@@ -32,6 +33,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "simulate": cmd_simulate,
         "report": cmd_report,
         "export": cmd_export,
+        "merge": cmd_merge,
     }[args.command]
     return handler(args)
 
@@ -108,17 +110,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batch_runner.run.runner import RunInput
 
     expansion, settings = _load(args)
-    token = _token(args, settings)
     run_dir = args.out or Path(str(expansion.options.get("out") or default_run_dir(args.manifest)))
+    run_dir, specs = shard_run(args, run_dir, expansion.jobs, settings)
+    token = _token(args, settings)
     say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
-    inp = RunInput(run_dir, settings, token, expansion.jobs, args.manifest)
+    inp = RunInput(run_dir, settings, token, specs, args.manifest)
     return _execute(inp, args)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from batch_runner.run.runner import RunInput
 
-    with open_store(args.run_dir, hint="; nothing to resume") as store:
+    hint = "; nothing to resume"
+    if is_shard_folder(args.run_dir):
+        hint = "; it holds shards: resume each RUN_DIR/shard-K-of-N, or run the manifest again"
+    with open_store(args.run_dir, hint=hint) as store:
         stored = store.get_meta("settings", {}) or {}
         settings = RunSettings.from_layers(
             ("state file", stored), ("command line", command_line(args))
@@ -171,6 +177,8 @@ def _execute(inp: RunInput, args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if is_shard_folder(args.run_dir):
+        return status_of_shards(args)
     with open_store(args.run_dir) as store:
         summary = store.summary()
     if args.json:
