@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -216,3 +219,27 @@ def test_merge_while_shards_run_then_again_at_the_end(make_sim, tmp_path):
 def test_merge_of_a_folder_without_shards_exits_2(tmp_path):
     res = run_cli("merge", tmp_path)
     assert res.returncode == 2 and "no shard-K-of-N folders" in res.stderr
+
+
+def test_the_merged_directory_loads_as_one_imagefolder_data_set(make_sim, tmp_path):
+    sim = make_sim(*FAST)
+    prompts = [f"a lantern {i}" for i in range(6)]
+    manifest = write_manifest(tmp_path / "m.yaml", prompts)
+    out = tmp_path / "run"
+    _run_shards(manifest, out, 2, sim_env(sim))
+    assert run_cli("merge", out).returncode == 0
+    code = (
+        "import datasets, json, sys\n"
+        "ds = datasets.load_dataset('imagefolder', data_dir=sys.argv[1], cache_dir=sys.argv[2])\n"
+        "print(json.dumps({s: sorted(d['prompt']) for s, d in ds.items()}))\n"
+    )
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(out), str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.splitlines()[-1]) == {"train": sorted(prompts)}  # each file once
