@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks import bigfiles, concurrency, overhead, polling, scale
+from benchmarks import bigfiles, concurrency, overhead, polling, scale, shards
 from benchmarks import common as c
 
 BENCHMARKS = {
@@ -18,6 +18,7 @@ BENCHMARKS = {
     "3": polling,
     "4": scale,
     "5": bigfiles,
+    "7": shards,
 }
 
 
