@@ -97,17 +97,21 @@ def test_shards_are_disjoint_and_complete_and_merge_into_one_data_set(make_sim, 
     assert human.returncode == 0 and "shard-2-of-3: done" in human.stdout
 
 
+def _two_shards(sim, tmp_path: Path, prompts: list[str]) -> tuple[object, Path, Path]:
+    """The prompts run as shards 0/2 and 1/2 into tmp_path/run."""
+    manifest = write_manifest(tmp_path / "m.yaml", prompts)
+    _run_shards(manifest, tmp_path / "run", 2, sim_env(sim))
+    return sim, manifest, tmp_path / "run"
+
+
 def read_metadata_file(shard_dir: Path) -> list[dict]:
     text = (shard_dir / "shard-metadata.jsonl").read_text()
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def test_adding_rows_moves_no_job_between_shards(make_sim, tmp_path):
-    sim = make_sim(*FAST)
     prompts = [f"grow job {i}" for i in range(10)]
-    manifest = write_manifest(tmp_path / "m.yaml", prompts)
-    out = tmp_path / "run"
-    _run_shards(manifest, out, 2, sim_env(sim))
+    sim, manifest, out = _two_shards(make_sim(*FAST), tmp_path, prompts)
     before = {k: set(_shard_keys(out, k, 2)) for k in range(2)}
     write_manifest(manifest, prompts[:4] + ["new A", "new B"] + prompts[4:] + ["new C"])
     _run_shards(manifest, out, 2, sim_env(sim))
@@ -222,11 +226,8 @@ def test_merge_of_a_folder_without_shards_exits_2(tmp_path):
 
 
 def test_the_merged_directory_loads_as_one_imagefolder_data_set(make_sim, tmp_path):
-    sim = make_sim(*FAST)
     prompts = [f"a lantern {i}" for i in range(6)]
-    manifest = write_manifest(tmp_path / "m.yaml", prompts)
-    out = tmp_path / "run"
-    _run_shards(manifest, out, 2, sim_env(sim))
+    _, _, out = _two_shards(make_sim(*FAST), tmp_path, prompts)
     assert run_cli("merge", out).returncode == 0
     code = (
         "import datasets, json, sys\n"
