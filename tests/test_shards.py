@@ -211,6 +211,10 @@ def test_merge_while_shards_run_then_again_at_the_end(make_sim, tmp_path):
     early = read_metadata(out)
     assert 3 <= len(early) < 16
     assert all((out / line["file_name"]).is_file() for line in early)
+    again = run_cli(
+        "run", manifest, "--out", out, "--shards", "2", env=sim_env(sim, JOB_COMPLETION_INDEX="0")
+    )
+    assert again.returncode == 2 and "already running" in again.stderr  # same K twice: refused
     live = _status(out)
     assert live["jobs"] == 16 and any(s["state"] == "unfinished" for s in live["shards"].values())
     for proc in procs:
