@@ -173,8 +173,20 @@ def test_shards_takes_k_from_the_engine_or_exits_2(make_sim, tmp_path):
     assert res.returncode == 2 and "JOB_COMPLETION_INDEX" in res.stderr
     assert "SLURM_ARRAY_TASK_ID" in res.stderr and not out.exists()
     slurm = sim_env(sim, SLURM_ARRAY_TASK_ID="8", SLURM_ARRAY_TASK_MIN="7")
-    res = run_cli("run", manifest, "--out", out, "--shards", "2", "--no-progress", env=slurm)
+    res = run_cli(
+        "run",
+        manifest,
+        "--out",
+        out,
+        "--shards",
+        "2",
+        "--no-progress",
+        "--max-cost-total",
+        "5",
+        env=slurm,
+    )
     assert res.returncode == 0, res.stderr
+    assert "budget: $2.5 for this shard" in res.stderr  # 1/N of the total as its --max-cost
     assert (out / "shard-1-of-2" / "state.db").is_file()
     bad = sim_env(sim, JOB_COMPLETION_INDEX="2")
     res = run_cli("run", manifest, "--out", out, "--shards", "2", env=bad)
