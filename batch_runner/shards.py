@@ -8,6 +8,7 @@ directory `RUN_DIR/shard-K-of-N/` (own state, lock, outputs, metadata).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -15,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from batch_runner.errors import UsageError
+from batch_runner.errors import StateError, UsageError
 
 K8S_INDEX_ENV = "JOB_COMPLETION_INDEX"  # Kubernetes Indexed Jobs
 SLURM_ID_ENV, SLURM_MIN_ENV = "SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_MIN"  # Slurm job arrays
@@ -117,6 +118,26 @@ def check_run_dir(run_dir: Path, shard: Shard | None, state_file: str) -> None:
 
 def is_shard_dir(run_dir: Path) -> bool:
     return _DIR.fullmatch(Path(run_dir).name) is not None
+
+
+def claim(run_dir: Path, shard: Shard, state_file: str) -> Path:
+    """Create this shard's folder, then look again: of two processes started at once with
+    different N, at least one sees the other's folder and refuses (maybe both: never neither)."""
+    check_run_dir(run_dir, shard, state_file)
+    folder = run_dir / shard.name
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StateError(f"{folder}: cannot create the shard's folder ({exc.strerror})") from None
+    try:
+        check_run_dir(run_dir, shard, state_file)
+    except UsageError:
+        if created:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return folder
 
 
 def split_budget(total: float, n: int) -> float:

@@ -157,6 +157,10 @@ def test_a_run_directory_refuses_another_number_of_shards(make_sim, tmp_path):
         assert res.returncode == 2 and "holds shards of 2" in res.stderr, res.stderr
     plain = run_cli("run", manifest, "--out", out, env=sim_env(sim))
     assert plain.returncode == 2 and "--shards 2" in plain.stderr
+    assert not (out / "shard-0-of-3").exists() and not (out / "state.db").exists()
+    for command in ("report", "export", "resume"):
+        res = run_cli(command, out, env=sim_env(sim))
+        assert res.returncode == 2 and "shard" in res.stderr, (command, res.stderr)
     unsharded = tmp_path / "plain"
     assert run_cli("run", manifest, "--out", unsharded, env=sim_env(sim)).returncode == 0
     res = run_cli("run", manifest, "--out", unsharded, "--shard", "0/2", env=sim_env(sim))

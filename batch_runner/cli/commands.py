@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from batch_runner.cli.console import print_json, run_async, say
 from batch_runner.cli.formatting import format_preview, format_summary
-from batch_runner.cli.sharding import cmd_merge, is_shard_folder, shard_run, status_of_shards
+from batch_runner.cli.sharding import (
+    cmd_merge,
+    is_shard_folder,
+    refuse_shard_folder,
+    shard_run,
+    status_of_shards,
+)
 from batch_runner.cli.token import read_token
 from batch_runner.errors import StateError, UsageError
 from batch_runner.run.lock import RunLock
@@ -191,6 +197,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from batch_runner.report.page import write_report
 
+    refuse_shard_folder(args.run_dir, "report")
     with open_store(args.run_dir) as store:
         try:
             path = write_report(args.run_dir, store, title=args.run_dir.name)
@@ -201,6 +208,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    refuse_shard_folder(args.run_dir, "export")
     with open_store(args.run_dir) as store:
         out, n = _export(args.run_dir, store, args.format, args.out)
     print(f"{out} ({n} rows)")

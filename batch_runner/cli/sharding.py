@@ -14,6 +14,7 @@ from batch_runner.settings import RunSettings
 from batch_runner.shards import (
     Shard,
     check_run_dir,
+    claim,
     parse_shard,
     shard_dirs,
     shard_from_env,
@@ -57,14 +58,15 @@ def shard_run(
 ) -> tuple[Path, list[JobSpec]]:
     """This process's run directory and jobs (all of them without sharding)."""
     shard = which_shard(args)
-    check_run_dir(run_dir, shard, STATE_FILE)
     if shard is None:
+        check_run_dir(run_dir, None, STATE_FILE)
         return run_dir, specs
     if args.max_cost_total is not None:
         _split_budget(args, settings, shard)
+    folder = claim(run_dir, shard, STATE_FILE)
     mine = [spec for spec in specs if shard.holds(spec.key)]
     say(f"shard {shard.k} of {shard.n}: {len(mine)} of the {len(specs)} jobs")
-    return run_dir / shard.name, mine
+    return folder, mine
 
 
 def _split_budget(args: argparse.Namespace, settings: RunSettings, shard: Shard) -> None:
@@ -80,6 +82,15 @@ def _split_budget(args: argparse.Namespace, settings: RunSettings, shard: Shard)
 def is_shard_folder(run_dir: Path) -> bool:
     """A folder of shards (and not itself a run directory)."""
     return not (run_dir / STATE_FILE).exists() and bool(shard_dirs(run_dir))
+
+
+def refuse_shard_folder(run_dir: Path, command: str) -> None:
+    """`report`/`export` read one run directory; a folder of shards has `merge`."""
+    if is_shard_folder(run_dir):
+        raise UsageError(
+            f"{run_dir} holds shards, not one run: `batch-runner merge {run_dir}` writes one "
+            f"metadata.jsonl and report.html over them (or {command} a shard-K-of-N folder)"
+        )
 
 
 def cmd_merge(args: argparse.Namespace) -> int:
