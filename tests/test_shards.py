@@ -177,18 +177,8 @@ def test_shards_takes_k_from_the_engine_or_exits_2(make_sim, tmp_path):
     assert res.returncode == 2 and "JOB_COMPLETION_INDEX" in res.stderr
     assert "SLURM_ARRAY_TASK_ID" in res.stderr and not out.exists()
     slurm = sim_env(sim, SLURM_ARRAY_TASK_ID="8", SLURM_ARRAY_TASK_MIN="7")
-    res = run_cli(
-        "run",
-        manifest,
-        "--out",
-        out,
-        "--shards",
-        "2",
-        "--no-progress",
-        "--max-cost-total",
-        "5",
-        env=slurm,
-    )
+    sharded = ("run", manifest, "--out", out, "--shards", "2", "--no-progress")
+    res = run_cli(*sharded, "--max-cost-total", "5", env=slurm)
     assert res.returncode == 0, res.stderr
     assert "budget: $2.5 for this shard" in res.stderr  # 1/N of the total as its --max-cost
     assert (out / "shard-1-of-2" / "state.db").is_file()
@@ -203,39 +193,36 @@ def test_shards_takes_k_from_the_engine_or_exits_2(make_sim, tmp_path):
 
 
 def test_merge_while_shards_run_then_again_at_the_end(make_sim, tmp_path):
-    sim = make_sim("--latency", "0.3:0.8", "--image-scale", "0.02")
-    manifest = write_manifest(tmp_path / "m.yaml", [f"live job {i}" for i in range(16)])
+    sim = make_sim("--latency", "0.1:0.3", "--image-scale", "0.02")
+    # slow jobs in both shards keep them running while the test looks
+    prompts = [f"live job {i}" for i in range(12)] + [f"slow {i} [sim:latency=6]" for i in range(4)]
+    manifest = write_manifest(tmp_path / "m.yaml", prompts)
+    slow = {
+        shard_of(job.key, 2) for job in load_jobs(manifest).jobs if "slow" in job.inputs["prompt"]
+    }
+    assert slow == {0, 1}
     out = tmp_path / "run"
+    sharded = ("run", manifest, "--out", out, "--shards", "2", "--no-progress")
     procs = [
-        spawn_cli(
-            "run",
-            manifest,
-            "--out",
-            out,
-            "--shards",
-            "2",
-            "--no-progress",
-            "--concurrency",
-            "2",
-            env=sim_env(sim, JOB_COMPLETION_INDEX=str(k)),
-        )
+        spawn_cli(*sharded, "--concurrency", "4", env=sim_env(sim, JOB_COMPLETION_INDEX=str(k)))
         for k in range(2)
     ]
-    _wait(lambda: len(_files_on_disk(out)) >= 3)
-    res = run_cli("merge", out)
-    assert res.returncode == 0, res.stderr
-    early = read_metadata(out)
-    assert 3 <= len(early) < 16
-    assert all((out / line["file_name"]).is_file() for line in early)
-    again = run_cli(
-        "run", manifest, "--out", out, "--shards", "2", env=sim_env(sim, JOB_COMPLETION_INDEX="0")
-    )
-    assert again.returncode == 2 and "already running" in again.stderr  # same K twice: refused
-    live = _status(out)
-    assert live["jobs"] == 16 and any(s["state"] == "unfinished" for s in live["shards"].values())
-    for proc in procs:
-        proc.communicate(timeout=60)
-        assert proc.returncode == 0
+    try:
+        _wait(lambda: len(_files_on_disk(out)) >= 3)
+        res = run_cli("merge", out)
+        assert res.returncode == 0, res.stderr
+        early = read_metadata(out)
+        assert 3 <= len(early) <= 12
+        assert all((out / line["file_name"]).is_file() for line in early)
+        again = run_cli(*sharded, env=sim_env(sim, JOB_COMPLETION_INDEX="0"))
+        assert again.returncode == 2 and "already running" in again.stderr  # same K: refused
+        live = _status(out)
+        assert live["jobs"] == 16
+        assert [s["state"] for s in live["shards"].values()] == ["unfinished", "unfinished"]
+    finally:
+        for proc in procs:
+            proc.communicate(timeout=60)
+    assert [proc.returncode for proc in procs] == [0, 0]
     assert run_cli("merge", out).returncode == 0
     assert len(read_metadata(out)) == 16 == len(_files_on_disk(out))
 
