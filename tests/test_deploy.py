@@ -51,8 +51,13 @@ def test_the_indexed_job_is_valid_kubernetes():
     assert spec["backoffLimitPerIndex"] >= 1 and pod["restartPolicy"] == "Never"
     (token,) = [e for e in container["env"] if e["name"] == "RUNCOMFY_API_TOKEN"]
     assert set(token["valueFrom"]["secretKeyRef"]) == {"name", "key"}
-    (volume,) = pod["volumes"]
-    assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert set(mounts) == set(volumes)
+    (data,) = [name for name, v in volumes.items() if "persistentVolumeClaim" in v]
+    assert volumes[data]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+    out = container["command"][container["command"].index("--out") + 1]
+    assert out.startswith(mounts[data] + "/")  # the run directory is on the shared volume
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     dockerfile = (ROOT / "Dockerfile").read_text()
@@ -62,16 +67,17 @@ def test_the_indexed_job_is_valid_kubernetes():
     assert user and user[-1] == str(pod["securityContext"]["runAsUser"]) != "0"
 
 
-def _local(command: list[str], mount: str, data: Path) -> list[str]:
-    """The container's command with the volume's mount point mapped to a local folder."""
+def _local(command: list[str], mounts: dict[str, Path]) -> list[str]:
+    """The container's command with each volume's mount point mapped to a local folder."""
     assert command[0] == "batch-runner"
-    return [
-        CLI,
-        *(
-            arg.replace(mount, str(data), 1) if arg.startswith(mount) else arg
-            for arg in command[1:]
-        ),
-    ]
+
+    def local(arg: str) -> str:
+        for mount, folder in mounts.items():
+            if arg.startswith(mount + "/"):
+                return str(folder) + arg[len(mount) :]
+        return arg
+
+    return [CLI, *map(local, command[1:])]
 
 
 def _run_all(commands: list[tuple[list[str], dict[str, str]]]) -> None:
@@ -94,10 +100,10 @@ def _check_merged(sim, run_dir: Path, jobs: int, n: int) -> None:
 def test_the_indexed_jobs_command_runs_every_index_locally(make_sim, tmp_path):
     sim = make_sim(*FAST)
     (container,) = _documents()["Job"]["spec"]["template"]["spec"]["containers"]
-    (mount,) = container["volumeMounts"]
-    data = tmp_path / "data"
-    data.mkdir()
-    command = _local(container["command"], mount["mountPath"], data)
+    mounts = {m["mountPath"]: tmp_path / m["name"] for m in container["volumeMounts"]}
+    for folder in mounts.values():
+        folder.mkdir()
+    command = _local(container["command"], mounts)
     manifest = next(Path(arg) for arg in command if arg.endswith((".yaml", ".yml")))
     write_manifest(manifest, [f"indexed job {i}" for i in range(12)])
     n = _shards_of(command)
