@@ -17,6 +17,7 @@ from pathlib import Path
 from batch_runner import jsonenc
 from batch_runner.errors import UsageError
 from batch_runner.jobs import FileRecord, JobRecord
+from batch_runner.money import usd
 from batch_runner.outputs.files import atomic_text
 from batch_runner.outputs.metadata import METADATA_FILE, metadata_line
 from batch_runner.report.page import StoreSource, Totals, write_page
@@ -109,13 +110,21 @@ class ShardsSource:
     def totals(self) -> Totals:
         parts = [source.totals() for _, source in self._runs]
         counts: Counter[str] = Counter()
+        per_model: dict[str, tuple[int, float]] = {}
         for part in parts:
             counts.update(part.counts)
+            for model, (jobs, spent) in (part.per_model or {}).items():
+                was = per_model.get(model, (0, 0.0))
+                per_model[model] = (was[0] + jobs, usd(was[1] + spent))
+        estimates = [p.estimated for p in parts if p.estimated is not None]
         return Totals(
             counts,
             sum(p.jobs for p in parts),
             sum(p.files for p in parts),
             sum(p.bytes for p in parts),
+            usd(sum(p.spent for p in parts)),
+            usd(sum(estimates)) if estimates else None,
+            per_model,
         )
 
     def sections(self) -> dict[int | None, int]:
