@@ -251,3 +251,21 @@ def test_the_merged_directory_loads_as_one_imagefolder_data_set(make_sim, tmp_pa
     )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.splitlines()[-1]) == {"train": sorted(prompts)}  # each file once
+
+
+def test_max_cost_total_gives_each_shard_its_share_of_the_budget(make_sim, tmp_path):
+    model = "bytedance/seedream-5/lite/text-to-image"
+    sim = make_sim(*FAST, "--price", f"{model}=0.1")
+    manifest = write_manifest(tmp_path / "m.yaml", [f"priced job {i}" for i in range(8)])
+    per_shard = [sum(shard_of(key, 2) == k for key in _keys(manifest)) for k in range(2)]
+    assert min(per_shard) >= 2
+    out = tmp_path / "run"
+    for k in range(2):  # 0.25 / 2 = 0.125 each: one job of 0.1 fits, a second does not
+        args = ("run", manifest, "--out", out, "--shard", f"{k}/2", "--max-cost-total", "0.25")
+        res = run_cli(*args, "--no-progress", env=sim_env(sim))
+        assert res.returncode == 1, res.stderr
+    assert sim.stats()["submitted"] == 2 and sim.stats()["charged_usd"] <= 0.25
+    status = _status(out)
+    assert status["counts"] == {"done": 2, "pending": 6}
+    assert abs(status["cost"]["spent_usd"] - 0.2) < 1e-9  # the shards' costs added up
+    assert status["models"][model] == {"jobs": 8, "done": 2}
