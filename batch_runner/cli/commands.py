@@ -18,6 +18,13 @@ from batch_runner.cli.formatting import (
     validate_money,
 )
 from batch_runner.cli.models import cmd_models
+from batch_runner.cli.sharding import (
+    cmd_merge,
+    is_shard_folder,
+    refuse_shard_folder,
+    shard_run,
+    status_of_shards,
+)
 from batch_runner.cli.token import read_token, token_if_any
 from batch_runner.errors import StateError, UsageError
 from batch_runner.run.lock import RunLock
@@ -41,6 +48,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "report": cmd_report,
         "export": cmd_export,
         "models": cmd_models,
+        "merge": cmd_merge,
     }[args.command]
     return handler(args)
 
@@ -147,17 +155,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batch_runner.run.runner import RunInput
 
     expansion, settings = _load(args)
-    token = _token(args, settings)
     run_dir = args.out or Path(str(expansion.options.get("out") or default_run_dir(args.manifest)))
+    run_dir, specs = shard_run(args, run_dir, expansion.jobs, settings)
+    token = _token(args, settings)
     say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
-    inp = RunInput(run_dir, settings, token, expansion.jobs, args.manifest)
+    inp = RunInput(run_dir, settings, token, specs, args.manifest)
     return _execute(inp, args)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from batch_runner.run.runner import RunInput
 
-    with open_store(args.run_dir, hint="; nothing to resume") as store:
+    hint = "; nothing to resume"
+    if is_shard_folder(args.run_dir):
+        hint = "; it holds shards: resume each RUN_DIR/shard-K-of-N, or run the manifest again"
+    with open_store(args.run_dir, hint=hint) as store:
         stored = store.get_meta("settings", {}) or {}
         settings = RunSettings.from_layers(
             ("state file", stored), ("command line", command_line(args))
@@ -210,6 +222,8 @@ def _execute(inp: RunInput, args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if is_shard_folder(args.run_dir):
+        return status_of_shards(args)
     with open_store(args.run_dir) as store:
         summary = store.summary()
     if args.json:
@@ -222,6 +236,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from batch_runner.report.page import write_report
 
+    refuse_shard_folder(args.run_dir, "report")
     with open_store(args.run_dir) as store:
         try:
             path = write_report(args.run_dir, store, title=args.run_dir.name)
@@ -232,6 +247,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    refuse_shard_folder(args.run_dir, "export")
     with open_store(args.run_dir) as store:
         out, n = _export(args.run_dir, store, args.format, args.out)
     print(f"{out} ({n} rows)")

@@ -8,6 +8,7 @@ import traceback
 from pathlib import Path
 
 from batch_runner import __version__
+from batch_runner.cli.sharding import add_shard_options
 from batch_runner.cli.token import RUNCOMFY_TOKEN_ENV, TOKEN_ENV, scrub
 from batch_runner.errors import BatchRunnerError, UsageError
 from batch_runner.settings import (
@@ -53,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _model_options(run)
     _run_options(run)
+    add_shard_options(run)
 
     resume = add("resume", "continue a run from its state file alone")
     resume.add_argument("run_dir", type=Path)
@@ -103,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("run_dir", type=Path)
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     exp.add_argument("--out", type=Path, help="output file (default RUN_DIR/metadata.<format>)")
+
+    merge = add("merge", "one metadata.jsonl and report.html over a run directory's shards")
+    merge.add_argument("run_dir", type=Path)
     return p
 
 
