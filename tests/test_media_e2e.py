@@ -123,3 +123,39 @@ def test_an_unknown_status_is_polled_on_and_warned_once(make_sim, tmp_path):
     assert proc.returncode == 0, stderr
     assert json.loads(stdout)["counts"] == {"done": 3}
     assert stderr.count("status 'exploded'") == 1, stderr
+
+
+MODEL_SWEEP = f"""\
+model_defaults:
+  {VIDEO}: {{duration: 3}}
+sweep:
+  - model: [{IMAGE}, {VIDEO}]
+    prompt: ["A calm sea", "A storm"]
+jobs:
+  - {{model: {AUDIO}, tags: "calm piano", duration: 5}}
+"""
+
+
+def test_a_manifest_over_three_models_and_its_model_grid(make_sim, tmp_path):
+    """Through `run MANIFEST`: a sweep with a model axis, an audio job; the report's grid for
+    the sweep has the models as its rows."""
+    sim = make_sim("--latency", "0.05", "--image-scale", "0.02")
+    manifest = tmp_path / "models.yaml"
+    manifest.write_text(MODEL_SWEEP)
+    out = tmp_path / "run"
+    res = run_cli("run", manifest, "--out", out, "--json", "--no-progress", env=sim_env(sim))
+    assert res.returncode == 0, res.stderr
+    lines = read_metadata(out)
+    folders = {(ln["model"], ln["file_name"].split("/")[0], ln["media_type"]) for ln in lines}
+    assert folders == {
+        (IMAGE, "images", "image"),
+        (VIDEO, "videos", "video"),
+        (AUDIO, "audio", "audio"),
+    }
+    report = (out / "report.html").read_text()
+    start = report.index('<table class="grid"')
+    grid = report[start : report.index("</table>", start)]
+    assert "varying: model (2), prompt (2)<" in report  # not duration: only the video takes it
+    rows = [cell.split("</th>")[0] for cell in grid.split('<th class="row-head" scope="row">')[1:]]
+    assert rows == [IMAGE, VIDEO]
+    assert grid.count("<video ") == 2 and grid.count("<img ") == 2

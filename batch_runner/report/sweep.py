@@ -71,7 +71,7 @@ def render_sweep(n: int, jobs: list[JobRecord], anchor: str, label: str) -> str:
 
 def _sweep_fields(jobs: list[JobRecord]) -> list[_Field]:
     """Fields whose values differ across the sweep: the model first (what people sweep models
-    for is to compare them: they are the rows), vars, then inputs not implied by vars."""
+    for is to compare them: they are the rows), vars, then inputs not implied by those."""
     var_fields = [f for f in _candidates(jobs, "vars") if len(f.values) > 1]
     var_names = {f.name for f in var_fields}
     models = tuple(dict.fromkeys(rec.model for rec in jobs))
@@ -81,9 +81,11 @@ def _sweep_fields(jobs: list[JobRecord]) -> list[_Field]:
         else [_Field("model", "model", "model", models)]
     )
     input_fields = []
+    given = model_fields + var_fields
     for f in _candidates(jobs, "inputs"):
-        # a templated prompt varies only because the vars do: it is not an axis of its own
-        if len(f.values) > 1 and not (var_fields and _implied(jobs, var_fields, f)):
+        # a templated prompt varies only because the vars do, a `duration` only one of the
+        # models takes because the model does: neither is an axis of its own
+        if len(f.values) > 1 and not (given and _implied(jobs, given, f)):
             label = f"input {f.name}" if f.name in var_names else f.name
             input_fields.append(_Field(f.group, f.name, label, f.values))
     return model_fields + var_fields + input_fields
