@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import sys
 import time
@@ -13,7 +14,7 @@ from typing import Any, NoReturn, Protocol
 
 from batch_runner.api.answers import UNKNOWN
 from batch_runner.api.policy import Action, Decision, classify, retry_delay
-from batch_runner.catalog import bundled
+from batch_runner.catalog import bundled, read_cached
 from batch_runner.errors import AccountError, ApiError, ErrorKind, RemoteError, StateError
 from batch_runner.jobs import FileRecord, JobRecord, JobState
 from batch_runner.manifest.naming import DEFAULT_TEMPLATE, job_file_name
@@ -366,7 +367,7 @@ class JobRunner:
         def name_for(ext: str) -> str:
             return job_file_name(template, job, index=job.index, k=k, n_files=n_files, ext=ext)
 
-        expect = _kinds_made_by(job.model)
+        expect = _kinds_made_by(self.settings.api_base, job.model)
 
         refreshes = tries = 0
         while True:
@@ -420,10 +421,11 @@ class JobRunner:
         self.tally.count_finished()
 
 
-def _kinds_made_by(model: str) -> frozenset[str] | None:
-    """The media kinds a model's files may be (its catalogue `output_type`); None: unknown,
-    any kind is taken."""
-    entry = bundled().get(model)
+@functools.lru_cache(maxsize=256)
+def _kinds_made_by(api_base: str, model: str) -> frozenset[str] | None:
+    """The media kinds a model's files may be (its catalogue `output_type`: the live entry the
+    run resolved and cached, else the bundled one); None: unknown, any kind is taken."""
+    entry = read_cached(api_base, model, max_age=None) or bundled().get(model)
     kind = entry.kind if entry is not None else None
     return frozenset({kind}) if kind else None
 
