@@ -10,11 +10,20 @@ from typing import Any
 
 from batch_runner.errors import ManifestError, Problem
 from batch_runner.jobs import JobSpec, Location
+from batch_runner.catalog import bundled_schema
 from batch_runner.manifest.expand import Expansion, collect_expansion
+from batch_runner.manifest.media import Limits
+from batch_runner.manifest.media_jobs import MediaCheck
 from batch_runner.manifest.naming import check_template, name_clashes
 from batch_runner.manifest.read import read_manifest
 from batch_runner.manifest.rows import Manifest
-from batch_runner.manifest.schema import checker_for, known_keys, typed_csv, validate_jobs
+from batch_runner.manifest.schema import (
+    checker_for,
+    known_keys,
+    load_schema,
+    typed_csv,
+    validate_jobs,
+)
 
 Parsed = tuple[Manifest | None, list[Problem]]  # what read_manifest gives
 
@@ -25,10 +34,12 @@ def load_jobs(
     max_jobs: int = 100_000,
     name_template: str | None = None,
     parsed: Parsed | None = None,
+    media: Limits | None = None,
 ) -> Expansion:
     """Read, expand and validate a manifest (and check output names when a template is given).
 
     `parsed` is what `read_manifest(path)` gave, when the caller has read it already.
+    `media`: the limits for media inputs (--max-inline-mb, --allow-input-host).
     Raises ManifestError with every problem found, UsageError for a bad name template.
     """
     if name_template is not None:
@@ -55,11 +66,19 @@ def load_jobs(
     # a bad default shows in every job: it is reported once, at the defaults
     reported = {(p.field.partition(".")[2], p.message) for p in from_defaults + from_set if p.field}
     problems += [p for p in found if (p.field, p.message) not in reported]
+    check = MediaCheck(_media_schema, manifest.path.parent, media or Limits(), frozenset(overrides))
+    expansion = dataclasses.replace(expansion, jobs=check.check_all(expansion.jobs, lines))
+    problems += check.problems
+    warnings += check.warnings
     if name_template is not None:
         problems += _name_problems(expansion.jobs, name_template)
     if problems:
         raise ManifestError(_sorted(problems))
     return dataclasses.replace(expansion, warnings=expansion.warnings + warnings)
+
+
+def _media_schema(model: str) -> dict[str, Any] | None:
+    return load_schema(model) or bundled_schema(model)
 
 
 def _name_problems(jobs: list[JobSpec], template: str) -> list[Problem]:
