@@ -118,9 +118,25 @@ def shown_input(value: Any) -> Any:
     """An input as people see it: a local file's path instead of its reference."""
     if isinstance(value, dict) and LOCAL_FILE in value:
         return value[LOCAL_FILE]
-    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+    if isinstance(value, list) and any(isinstance(v, dict | str) for v in value):
         return [shown_input(v) for v in value]
+    if isinstance(value, str) and value.startswith("data:") and len(value) > 100:
+        digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+        return f"{value.partition(',')[0]},… ({len(value)} characters, sha256 {digest}…)"
     return value
+
+
+def input_files(inputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The local files a job's inputs name: field, path, sha256, bytes, media type."""
+    out = []
+    for name, value in inputs.items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, dict) and LOCAL_FILE in v:
+                out.append({"field": name, **{k: v.get(k) for k in _REF_KEYS}})
+    return out
+
+
+_REF_KEYS = (LOCAL_FILE, "sha256", "bytes", "media_type")
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,7 @@ def _load(args: argparse.Namespace) -> tuple[Expansion, RunSettings]:
     `options:` and the command line give (read first: --max-jobs etc. shape the checks)."""
     from batch_runner.manifest.expand import parse_set
     from batch_runner.manifest.load import load_jobs
+    from batch_runner.manifest.media import Limits
     from batch_runner.manifest.read import read_manifest
 
     overrides = parse_set(args.set)
@@ -79,6 +80,7 @@ def _load(args: argparse.Namespace) -> tuple[Expansion, RunSettings]:
         max_jobs=settings.max_jobs,
         name_template=settings.name_template,
         parsed=parsed,
+        media=Limits.of(settings.max_inline_mb, settings.allow_input_host),
     )
     for warning in expansion.warnings:
         say(f"warning: {warning}")
