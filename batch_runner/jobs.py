@@ -11,7 +11,6 @@ from typing import Any
 
 from batch_runner import jsonenc
 
-
 LOCAL_FILE = "local_file"  # the key of a local file input's reference (manifest/media.py)
 
 

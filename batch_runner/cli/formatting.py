@@ -64,9 +64,7 @@ def format_preview(jobs: list[JobSpec], *, limit: int = 10, width: int = 60) -> 
     for i, job in enumerate(jobs[:limit], 1):
         prompt = str(job.inputs.get("prompt", ""))
         prompt = prompt if len(prompt) <= width else prompt[: width - 1] + "…"
-        rest = ", ".join(
-            f"{k}={shown_input(v)}" for k, v in job.inputs.items() if k != "prompt"
-        )
+        rest = ", ".join(f"{k}={shown_input(v)}" for k, v in job.inputs.items() if k != "prompt")
         copy = f" (copy {job.copy + 1})" if job.copy else ""
         rows.append(f"  {i:5d}  {prompt}{copy}" + (f"  [{rest}]" if rest else ""))
     if len(jobs) > limit:

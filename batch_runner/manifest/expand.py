@@ -10,9 +10,8 @@ import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
-from typing import Any
-
 from pathlib import Path
+from typing import Any
 
 import yaml
 

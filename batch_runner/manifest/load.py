@@ -8,9 +8,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from batch_runner.catalog import bundled_schema
 from batch_runner.errors import ManifestError, Problem
 from batch_runner.jobs import JobSpec, Location
-from batch_runner.catalog import bundled_schema
 from batch_runner.manifest.expand import Expansion, collect_expansion
 from batch_runner.manifest.media import Limits
 from batch_runner.manifest.media_jobs import MediaCheck

@@ -14,9 +14,9 @@ uses the same functions to check what it receives.
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import glob
-import binascii
 import hashlib
 import io
 import ipaddress

@@ -100,6 +100,6 @@ def rebuild_metadata(run_dir: Path, jobs: Iterable[JobRecord]) -> int:
 
 def parameters_text(model: str, inputs: dict[str, Any]) -> str:
     """Prompt and settings in the `parameters` convention image tools read (prompt, then k: v)."""
-    rest = ", ".join(f"{k}: {v}" for k, v in inputs.items() if k != "prompt")
+    rest = ", ".join(f"{k}: {shown_input(v)}" for k, v in inputs.items() if k != "prompt")
     prompt = str(inputs.get("prompt", ""))
     return f"{prompt}\nModel: {model}" + (f", {rest}" if rest else "")

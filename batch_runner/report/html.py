@@ -9,7 +9,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from batch_runner.jobs import FileRecord, JobRecord, JobState
+from batch_runner.jobs import FileRecord, JobRecord, JobState, shown_input
 
 CARD_SIZE = 256  # intrinsic size hint for card thumbnails; CSS scales them into square boxes
 CELL_SIZE = 140  # the same for grid cells (must match SIZE in report_assets.JS)
@@ -108,6 +108,7 @@ def media_html(f: FileRecord, alt: str, size: int) -> str:
 
 
 def show_value(value: Any) -> str:
+    value = shown_input(value)  # a local input file by its path
     if value is None:
         return "\u2014"
     if isinstance(value, str):
