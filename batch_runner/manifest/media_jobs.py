@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import batch_runner.manifest.media as m
 from batch_runner import jsonenc
 from batch_runner.catalog import media_fields
 from batch_runner.errors import Problem
 from batch_runner.jobs import JobSpec, Location
-from batch_runner.manifest import media as m
 
 SchemaFor = Callable[[str], Mapping[str, Any] | None]
 Field = tuple[str, str, list[Any]]  # name, media kind, validations
