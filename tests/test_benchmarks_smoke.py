@@ -16,6 +16,7 @@ CASES = {
     "polling": "### 3. Requests per job",
     "scale": "### 4. Scale",
     "bigfiles": "### 5. Big files",
+    "media": "### 6. Media inputs",
 }
 
 

@@ -77,6 +77,8 @@ def test_local_image_goes_inline_and_is_recorded_by_path_and_hash(sim, tmp_path)
     # the data is in neither the state nor the metadata
     assert b"base64" not in (out / "state.db").read_bytes()
     assert "base64" not in (out / "metadata.jsonl").read_text()
+    # the gallery shows the input beside the output
+    assert f'<div class="inputs">in: <a href="{pic.as_uri()}"' in (out / "report.html").read_text()
 
 
 def test_https_url_and_data_uri_are_sent_as_written(sim, tmp_path):
