@@ -335,3 +335,30 @@ def test_folder_sweep_runs_and_resume_reports_changed_or_vanished_inputs(sim, tm
     assert any("changed since the job was made" in r for r in reasons)
     names = sorted(p.name for p in (out / "images").iterdir())
     assert names == ["s2-3.mp4", "s2-6.mp4"]
+
+
+def test_a_moved_folder_keeps_its_jobs_and_they_read_the_new_paths(sim, tmp_path):
+    first = tmp_path / "a"
+    stills(first / "stills", 2)
+    write(first / "m.yaml", SWEEP)
+    out = tmp_path / "run"
+    store = StateStore.open(out, create=True)
+    store.sync_jobs(load_jobs(first / "m.yaml").jobs)  # recorded, not sent
+    store.close()
+    moved = tmp_path / "b"
+    first.rename(moved)
+    res = run_cli(
+        "run", moved / "m.yaml", "--out", out, "--json", "--no-progress", env=sim_env(sim)
+    )
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["jobs"] == 4 and "new jobs" not in res.stderr
+    assert all(line["image_url"].startswith(str(moved)) for line in read_metadata(out))
+
+
+def test_set_paths_are_relative_to_the_current_folder(tmp_path):
+    picture(tmp_path / "here" / "p.png", 20, 20)
+    (tmp_path / "elsewhere").mkdir()
+    manifest = write(tmp_path / "elsewhere" / "m.yaml", f"model: {I2V}\njobs: [walk]\n")
+    res = run_cli("validate", manifest, "--set", "image_url=p.png", cwd=tmp_path / "here")
+    assert res.returncode == 0, res.stderr
+    assert str(tmp_path / "here" / "p.png") in res.stdout

@@ -25,6 +25,7 @@ from batch_runner.jobs import (
     JobState,
     check_move,
     current_request_id,
+    input_files,
 )
 from batch_runner.store.journal import Journal, os_message
 from batch_runner.store.migrations import SCHEMA_VERSION, check_readable, migrate, schema_version
@@ -120,11 +121,13 @@ class StateStore(Journal):
     def sync_jobs(self, specs: Iterable[JobSpec]) -> tuple[int, int]:
         """Add jobs whose key is new and mark which known jobs are in the manifest.
 
-        Returns (added, not_in_manifest). Existing jobs are never changed or removed.
+        Returns (added, not_in_manifest). Existing jobs are never removed, nor changed except
+        one way: a job not sent yet takes the manifest's current paths of its input files
+        (same contents, same key: the folder was moved).
         """
         known = {k for (k,) in self._conn.execute("SELECT key FROM jobs")}
         next_idx = (self._conn.execute("SELECT max(idx) FROM jobs").fetchone()[0] or 0) + 1
-        rows, present = [], set()
+        rows, present, moved = [], set(), []
         now = time.time()
         for spec in specs:
             key = spec.key
@@ -132,6 +135,8 @@ class StateStore(Journal):
                 continue
             present.add(key)
             if key in known:
+                if input_files(spec.inputs):
+                    moved.append((_dump(spec.inputs), key, JobState.PENDING.value))
                 continue
             rows.append(
                 (
@@ -156,6 +161,7 @@ class StateStore(Journal):
                 rows,
             )
             self._conn.execute("UPDATE jobs SET in_manifest = 1")
+            self._conn.executemany("UPDATE jobs SET inputs = ? WHERE key = ? AND state = ?", moved)
             missing = known - present
             if missing:
                 self._conn.executemany(
