@@ -170,9 +170,12 @@ def test_wrong_kind_urls_and_missing_files_all_reported_at_once(tmp_path):
         "  - {prompt: c, image_url: 'https://192.168.1.20/a.png'}\n"
         "  - {prompt: d, image_url: 'file:///etc/passwd'}\n"
         "  - {prompt: e, image_url: nowhere.png}\n"
+        "  - {prompt: g, image_url: example.com/a.png}\n"
+        "  - {prompt: h, image_url: broken.png}\n"
         "sweep:\n"
         "  - {prompt: f, image_url: {files: 'none/*.png'}}\n",
     )
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really" * 10)
     res = run_cli("validate", manifest)
     assert res.returncode == 2
     err = res.stderr
@@ -181,7 +184,9 @@ def test_wrong_kind_urls_and_missing_files_all_reported_at_once(tmp_path):
     assert "m.yaml:5:" in err and "192.168.1.20 is a private-network host" in err
     assert "m.yaml:6:" in err and "file:// URLs are not sent" in err
     assert "m.yaml:7:" in err and "no such file" in err
-    assert "m.yaml:9:" in err and "no file matches 'none/*.png'" in err
+    assert "m.yaml:8:" in err and "a URL needs https:// in front" in err
+    assert "m.yaml:9:" in err and "this png image cannot be read" in err
+    assert "m.yaml:11:" in err and "no file matches 'none/*.png'" in err
     assert "Traceback" not in err
 
 

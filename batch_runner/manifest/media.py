@@ -37,6 +37,7 @@ MAX_BODY_BYTES = 64 * MB  # RunComfy's limit on one request body
 DEFAULT_MAX_INLINE_MB = 8.0
 _CHUNK = 1 << 20
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+_HOST_LIKE = re.compile(r"^[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/")
 _PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".intranet")
 
 # (media kind, format) -> the media type of a data URI
@@ -272,6 +273,11 @@ def file_facts(path: Path, limits: Limits) -> Facts | str:
     return facts_of(head, n_bytes, digest.hexdigest(), path)
 
 
+def missing_hint(value: str) -> str:
+    """A hint for a missing file written like a URL without its scheme (`example.com/a.png`)."""
+    return " (a URL needs https:// in front)" if _HOST_LIKE.match(value) else ""
+
+
 def inline_limit_problem(what: str, n_bytes: int, limits: Limits) -> str:
     return (
         f"{what} is {n_bytes / MB:.1f} MB, over the {limits.max_inline_bytes / MB:g} MB limit "
@@ -283,6 +289,8 @@ def inline_limit_problem(what: str, n_bytes: int, limits: Limits) -> str:
 def kind_problem(facts: Facts, kind: str) -> str | None:
     """Why a file cannot go into a field of media `kind` (a PDF given as an image)."""
     if facts.kind == kind:
+        if kind == "image" and facts.size is None:
+            return f"this {facts.fmt} image cannot be read (a damaged file?)"
         return None
     if facts.kind is None:
         what = facts.fmt or "not a known image, video or audio format"

@@ -116,6 +116,8 @@ class MediaCheck:
         path = Path(os.path.abspath(m.resolve_path(value, base)))
         facts = self._facts_of(str(path), lambda: m.file_facts(path, self.limits))
         problem = self._file_problem(facts, kind, rules)
+        if problem is not None and problem.startswith("no such file"):
+            problem += m.missing_hint(value)
         where.report(label, problem)
         if problem is not None or isinstance(facts, str):
             return value
