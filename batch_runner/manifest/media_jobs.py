@@ -28,7 +28,6 @@ from batch_runner.jobs import JobSpec, Location
 
 SchemaFor = Callable[[str], Mapping[str, Any] | None]
 Field = tuple[str, str, list[Any]]  # name, media kind, validations
-NAME_VARS = ("input_stem", "input_name")  # naming fields taken from a job's first media input
 
 
 @dataclasses.dataclass
@@ -176,16 +175,16 @@ class _Where:
 
 
 def _named(job: JobSpec, fields: list[Field]) -> JobSpec:
-    """Add {input_stem} and {input_name} (of the first media input: a file or a URL) to the
-    job's vars, for name templates; a var of the user's with that name wins."""
+    """Add {input_stem} (the file name without its extension of the first media input: a file
+    or a URL) to the job's vars, for name templates; a var of the user's with that name wins.
+    (One var only: the report makes grid axes of vars, and a second would repeat this one.)"""
     for name, _kind, _rules in fields:
         value = job.inputs.get(name)
         first = value[0] if isinstance(value, list) and value else value
         file_name = _file_name(first)
         if file_name:
             stem = posixpath.splitext(file_name)[0] or file_name
-            extra = {"input_stem": stem, "input_name": file_name}
-            return dataclasses.replace(job, vars={**extra, **job.vars})
+            return dataclasses.replace(job, vars={"input_stem": stem, **job.vars})
     return job
 
 
