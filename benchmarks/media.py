@@ -1,4 +1,4 @@
-"""Benchmark 6, media inputs: `validate` of a 10,000-picture folder sweep, side by side with
+"""Benchmark 7, media inputs: `validate` of a 10,000-picture folder sweep, side by side with
 `validate` of a 100,000-job text manifest (benchmark 4's), and a small run sending pictures
 inline.
 

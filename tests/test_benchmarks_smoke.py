@@ -16,7 +16,8 @@ CASES = {
     "polling": "### 3. Requests per job",
     "scale": "### 4. Scale",
     "bigfiles": "### 5. Big files",
-    "media": "### 6. Media inputs",
+    "scale_grid": "### 6. Polling at scale",
+    "media": "### 7. Media inputs",
 }
 
 

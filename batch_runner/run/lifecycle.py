@@ -61,8 +61,8 @@ class JobRunner:
     rng: random.Random = field(default_factory=random.Random)
     metadata_stale: bool = field(default=False, init=False)  # a line was replaced: rebuild it
     _tracks: dict[int, PollTrack] = field(default_factory=dict, init=False, repr=False)
-    # set (and replaced) whenever a job is seen completed: wakes polls waiting on that news
-    _completion: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    # set once, when the planner has learned a first duration: wakes the blind polls
+    _learned: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _downloads: asyncio.Semaphore = field(init=False, repr=False)  # jobs downloading at once
     _images_dir: Path = field(init=False, repr=False)
     metadata: MetadataLog = field(init=False, repr=False)
@@ -210,7 +210,7 @@ class JobRunner:
                 self._fail(job, f"timed out after {self.settings.job_timeout:g} s (--job-timeout)")
             if track.wake and delay > 0:
                 if await self._woken(delay):
-                    continue  # a job completed: plan this one again with what it taught
+                    continue  # the first durations are known: plan this one again
             else:
                 await asyncio.sleep(delay)
             try:
@@ -226,8 +226,8 @@ class JobRunner:
                 self._note(job, S.QUEUED if status == "in_queue" else S.RUNNING)
             elif status == "completed":
                 self.planner.completed(track, poll.duration)
-                news, self._completion = self._completion, asyncio.Event()
-                news.set()
+                if self.planner.learned:
+                    self._learned.set()
                 job.move(S.DOWNLOADING)
                 self.store.record_outputs(job.index, job.state, poll.outputs)
                 return list(poll.outputs)
@@ -239,9 +239,9 @@ class JobRunner:
                 raise Giveup
 
     async def _woken(self, delay: float) -> bool:
-        """Sleep `delay` seconds or until a job is seen completed (True)."""
+        """Sleep `delay` seconds or until the planner has learned a duration (True)."""
         try:
-            await asyncio.wait_for(self._completion.wait(), delay)
+            await asyncio.wait_for(self._learned.wait(), delay)
         except TimeoutError:
             return False
         return True
