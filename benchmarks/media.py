@@ -76,7 +76,7 @@ def report(f: dict) -> str:
         [f"run: {f['run'][2]} pictures sent inline", f["run"][0], f["run"][1], ""],
     ]
     text = c.table(
-        "6. Media inputs (folder sweep, zero-latency simulator)",
+        "7. Media inputs (folder sweep, zero-latency simulator)",
         ["what", "seconds", "peak RSS MB", "note"],
         rows,
     )
