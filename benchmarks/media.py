@@ -1,4 +1,4 @@
-"""Benchmark 7, media inputs: `validate` of a 10,000-picture folder sweep, side by side with
+"""Benchmark 8, media inputs: `validate` of a 10,000-picture folder sweep, side by side with
 `validate` of a 100,000-job text manifest (benchmark 4's), and a small run sending pictures
 inline.
 
@@ -76,7 +76,7 @@ def report(f: dict) -> str:
         [f"run: {f['run'][2]} pictures sent inline", f["run"][0], f["run"][1], ""],
     ]
     text = c.table(
-        "7. Media inputs (folder sweep, zero-latency simulator)",
+        "8. Media inputs (folder sweep, zero-latency simulator)",
         ["what", "seconds", "peak RSS MB", "note"],
         rows,
     )

@@ -17,7 +17,8 @@ CASES = {
     "scale": "### 4. Scale",
     "bigfiles": "### 5. Big files",
     "scale_grid": "### 6. Polling at scale",
-    "media": "### 7. Media inputs",
+    "shards": "### 7. Shards",
+    "media": "### 8. Media inputs",
 }
 
 
