@@ -36,6 +36,7 @@ class RunSettings:
     progress: bool = True
     json: bool = False
     export_csv: bool = False
+    offline: bool = False  # never ask the live catalogue: bundled or cached entries only
     max_cost: float | None = None  # USD; jobs that do not fit stay pending (CONTRACT §6)
     balance_check: bool = True
     account_base: str | None = None  # None: see `balance_base`
@@ -54,6 +55,7 @@ class RunSettings:
         "allow_input_host",
         "max_jobs",
         "export_csv",
+        "offline",
         "max_cost",
         "balance_check",
     )
@@ -132,7 +134,15 @@ _TYPES: dict[str, type] = {
 }
 
 
-_BOOLS = ("resubmit_uncertain", "simulate", "progress", "json", "export_csv", "balance_check")
+_BOOLS = (
+    "resubmit_uncertain",
+    "simulate",
+    "progress",
+    "json",
+    "export_csv",
+    "offline",
+    "balance_check",
+)
 
 
 def _coerce(key: str, value: Any, origin: str) -> Any:
