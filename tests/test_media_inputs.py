@@ -367,3 +367,25 @@ def test_set_paths_are_relative_to_the_current_folder(tmp_path):
     res = run_cli("validate", manifest, "--set", "image_url=p.png", cwd=tmp_path / "here")
     assert res.returncode == 0, res.stderr
     assert str(tmp_path / "here" / "p.png") in res.stdout
+
+
+def test_a_users_schema_declares_media_fields_too(tmp_path):
+    picture(tmp_path / "p.png", 10, 10)
+    schema = {
+        "type": "object",
+        "required": ["photo"],
+        "properties": {
+            "photo": {
+                "type": "string",
+                "format": "image_uri",
+                "validations": [{"validation_rule": "width_pixels>", "validation_value": 14}],
+            }
+        },
+    }
+    (tmp_path / "s.json").write_text(json.dumps(schema))
+    manifest = write(tmp_path / "m.yaml", "model: my/own-model\njobs:\n  - {photo: p.png}\n")
+    res = run_cli("validate", manifest, "--schema", tmp_path / "s.json", "--offline")
+    assert res.returncode == 2
+    assert "m.yaml:3: model my/own-model: photo: fails the model's validation width_pixels> 14" in (
+        res.stderr
+    )
