@@ -36,7 +36,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.DOWNLOADING: frozenset({S.DOWNLOADING, S.DONE, S.FAILED, S.PENDING}),
     S.UNCERTAIN: frozenset({S.SUBMITTING, S.PENDING, S.FAILED, S.UNCERTAIN}),
     S.DONE: frozenset({S.DOWNLOADING}),  # files found missing on resume are fetched again
-    S.FAILED: frozenset(),
+    S.FAILED: frozenset({S.PENDING}),  # --retry-failed: a new round of attempts
     S.CANCELLED: frozenset(),
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -32,6 +33,7 @@ class RunSettings:
     progress: bool = True
     json: bool = False
     export_csv: bool = False
+    retry_failed: bool = False  # this run only: failed jobs get a new round (never stored)
 
     # options a manifest may set (never api_base: a copied manifest must not redirect the token)
     MANIFEST_KEYS = (
@@ -90,6 +92,11 @@ class RunSettings:
             raise UsageError("--max-jobs must be 0 or more")
         if not self.api_base.startswith(("http://", "https://")):
             raise UsageError(f"--api-base must be an http(s) URL, got '{self.api_base}'")
+        if self.api_base.rstrip("/").endswith("/v1"):
+            raise UsageError(
+                f"--api-base {self.api_base}: give the part before /v1 "
+                f"(e.g. {DEFAULT_API_BASE}); batch-runner adds /v1/models/... itself"
+            )
 
 
 _TYPES: dict[str, type] = {
@@ -102,7 +109,7 @@ _TYPES: dict[str, type] = {
 }
 
 
-_BOOLS = ("resubmit_uncertain", "simulate", "progress", "json", "export_csv")
+_BOOLS = ("resubmit_uncertain", "simulate", "progress", "json", "export_csv", "retry_failed")
 
 
 def _coerce(key: str, value: Any, origin: str) -> Any:
@@ -111,9 +118,12 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise UsageError(f"{origin}: option '{key}' must be a number, got {value!r}")
         try:
-            return kind(value)
+            number = kind(value)
         except ValueError:
             raise UsageError(f"{origin}: option '{key}' must be a number, got {value!r}") from None
+        if not math.isfinite(number):  # nan slips through every comparison, inf is no limit
+            raise UsageError(f"{origin}: option '{key}' must be a finite number, got {value!r}")
+        return number
     if key == "allow_download_host":
         if isinstance(value, str):
             return [value]

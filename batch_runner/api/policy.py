@@ -152,6 +152,15 @@ def classify(error: BaseException, op: str) -> Decision:
     return Decision(action, _cause(error), delay)
 
 
+def unreachable(error: BaseException) -> bool:
+    """No answer at all (refused, reset, DNS, TLS, timeout): on every call over a window, the API
+    is down (an outage); an answer of any kind, even an error page, means it is reachable."""
+    return isinstance(error, TransportError) and error.kind in (
+        ErrorKind.DROPPED,
+        ErrorKind.TIMEOUT,
+    )
+
+
 def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random) -> float:
     """Full-jitter exponential backoff: uniform(0, min(cap, base * 2**attempt))."""
     exponent = min(max(attempt, 0), 60)  # 2**60 already dwarfs any cap; avoids float overflow

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from batch_runner.api.client import RunComfyClient
+from batch_runner.api.client import SUBMIT_TIMEOUT, RunComfyClient
 from batch_runner.api.deadlines import Deadlines
 from batch_runner.api.limits import RateLimiter
 from batch_runner.errors import StateError, UsageError
@@ -27,7 +27,7 @@ from batch_runner.outputs.download import download
 from batch_runner.outputs.hosts import HostPolicy
 from batch_runner.outputs.metadata import IMAGES_DIR, count_metadata_lines, rebuild_metadata
 from batch_runner.run.lifecycle import JobRunner
-from batch_runner.run.lock import RunLock
+from batch_runner.run.lock import CANCEL_SIGNAL, RunLock
 from batch_runner.run.polling import PollPlanner
 from batch_runner.run.progress import Progress, Tally
 from batch_runner.run.scheduler import Scheduler, Stop, plan
@@ -64,7 +64,13 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
     try:
         if inp.specs is not None:
             added, missing = store.sync_jobs(inp.specs)
-            store.set_meta({"settings": inp.settings.stored(), "manifest": str(inp.manifest)})
+            store.set_meta(
+                {
+                    "settings": inp.settings.stored(),
+                    "manifest": str(inp.manifest),
+                    "manifest_path": str(Path(inp.manifest).resolve()),
+                }
+            )
             _copy_manifest(inp)
             if added or missing:
                 _say(
@@ -106,6 +112,7 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
     """Submit, poll and download until every job is finished or the run is stopped."""
     settings, started = inp.settings, time.monotonic()
     tally, stop = Tally(), Stop()
+    round_start = _retry_failed(store) if settings.retry_failed else {}
     todo = plan(store, inp.run_dir, resubmit_uncertain=settings.resubmit_uncertain)
     new = store.count_new()
     if new > settings.max_jobs:
@@ -113,10 +120,16 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             f"this run would submit {new} new jobs, more than --max-jobs {settings.max_jobs}; "
             "raise --max-jobs to go ahead (nothing was submitted)"
         )
+    _warn_concurrency(settings.concurrency)
     async with _api(settings, inp.token) as (base, token), _sessions(settings) as sessions:
         deadlines = Deadlines()  # one timer for the time limits of every call in flight
         client = RunComfyClient(
-            sessions[0], base, token, limiter=RateLimiter(settings.rate), deadlines=deadlines
+            sessions[0],
+            base,
+            token,
+            limiter=RateLimiter(settings.rate),
+            deadlines=deadlines,
+            submit_timeout=SUBMIT_TIMEOUT,
         )
         fetch = partial(
             download,
@@ -135,6 +148,7 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             tally,
             stop,
             random.Random(),
+            round_start=round_start,
         )
         progress = Progress(tally, total=len(todo), to_submit=new, enabled=settings.progress)
         try:
@@ -146,7 +160,36 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
         store.flush()
     if runner.metadata_stale:
         rebuild_metadata(inp.run_dir, store.iter_jobs())
-    return _finish(inp, store, stop, cut_short, time.monotonic() - started)
+    result = _finish(inp, store, stop, cut_short, time.monotonic() - started)
+    if round_start:
+        result.summary["retried_failed"] = len(round_start)
+    return result
+
+
+def _retry_failed(store: StateStore) -> dict[int, int]:
+    """--retry-failed: failed jobs wait for a new round of attempts (their old request_ids
+    stay beside the new ones); returns each one's attempts so far, where its round starts."""
+    rounds = store.attempts_in(JobState.FAILED)
+    if rounds:
+        store.move_all(JobState.FAILED, JobState.PENDING, "--retry-failed: a new round")
+        _say(f"retrying {len(rounds)} failed jobs (--retry-failed)")
+    return rounds
+
+
+PLAUSIBLE_CONCURRENCY = 1000  # more jobs in flight than an account is likely to be allowed
+
+
+def _warn_concurrency(concurrency: int) -> None:
+    """A concurrency no account or machine carries only queues jobs and slows every answer."""
+    import resource
+
+    files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if concurrency > PLAUSIBLE_CONCURRENCY or concurrency * 2 > files:
+        _say(
+            f"warning: --concurrency {concurrency} is more jobs in flight than an account "
+            f"or this machine (open-file limit {files}) plausibly carries; the extra jobs only "
+            "wait in the API's queue (submits stay bounded, so nothing is sent twice)"
+        )
 
 
 async def _run_workers(scheduler: Scheduler, todo: list, stop: Stop) -> bool:
@@ -239,14 +282,24 @@ def _install_signals(stop: Stop, main: asyncio.Task | None, scheduler: Scheduler
             _say("exiting now; the state file is consistent, resume to continue")
             main.cancel()
 
+    def on_cancel() -> None:  # `batch-runner cancel RUN_DIR` signals the lock's owner
+        if not stop.cancelled:
+            stop.cancel()
+            _say(
+                "cancel requested (batch-runner cancel): no new submissions; finishing the "
+                f"jobs in flight ({scheduler.waiting} not started stay pending)"
+            )
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal)
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(CANCEL_SIGNAL, on_cancel)
 
 
 def _remove_signals() -> None:
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, CANCEL_SIGNAL):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(sig)
 

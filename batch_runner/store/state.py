@@ -257,6 +257,11 @@ class StateStore(Journal):
             "SELECT count(*) FROM jobs WHERE state = ? AND attempts = 0", (S.PENDING.value,)
         ).fetchone()[0]
 
+    def attempts_in(self, state: JobState) -> dict[int, int]:
+        """Attempts so far of every job in `state`, by index."""
+        rows = self._conn.execute("SELECT idx, attempts FROM jobs WHERE state = ?", (state.value,))
+        return dict(rows.fetchall())
+
     def move_all(self, old: JobState, new: JobState, reason: str | None) -> int:
         """Every job in state `old` moves to `new` (one checked move for all); returns how many."""
         check_move(old, new)
