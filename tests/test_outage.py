@@ -94,7 +94,9 @@ async def test_html_502_server_bounds_submits_and_keeps_messages_short(serve, tm
     assert summary["counts"] == {"uncertain": 5}
     per_job = {body: posts.count(body) for body in set(posts)}
     assert len(per_job) == 5 and max(per_job.values()) <= 3
-    print(f"\nHTML 502: POSTs per job {sorted(per_job.values())}, {summary['possible_duplicates']=}")
+    print(
+        f"\nHTML 502: POSTs per job {sorted(per_job.values())}, {summary['possible_duplicates']=}"
+    )
     for failure in summary["failures"]:
         reason = failure["reason"]
         assert "\n" not in reason and "<" not in reason and len(reason) < 200, reason

@@ -10,6 +10,7 @@ which StateStore extends.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -54,7 +55,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             # FULL: a committed request_id survives a power loss, not only a killed process
             conn.execute("PRAGMA synchronous = FULL")
     except sqlite3.DatabaseError as exc:
-        raise StateError(f"{path}: not a usable state file ({exc})") from None
+        raise StateError(_unusable(path, exc)) from None
     if version > SCHEMA_VERSION:
         conn.close()
         raise StateError(
@@ -62,6 +63,19 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             f"understands ({SCHEMA_VERSION}); upgrade batch_runner to continue this run"
         )
     return conn
+
+
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """Why the state file cannot be opened: permissions read like corruption in SQLite's words."""
+    if not os.access(path, os.R_OK):
+        return f"{path}: permission denied (cannot read the state file)"
+    if isinstance(exc, sqlite3.OperationalError) and not os.access(path.parent, os.W_OK):
+        return (
+            f"{path.parent}: the run directory is read-only or not permitted (SQLite must write "
+            f"{path.name}-wal and -shm beside the state file, also to read it); "
+            "fix its permissions or copy the directory somewhere writable"
+        )
+    return f"{path}: not a usable state file ({exc})"
 
 
 class StateStore(Journal):
