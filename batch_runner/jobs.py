@@ -130,6 +130,7 @@ class JobRecord:
     attempts: int = 0
     files: list[FileRecord] = field(default_factory=list)
     in_manifest: bool = True
+    duplicates: int = 0  # submits sent again after a lost answer (each possibly paid twice)
 
     @property
     def request_id(self) -> str | None:

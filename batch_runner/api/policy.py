@@ -17,6 +17,10 @@ What happens after a failed call (`classify`):
 | download | 403/404/410 on the file URL                                  | REFRESH   |
 | download | truncated, dropped, timeout, 5xx, 429                        | RETRY     |
 | download | host refused, too big, bad signature/name/URL, other 4xx     | FAIL      |
+
+A call with no answer at all (`unreachable`: refused, reset, DNS, TLS, timeout) is also fed to
+the run's outage window (`run/outage.py`): it does not use up a job's tries, and when no call
+has been answered for the whole window the run stops (exit 4) instead of failing jobs.
 """
 
 from __future__ import annotations

@@ -133,7 +133,7 @@ class JobRunner:
     async def _submit(self, job: JobRecord, deadline: float) -> bool:
         """Send the job until the API takes it (True) or it is to wait (False: stopping, or
         uncertain and not to be sent again); a job that cannot be sent ends in Giveup."""
-        lost = 1 if job.state is S.UNCERTAIN else 0  # an earlier run lost an answer already
+        lost = self._lost_before(job)
         tries = 0
         while True:
             uncertain = job.state in (S.UNCERTAIN, S.SUBMITTING)
@@ -169,6 +169,17 @@ class JobRunner:
             self._tracks[job.index] = self.planner.track(sent, self.planner.clock())
             await self._accepted(job, answer.request_id)
             return True
+
+    def _lost_before(self, job: JobRecord) -> int:
+        """Submit answers of this job lost in earlier runs: each resend after a loss was
+        counted as a duplicate, and an uncertain job lost one more. At the bound it stays."""
+        if job.state is not S.UNCERTAIN:
+            return 0
+        lost = job.duplicates + 1
+        if lost >= MAX_LOST_SUBMITS:
+            self._finished()
+            raise Giveup  # uncertain it stays: another submit could be paid a third time
+        return lost
 
     async def _offline_wait(self, exc: ApiError) -> bool:
         """After a call without an answer: wait a little and say so (True), or, once no call has

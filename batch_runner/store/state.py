@@ -34,7 +34,7 @@ STATE_FILE = "state.db"
 
 _JOB_COLUMNS = (
     "idx, key, model, inputs, copy, meta, vars, sweep, source, state, reason, attempts, "
-    "in_manifest, outputs"
+    "in_manifest, outputs, possible_duplicates"
 )
 S = JobState
 _FINISHED = (S.FAILED.value, S.CANCELLED.value)  # nothing more to do for these
@@ -410,6 +410,7 @@ def _record(row: tuple[Any, ...], rids: list[str], files: list[FileRecord]) -> J
         attempts=attempts,
         files=files,
         in_manifest=bool(row[12]),
+        duplicates=row[14] or 0,
     )
 
 
