@@ -254,3 +254,10 @@ def test_same_stem_in_another_folder_needs_its_own_out(tmp_path):
     assert res.returncode == 2 and "--out" in res.stderr and "same name" in res.stderr
     res = run_cli("run", "b/batch.yaml", "--simulate", "--out", "jobs/b", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("flag", ["--rate-limit", "--image-scale", "--url-ttl", "--submit-delay"])
+def test_simulator_numeric_flags_refuse_nan_and_inf(flag):
+    for value in ("nan", "inf", "-1"):
+        res = run_cli("simulate", "--port", "0", flag, value, timeout=30)
+        assert res.returncode == 2 and res.stderr.startswith("error:"), (value, res.stderr)
