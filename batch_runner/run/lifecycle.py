@@ -136,16 +136,13 @@ class JobRunner:
         lost = self._lost_before(job)
         tries = 0
         while True:
-            uncertain = job.state in (S.UNCERTAIN, S.SUBMITTING)
-            if uncertain and not self.settings.resubmit_uncertain:
-                return False
-            if self.stop.is_set():
-                return self._back_to_pending(job)
-            job.move(S.SUBMITTING)
-            self.store.mark_submitting(job.index, job.state, duplicate_risk=uncertain)
-            await self.store.durable()  # the intent is on disk before the POST leaves
             try:
-                async with self._submits:  # the call's time limit starts inside
+                # a few POSTs at once: the job waits its turn as it was (never `submitting`
+                # while it waits, so a crash then leaves nothing uncertain), and a stop that
+                # comes meanwhile is seen before it is sent
+                async with self._submits:
+                    if not await self._intent(job):
+                        return False
                     sent = self.planner.clock()
                     answer = await self.client.submit(job.model, job.inputs)
             except ApiError as exc:
@@ -169,6 +166,19 @@ class JobRunner:
             self._tracks[job.index] = self.planner.track(sent, self.planner.clock())
             await self._accepted(job, answer.request_id)
             return True
+
+    async def _intent(self, job: JobRecord) -> bool:
+        """Right before the POST: the intent to submit on disk (True), or False when the job
+        is to wait (stopping, or uncertain and not to be sent again)."""
+        uncertain = job.state in (S.UNCERTAIN, S.SUBMITTING)
+        if uncertain and not self.settings.resubmit_uncertain:
+            return False
+        if self.stop.is_set():
+            return self._back_to_pending(job)
+        job.move(S.SUBMITTING)
+        self.store.mark_submitting(job.index, job.state, duplicate_risk=uncertain)
+        await self.store.durable()  # the intent is on disk before the POST leaves
+        return True
 
     def _lost_before(self, job: JobRecord) -> int:
         """Submit answers of this job lost in earlier runs: each resend after a loss was
