@@ -10,11 +10,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batch_runner.cli.console import print_json, run_async, say
-from batch_runner.cli.formatting import format_preview, format_summary
-from batch_runner.cli.token import read_token
+from batch_runner.cli.formatting import (
+    format_estimate,
+    format_preview,
+    format_summary,
+    validate_money,
+)
+from batch_runner.cli.token import read_token, token_if_any
 from batch_runner.errors import StateError, UsageError
 from batch_runner.run.lock import RunLock
-from batch_runner.settings import API_BASE_ENV, RunSettings, default_run_dir
+from batch_runner.settings import ACCOUNT_BASE_ENV, API_BASE_ENV, RunSettings, default_run_dir
 from batch_runner.store.state import STATE_FILE, StateStore
 
 if TYPE_CHECKING:
@@ -55,6 +60,10 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
         api_base = args.api_base or (os.environ.get(API_BASE_ENV) if base_from_env else None)
         if api_base:  # another API than the stored one: the stored simulator no longer applies
             flags |= {"api_base": api_base, "simulate": bool(simulate)}
+    if hasattr(args, "account_base"):
+        account = args.account_base or (os.environ.get(ACCOUNT_BASE_ENV) if base_from_env else None)
+        if account:
+            flags["account_base"] = account
     if hasattr(args, "no_progress"):
         flags["progress"] = not args.no_progress and not args.json
         flags["json"] = args.json
@@ -232,20 +241,31 @@ def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tup
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    expansion, _ = _load(args)
+    from batch_runner.run.pricing import estimate_specs
+
+    expansion, settings = _load(args)
+    token = token_if_any(args.token_file)
+    est, prices, entries = run_async(
+        estimate_specs(expansion.jobs, settings.api_base, token), debug=args.debug
+    )
+    money = validate_money(est, prices, entries, settings.max_cost)
     if args.json:
         print_json(
             {
                 "jobs": len(expansion.jobs),
+                "models": {m: row["jobs"] for m, row in est.per_model.items()},
+                "estimated_cost_usd": est.known_total,
                 "sweeps": [{"source": str(loc), "jobs": n} for loc, n in expansion.sweep_counts],
                 "warnings": expansion.warnings,
             }
+            | money
         )
         return 0
     print(f"{args.manifest}: {len(expansion.jobs)} jobs, valid ({expansion.model})")
     for loc, n in expansion.sweep_counts:
         print(f"  sweep at {loc}: {n} jobs")
     print(format_preview(expansion.jobs))
+    print(format_estimate(est, money))
     return 0
 
 

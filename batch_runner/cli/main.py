@@ -12,7 +12,12 @@ from pathlib import Path
 from batch_runner import __version__
 from batch_runner.cli.token import RUNCOMFY_TOKEN_ENV, TOKEN_ENV, scrub
 from batch_runner.errors import BatchRunnerError, UsageError
-from batch_runner.settings import API_BASE_ENV, DEFAULT_API_BASE
+from batch_runner.settings import (
+    ACCOUNT_BASE_ENV,
+    API_BASE_ENV,
+    DEFAULT_ACCOUNT_BASE,
+    DEFAULT_API_BASE,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -67,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--max-jobs", type=int, default=None)
     val.add_argument("--name-template", default=None)
     val.add_argument("--json", action="store_true")
+    _money_option(val)
+    _api_options(val)
 
     sim = add("simulate", "run the RunComfy simulator in the foreground")
     from batch_runner.simulator import add_arguments
@@ -97,8 +104,32 @@ def _api_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _money_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-cost",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="spend at most USD: jobs that do not fit stay pending with the reason 'budget'",
+    )
+
+
 def _run_options(p: argparse.ArgumentParser) -> None:
     _api_options(p)
+    _money_option(p)
+    p.add_argument(
+        "--no-balance-check",
+        dest="balance_check",
+        action="store_false",
+        default=None,
+        help="do not read the account balance before the first submit",
+    )
+    p.add_argument(
+        "--account-base",
+        default=None,
+        help=f"where the balance is read (env {ACCOUNT_BASE_ENV}, default {DEFAULT_ACCOUNT_BASE} "
+        "for the real API, else the API base)",
+    )
     p.add_argument(
         "--simulate",
         action="store_true",

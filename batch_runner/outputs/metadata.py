@@ -35,6 +35,7 @@ def metadata_line(job: JobRecord, f: FileRecord, request_id: str | None) -> dict
         line["vars"] = job.vars
     line["sha256"] = f.sha256
     line["bytes"] = f.bytes
+    line["job_cost_usd"] = job.cost_usd  # the whole job's, on each of its files (CONTRACT §4)
     return line
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from batch_runner.jobs import JobRecord, JobState
+from batch_runner.money import dollars, usd
 from batch_runner.outputs.files import atomic_text
 from batch_runner.report.assets import CSS, JS
 from batch_runner.report.html import (
@@ -29,6 +30,7 @@ from batch_runner.report.html import (
     show_value,
 )
 from batch_runner.report.sweep import render_sweep, sweep_label
+from batch_runner.store.costs import cost_summary
 from batch_runner.store.state import StateStore
 
 COMPACT_ABOVE = 5000  # a section (sweep, or the plain jobs) with more jobs is shown as rows
@@ -65,6 +67,9 @@ class _Totals:
     jobs: int
     files: int
     bytes: int
+    spent: float = 0.0  # USD, the API's costs
+    estimated: float | None = None
+    per_model: dict[str, tuple[int, float]] | None = None  # jobs, spent
 
 
 class _ListSource:
@@ -76,7 +81,13 @@ class _ListSource:
     def totals(self) -> _Totals:
         files = [f for r in self._recs for f in r.files]
         counts = Counter(r.state.value for r in self._recs)
-        return _Totals(counts, len(self._recs), len(files), sum(f.bytes for f in files))
+        per_model: dict[str, tuple[int, float]] = {}
+        for r in self._recs:
+            jobs, spent = per_model.get(r.model, (0, 0.0))
+            per_model[r.model] = (jobs + 1, usd(spent + (r.cost_usd or 0.0)))
+        spent = usd(sum(r.cost_usd or 0.0 for r in self._recs))
+        size = sum(f.bytes for f in files)
+        return _Totals(counts, len(self._recs), len(files), size, spent, None, per_model)
 
     def sections(self) -> dict[int | None, int]:
         return dict(Counter(r.sweep for r in self._recs))
@@ -98,7 +109,17 @@ class _StoreSource:
     def totals(self) -> _Totals:
         counts = self._store.counts()
         files, size = self._store.file_totals()
-        return _Totals(Counter(counts), sum(counts.values()), files, size)
+        cost = cost_summary(self._store)
+        per_model = self._store.model_spent()
+        return _Totals(
+            Counter(counts),
+            sum(counts.values()),
+            files,
+            size,
+            cost["spent_usd"],
+            cost["estimated_usd"],
+            per_model,
+        )
 
     def sections(self) -> dict[int | None, int]:
         return {sweep: n for sweep, (n, _, _) in self._spans.items()}
@@ -201,5 +222,23 @@ def _render_header(totals: _Totals, title: str, toc: str) -> str:
     nav = f'<nav class="toc">{toc}</nav>' if toc else ""
     return (
         f'<header class="top"><h1>{escape(title)}</h1>'
-        f'<div class="stats">{badges}{totals_html}</div>{nav}</header>'
+        f'<div class="stats">{badges}{totals_html}{_cost_html(totals)}</div>{nav}</header>'
     )
+
+
+def _cost_html(totals: _Totals) -> str:
+    """The run's cost: spent of estimated, and per model when the run has several."""
+    line = f"cost {dollars(totals.spent)}"
+    if totals.estimated is not None and totals.estimated != totals.spent:
+        line += f" of {dollars(totals.estimated)} estimated"
+    models = ""
+    if totals.per_model and len(totals.per_model) > 1:
+        rows = "".join(
+            f"<tr><td>{escape(m)}</td><td>{n}</td><td>{dollars(c)}</td></tr>"
+            for m, (n, c) in sorted(totals.per_model.items())
+        )
+        models = (
+            '<table class="list models"><thead><tr><th>model</th><th>jobs</th><th>cost</th>'
+            f"</tr></thead><tbody>{rows}</tbody></table>"
+        )
+    return f'<span class="totals cost">{line}</span>{models}'
