@@ -161,7 +161,8 @@ class JobRunner:
                 if decision.action is Action.AMBIGUOUS:
                     lost += 1
                     if lost >= MAX_LOST_SUBMITS:
-                        self._fail(job, f"{lost} submit answers lost ({exc.message})", keep=True)
+                        why = f"{lost} submit answers lost or unreadable ({exc.message})"
+                        self._fail(job, f"{why}; the job may exist", keep=True)
                 if await self._offline_wait(exc):
                     continue  # an outage is not this job's fault: it does not use up its tries
                 tries += 1
