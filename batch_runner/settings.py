@@ -35,6 +35,7 @@ class RunSettings:
     progress: bool = True
     json: bool = False
     export_csv: bool = False
+    offline: bool = False  # never ask the live catalogue: bundled or cached entries only
     max_cost: float | None = None  # USD; jobs that do not fit stay pending (CONTRACT §6)
     balance_check: bool = True
     account_base: str | None = None  # None: see `balance_base`
@@ -52,6 +53,7 @@ class RunSettings:
         "max_file_bytes",
         "max_jobs",
         "export_csv",
+        "offline",
         "max_cost",
         "balance_check",
     )
@@ -138,6 +140,7 @@ _BOOLS = (
     "progress",
     "json",
     "export_csv",
+    "offline",
     "balance_check",
     "retry_failed",
 )

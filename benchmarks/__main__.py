@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks import bigfiles, concurrency, overhead, polling, scale, scale_grid
+from benchmarks import bigfiles, concurrency, overhead, polling, scale, scale_grid, shards
 from benchmarks import common as c
 
 BENCHMARKS = {
@@ -19,6 +19,7 @@ BENCHMARKS = {
     "4": scale,
     "5": bigfiles,
     "6": scale_grid,
+    "7": shards,
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,14 @@ from batch_runner.cli.formatting import (
     format_summary,
     validate_money,
 )
+from batch_runner.cli.models import cmd_models
+from batch_runner.cli.sharding import (
+    cmd_merge,
+    is_shard_folder,
+    refuse_shard_folder,
+    shard_run,
+    status_of_shards,
+)
 from batch_runner.cli.token import read_token, token_if_any
 from batch_runner.errors import StateError, UsageError
 from batch_runner.run.lock import RunLock
@@ -24,6 +33,7 @@ from batch_runner.store.state import STATE_FILE, StateStore
 
 if TYPE_CHECKING:
     from batch_runner.manifest.expand import Expansion
+    from batch_runner.manifest.rows import Manifest
     from batch_runner.run.runner import RunInput
 
 
@@ -37,6 +47,8 @@ def dispatch(args: argparse.Namespace) -> int:
         "simulate": cmd_simulate,
         "report": cmd_report,
         "export": cmd_export,
+        "models": cmd_models,
+        "merge": cmd_merge,
     }[args.command]
     return handler(args)
 
@@ -84,16 +96,42 @@ def _load(args: argparse.Namespace) -> tuple[Expansion, RunSettings]:
     settings = RunSettings.from_layers(
         ("manifest options", options), ("command line", command_line(args))
     )
+    resolution = _resolve(args, parsed[0], settings)
     expansion = load_jobs(
         args.manifest,
         overrides=overrides,
         max_jobs=settings.max_jobs,
         name_template=settings.name_template,
         parsed=parsed,
+        model=args.model,
+        schemas=resolution.schemas(),
     )
     for warning in expansion.warnings:
         say(f"warning: {warning}")
-    return expansion, settings
+    return dataclasses.replace(expansion, entries=resolution.entries), settings
+
+
+def _resolve(args: argparse.Namespace, manifest: Manifest | None, settings: RunSettings):
+    """The catalogue entry of each model the manifest uses (asked once per model per run)."""
+    from batch_runner.api.catalog import Resolution
+    from batch_runner.manifest.expand import manifest_models
+    from batch_runner.manifest.schema_file import read_schema_file
+    from batch_runner.run.catalog import resolve_models
+
+    schema_file = read_schema_file(args.schema) if args.schema else None
+    if manifest is None:
+        return Resolution({})
+    if args.model:
+        manifest = dataclasses.replace(manifest, model=args.model)
+    token = None if settings.simulate else token_if_any(args.token_file)
+    resolution = run_async(
+        resolve_models(manifest_models(manifest), settings, token, schema_file), debug=args.debug
+    )
+    for warning in resolution.warnings:
+        say(f"warning: {warning}")
+    for note in resolution.notes:
+        say(f"note: {note}")
+    return resolution
 
 
 @contextlib.contextmanager
@@ -119,13 +157,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batch_runner.run.runner import RunInput
 
     expansion, settings = _load(args)
-    token = _token(args, settings)
     run_dir = args.out or Path(str(expansion.options.get("out") or ""))
     if not run_dir.parts:
         run_dir = default_run_dir(args.manifest)
         _check_same_stem(run_dir, args.manifest)
+    run_dir, specs = shard_run(args, run_dir, expansion.jobs, settings)
+    token = _token(args, settings)
     say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
-    inp = RunInput(run_dir, settings, token, expansion.jobs, args.manifest)
+    inp = RunInput(run_dir, settings, token, specs, args.manifest)
     return _execute(inp, args)
 
 
@@ -146,7 +185,10 @@ def _check_same_stem(run_dir: Path, manifest: Path) -> None:
 def cmd_resume(args: argparse.Namespace) -> int:
     from batch_runner.run.runner import RunInput
 
-    with open_store(args.run_dir, hint="; nothing to resume") as store:
+    hint = "; nothing to resume"
+    if is_shard_folder(args.run_dir):
+        hint = "; it holds shards: resume each RUN_DIR/shard-K-of-N, or run the manifest again"
+    with open_store(args.run_dir, hint=hint) as store:
         stored = store.get_meta("settings", {}) or {}
         settings = RunSettings.from_layers(
             ("state file", stored), ("command line", command_line(args))
@@ -199,6 +241,8 @@ def _execute(inp: RunInput, args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if is_shard_folder(args.run_dir):
+        return status_of_shards(args)
     with open_store(args.run_dir) as store:
         summary = store.summary()
     if args.json:
@@ -211,6 +255,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from batch_runner.report.page import write_report
 
+    refuse_shard_folder(args.run_dir, "report")
     with open_store(args.run_dir) as store:
         try:
             path = write_report(args.run_dir, store, title=args.run_dir.name)
@@ -221,6 +266,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    refuse_shard_folder(args.run_dir, "export")
     with open_store(args.run_dir) as store:
         out, n = _export(args.run_dir, store, args.format, args.out)
     print(f"{out} ({n} rows)")
@@ -244,7 +290,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from batch_runner.run.pricing import estimate_specs
 
     expansion, settings = _load(args)
-    token = token_if_any(args.token_file)
+    token = None if settings.offline else token_if_any(args.token_file)
+    models = expansion.model_counts()
     est, prices, entries = run_async(
         estimate_specs(expansion.jobs, settings.api_base, token), debug=args.debug
     )
@@ -253,7 +300,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print_json(
             {
                 "jobs": len(expansion.jobs),
-                "models": {m: row["jobs"] for m, row in est.per_model.items()},
+                "models": models,
                 "estimated_cost_usd": est.known_total,
                 "sweeps": [{"source": str(loc), "jobs": n} for loc, n in expansion.sweep_counts],
                 "warnings": expansion.warnings,
@@ -261,7 +308,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             | money
         )
         return 0
-    print(f"{args.manifest}: {len(expansion.jobs)} jobs, valid ({expansion.model})")
+    names = ", ".join(f"{m}: {n}" for m, n in models.items()) if len(models) > 1 else None
+    one = next(iter(models), expansion.model)
+    print(f"{args.manifest}: {len(expansion.jobs)} jobs, valid ({names or one})")
     for loc, n in expansion.sweep_counts:
         print(f"  sweep at {loc}: {n} jobs")
     print(format_preview(expansion.jobs))

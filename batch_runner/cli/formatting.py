@@ -124,9 +124,11 @@ def format_estimate(est: Estimate, money: dict[str, Any]) -> str:
 
 def format_preview(jobs: list[JobSpec], *, limit: int = 10, width: int = 60) -> str:
     rows = []
+    several = len({job.model for job in jobs}) > 1
     for i, job in enumerate(jobs[:limit], 1):
         prompt = str(job.inputs.get("prompt", ""))
         prompt = prompt if len(prompt) <= width else prompt[: width - 1] + "…"
+        prompt = f"{job.model}: {prompt}" if several else prompt
         rest = ", ".join(f"{k}={v}" for k, v in job.inputs.items() if k != "prompt")
         copy = f" (copy {job.copy + 1})" if job.copy else ""
         rows.append(f"  {i:5d}  {prompt}{copy}" + (f"  [{rest}]" if rest else ""))

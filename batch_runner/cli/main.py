@@ -10,6 +10,7 @@ import traceback
 from pathlib import Path
 
 from batch_runner import __version__
+from batch_runner.cli.sharding import add_shard_options
 from batch_runner.cli.token import RUNCOMFY_TOKEN_ENV, TOKEN_ENV, scrub
 from batch_runner.errors import BatchRunnerError, UsageError
 from batch_runner.settings import (
@@ -26,7 +27,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="batch-runner", description="Run batches of RunComfy text-to-image jobs.")
+    p = _Parser(
+        prog="batch-runner", description="Run batches of RunComfy image, video and audio jobs."
+    )
     p.add_argument("--version", action="version", version=f"batch-runner {__version__}")
     common = _Parser(add_help=False)
     common.add_argument(
@@ -42,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, parents=[common])  # --debug after it works too
 
     run = add("run", "expand, validate, then submit/poll/download every job")
-    run.add_argument("manifest", type=Path, help="YAML, CSV or JSONL manifest")
+    run.add_argument("manifest", type=Path, help="YAML, CSV, JSONL or text (.txt) manifest")
     run.add_argument("--out", type=Path, help="run directory (default jobs/<manifest stem>)")
     run.add_argument(
         "--set",
@@ -51,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override an input for every job (repeatable)",
     )
+    _model_options(run)
     _run_options(run)
+    add_shard_options(run)
 
     resume = add("resume", "continue a run from its state file alone")
     resume.add_argument("run_dir", type=Path)
@@ -72,8 +77,23 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--max-jobs", type=int, default=None)
     val.add_argument("--name-template", default=None)
     val.add_argument("--json", action="store_true")
-    _money_option(val)
+    _model_options(val)
     _api_options(val)
+    _offline_option(val)
+    _money_option(val)
+
+    models = add("models", "list the models batch_runner knows, or show one model's inputs")
+    models.add_argument(
+        "query",
+        nargs="?",
+        default=None,
+        metavar="SEARCH|MODEL_ID",
+        help="words to search for, or a model id (it contains '/') to show its inputs",
+    )
+    models.add_argument("--kind", choices=("image", "video", "audio"), default=None)
+    models.add_argument("--json", action="store_true", help="JSON on stdout")
+    _api_options(models)
+    _offline_option(models)
 
     sim = add("simulate", "run the RunComfy simulator in the foreground")
     from batch_runner.simulator import add_arguments
@@ -87,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("run_dir", type=Path)
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     exp.add_argument("--out", type=Path, help="output file (default RUN_DIR/metadata.<format>)")
+
+    merge = add("merge", "one metadata.jsonl and report.html over a run directory's shards")
+    merge.add_argument("run_dir", type=Path)
     return p
 
 
@@ -104,6 +127,30 @@ def _api_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model of the jobs that name none (default bytedance/seedream-5/lite/text-to-image)",
+    )
+    p.add_argument(
+        "--schema",
+        type=Path,
+        default=None,
+        help="JSON Schema file for models without a known schema, or a list of "
+        '{"model_id", "input_schema"} entries',
+    )
+
+
+def _offline_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never ask the live model catalogue (bundled or cached schemas and prices only)",
+    )
+
+
 def _money_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-cost",
@@ -116,6 +163,7 @@ def _money_option(p: argparse.ArgumentParser) -> None:
 
 def _run_options(p: argparse.ArgumentParser) -> None:
     _api_options(p)
+    _offline_option(p)
     _money_option(p)
     p.add_argument(
         "--no-balance-check",

@@ -9,11 +9,13 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
+from batch_runner.catalog import CatalogEntry
 from batch_runner.errors import ManifestError, Problem, UsageError
 from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.naming import template_tokens
@@ -23,6 +25,8 @@ JOB_KEYS = frozenset({"repeat", "meta", "vars"})
 SWEEP_KEYS = frozenset({"repeat", "meta", "vars", "zip", "exclude"})
 
 Axis = list[tuple[dict[str, Any], dict[str, Any]]]  # each choice: (inputs part, vars part)
+# a model -> (defaults, overrides) its jobs get: defaults under the job's inputs, overrides over
+Base = Callable[[str], tuple[dict[str, Any], dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,15 @@ class Expansion:
     jobs: list[JobSpec]
     sweep_counts: list[tuple[Location, int]]
     warnings: list[str]
+    # each job model's catalogue entry as resolved for this run (None: in no catalogue)
+    entries: dict[str, CatalogEntry | None] = dataclasses.field(default_factory=dict)
+
+    def model_counts(self) -> dict[str, int]:
+        """Jobs per model, in first-use order."""
+        counts: dict[str, int] = {}
+        for job in self.jobs:
+            counts[job.model] = counts.get(job.model, 0) + 1
+        return counts
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -71,14 +84,19 @@ def expand(
 
 
 def collect_expansion(
-    manifest: Manifest, overrides: dict[str, Any] | None = None, max_jobs: int = 100_000
+    manifest: Manifest,
+    overrides: dict[str, Any] | None = None,
+    max_jobs: int = 100_000,
+    base: Base | None = None,
 ) -> tuple[Expansion, list[Problem]]:
     """Like expand() but returns the problems (entries with problems give no jobs).
 
-    Only a count above `max_jobs` raises, since then nothing is built.
+    `base(model)` gives the defaults and overrides of a model's jobs (default: the manifest's
+    `defaults` and `model_defaults`, and `overrides`, all kept). Only a count above `max_jobs`
+    raises, since then nothing is built.
     """
     _check_count(manifest, max_jobs)
-    builder = _Builder(manifest, overrides or {})
+    builder = _Builder(manifest, overrides or {}, base)
     sweep_counts = []
     for entry in manifest.entries:
         if entry.kind == "sweep":
@@ -94,6 +112,22 @@ def collect_expansion(
         )
     expansion = Expansion(manifest.model, manifest.options, builder.jobs, sweep_counts, warnings)
     return expansion, builder.problems
+
+
+def manifest_models(manifest: Manifest) -> list[str]:
+    """Every model a manifest's jobs may use, in first-use order: the manifest's own, then
+    those named by entries (a string, or a list of them in a sweep)."""
+    found = {manifest.model: None}
+    for entry in manifest.entries:
+        value = entry.data.get("model") if isinstance(entry.data, dict) else None
+        for model in value if isinstance(value, list) else [value]:
+            if isinstance(model, str) and model.strip() and "{" not in model:
+                found[model] = None
+    return list(found)
+
+
+def _plain_defaults(manifest: Manifest, model: str) -> dict[str, Any]:
+    return {**manifest.defaults, **manifest.model_defaults.get(model, {})}
 
 
 def _repeat_of(data: dict[str, Any]) -> int:
@@ -156,9 +190,9 @@ def _placeholders(value: Any) -> set[str]:
 class _Builder:
     """Accumulates jobs, problems and warnings while entries are expanded in order."""
 
-    def __init__(self, manifest: Manifest, overrides: dict[str, Any]):
+    def __init__(self, manifest: Manifest, overrides: dict[str, Any], base: Base | None):
         self.m = manifest
-        self.overrides = overrides
+        self.base = base or (lambda model: (_plain_defaults(manifest, model), overrides))
         self.jobs: list[JobSpec] = []
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
@@ -188,12 +222,17 @@ class _Builder:
         return repeat, meta, ok
 
     def _emit(self, entry: Entry, inputs: dict, n: int, meta: dict, variables: dict, sweep) -> None:
-        final = {**self.m.defaults, **inputs, **self.overrides}
+        model = inputs.pop("model", None) if "model" in inputs else self.m.model
+        if not isinstance(model, str) or not model.strip() or model != model.strip():
+            self.problem(entry, "model", f"must be a model id like {self.m.model}, not {model!r}")
+            return
+        defaults, overrides = self.base(model)
+        final = {**defaults, **inputs, **overrides}
         if None in final.values():
             final = {k: v for k, v in final.items() if v is not None}
         # the same inputs as an earlier job are further copies of it: the key of copy 0 is
         # the identity (computed once, then kept by that spec)
-        spec = JobSpec(self.m.model, final, 0, meta, variables, entry.source, sweep)
+        spec = JobSpec(model, final, 0, meta, variables, entry.source, sweep)
         first = self._next_copy.get(spec.key, 0)
         self._next_copy[spec.key] = first + n
         if first:

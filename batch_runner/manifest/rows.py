@@ -37,6 +37,8 @@ class Manifest:
     options: dict[str, Any]
     entries: list[Entry]
     source: Location
+    model_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # MODEL -> inputs
+    lines: dict[str, int] = field(default_factory=dict)  # line of each top-level key
 
 
 class BadValue(Exception):
@@ -58,6 +60,8 @@ def build_manifest(path: Path, fmt: str, entries: list[Entry], **top: Any) -> Ma
         options=top.get("options", {}),
         entries=entries,
         source=Location(str(path), None),
+        model_defaults=top.get("model_defaults", {}),
+        lines=top.get("lines", {}),
     )
 
 

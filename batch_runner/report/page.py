@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from batch_runner.jobs import JobRecord, JobState
 from batch_runner.money import dollars, usd
@@ -50,8 +50,13 @@ def write_report(run_dir: Path, jobs: StateStore | Iterable[JobRecord], *, title
     Given a StateStore, jobs are read a section (sweep) or a page at a time and the page is
     written as it is rendered, so memory stays flat however many jobs the run has.
     """
-    run_dir = Path(run_dir)
-    source = _StoreSource(jobs) if isinstance(jobs, StateStore) else _ListSource(jobs)
+    source = StoreSource(jobs) if isinstance(jobs, StateStore) else _ListSource(jobs)
+    return write_page(Path(run_dir), source, title)
+
+
+def write_page(run_dir: Path, source: Any, title: str) -> Path:
+    """Write RUN_DIR/report.html from a source of jobs (totals, sections, iter_section,
+    first_of: see StoreSource) atomically; `merge` gives one over every shard."""
     path = run_dir / "report.html"
     with atomic_text(path) as fh:
         _write_page(fh, source, title)
@@ -62,7 +67,7 @@ def write_report(run_dir: Path, jobs: StateStore | Iterable[JobRecord], *, title
 
 
 @dataclass
-class _Totals:
+class Totals:
     counts: Counter[str]
     jobs: int
     files: int
@@ -78,7 +83,7 @@ class _ListSource:
     def __init__(self, records: Iterable[JobRecord]):
         self._recs = sorted(records, key=lambda r: r.index)
 
-    def totals(self) -> _Totals:
+    def totals(self) -> Totals:
         files = [f for r in self._recs for f in r.files]
         counts = Counter(r.state.value for r in self._recs)
         per_model: dict[str, tuple[int, float]] = {}
@@ -87,7 +92,7 @@ class _ListSource:
             per_model[r.model] = (jobs + 1, usd(spent + (r.cost_usd or 0.0)))
         spent = usd(sum(r.cost_usd or 0.0 for r in self._recs))
         size = sum(f.bytes for f in files)
-        return _Totals(counts, len(self._recs), len(files), size, spent, None, per_model)
+        return Totals(counts, len(self._recs), len(files), size, spent, None, per_model)
 
     def sections(self) -> dict[int | None, int]:
         return dict(Counter(r.sweep for r in self._recs))
@@ -99,19 +104,19 @@ class _ListSource:
         return next(self.iter_section(sweep))
 
 
-class _StoreSource:
+class StoreSource:
     """Jobs read from the state file a batch at a time."""
 
     def __init__(self, store: StateStore):
         self._store = store
         self._spans = store.sweep_spans()
 
-    def totals(self) -> _Totals:
+    def totals(self) -> Totals:
         counts = self._store.counts()
         files, size = self._store.file_totals()
         cost = cost_summary(self._store)
         per_model = self._store.model_spent()
-        return _Totals(
+        return Totals(
             Counter(counts),
             sum(counts.values()),
             files,
@@ -133,7 +138,7 @@ class _StoreSource:
         return next(self._store.iter_sweep(sweep, (first, first), batch=1))
 
 
-_Source = _ListSource | _StoreSource
+_Source = _ListSource | StoreSource
 
 
 # ---------------------------------------------------------------- the page
@@ -208,7 +213,7 @@ def _row(r: JobRecord) -> str:
 # ---------------------------------------------------------------- header and cards
 
 
-def _render_header(totals: _Totals, title: str, toc: str) -> str:
+def _render_header(totals: Totals, title: str, toc: str) -> str:
     counts = totals.counts
     badges = "".join(
         f'<span class="badge s-{s.value}">{s.value}<b>{counts[s.value]}</b></span>'
@@ -226,7 +231,7 @@ def _render_header(totals: _Totals, title: str, toc: str) -> str:
     )
 
 
-def _cost_html(totals: _Totals) -> str:
+def _cost_html(totals: Totals) -> str:
     """The run's cost: spent of estimated, and per model when the run has several."""
     line = f"cost {dollars(totals.spent)}"
     if totals.estimated is not None and totals.estimated != totals.spent:

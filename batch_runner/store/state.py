@@ -334,6 +334,10 @@ class StateStore(Money):
             "failures": failures,
         }
 
+    def last_activity(self) -> float | None:
+        """When a job last changed (epoch seconds; None without jobs)."""
+        return self._conn.execute("SELECT max(updated_at) FROM jobs").fetchone()[0]
+
     def retry_counts(self) -> dict[str, int]:
         return dict(self._conn.execute("SELECT cause, n FROM retries ORDER BY n DESC"))
 
