@@ -29,6 +29,8 @@ class RunSettings:
     name_template: str | None = None
     allow_download_host: list[str] = field(default_factory=list)
     max_file_bytes: int = 2**31
+    max_inline_mb: float = 8.0  # local files / data URIs sent inline (CONTRACT §3)
+    allow_input_host: list[str] = field(default_factory=list)  # http or private input hosts
     max_jobs: int = 100_000
     api_base: str = DEFAULT_API_BASE
     simulate: bool = False
@@ -51,6 +53,8 @@ class RunSettings:
         "name_template",
         "allow_download_host",
         "max_file_bytes",
+        "max_inline_mb",
+        "allow_input_host",
         "max_jobs",
         "export_csv",
         "offline",
@@ -107,6 +111,8 @@ class RunSettings:
             raise UsageError("--job-timeout must be a positive number of seconds")
         if self.max_file_bytes < 1:
             raise UsageError("--max-file-bytes must be positive")
+        if self.max_inline_mb <= 0:
+            raise UsageError("--max-inline-mb must be a positive number of megabytes")
         if self.max_jobs < 0:
             raise UsageError("--max-jobs must be 0 or more")
         if self.max_cost is not None and self.max_cost < 0:
@@ -130,6 +136,7 @@ _TYPES: dict[str, type] = {
     "max_jobs": int,
     "rate": float,
     "job_timeout": float,
+    "max_inline_mb": float,
     "max_cost": float,
 }
 
@@ -158,7 +165,7 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         if not math.isfinite(number):  # nan slips through every comparison, inf is no limit
             raise UsageError(f"{origin}: option '{key}' must be a finite number, got {value!r}")
         return number
-    if key == "allow_download_host":
+    if key in ("allow_download_host", "allow_input_host"):
         if isinstance(value, str):
             return [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

@@ -87,6 +87,7 @@ def _load(args: argparse.Namespace) -> tuple[Expansion, RunSettings]:
     `options:` and the command line give (read first: --max-jobs etc. shape the checks)."""
     from batch_runner.manifest.expand import parse_set
     from batch_runner.manifest.load import load_jobs
+    from batch_runner.manifest.media import Limits
     from batch_runner.manifest.read import read_manifest
 
     overrides = parse_set(args.set)
@@ -105,6 +106,7 @@ def _load(args: argparse.Namespace) -> tuple[Expansion, RunSettings]:
         parsed=parsed,
         model=args.model,
         schemas=resolution.schemas(),
+        media=Limits.of(settings.max_inline_mb, settings.allow_input_host),
     )
     for warning in expansion.warnings:
         say(f"warning: {warning}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from batch_runner.catalog import CatalogEntry
-from batch_runner.jobs import JobSpec
+from batch_runner.jobs import JobSpec, shown_input
 from batch_runner.money import Estimate, dollars, fitting
 
 STATE_ORDER = (
@@ -129,7 +129,7 @@ def format_preview(jobs: list[JobSpec], *, limit: int = 10, width: int = 60) -> 
         prompt = str(job.inputs.get("prompt", ""))
         prompt = prompt if len(prompt) <= width else prompt[: width - 1] + "…"
         prompt = f"{job.model}: {prompt}" if several else prompt
-        rest = ", ".join(f"{k}={v}" for k, v in job.inputs.items() if k != "prompt")
+        rest = ", ".join(f"{k}={shown_input(v)}" for k, v in job.inputs.items() if k != "prompt")
         copy = f" (copy {job.copy + 1})" if job.copy else ""
         rows.append(f"  {i:5d}  {prompt}{copy}" + (f"  [{rest}]" if rest else ""))
     if len(jobs) > limit:

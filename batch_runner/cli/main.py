@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--max-jobs", type=int, default=None)
     val.add_argument("--name-template", default=None)
     val.add_argument("--json", action="store_true")
+    _media_options(val)
     _model_options(val)
     _api_options(val)
     _offline_option(val)
@@ -124,6 +125,21 @@ def _api_options(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help=f"read the API token from this file (else env {TOKEN_ENV} or {RUNCOMFY_TOKEN_ENV})",
+    )
+
+
+def _media_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-inline-mb",
+        type=float,
+        help="largest local file or data: URI sent inline, in MB (default 8)",
+    )
+    p.add_argument(
+        "--allow-input-host",
+        action="append",
+        default=None,
+        metavar="HOST",
+        help="accept media input URLs on HOST even over http or on a private network",
     )
 
 
@@ -212,6 +228,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         help="also download outputs from HOST (repeatable)",
     )
     p.add_argument("--max-file-bytes", type=int, help="abort larger downloads (default 2 GiB)")
+    _media_options(p)
     p.add_argument("--max-jobs", type=int, help="refuse to submit more new jobs (default 100000)")
     p.add_argument(
         "--export-csv",

@@ -11,6 +11,7 @@ import itertools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -18,6 +19,7 @@ import yaml
 from batch_runner.catalog import CatalogEntry
 from batch_runner.errors import ManifestError, Problem, UsageError
 from batch_runner.jobs import JobSpec, Location
+from batch_runner.manifest.media import glob_files, is_files_axis
 from batch_runner.manifest.naming import template_tokens
 from batch_runner.manifest.rows import Entry, Manifest, repeat_problem
 
@@ -145,6 +147,8 @@ def _entry_count(entry: Entry) -> int:
     for key, value in data.items():
         if key not in SWEEP_KEYS and isinstance(value, list):
             n *= len(value)
+        elif key not in SWEEP_KEYS and is_files_axis(value):
+            n *= len(_files(entry, value))
     variables = data.get("vars")
     if isinstance(variables, dict):
         n *= math.prod(len(v) if isinstance(v, list) else 1 for v in variables.values())
@@ -152,6 +156,13 @@ def _entry_count(entry: Entry) -> int:
     if isinstance(zipped, dict):
         n *= max((len(v) for v in zipped.values() if isinstance(v, list)), default=1)
     return n
+
+
+def _files(entry: Entry, value: dict[str, Any]) -> tuple[str, ...]:
+    pattern = value["files"]
+    if not isinstance(pattern, str) or not pattern.strip():
+        return ()
+    return glob_files(str(Path(entry.source.file).parent), pattern)
 
 
 def _check_count(manifest: Manifest, max_jobs: int) -> None:
@@ -245,8 +256,8 @@ class _Builder:
         if isinstance(data, str):
             self._emit(entry, {"prompt": data}, self.m.repeat, {}, {}, None)
             return
-        for key in ("zip", "exclude"):
-            if key in data:
+        for key, value in data.items():
+            if key in ("zip", "exclude") or is_files_axis(value):
                 self.problem(entry, key, "only allowed in sweep: entries")
                 return
         repeat, meta, ok = self._extras(entry, data)
@@ -324,6 +335,8 @@ class _SweepPlan:
             elif key == "zip":
                 var_names |= self._add_zip(value, fields, used)
             elif key not in SWEEP_KEYS:
+                if is_files_axis(value):
+                    value = self._folder(key, value)
                 if isinstance(value, list):
                     self.axes.append([({key: v}, {}) for v in value])
                 else:
@@ -337,6 +350,14 @@ class _SweepPlan:
     def bad(self, field: str | None, message: str) -> None:
         self.builder.problem(self.entry, field, message)
         self.ok = False
+
+    def _folder(self, key: str, value: dict[str, Any]) -> list[str]:
+        """A folder sweep axis: one value per matching file, sorted; none is a problem."""
+        found = list(_files(self.entry, value))
+        if not found:
+            where = Path(self.entry.source.file).parent
+            self.bad(key, f"no file matches {value['files']!r} (relative to {where})")
+        return found
 
     def _add_vars(self, value: Any) -> set[str]:
         if value is None:

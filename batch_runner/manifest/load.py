@@ -11,6 +11,8 @@ from typing import Any
 from batch_runner.errors import ManifestError, Problem
 from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.expand import Expansion, collect_expansion, manifest_models
+from batch_runner.manifest.media import Limits
+from batch_runner.manifest.media_jobs import MediaCheck
 from batch_runner.manifest.naming import check_template, name_clashes
 from batch_runner.manifest.read import read_manifest
 from batch_runner.manifest.rows import Manifest
@@ -35,12 +37,14 @@ def load_jobs(
     *,
     model: str | None = None,
     schemas: Schemas | None = None,
+    media: Limits | None = None,
 ) -> Expansion:
     """Read, expand and validate a manifest (and check output names when a template is given).
 
     `parsed` is what `read_manifest(path)` gave, when the caller has read it already; `model`
     replaces the manifest's model for jobs that name none (`--model`); `schemas` maps models
-    to the schemas resolved for this run (others: the bundled catalogue's).
+    to the schemas resolved for this run (others: the bundled catalogue's); `media`: the
+    limits for media inputs (--max-inline-mb, --allow-input-host).
     Raises ManifestError with every problem found, UsageError for a bad name template.
     """
     if name_template is not None:
@@ -66,6 +70,12 @@ def load_jobs(
     # a bad default shows in every job: it is reported once, at the defaults
     reported = {(p.model, p.field.partition(".")[2], p.message) for p in bases.top if p.field}
     problems += [p for p in found if (p.model, p.field, p.message) not in reported]
+    check = MediaCheck(
+        bases.schema, manifest.path.parent, media or Limits(), frozenset(overrides or {})
+    )
+    expansion = dataclasses.replace(expansion, jobs=check.check_all(expansion.jobs, lines))
+    problems += check.problems
+    warnings += check.warnings
     if name_template is not None:
         problems += _name_problems(expansion.jobs, name_template)
     if problems:
@@ -92,6 +102,11 @@ class _Bases:
         if model not in self._checkers:
             self._checkers[model] = checker_for(model, self.schemas)
         return self._checkers[model]
+
+    def schema(self, model: str) -> dict[str, Any] | None:
+        """The schema this run resolved for `model` (None when none is known)."""
+        checker = self.checker(model)
+        return checker.schema if checker.known else None
 
     def check_top(self) -> list[Problem]:
         """Problems of the values given for every job, found once: not once per job."""

@@ -23,6 +23,7 @@ from batch_runner.jobs import FileRecord, JobRecord, JobState
 from batch_runner.manifest.naming import DEFAULT_TEMPLATE, job_file_name
 from batch_runner.outputs.metadata import IMAGES_DIR, MetadataLog, metadata_line, parameters_text
 from batch_runner.run.budget import Budget
+from batch_runner.run.inline import InputChanged, has_files, inline_body
 from batch_runner.run.outage import Outage, outage_window
 from batch_runner.run.polling import PollPlanner, PollTrack
 from batch_runner.run.progress import Tally
@@ -138,6 +139,7 @@ class JobRunner:
         """Send the job until the API takes it (True) or it is to wait (False: stopping, or
         uncertain and not to be sent again); a job that cannot be sent ends in Giveup."""
         lost = self._lost_before(job)
+        body = await self._body(job)
         tries = 0
         while True:
             uncertain = job.state in (S.UNCERTAIN, S.SUBMITTING)
@@ -153,7 +155,7 @@ class JobRunner:
                     if not await self._intent(job):
                         return False
                     sent = self.planner.clock()
-                    answer = await self.client.submit(job.model, job.inputs)
+                    answer = await self.client.submit(job.model, body)
             except ApiError as exc:
                 decision = classify(exc, "submit")
                 if not await self._submit_failed(job, exc, decision):
@@ -217,6 +219,16 @@ class JobRunner:
             raise Giveup
         await asyncio.sleep(self.outage.probe_delay(self.rng))
         return True
+
+    async def _body(self, job: JobRecord) -> dict[str, Any]:
+        """What is sent: local files put inline now (in a thread: reading takes a while);
+        a file changed or gone since the job was made fails the job instead of being sent."""
+        if not has_files(job.inputs):
+            return job.inputs
+        try:
+            return await asyncio.to_thread(inline_body, job.inputs)
+        except InputChanged as exc:
+            self._fail(job, str(exc), keep=job.state is S.UNCERTAIN)
 
     async def _submit_failed(self, job: JobRecord, exc: ApiError, decision: Decision) -> bool:
         """Record what a failed submit means; False when the job is to wait as uncertain."""
