@@ -6,6 +6,7 @@ BatchRunnerError
 ├── StateError            state file unusable (corrupt, newer, locked)   exit 2
 │   └── LockedError       another process runs this directory            exit 2
 ├── AccountError          bad token, inactive account, no credits        exit 3
+├── UnreachableError      the API could not be reached over a whole window exit 4
 └── RemoteError           a call to another machine failed (carries kind, status, retry_after)
     ├── ApiError          one API call failed (also carries error_code, request_id)
     │   └── TransportError  no answer: refused, reset, timeout, bad body
@@ -68,6 +69,13 @@ class LockedError(StateError):
 
 class AccountError(BatchRunnerError):
     exit_code = 3
+
+
+class UnreachableError(BatchRunnerError):
+    """Every API call failed to connect or timed out for the outage window: the run stops,
+    nothing is marked failed, and a resume carries on once the API is back."""
+
+    exit_code = 4
 
 
 class ErrorKind(StrEnum):

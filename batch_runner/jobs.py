@@ -39,7 +39,7 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     S.DOWNLOADING: frozenset({S.DOWNLOADING, S.DONE, S.FAILED, S.PENDING}),
     S.UNCERTAIN: frozenset({S.SUBMITTING, S.PENDING, S.FAILED, S.UNCERTAIN}),
     S.DONE: frozenset({S.DOWNLOADING}),  # files found missing on resume are fetched again
-    S.FAILED: frozenset(),
+    S.FAILED: frozenset({S.PENDING}),  # --retry-failed: a new round of attempts
     S.CANCELLED: frozenset(),
 }
 
@@ -172,6 +172,7 @@ class JobRecord:
     model_id: str | None = None  # the model /result named for the current attempt
     estimate_usd: float | None = None  # the most this job may cost, None when unknown
     cost_usd: float | None = None  # what its current attempt cost, once the API said
+    duplicates: int = 0  # submits sent again after a lost answer (each possibly paid twice)
 
     @property
     def request_id(self) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -40,6 +41,7 @@ class RunSettings:
     max_cost: float | None = None  # USD; jobs that do not fit stay pending (CONTRACT §6)
     balance_check: bool = True
     account_base: str | None = None  # None: see `balance_base`
+    retry_failed: bool = False  # this run only: failed jobs get a new round (never stored)
 
     # options a manifest may set (never api_base: a copied manifest must not redirect the token)
     MANIFEST_KEYS = (
@@ -120,6 +122,11 @@ class RunSettings:
             if value is not None and not value.startswith(("http://", "https://")):
                 flag = "--" + name.replace("_", "-")
                 raise UsageError(f"{flag} must be an http(s) URL, got '{value}'")
+        if self.api_base.rstrip("/").endswith("/v1"):
+            raise UsageError(
+                f"--api-base {self.api_base}: give the part before /v1 "
+                f"(e.g. {DEFAULT_API_BASE}); batch-runner adds /v1/models/... itself"
+            )
 
 
 _TYPES: dict[str, type] = {
@@ -142,6 +149,7 @@ _BOOLS = (
     "export_csv",
     "offline",
     "balance_check",
+    "retry_failed",
 )
 
 
@@ -151,9 +159,12 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise UsageError(f"{origin}: option '{key}' must be a number, got {value!r}")
         try:
-            return kind(value)
+            number = kind(value)
         except ValueError:
             raise UsageError(f"{origin}: option '{key}' must be a number, got {value!r}") from None
+        if not math.isfinite(number):  # nan slips through every comparison, inf is no limit
+            raise UsageError(f"{origin}: option '{key}' must be a finite number, got {value!r}")
+        return number
     if key in ("allow_download_host", "allow_input_host"):
         if isinstance(value, str):
             return [value]

@@ -19,8 +19,8 @@ def test_lost_answers_and_refusals():
     assert not can_move(S.PENDING, S.QUEUED)  # a request_id only comes after submitting
 
 
-def test_failed_and_cancelled_are_final_done_only_refetches():
-    assert not any(can_move(S.FAILED, s) for s in S)
+def test_failed_only_goes_back_to_pending_cancelled_is_final_done_only_refetches():
+    assert [s for s in S if can_move(S.FAILED, s)] == [S.PENDING]  # --retry-failed
     assert not any(can_move(S.CANCELLED, s) for s in S)
     assert [s for s in S if can_move(S.DONE, s)] == [S.DOWNLOADING]
 

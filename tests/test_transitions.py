@@ -48,8 +48,8 @@ def test_every_move_is_checked_against_the_table(old):
 
 def test_check_move_names_who_moved():
     assert check_move(S.PENDING, S.SUBMITTING) is S.SUBMITTING
-    with pytest.raises(TransitionError, match="^a job: failed → pending"):
-        check_move(S.FAILED, S.PENDING)
+    with pytest.raises(TransitionError, match="^a job: cancelled → pending"):
+        check_move(S.CANCELLED, S.PENDING)
 
 
 @pytest.mark.parametrize("state", list(S))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -138,7 +139,17 @@ def _error_message(body: Any, raw: bytes) -> str:
         if body.get("detail") is not None:
             text = f"{text} [{_detail_text(body['detail'])}]".strip()
         return text
-    return _short(raw[:_TEXT_CAP].decode("utf-8", errors="replace").strip()) if raw else ""
+    return _one_line(raw[:_TEXT_CAP].decode("utf-8", errors="replace")) if raw else ""
+
+
+_TAG = re.compile(r"<[^>]*>|<[^>]*$")
+_LINE_CAP = 80  # a gateway's HTML page is noise in a failure line: its gist fits in this
+
+
+def _one_line(text: str) -> str:
+    """A non-JSON error body (an HTML page, a stack trace) as one short line of its words."""
+    words = " ".join(_TAG.sub(" ", text).split())
+    return words if len(words) <= _LINE_CAP else words[:_LINE_CAP] + "…"
 
 
 def _kind(status: int, code: int | None) -> ErrorKind:

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 __all__ = ["CancelOutcome", "Poll", "RunComfyClient", "Submitted"]
 
+# the time a loaded server needs to answer a submit: RunComfy's own partner client waits 90 s
+SUBMIT_TIMEOUT = 90.0
+
 
 class RunComfyClient:
     """Calls the API at `base_url` with the token; the session is the caller's (no default auth)."""
@@ -49,6 +52,7 @@ class RunComfyClient:
         *,
         limiter: RateLimiter | None = None,
         timeout: float = 30.0,
+        submit_timeout: float | None = None,
         max_body_bytes: int = 1_048_576,
         max_outputs: int = 1000,
         deadlines: Deadlines | None = None,
@@ -61,6 +65,9 @@ class RunComfyClient:
         # aiohttp only limits opening a new connection
         self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=min(timeout, 15.0))
         self._limit = timeout
+        # a submit's answer may be given longer (a run gives it SUBMIT_TIMEOUT): giving up on a
+        # slow answer turns it into a possible duplicate
+        self._submit_limit = submit_timeout or timeout
         self._deadlines = deadlines or Deadlines()
         self._max_body = max_body_bytes
         self._max_outputs = max_outputs
@@ -71,7 +78,7 @@ class RunComfyClient:
     async def submit(self, model: str, inputs: dict) -> Submitted:
         """POST the inputs to the model; the answer's request_id identifies the new job."""
         url = f"{self._base}/v1/models/{_model_path(model)}"
-        body = await self._call("POST", url, None, json_body=inputs)
+        body = await self._call("POST", url, None, json_body=inputs, limit=self._submit_limit)
         request_id = body.get("request_id")
         if not usable_id(request_id):
             raise bad_answer("submit answer has no usable request_id", None)
@@ -130,12 +137,15 @@ class RunComfyClient:
         request_id: str | None,
         *,
         json_body: Any = None,
+        limit: float | None = None,
         bare_list: bool = False,
     ) -> dict[str, Any]:
         if self._limiter is not None and not self._limiter.try_acquire():
             await self._limiter.acquire()
         try:
-            status, resp_headers, raw = await self._send(method, url, self._headers, json_body)
+            status, resp_headers, raw = await self._send(
+                method, url, json_body, limit or self._limit
+            )
         except TransportError as exc:
             exc.request_id = request_id
             raise
@@ -152,15 +162,15 @@ class RunComfyClient:
             raise
 
     async def _send(
-        self, method: str, url: str, headers: dict[str, str], json_body: Any
+        self, method: str, url: str, json_body: Any, limit: float
     ) -> tuple[int, Any, bytes]:
         try:
-            with self._deadlines.limit(self._limit):
+            with self._deadlines.limit(limit):
                 async with self._session.request(
                     method,
                     URL(url, encoded=True),  # keep %2F encoded on the wire
                     json=json_body,
-                    headers=headers,
+                    headers=self._headers,
                     allow_redirects=False,
                     timeout=self._timeout,
                 ) as resp:

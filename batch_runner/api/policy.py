@@ -17,6 +17,10 @@ What happens after a failed call (`classify`):
 | download | 403/404/410 on the file URL                                  | REFRESH   |
 | download | truncated, dropped, timeout, 5xx, 429                        | RETRY     |
 | download | host refused, too big, bad signature/name/URL, other 4xx     | FAIL      |
+
+A call with no answer at all (`unreachable`: refused, reset, DNS, TLS, timeout) is also fed to
+the run's outage window (`run/outage.py`): it does not use up a job's tries, and when no call
+has been answered for the whole window the run stops (exit 4) instead of failing jobs.
 """
 
 from __future__ import annotations
@@ -150,6 +154,15 @@ def classify(error: BaseException, op: str) -> Decision:
             raise ValueError(f"unknown operation {op!r} for {type(error).__name__}")
     delay = error.retry_after if action is Action.RETRY else None
     return Decision(action, _cause(error), delay)
+
+
+def unreachable(error: BaseException) -> bool:
+    """No answer at all (refused, reset, DNS, TLS, timeout): on every call over a window, the API
+    is down (an outage); an answer of any kind, even an error page, means it is reachable."""
+    return isinstance(error, TransportError) and error.kind in (
+        ErrorKind.DROPPED,
+        ErrorKind.TIMEOUT,
+    )
 
 
 def backoff(attempt: int, *, base: float = 0.5, cap: float = 30.0, rng: random.Random) -> float:

@@ -63,6 +63,8 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
         for key in RunSettings.MANIFEST_KEYS
         if getattr(args, key, None) is not None
     }
+    if getattr(args, "retry_failed", False):
+        flags["retry_failed"] = True
     simulate = getattr(args, "simulate", None)
     if simulate:
         flags["simulate"] = True
@@ -157,12 +159,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     from batch_runner.run.runner import RunInput
 
     expansion, settings = _load(args)
-    run_dir = args.out or Path(str(expansion.options.get("out") or default_run_dir(args.manifest)))
+    run_dir = args.out or Path(str(expansion.options.get("out") or ""))
+    if not run_dir.parts:
+        run_dir = default_run_dir(args.manifest)
+        _check_same_stem(run_dir, args.manifest)
     run_dir, specs = shard_run(args, run_dir, expansion.jobs, settings)
     token = _token(args, settings)
     say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
     inp = RunInput(run_dir, settings, token, specs, args.manifest)
     return _execute(inp, args)
+
+
+def _check_same_stem(run_dir: Path, manifest: Path) -> None:
+    """jobs/<stem> is named for the manifest's file name only: another manifest of the same
+    name must not slip its jobs into this run (and be billed as one run)."""
+    if not (run_dir / STATE_FILE).is_file():
+        return
+    with open_store(run_dir) as store:
+        other = store.get_meta("manifest_path") or store.get_meta("manifest")
+    if other and Path(other).resolve() != manifest.resolve():
+        raise UsageError(
+            f"{run_dir} holds the run of another manifest with the same name ({other}); "
+            f"give this one its own run directory with --out DIR"
+        )
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -315,20 +334,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from batch_runner.run.cancel import cancel_queued
+    from batch_runner.run.cancel import cancel_queued, stop_live_run
 
-    with open_store(args.run_dir, readonly=False) as store:
+    live = stop_live_run(args.run_dir) if (args.run_dir / STATE_FILE).is_file() else None
+    if live is not None:
+        say(
+            f"told the running batch-runner (pid {live}) to stop submitting: it finishes the "
+            "jobs in flight and exits 1; `batch-runner resume` continues the rest later"
+        )
+    with open_store(args.run_dir, readonly=live is not None) as store:
         stored = store.get_meta("settings", {}) or {}
         # only --api-base moves a cancel elsewhere: the jobs live where they were submitted
         flags = command_line(args, base_from_env=False)
         settings = RunSettings.from_layers(("state file", stored), ("command line", flags))
         if settings.simulate:
+            if live is not None:
+                return 0  # its in-process simulator dies with it: nothing else to cancel
             raise UsageError(
                 "this run used the in-process simulator, which stopped with it: "
                 "there is nothing on a server to cancel"
             )
         token = read_token(args.token_file)
-        result = run_async(cancel_queued(store, settings.api_base, token), debug=args.debug)
+        cancel = cancel_queued(store, settings.api_base, token, record=live is None)
+        result = run_async(cancel, debug=args.debug)
+    result["stopped_run"] = live
     if args.json:
         print_json(result)
     else:
@@ -336,7 +365,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_cancelled(result: dict[str, list[str]]) -> None:
+def _print_cancelled(result: dict[str, Any]) -> None:
     print(
         f"cancelled: {len(result['cancelled'])}, not cancellable: "
         f"{len(result['not_cancellable'])}, errors: {len(result['errors'])}"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -234,6 +236,11 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         default=None,
         help="also write RUN_DIR/metadata.csv at the end",
     )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="give failed jobs a new round of attempts (without it they stay failed)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")
 
@@ -256,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader left (`status | head`): the rest is for no one
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # a bug of ours: one line, or a redacted traceback with --debug
         if debug:
             print(scrub(traceback.format_exc()), file=sys.stderr)

@@ -13,14 +13,22 @@ from pathlib import Path
 from typing import Any, NoReturn, Protocol
 
 from batch_runner.api.answers import UNKNOWN
-from batch_runner.api.policy import Action, Decision, classify, retry_delay
+from batch_runner.api.policy import Action, Decision, classify, retry_delay, unreachable
 from batch_runner.catalog import bundled, read_cached
-from batch_runner.errors import AccountError, ApiError, ErrorKind, RemoteError, StateError
+from batch_runner.errors import (
+    AccountError,
+    ApiError,
+    ErrorKind,
+    RemoteError,
+    StateError,
+    UnreachableError,
+)
 from batch_runner.jobs import FileRecord, JobRecord, JobState
 from batch_runner.manifest.naming import DEFAULT_TEMPLATE, job_file_name
 from batch_runner.outputs.metadata import MetadataLog, metadata_line, parameters_text
 from batch_runner.run.budget import Budget
 from batch_runner.run.inline import InputChanged, has_files, inline_body
+from batch_runner.run.outage import Outage, outage_window
 from batch_runner.run.polling import PollPlanner, PollTrack
 from batch_runner.run.progress import Tally
 from batch_runner.run.scheduler import Slot, Stop
@@ -33,7 +41,12 @@ MAX_URL_REFRESHES = 3
 # an answer that arrived but could not be read is no network blip: asking again rarely helps,
 # and each submit of this kind may have created a paid job
 MAX_BAD_ANSWERS = 3  # polls in a row
-MAX_GARBLED_SUBMITS = 2  # submits of one job (the second one ends it uncertain)
+# submits of one job whose answer was lost or unreadable (HTML, 502/504, reset, timeout): each
+# may have created a paid job, so the second such loss ends it uncertain, whatever the cause
+MAX_LOST_SUBMITS = 2
+# POSTs in flight at once, apart from the jobs in flight: thousands of submits at one moment
+# only make each answer slow, and a slow answer given up on is a possible duplicate
+SUBMITS_IN_FLIGHT = 32
 
 S = JobState
 
@@ -66,16 +79,21 @@ class JobRunner:
     stop: Stop  # read before each submit; set when the run cannot go on
     rng: random.Random = field(default_factory=random.Random)
     budget: Budget = field(default_factory=lambda: Budget(None))  # --max-cost
+    outage: Outage = field(default_factory=lambda: Outage(outage_window()))
+    # attempts a job had before this run's --retry-failed gave it a new round
+    round_start: dict[int, int] = field(default_factory=dict)
     metadata_stale: bool = field(default=False, init=False)  # a line was replaced: rebuild it
     _tracks: dict[int, PollTrack] = field(default_factory=dict, init=False, repr=False)
     # set once, when the planner has learned a first duration: wakes the blind polls
     _learned: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _downloads: asyncio.Semaphore = field(init=False, repr=False)  # jobs downloading at once
     _odd_statuses: set[str] = field(default_factory=set, init=False, repr=False)  # warned once
+    _submits: asyncio.Semaphore = field(init=False, repr=False)  # POSTs in flight
     metadata: MetadataLog = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._downloads = asyncio.Semaphore(self.settings.concurrency)
+        self._submits = asyncio.Semaphore(min(self.settings.concurrency, SUBMITS_IN_FLIGHT))
         self.metadata = MetadataLog(self.run_dir)
 
     async def run(self, job: JobRecord, slot: Slot) -> None:
@@ -123,48 +141,87 @@ class JobRunner:
     async def _submit(self, job: JobRecord, deadline: float) -> bool:
         """Send the job until the API takes it (True) or it is to wait (False: stopping, or
         uncertain and not to be sent again); a job that cannot be sent ends in Giveup."""
-        garbled = 0
+        lost = self._lost_before(job)
         body = await self._body(job)
-        for tries in range(MAX_CALL_RETRIES + 1):
+        tries = 0
+        while True:
             uncertain = job.state in (S.UNCERTAIN, S.SUBMITTING)
             if uncertain and not self.settings.resubmit_uncertain:
                 return False
             if self.stop.is_set() or not await self._reserve(job):
                 return self._back_to_pending(job)
-            if self.stop.is_set():  # while it waited for room in the budget
-                return self._back_to_pending(job)
-            job.move(S.SUBMITTING)
-            self.store.mark_submitting(job.index, job.state, duplicate_risk=uncertain)
-            await self.store.durable()  # the intent is on disk before the POST leaves
-            sent = self.planner.clock()
             try:
-                answer = await self.client.submit(job.model, body)
+                # a few POSTs at once: the job waits its turn as it was (never `submitting`
+                # while it waits, so a crash then leaves nothing uncertain), and a stop that
+                # comes meanwhile is seen before it is sent
+                async with self._submits:
+                    if not await self._intent(job):
+                        return False
+                    sent = self.planner.clock()
+                    answer = await self.client.submit(job.model, body)
             except ApiError as exc:
                 decision = classify(exc, "submit")
                 if not await self._submit_failed(job, exc, decision):
                     return False
-                garbled += (
-                    decision.action is Action.AMBIGUOUS and decision.cause == ErrorKind.BAD_ANSWER
-                )
-                if garbled >= MAX_GARBLED_SUBMITS:
+                if decision.action is Action.AMBIGUOUS:
+                    lost += 1
+                    if lost >= MAX_LOST_SUBMITS:
+                        why = f"{lost} submit answers lost or unreadable ({exc.message})"
+                        self._fail(job, f"{why}; the job may exist", keep=True)
+                if await self._offline_wait(exc):
+                    continue  # an outage is not this job's fault: it does not use up its tries
+                tries += 1
+                if time.monotonic() > deadline or tries > MAX_CALL_RETRIES:
                     self._fail(
-                        job,
-                        f"submit answers unreadable {garbled} times ({exc.message}); "
-                        "the jobs may exist",
-                        keep_state=True,
-                    )
-                if time.monotonic() > deadline or tries == MAX_CALL_RETRIES:
-                    self._fail(
-                        job,
-                        f"submit kept failing: {exc.message}",
-                        keep_state=job.state is S.UNCERTAIN,
+                        job, f"submit kept failing: {exc.message}", keep=job.state is S.UNCERTAIN
                     )
                 await asyncio.sleep(retry_delay(exc, tries, self.rng))
                 continue
+            self.outage.answered()
             self._tracks[job.index] = self.planner.track(sent, self.planner.clock())
             await self._accepted(job, answer.request_id)
             return True
-        return False
+
+    async def _intent(self, job: JobRecord) -> bool:
+        """Right before the POST: the intent to submit on disk (True), or False when the job
+        is to wait (a stop came while it waited for room in the budget or a submit slot)."""
+        uncertain = job.state in (S.UNCERTAIN, S.SUBMITTING)
+        if self.stop.is_set():
+            return self._back_to_pending(job)
+        job.move(S.SUBMITTING)
+        self.store.mark_submitting(job.index, job.state, duplicate_risk=uncertain)
+        await self.store.durable()  # the intent is on disk before the POST leaves
+        return True
+
+    def _lost_before(self, job: JobRecord) -> int:
+        """Submit answers of this job lost in earlier runs: each resend after a loss was
+        counted as a duplicate, and an uncertain job lost one more. At the bound it stays."""
+        if job.state is not S.UNCERTAIN:
+            return 0
+        lost = job.duplicates + 1
+        if lost >= MAX_LOST_SUBMITS:
+            self._finished()
+            raise Giveup  # uncertain it stays: another submit could be paid a third time
+        return lost
+
+    async def _offline_wait(self, exc: ApiError) -> bool:
+        """After a call without an answer: wait a little and say so (True), or, once no call has
+        been answered for the outage window, stop the run (Giveup; the job keeps its state).
+        False for an answer of any kind: the API is reachable."""
+        if not unreachable(exc):
+            self.outage.answered()
+            return False
+        if self.outage.unanswered():
+            self.stop.fail(
+                UnreachableError(
+                    f"the API could not be reached for {self.outage.window:g} s "
+                    f"({exc.message}); nothing was marked failed. When it is back, continue "
+                    f"with `batch-runner resume {self.run_dir}`"
+                )
+            )
+            raise Giveup
+        await asyncio.sleep(self.outage.probe_delay(self.rng))
+        return True
 
     async def _body(self, job: JobRecord) -> dict[str, Any]:
         """What is sent: local files put inline now (in a thread: reading takes a while);
@@ -174,7 +231,7 @@ class JobRunner:
         try:
             return await asyncio.to_thread(inline_body, job.inputs)
         except InputChanged as exc:
-            self._fail(job, str(exc), keep_state=job.state is S.UNCERTAIN)
+            self._fail(job, str(exc), keep=job.state is S.UNCERTAIN)
 
     async def _submit_failed(self, job: JobRecord, exc: ApiError, decision: Decision) -> bool:
         """Record what a failed submit means; False when the job is to wait as uncertain."""
@@ -185,7 +242,7 @@ class JobRunner:
                 self._fail(job, f"submit refused: {exc.message}")
             case Action.AMBIGUOUS:
                 self.budget.settle(job.index, None)  # it may be charged: its estimate is spent
-                reason = f"submit answer lost ({decision.cause}); the job may exist"
+                reason = f"submit answer lost ({exc.message}); the job may exist"
                 self._move(job, S.UNCERTAIN, reason)
                 await self.store.durable()
                 if not self.settings.resubmit_uncertain:
@@ -252,9 +309,11 @@ class JobRunner:
             try:
                 poll = await self.client.result(job.request_id)
             except ApiError as exc:
-                errors += 1
-                await self._poll_error(job, exc, errors)
+                if not await self._offline_wait(exc):
+                    errors += 1
+                    await self._poll_error(job, exc, errors)
                 continue
+            self.outage.answered()
             errors = 0
             status = poll.status
             track.odd_status = poll.raw_status
@@ -321,7 +380,8 @@ class JobRunner:
                 self._fail(job, f"polling failed: {exc.message}")
 
     def _generation_failed(self, job: JobRecord, error: str) -> NoReturn:
-        if job.attempts <= self.settings.retries:  # when stopping, it waits as pending
+        this_round = job.attempts - self.round_start.get(job.index, 0)
+        if this_round <= self.settings.retries:  # when stopping, it waits as pending
             self.store.count_retry("generation_failed")
             self._move(job, S.PENDING, f"attempt {job.attempts} failed: {error}")
             raise Retry
@@ -420,12 +480,13 @@ class JobRunner:
         job.move(state, reason)
         self.store.set_state(job.index, job.state, job.reason)
 
-    def _fail(self, job: JobRecord, reason: str, *, keep_state: bool = False) -> NoReturn:
-        if job.state in (S.PENDING, S.SUBMITTING) and not keep_state:
+    def _fail(self, job: JobRecord, reason: str, *, keep: bool = False) -> NoReturn:
+        """The job ends: failed, or (`keep`) uncertain, as its submit may have created it."""
+        if job.state in (S.PENDING, S.SUBMITTING) and not keep:
             self.budget.release(job.index)  # clearly refused: nothing was created
         else:
             self.budget.settle(job.index, None)  # it may be charged: its estimate is spent
-        self._move(job, S.UNCERTAIN if keep_state else S.FAILED, reason)
+        self._move(job, S.UNCERTAIN if keep else S.FAILED, reason)
         self._finished()
         raise Giveup
 

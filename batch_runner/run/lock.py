@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 from pathlib import Path
 
 from batch_runner.errors import LockedError, StateError
 
 LOCK_FILE = ".lock"
+# `batch-runner cancel` sends this to the lock's owner: stop submitting, drain, exit 1
+CANCEL_SIGNAL = signal.SIGUSR1
 
 
 class RunLock:
@@ -32,6 +35,21 @@ class RunLock:
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
+
+    def owner(self) -> int | None:
+        """The pid of the process running this directory now, or None when none is."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 32).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else None
+        finally:
+            os.close(fd)  # closing also drops a shared lock we got
+        return None
 
     def release(self) -> None:
         if self._fd is not None:

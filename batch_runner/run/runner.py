@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from batch_runner.api.client import RunComfyClient
+from batch_runner.api.client import SUBMIT_TIMEOUT, RunComfyClient
 from batch_runner.api.deadlines import Deadlines
 from batch_runner.api.limits import RateLimiter
 from batch_runner.errors import AccountError, StateError, UsageError
@@ -28,7 +28,7 @@ from batch_runner.outputs.hosts import HostPolicy
 from batch_runner.outputs.metadata import OUTPUT_DIRS, count_metadata_lines, rebuild_metadata
 from batch_runner.run.budget import Budget
 from batch_runner.run.lifecycle import JobRunner
-from batch_runner.run.lock import RunLock
+from batch_runner.run.lock import CANCEL_SIGNAL, RunLock
 from batch_runner.run.polling import PollPlanner
 from batch_runner.run.pricing import prepare
 from batch_runner.run.progress import Progress, Tally
@@ -66,7 +66,13 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
     try:
         if inp.specs is not None:
             added, missing = store.sync_jobs(inp.specs)
-            store.set_meta({"settings": inp.settings.stored(), "manifest": str(inp.manifest)})
+            store.set_meta(
+                {
+                    "settings": inp.settings.stored(),
+                    "manifest": str(inp.manifest),
+                    "manifest_path": str(Path(inp.manifest).resolve()),
+                }
+            )
             _copy_manifest(inp)
             if added or missing:
                 _say(
@@ -108,6 +114,7 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
     """Submit, poll and download until every job is finished or the run is stopped."""
     settings, started = inp.settings, time.monotonic()
     tally, stop = Tally(), Stop()
+    round_start = _retry_failed(store) if settings.retry_failed else {}
     todo = plan(store, inp.run_dir, resubmit_uncertain=settings.resubmit_uncertain)
     new = store.count_new()
     if new > settings.max_jobs:
@@ -115,10 +122,16 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             f"this run would submit {new} new jobs, more than --max-jobs {settings.max_jobs}; "
             "raise --max-jobs to go ahead (nothing was submitted)"
         )
+    _warn_concurrency(settings.concurrency)
     async with _api(settings, inp.token) as (base, token), _sessions(settings) as sessions:
         deadlines = Deadlines()  # one timer for the time limits of every call in flight
         client = RunComfyClient(
-            sessions[0], base, token, limiter=RateLimiter(settings.rate), deadlines=deadlines
+            sessions[0],
+            base,
+            token,
+            limiter=RateLimiter(settings.rate),
+            deadlines=deadlines,
+            submit_timeout=SUBMIT_TIMEOUT,
         )
         fetch = partial(
             download,
@@ -143,6 +156,7 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             stop,
             random.Random(),
             budget,
+            round_start=round_start,
         )
         progress = Progress(tally, total=len(todo), to_submit=new, enabled=settings.progress)
         try:
@@ -154,7 +168,36 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
         store.flush()
     if runner.metadata_stale:
         rebuild_metadata(inp.run_dir, store.iter_jobs())
-    return _finish(inp, store, stop, cut_short, time.monotonic() - started)
+    result = _finish(inp, store, stop, cut_short, time.monotonic() - started)
+    if round_start:
+        result.summary["retried_failed"] = len(round_start)
+    return result
+
+
+def _retry_failed(store: StateStore) -> dict[int, int]:
+    """--retry-failed: failed jobs wait for a new round of attempts (their old request_ids
+    stay beside the new ones); returns each one's attempts so far, where its round starts."""
+    rounds = store.attempts_in(JobState.FAILED)
+    if rounds:
+        store.move_all(JobState.FAILED, JobState.PENDING, "--retry-failed: a new round")
+        _say(f"retrying {len(rounds)} failed jobs (--retry-failed)")
+    return rounds
+
+
+PLAUSIBLE_CONCURRENCY = 1000  # more jobs in flight than an account is likely to be allowed
+
+
+def _warn_concurrency(concurrency: int) -> None:
+    """A concurrency no account or machine carries only queues jobs and slows every answer."""
+    import resource
+
+    files = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if concurrency > PLAUSIBLE_CONCURRENCY or concurrency * 2 > files:
+        _say(
+            f"warning: --concurrency {concurrency} is more jobs in flight than an account "
+            f"or this machine (open-file limit {files}) plausibly carries; the extra jobs only "
+            "wait in the API's queue (submits stay bounded, so nothing is sent twice)"
+        )
 
 
 async def _run_workers(scheduler: Scheduler, todo: list, stop: Stop) -> bool:
@@ -250,14 +293,24 @@ def _install_signals(stop: Stop, main: asyncio.Task | None, scheduler: Scheduler
             _say("exiting now; the state file is consistent, resume to continue")
             main.cancel()
 
+    def on_cancel() -> None:  # `batch-runner cancel RUN_DIR` signals the lock's owner
+        if not stop.cancelled:
+            stop.cancel()
+            _say(
+                "cancel requested (batch-runner cancel): no new submissions; finishing the "
+                f"jobs in flight ({scheduler.waiting} not started stay pending)"
+            )
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal)
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(CANCEL_SIGNAL, on_cancel)
 
 
 def _remove_signals() -> None:
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, CANCEL_SIGNAL):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(sig)
 

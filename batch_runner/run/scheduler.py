@@ -53,13 +53,20 @@ class Slot:
 
 
 class Stop:
-    """Whether the run still takes new jobs. A signal asks for a graceful stop; an error no job
-    can get past (account, disk) stops it as `fatal`. Jobs already at the API finish either way."""
+    """Whether the run still takes new jobs. A signal asks for a graceful stop; `batch-runner
+    cancel` asks for one too (`cancelled`: the run then ends as unfinished, exit 1, not as
+    interrupted); an error no job can get past (account, disk, an outage) stops it as `fatal`.
+    Jobs already at the API finish either way."""
 
     def __init__(self) -> None:
         self._set = False
         self.signals = 0
+        self.cancelled = False
         self.fatal: BatchRunnerError | None = None
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self._set = True
 
     def is_set(self) -> bool:
         return self._set

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -111,19 +112,19 @@ def validate(config: SimConfig) -> SimConfig:
     config.latency = _check_latency(config.latency)
     for name in ("rate_limit", "url_ttl", "request_ttl"):
         value = getattr(config, name)
-        if value is not None and float(value) <= 0:
-            raise UsageError(f"{name}: must be positive, got {value}")
+        if value is not None and not 0 < float(value) < math.inf:
+            raise UsageError(f"{name}: must be a positive number, got {value}")
         setattr(config, name, None if value is None else float(value))
     for name in ("submit_delay", "file_delay"):
         value = float(getattr(config, name))
-        if value < 0:
-            raise UsageError(f"{name}: must not be negative, got {value}")
+        if not 0 <= value < math.inf:
+            raise UsageError(f"{name}: must be a finite number, not negative, got {value}")
         setattr(config, name, value)
     config.capacity, config.pad_bytes = int(config.capacity), int(config.pad_bytes)
     if config.capacity < 0 or config.pad_bytes < 0:
         raise UsageError("capacity and pad_bytes must not be negative")
     config.image_scale = float(config.image_scale)
-    if not config.image_scale > 0:
+    if not 0 < config.image_scale < math.inf:
         raise UsageError(f"image_scale: must be positive, got {config.image_scale}")
     if config.output_style not in OUTPUT_STYLES:
         raise UsageError(f"output_style: one of {', '.join(OUTPUT_STYLES)}")

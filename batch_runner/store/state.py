@@ -10,6 +10,7 @@ which StateStore extends.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
@@ -36,7 +37,7 @@ MODEL_ID_VERSION = 4  # the schema version that added attempts.model_id
 
 _JOB_COLUMNS = (
     "idx, key, model, inputs, copy, meta, vars, sweep, source, state, reason, attempts, "
-    "in_manifest, outputs, {estimate}"
+    "in_manifest, outputs, {estimate}, possible_duplicates"
 )
 S = JobState
 _FINISHED = (S.FAILED.value, S.CANCELLED.value)  # nothing more to do for these
@@ -57,7 +58,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             # FULL: a committed request_id survives a power loss, not only a killed process
             conn.execute("PRAGMA synchronous = FULL")
     except sqlite3.DatabaseError as exc:
-        raise StateError(f"{path}: not a usable state file ({exc})") from None
+        raise StateError(_unusable(path, exc)) from None
     if version > SCHEMA_VERSION:
         conn.close()
         raise StateError(
@@ -65,6 +66,19 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
             f"understands ({SCHEMA_VERSION}); upgrade batch_runner to continue this run"
         )
     return conn
+
+
+def _unusable(path: Path, exc: sqlite3.DatabaseError) -> str:
+    """Why the state file cannot be opened: permissions read like corruption in SQLite's words."""
+    if not os.access(path, os.R_OK):
+        return f"{path}: permission denied (cannot read the state file)"
+    if isinstance(exc, sqlite3.OperationalError) and not os.access(path.parent, os.W_OK):
+        return (
+            f"{path.parent}: the run directory is read-only or not permitted (SQLite must write "
+            f"{path.name}-wal and -shm beside the state file, also to read it); "
+            "fix its permissions or copy the directory somewhere writable"
+        )
+    return f"{path}: not a usable state file ({exc})"
 
 
 class StateStore(Money):
@@ -283,6 +297,11 @@ class StateStore(Money):
             "SELECT count(*) FROM jobs WHERE state = ? AND attempts = 0", (S.PENDING.value,)
         ).fetchone()[0]
 
+    def attempts_in(self, state: JobState) -> dict[int, int]:
+        """Attempts so far of every job in `state`, by index."""
+        rows = self._conn.execute("SELECT idx, attempts FROM jobs WHERE state = ?", (state.value,))
+        return dict(rows.fetchall())
+
     def move_all(self, old: JobState, new: JobState, reason: str | None) -> int:
         """Every job in state `old` moves to `new` (one checked move for all); returns how many."""
         check_move(old, new)
@@ -433,6 +452,7 @@ def _record(
         in_manifest=bool(row[12]),
         estimate_usd=row[14],
         cost_usd=cost,
+        duplicates=row[15] or 0,
     )
 
 
