@@ -66,13 +66,10 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
     try:
         if inp.specs is not None:
             added, missing = store.sync_jobs(inp.specs)
-            store.set_meta(
-                {
-                    "settings": inp.settings.stored(),
-                    "manifest": str(inp.manifest),
-                    "manifest_path": str(Path(inp.manifest).resolve()),
-                }
-            )
+            meta = {"settings": inp.settings.stored(), "manifest": str(inp.manifest)}
+            if inp.manifest is not None:  # runs seeded from jobs alone have no manifest file
+                meta["manifest_path"] = str(Path(inp.manifest).resolve())
+            store.set_meta(meta)
             _copy_manifest(inp)
             if added or missing:
                 _say(
