@@ -32,6 +32,7 @@ class RunSettings:
     progress: bool = True
     json: bool = False
     export_csv: bool = False
+    tqdm_auto: bool = False  # the Python API's progress=True: tqdm.auto bars (notebook widgets)
 
     # options a manifest may set (never api_base: a copied manifest must not redirect the token)
     MANIFEST_KEYS = (
@@ -102,7 +103,7 @@ _TYPES: dict[str, type] = {
 }
 
 
-_BOOLS = ("resubmit_uncertain", "simulate", "progress", "json", "export_csv")
+_BOOLS = ("resubmit_uncertain", "simulate", "progress", "json", "export_csv", "tqdm_auto")
 
 
 def _coerce(key: str, value: Any, origin: str) -> Any:

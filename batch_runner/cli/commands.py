@@ -19,7 +19,8 @@ from batch_runner.store.state import STATE_FILE, StateStore
 
 if TYPE_CHECKING:
     from batch_runner.manifest.expand import Expansion
-    from batch_runner.run.runner import RunInput
+    from batch_runner.manifest.load import Parsed
+    from batch_runner.run.runner import RunInput, RunResult
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -59,15 +60,16 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
     return flags
 
 
-def _load(args: argparse.Namespace) -> tuple[Expansion, RunSettings]:
+def _load(args: argparse.Namespace, parsed: Parsed | None = None) -> tuple[Expansion, RunSettings]:
     """The offline pipeline of `run` and `validate`: the manifest's jobs, and the settings its
-    `options:` and the command line give (read first: --max-jobs etc. shape the checks)."""
+    `options:` and the command line give (read first: --max-jobs etc. shape the checks).
+    `parsed`: the manifest already read (the Python API's list of jobs), else the file is read."""
     from batch_runner.manifest.expand import parse_set
     from batch_runner.manifest.load import load_jobs
     from batch_runner.manifest.read import read_manifest
 
     overrides = parse_set(args.set)
-    parsed = read_manifest(args.manifest)
+    parsed = parsed if parsed is not None else read_manifest(args.manifest)
     options = parsed[0].options if parsed[0] is not None else {}  # problems: load_jobs says
     options = {k: v for k, v in options.items() if k != "out"}
     settings = RunSettings.from_layers(
@@ -105,14 +107,19 @@ def _token(args: argparse.Namespace, settings: RunSettings) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    return _execute(prepare_run(args), args)
+
+
+def prepare_run(args: argparse.Namespace, parsed: Parsed | None = None) -> RunInput:
+    """Everything `run` does before the event loop: jobs, settings, token, run directory."""
     from batch_runner.run.runner import RunInput
 
-    expansion, settings = _load(args)
+    expansion, settings = _load(args, parsed)
     token = _token(args, settings)
     run_dir = args.out or Path(str(expansion.options.get("out") or default_run_dir(args.manifest)))
     say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
-    inp = RunInput(run_dir, settings, token, expansion.jobs, args.manifest)
-    return _execute(inp, args)
+    manifest = args.manifest if parsed is None else None  # a list of jobs has no file to copy
+    return RunInput(run_dir, settings, token, expansion.jobs, manifest)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -144,6 +151,17 @@ def _check_template(template: str, store: StateStore) -> None:
 
 
 def _execute(inp: RunInput, args: argparse.Namespace) -> int:
+    result = run_async(run_batch(inp), debug=args.debug)
+    if args.json:
+        print_json(result.summary)
+    say(format_summary(result.summary))
+    if result.exit_code == 130:
+        say(f"interrupted: state saved; continue with `batch-runner resume {inp.run_dir}`")
+    return result.exit_code
+
+
+async def run_batch(inp: RunInput) -> RunResult:
+    """The one coroutine of a run, for the command line and the Python API alike."""
     from batch_runner.run.runner import execute, open_run
 
     lock = RunLock(inp.run_dir)
@@ -153,18 +171,13 @@ def _execute(inp: RunInput, args: argparse.Namespace) -> int:
         lock.release()
         raise
     try:
-        result = run_async(execute(inp, store), debug=args.debug)
+        result = await execute(inp, store)
         if inp.settings.export_csv:
             _export(inp.run_dir, store, "csv", None)
     finally:
         store.close()
         lock.release()
-    if args.json:
-        print_json(result.summary)
-    say(format_summary(result.summary))
-    if result.exit_code == 130:
-        say(f"interrupted: state saved; continue with `batch-runner resume {inp.run_dir}`")
-    return result.exit_code
+    return result
 
 
 # ---- status / report / export ---------------------------------------------------------------

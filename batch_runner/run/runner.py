@@ -8,6 +8,7 @@ import random
 import shutil
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -40,8 +41,12 @@ SIM_DEMO_LATENCY = (1.0, 3.0)
 
 @dataclass
 class RunResult:
+    """What a run ends with: its exit code (as the command line's), the `status --json` object
+    and the run directory."""
+
     exit_code: int
     summary: dict[str, Any]
+    run_dir: Path
 
 
 @dataclass
@@ -136,7 +141,13 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             stop,
             random.Random(),
         )
-        progress = Progress(tally, total=len(todo), to_submit=new, enabled=settings.progress)
+        progress = Progress(
+            tally,
+            total=len(todo),
+            to_submit=new,
+            enabled=settings.progress,
+            auto=settings.tqdm_auto,
+        )
         try:
             scheduler = Scheduler(runner.run, store.jobs_at, stop.is_set, settings.concurrency)
             cut_short = await _run_workers(scheduler, todo, stop)
@@ -178,7 +189,7 @@ def _finish(
         code = EXIT_FAILED
     else:
         code = EXIT_OK
-    return RunResult(code, summary)
+    return RunResult(code, summary, inp.run_dir)
 
 
 def _write_report(run_dir: Path, store: StateStore) -> None:
@@ -239,16 +250,24 @@ def _install_signals(stop: Stop, main: asyncio.Task | None, scheduler: Scheduler
             _say("exiting now; the state file is consistent, resume to continue")
             main.cancel()
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _signals():
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal)
 
 
 def _remove_signals() -> None:
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _signals():
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(sig)
+
+
+def _signals() -> tuple[signal.Signals, ...]:
+    """Signals are for the main thread only: the Python API inside a running event loop (a
+    notebook) runs on a worker thread, where the caller's own Ctrl-C handling stays as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        return ()
+    return (signal.SIGINT, signal.SIGTERM)
 
 
 def _say(text: str) -> None:
