@@ -213,9 +213,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tuple[Path, int]:
-    from batch_runner.report.export import write_export
+    from batch_runner.report.export import export_path, write_export
 
-    out = out or run_dir / f"metadata.{fmt}"
+    out = export_path(run_dir, fmt, out)
     try:
         return out, write_export(store, out, fmt)
     except OSError as exc:

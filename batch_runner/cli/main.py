@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp = add("export", "write the run's metadata as CSV or JSONL")
     exp.add_argument("run_dir", type=Path)
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    exp.add_argument("--out", type=Path, help="output file (default RUN_DIR/metadata.<format>)")
+    exp.add_argument("--out", type=Path, help="output file (default RUN_DIR/export.<format>)")
     return p
 
 
@@ -136,7 +136,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "--export-csv",
         action="store_true",
         default=None,
-        help="also write RUN_DIR/metadata.csv at the end",
+        help="also write RUN_DIR/export.csv at the end",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")

@@ -11,6 +11,7 @@ from typing import Any
 from batch_runner.errors import ManifestError, Problem
 from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.expand import Expansion, collect_expansion
+from batch_runner.manifest.meta import meta_problems
 from batch_runner.manifest.naming import check_template, name_clashes
 from batch_runner.manifest.read import read_manifest
 from batch_runner.manifest.rows import Manifest
@@ -55,6 +56,7 @@ def load_jobs(
     # a bad default shows in every job: it is reported once, at the defaults
     reported = {(p.field.partition(".")[2], p.message) for p in from_defaults + from_set if p.field}
     problems += [p for p in found if (p.field, p.message) not in reported]
+    problems += meta_problems(expansion.jobs)
     if name_template is not None:
         problems += _name_problems(expansion.jobs, name_template)
     if problems:

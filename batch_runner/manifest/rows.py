@@ -37,6 +37,7 @@ class Manifest:
     options: dict[str, Any]
     entries: list[Entry]
     source: Location
+    columns: tuple[str, ...] = ()  # a CSV header's names, even of columns left empty
 
 
 class BadValue(Exception):
@@ -58,6 +59,7 @@ def build_manifest(path: Path, fmt: str, entries: list[Entry], **top: Any) -> Ma
         options=top.get("options", {}),
         entries=entries,
         source=Location(str(path), None),
+        columns=top.get("columns", ()),
     )
 
 

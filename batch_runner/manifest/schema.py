@@ -239,7 +239,7 @@ def typed_csv(manifest: Manifest, checker: Checker) -> tuple[Manifest, list[Prob
     """Give CSV cells their schema types and report unknown columns once, on the header line."""
     if not checker.known:
         return manifest, []
-    columns: dict[str, None] = {}
+    columns: dict[str, None] = dict.fromkeys(manifest.columns)  # a named empty column too
     for entry in manifest.entries:
         if isinstance(entry.data, dict):
             columns.update(dict.fromkeys(entry.data))

@@ -18,7 +18,9 @@ from batch_runner.jobs import JobRecord, JobState
 from batch_runner.outputs.files import atomic_text
 from batch_runner.report.assets import CSS, JS
 from batch_runner.report.html import (
+    IMAGE_EXTS,
     ROW_SIZE,
+    THUMBS,
     escape,
     human_bytes,
     kv_pairs,
@@ -29,6 +31,7 @@ from batch_runner.report.html import (
     show_value,
 )
 from batch_runner.report.sweep import render_sweep, sweep_label
+from batch_runner.report.thumbs import make_thumbs
 from batch_runner.store.state import StateStore
 
 COMPACT_ABOVE = 5000  # a section (sweep, or the plain jobs) with more jobs is shown as rows
@@ -49,10 +52,19 @@ def write_report(run_dir: Path, jobs: StateStore | Iterable[JobRecord], *, title
     written as it is rendered, so memory stays flat however many jobs the run has.
     """
     run_dir = Path(run_dir)
-    source = _StoreSource(jobs) if isinstance(jobs, StateStore) else _ListSource(jobs)
+    if isinstance(jobs, StateStore):
+        source: _ListSource | _StoreSource = _StoreSource(jobs)
+        records: Iterable[JobRecord] = jobs.iter_jobs()
+    else:
+        records = list(jobs)
+        source = _ListSource(records)
+    thumbs = THUMBS.set(make_thumbs(run_dir, records, IMAGE_EXTS))
     path = run_dir / "report.html"
-    with atomic_text(path) as fh:
-        _write_page(fh, source, title)
+    try:
+        with atomic_text(path) as fh:
+            _write_page(fh, source, title)
+    finally:
+        THUMBS.reset(thumbs)
     return path
 
 

@@ -67,15 +67,19 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
     lock.acquire()
     store = StateStore.open(inp.run_dir, create=inp.specs is not None)
     try:
+        edited = 0
         if inp.specs is not None:
             added, missing = store.sync_jobs(inp.specs)
+            edited = store.update_meta(inp.specs)
             store.set_meta({"settings": inp.settings.stored(), "manifest": str(inp.manifest)})
             _copy_manifest(inp)
             if added or missing:
                 _say(
                     f"{added} new jobs" + (f", {missing} not in manifest (kept)" if missing else "")
                 )
-        _recover(store, inp.run_dir)
+            if edited:
+                _say(f"meta changed for {edited} jobs: metadata.jsonl updated (nothing sent)")
+        _recover(store, inp.run_dir, rebuild=edited > 0)
     except BaseException:
         store.close()
         raise
@@ -93,8 +97,9 @@ def _copy_manifest(inp: RunInput) -> None:
         raise StateError(f"{dest}: cannot copy the manifest ({exc.strerror})") from None
 
 
-def _recover(store: StateStore, run_dir: Path) -> None:
-    """Repair what a crash can leave: submits in flight, partial files, short metadata."""
+def _recover(store: StateStore, run_dir: Path, *, rebuild: bool = False) -> None:
+    """Repair what a crash can leave: submits in flight, partial files, short metadata
+    (`rebuild`: metadata.jsonl is rewritten anyway, e.g. after meta edits)."""
     store.move_all(
         JobState.SUBMITTING, JobState.UNCERTAIN, "the run stopped during submit; the job may exist"
     )
@@ -103,7 +108,7 @@ def _recover(store: StateStore, run_dir: Path) -> None:
         for part in images.rglob("*.part"):
             with contextlib.suppress(OSError):
                 part.unlink()
-    if count_metadata_lines(run_dir) != store.file_count():
+    if rebuild or count_metadata_lines(run_dir) != store.file_count():
         rebuild_metadata(run_dir, store.iter_jobs())
 
 
