@@ -20,7 +20,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "arun": "batch_runner.pyapi",
+    "arun": "batch_runner.cli.pyapi",
     "RunResult": "batch_runner.run.runner",
     "load_jobs": "batch_runner.manifest.load",
     "JobSpec": "batch_runner.jobs",
@@ -35,15 +35,13 @@ __all__ = ["__version__", "run", *_EXPORTS]
 
 
 # `batch_runner.run(manifest, *, out=None, simulate=False, **options) -> RunResult` runs a
-# batch (batch_runner.pyapi.run). The name is also the `batch_runner/run/` package's: the import
-# system sets that attribute when the package is first imported, so the package is imported here
-# first, and this callable takes the name after it, forwarding module lookups
+# batch (batch_runner.cli.pyapi.run). The name is also the `batch_runner/run/` package's: the
+# import system sets that attribute when the package is first imported, so the package is
+# imported here first, and this callable takes the name after it, forwarding module lookups
 # (`batch_runner.run.runner`, as mock.patch paths use them) to the package.
 class _Run:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from batch_runner.pyapi import run
-
-        return run(*args, **kwargs)
+        return _pyapi().run(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -53,12 +51,14 @@ class _Run:
 
     @property
     def __doc__(self) -> str | None:  # type: ignore[override]
-        from batch_runner.pyapi import run
-
-        return run.__doc__
+        return _pyapi().run.__doc__
 
     def __repr__(self) -> str:
         return "<function batch_runner.run>"
+
+
+def _pyapi() -> Any:
+    return importlib.import_module(_EXPORTS["arun"])  # by name: the base imports no room
 
 
 importlib.import_module("batch_runner.run")  # the package first (see _Run); it imports nothing
