@@ -9,8 +9,10 @@ import os
 from conftest import read_metadata, run_cli, sim_env
 from PIL import Image
 
+from batch_runner.jobs import FileRecord
 from batch_runner.manifest.load import load_jobs
 from batch_runner.manifest.naming import slugify, split_word
+from batch_runner.report.thumbs import thumb_name
 
 FIRST = """\
 jobs:
@@ -92,7 +94,7 @@ def test_thumbnails_are_made_once_and_smaller_than_their_originals(make_sim, tmp
     assert run_cli("run", manifest, "--out", out, env=sim_env(sim)).returncode == 0
     report = (out / "report.html").read_text()
     for line in read_metadata(out):
-        thumb = out / ".thumbs" / f"{line['sha256'][:32]}.jpg"
+        thumb = out / thumb_name(FileRecord(line["file_name"], 1, line["sha256"], 0))
         assert thumb.stat().st_size < line["bytes"]
         with Image.open(thumb) as img:
             assert max(img.size) <= 320

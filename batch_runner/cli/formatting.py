@@ -62,11 +62,19 @@ def format_summary(summary: dict[str, Any], *, max_failures: int = 20) -> str:
 def format_preview(jobs: list[JobSpec], *, limit: int = 10, width: int = 60) -> str:
     rows = []
     for i, job in enumerate(jobs[:limit], 1):
-        prompt = str(job.inputs.get("prompt", ""))
+        prompt = printable(str(job.inputs.get("prompt", "")))
         prompt = prompt if len(prompt) <= width else prompt[: width - 1] + "…"
-        rest = ", ".join(f"{k}={v}" for k, v in job.inputs.items() if k != "prompt")
+        rest = printable(", ".join(f"{k}={v}" for k, v in job.inputs.items() if k != "prompt"))
         copy = f" (copy {job.copy + 1})" if job.copy else ""
         rows.append(f"  {i:5d}  {prompt}{copy}" + (f"  [{rest}]" if rest else ""))
     if len(jobs) > limit:
         rows.append(f"  … {len(jobs) - limit} more")
     return "\n".join(rows)
+
+
+def printable(text: str) -> str:
+    """Text safe for a terminal: control characters (escape sequences, carriage returns, tabs,
+    newlines) shown as escapes instead of acted on."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

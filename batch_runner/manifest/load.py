@@ -12,7 +12,8 @@ from batch_runner.errors import ManifestError, Problem
 from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.expand import Expansion, collect_expansion
 from batch_runner.manifest.meta import meta_problems
-from batch_runner.manifest.naming import check_template, name_clashes
+from batch_runner.manifest.naming import check_template, name_clashes, template_warnings
+from batch_runner.manifest.prompts import prompt_problems
 from batch_runner.manifest.read import read_manifest
 from batch_runner.manifest.rows import Manifest
 from batch_runner.manifest.schema import checker_for, known_keys, typed_csv, validate_jobs
@@ -57,8 +58,12 @@ def load_jobs(
     reported = {(p.field.partition(".")[2], p.message) for p in from_defaults + from_set if p.field}
     problems += [p for p in found if (p.field, p.message) not in reported]
     problems += meta_problems(expansion.jobs)
+    found, long_prompts = prompt_problems(expansion.jobs)
+    problems += found
+    warnings += long_prompts
     if name_template is not None:
         problems += _name_problems(expansion.jobs, name_template)
+        warnings += template_warnings(name_template, expansion.jobs[:1])
     if problems:
         raise ManifestError(_sorted(problems))
     return dataclasses.replace(expansion, warnings=expansion.warnings + warnings)

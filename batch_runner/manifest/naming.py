@@ -7,6 +7,7 @@ and one kind of optional group, `[...]`, rendered only when the job returns seve
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import unicodedata
@@ -156,6 +157,26 @@ def check_template(template: str) -> None:
                 format(samples[name], spec)
             except ValueError as exc:
                 raise UsageError(f"name template {template!r}: {{{name}:{spec}}}: {exc}") from None
+
+
+def template_warnings(template: str, sample: list[Any]) -> list[str]:
+    """What a usable template may still get wrong: no `{ext}` (files without an extension), or
+    names that `datasets` would split by (shown for the first job of `sample`)."""
+    warnings = []
+    if not any(item[1] == "ext" for item in _fields(_parse(template)[0])):
+        warnings.append(
+            f"name template {template!r} has no {{ext}}: files are written without an extension"
+        )
+    for job in sample:
+        with contextlib.suppress(UsageError):  # the job's own problem is reported elsewhere
+            name = job_file_name(template, job, index=1)
+            word = split_word(name)
+            if word:
+                warnings.append(
+                    f"name template {template!r} gives names like {name!r}: datasets' imagefolder "
+                    f"loader reads {word!r} in it as a split name"
+                )
+    return warnings
 
 
 def _fields(items: tuple[Item, ...]):

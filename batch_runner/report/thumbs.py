@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,7 +26,9 @@ QUALITY = 80
 
 
 def thumb_name(f: FileRecord) -> str:
-    return f"{THUMBS_DIR}/{f.sha256[:32]}.jpg"
+    """Named by the file's name and content: a new file under an old name gets a new one."""
+    digest = hashlib.sha256(f"{f.file_name}\0{f.sha256}".encode()).hexdigest()
+    return f"{THUMBS_DIR}/{digest[:32]}.jpg"
 
 
 def make_thumbs(

@@ -82,6 +82,13 @@ class Progress:
             self._last_log = time.monotonic()
             print(self.line(), file=sys.stderr, flush=True)
 
+    def say(self, text: str) -> None:
+        """A message for the person at the terminal, printed above the bars, not through them."""
+        if self.bars:
+            next(iter(self.bars.values())).write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
     def line(self) -> str:
         t = self.tally
         return (

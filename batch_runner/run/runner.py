@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -155,7 +155,7 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
         )
         try:
             scheduler = Scheduler(runner.run, store.jobs_at, stop.is_set, settings.concurrency)
-            cut_short = await _run_workers(scheduler, todo, stop)
+            cut_short = await _run_workers(scheduler, todo, stop, progress.say)
         finally:
             runner.metadata.close()
         progress.close()
@@ -165,9 +165,11 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
     return _finish(inp, store, stop, cut_short, time.monotonic() - started)
 
 
-async def _run_workers(scheduler: Scheduler, todo: list, stop: Stop) -> bool:
+async def _run_workers(
+    scheduler: Scheduler, todo: list, stop: Stop, say: Callable[[str], None]
+) -> bool:
     """Run the pool under the signal handlers; True when a second signal cut it short."""
-    _install_signals(stop, asyncio.current_task(), scheduler)
+    _install_signals(stop, asyncio.current_task(), scheduler, say)
     try:
         await scheduler.run(todo)
     except asyncio.CancelledError:
@@ -240,19 +242,22 @@ def _hosts(settings: RunSettings, base: str) -> HostPolicy:
     return HostPolicy([host, *extra])
 
 
-def _install_signals(stop: Stop, main: asyncio.Task | None, scheduler: Scheduler) -> None:
+def _install_signals(
+    stop: Stop, main: asyncio.Task | None, scheduler: Scheduler, say: Callable[[str], None]
+) -> None:
+    """Ctrl-C / SIGTERM: once drains, twice exits; `say` prints above the progress bars."""
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
         stop.signal()
         if stop.signals == 1:
-            _say(
+            say(
                 "stopping: no new submissions; finishing the jobs in flight "
                 f"({scheduler.waiting} not started wait for a resume). "
                 "Press Ctrl-C again to exit now."
             )
         elif main is not None:
-            _say("exiting now; the state file is consistent, resume to continue")
+            say("exiting now; the state file is consistent, resume to continue")
             main.cancel()
 
     for sig in _signals():
