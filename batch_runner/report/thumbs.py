@@ -23,6 +23,9 @@ from batch_runner.jobs import FileRecord, JobRecord
 THUMBS_DIR = ".thumbs"
 MAX_SIDE = 320  # twice the largest box a card shows (CARD_SIZE 256 scaled down), for sharpness
 QUALITY = 80
+# a smaller file is its own thumbnail: not even opened, so tiny outputs (benchmarks' scaled
+# images) cost nothing however often the report is written
+MIN_BYTES = 16 * 1024
 
 
 def thumb_name(f: FileRecord) -> str:
@@ -42,7 +45,7 @@ def make_thumbs(
         (f.file_name, thumb_name(f))
         for rec in records
         for f in rec.files
-        if f.sha256 and f.file_name.rsplit(".", 1)[-1].lower() in exts
+        if f.sha256 and f.bytes >= MIN_BYTES and f.file_name.rsplit(".", 1)[-1].lower() in exts
     ]
     if not todo:
         return {}
