@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
-from conftest import SIM_TOKEN, read_metadata, write_manifest
+from conftest import SIM_TOKEN, read_metadata, run_cli, sim_env, write_manifest
 
 import batch_runner
 from batch_runner.errors import ManifestError, UsageError
@@ -87,3 +92,38 @@ def test_the_run_name_is_both_the_function_and_the_package():
 
     assert batch_runner.run.runner is runner
     assert batch_runner.RunResult is runner.RunResult
+
+
+NOTEBOOK = """\
+import asyncio, sys
+import batch_runner
+
+async def cell():
+    return batch_runner.run(["a fox", "an owl"], out=sys.argv[1], api_base=sys.argv[2])
+
+# a kernel's loop: Ctrl-C raises KeyboardInterrupt in the running cell (asyncio.run would
+# cancel its task instead)
+result = asyncio.new_event_loop().run_until_complete(cell())
+print("exit", result.exit_code, flush=True)
+"""
+
+
+def test_ctrl_c_in_a_notebook_stops_the_run_resumably(make_sim, tmp_path):
+    sim = make_sim("--latency", "60", "--image-scale", "0.02")
+    script = tmp_path / "cell.py"
+    script.write_text(NOTEBOOK)
+    env = {**sim_env(sim), "PYTHONPATH": str(Path(batch_runner.__file__).parent.parent)}
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "run"), sim.base_url],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while sim.stats()["submitted"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=30)
+    assert "exit 130" in stdout, stderr
+    status = json.loads(run_cli("status", tmp_path / "run", "--json").stdout)
+    assert status["jobs"] == 2 and not status["counts"].get("done")
+    assert status["counts"].get("queued", 0) + status["counts"].get("running", 0) == 2
+    assert sim.stats()["submitted"] == 2  # resumable: both request_ids are in the state

@@ -37,15 +37,29 @@ def run(
     """
     from batch_runner.cli.console import run_async
 
-    def go() -> RunResult:
-        return run_async(arun(manifest, out=out, simulate=simulate, **options))
+    running: list[tuple[asyncio.AbstractEventLoop, asyncio.Task]] = []
+
+    async def go() -> RunResult:
+        running.append((asyncio.get_running_loop(), asyncio.current_task()))  # type: ignore[arg-type]
+        return await arun(manifest, out=out, simulate=simulate, **options)
 
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return go()
+        return run_async(go())
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="batch_runner") as pool:
-        return pool.submit(go).result()
+        future = pool.submit(run_async, go())
+        try:
+            return future.result()
+        except KeyboardInterrupt:
+            # Ctrl-C in the notebook reaches this thread, not the run's: the run stops at once,
+            # as after a second Ctrl-C on the command line (state saved; exit code 130)
+            for loop, task in running:
+                loop.call_soon_threadsafe(task.cancel)
+            try:
+                return future.result()
+            except asyncio.CancelledError:  # stopped before the workers started
+                raise KeyboardInterrupt from None
 
 
 async def arun(
