@@ -221,10 +221,10 @@ def duration_seconds(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any]
     if not isinstance(prop, dict):
         return None
     for value in (inputs.get("duration"), prop.get("default")):
-        seconds = _number(value)
+        seconds = number_or_none(value)
         if seconds is not None:
             return seconds
-    bounds = [_number(v) for v in [*(prop.get("enum") or []), prop.get("maximum")]]
+    bounds = [number_or_none(v) for v in [*(prop.get("enum") or []), prop.get("maximum")]]
     known = [b for b in bounds if b is not None]
     return max(known) if known else None
 
@@ -247,11 +247,11 @@ def max_outputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any]) -> 
 
 def _count(props: Mapping[str, Any], inputs: Mapping[str, Any], name: str) -> int:
     prop = props.get(name) if isinstance(props.get(name), dict) else {}
-    value = _number(inputs.get(name, prop.get("default")))
+    value = number_or_none(inputs.get(name, prop.get("default")))
     return max(1, int(value)) if value is not None else 1
 
 
-def _number(value: Any) -> float | None:
+def number_or_none(value: Any) -> float | None:
     """A non-negative number from an int, a float or a numeric string; None otherwise."""
     if isinstance(value, bool):
         return None

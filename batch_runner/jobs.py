@@ -27,7 +27,8 @@ class JobState(StrEnum):
 S = JobState
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     # a submit that keeps being refused fails the job before it ever leaves `pending`
-    S.PENDING: frozenset({S.SUBMITTING, S.CANCELLED, S.FAILED}),
+    # pending to pending: a job --max-cost leaves out is given the reason "budget"
+    S.PENDING: frozenset({S.PENDING, S.SUBMITTING, S.CANCELLED, S.FAILED}),
     # a lost submit answer makes the job uncertain; a clear refusal sends it back or fails it
     S.SUBMITTING: frozenset({S.QUEUED, S.RUNNING, S.PENDING, S.UNCERTAIN, S.FAILED}),
     S.QUEUED: frozenset({S.QUEUED, S.RUNNING, S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED}),
@@ -130,6 +131,8 @@ class JobRecord:
     attempts: int = 0
     files: list[FileRecord] = field(default_factory=list)
     in_manifest: bool = True
+    estimate_usd: float | None = None  # the most this job may cost, None when unknown
+    cost_usd: float | None = None  # what its current attempt cost, once the API said
 
     @property
     def request_id(self) -> str | None:

@@ -11,6 +11,8 @@ from batch_runner.errors import UsageError
 
 DEFAULT_API_BASE = "https://model-api.runcomfy.net"
 API_BASE_ENV = "RUNCOMFY_API_BASE"  # read by the command line, like a flag given every time
+DEFAULT_ACCOUNT_BASE = "https://api.runcomfy.net"  # the balance lives there (CONTRACT §1)
+ACCOUNT_BASE_ENV = "RUNCOMFY_ACCOUNT_BASE"
 REAL_DOWNLOAD_HOSTS = ["*.runcomfy.net", "*.runcomfy.com"]
 
 
@@ -32,6 +34,9 @@ class RunSettings:
     progress: bool = True
     json: bool = False
     export_csv: bool = False
+    max_cost: float | None = None  # USD; jobs that do not fit stay pending (CONTRACT §6)
+    balance_check: bool = True
+    account_base: str | None = None  # None: see `balance_base`
     tqdm_auto: bool = False  # the Python API's progress=True: tqdm.auto bars (notebook widgets)
 
     # options a manifest may set (never api_base: a copied manifest must not redirect the token)
@@ -46,9 +51,11 @@ class RunSettings:
         "max_file_bytes",
         "max_jobs",
         "export_csv",
+        "max_cost",
+        "balance_check",
     )
     # options remembered in the state file so `resume RUN_DIR` behaves like the run
-    STORED_KEYS = MANIFEST_KEYS + ("api_base", "simulate")
+    STORED_KEYS = MANIFEST_KEYS + ("api_base", "simulate", "account_base")
 
     @classmethod
     def from_layers(cls, *layers: tuple[str, Mapping[str, Any]]) -> RunSettings:
@@ -73,6 +80,16 @@ class RunSettings:
             setattr(self, key, _coerce(key, value, origin))
         self.check()
 
+    @property
+    def balance_base(self) -> str:
+        """Where the balance is read: --account-base, else RunComfy's account API for the real
+        Model API, else the API base itself (a simulator or a proxy serves both)."""
+        if self.account_base:
+            return self.account_base.rstrip("/")
+        if self.api_base.rstrip("/") == DEFAULT_API_BASE:
+            return DEFAULT_ACCOUNT_BASE
+        return self.api_base.rstrip("/")
+
     def stored(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.STORED_KEYS}
 
@@ -89,8 +106,13 @@ class RunSettings:
             raise UsageError("--max-file-bytes must be positive")
         if self.max_jobs < 0:
             raise UsageError("--max-jobs must be 0 or more")
-        if not self.api_base.startswith(("http://", "https://")):
-            raise UsageError(f"--api-base must be an http(s) URL, got '{self.api_base}'")
+        if self.max_cost is not None and self.max_cost < 0:
+            raise UsageError("--max-cost must be 0 or more US dollars")
+        for name in ("api_base", "account_base"):
+            value = getattr(self, name)
+            if value is not None and not value.startswith(("http://", "https://")):
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"{flag} must be an http(s) URL, got '{value}'")
 
 
 _TYPES: dict[str, type] = {
@@ -100,10 +122,19 @@ _TYPES: dict[str, type] = {
     "max_jobs": int,
     "rate": float,
     "job_timeout": float,
+    "max_cost": float,
 }
 
 
-_BOOLS = ("resubmit_uncertain", "simulate", "progress", "json", "export_csv", "tqdm_auto")
+_BOOLS = (
+    "resubmit_uncertain",
+    "simulate",
+    "progress",
+    "json",
+    "export_csv",
+    "balance_check",
+    "tqdm_auto",
+)
 
 
 def _coerce(key: str, value: Any, origin: str) -> Any:

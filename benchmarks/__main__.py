@@ -1,4 +1,4 @@
-"""Run all five benchmarks and print their tables: `python -m benchmarks [--quick] [--only N]`."""
+"""Run all six benchmarks and print their tables: `python -m benchmarks [--quick] [--only N]`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks import bigfiles, concurrency, overhead, polling, scale
+from benchmarks import bigfiles, concurrency, overhead, polling, scale, scale_grid, shards
 from benchmarks import common as c
 
 BENCHMARKS = {
@@ -18,6 +18,8 @@ BENCHMARKS = {
     "3": polling,
     "4": scale,
     "5": bigfiles,
+    "6": scale_grid,
+    "7": shards,
 }
 
 

@@ -32,13 +32,15 @@ REPEATS = int(os.environ.get("BENCH_REPEATS", "3"))  # fewer while tuning
 
 @dataclass
 class Timed:
-    """One finished child process: exit code, wall seconds, peak RSS (MB), captured stdout."""
+    """One finished child process: exit code, wall seconds, peak RSS (MB), captured output,
+    and its CPU seconds (user + system, from the same rusage)."""
 
     code: int
     wall: float
     rss_mb: float
     stdout: str
     stderr: str
+    cpu: float = 0.0
 
     def json(self) -> Any:
         return json.loads(self.stdout) if self.stdout.strip() else None
@@ -87,7 +89,8 @@ class Running:
         wall = time.perf_counter() - self.started
         self.proc.returncode = os.waitstatus_to_exitcode(status)
         out, err = self._read(self._out), self._read(self._err)
-        return Timed(self.proc.returncode, wall, usage.ru_maxrss / 1024.0, out, err)
+        cpu = usage.ru_utime + usage.ru_stime
+        return Timed(self.proc.returncode, wall, usage.ru_maxrss / 1024.0, out, err, cpu)
 
     @staticmethod
     def _read(f: Any) -> str:
@@ -130,8 +133,22 @@ class Simulator:
         with urllib.request.urlopen(req, timeout=30):
             pass
 
+    def post_config(self, overrides: dict[str, Any]) -> None:
+        """Change live settings (POST /_sim/config), e.g. {"latency": "5:10", "capacity": 0}."""
+        req = urllib.request.Request(
+            self.url + "/_sim/config", data=json.dumps(overrides).encode(), method="POST"
+        )
+        with urllib.request.urlopen(req, timeout=30):
+            pass
+
     def stats(self) -> dict[str, Any]:
         return self.get("/_sim/stats")
+
+    def cpu(self) -> float:
+        """CPU seconds (user + system) the simulator process has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)

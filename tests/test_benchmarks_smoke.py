@@ -16,6 +16,8 @@ CASES = {
     "polling": "### 3. Requests per job",
     "scale": "### 4. Scale",
     "bigfiles": "### 5. Big files",
+    "scale_grid": "### 6. Polling at scale",
+    "shards": "### 7. Shards",
 }
 
 

@@ -84,7 +84,7 @@ async def test_result_collects_all_four_output_fields_in_order(serve, session):
         ],
         None,
     )
-    assert server.seen[0]["raw_path"] == "/v1/requests/r/result"
+    assert server.seen[0]["raw_path"] == "/v1/requests/r/result?include_cost=true"
 
 
 async def test_result_reports_server_measured_duration(serve, session):
@@ -368,7 +368,8 @@ async def test_weird_request_ids_are_quoted_on_the_wire(serve, session, request_
     body = {"request_id": request_id, "status": "in_progress"}
     client, server = await client_for(serve, session, answer(body))
     assert (await client.result(request_id)).request_id == request_id
-    assert server.seen[0]["raw_path"] == f"/v1/requests/{quote(request_id, safe='')}/result"
+    quoted = quote(request_id, safe="")
+    assert server.seen[0]["raw_path"] == f"/v1/requests/{quoted}/result?include_cost=true"
 
 
 # ---- transport ----------------------------------------------------------------------------

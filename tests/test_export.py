@@ -73,7 +73,7 @@ def test_csv_columns_are_a_stable_union(tmp_path: Path):
         "file_name", "key", "index", "state", "request_id", "model",
         "prompt", "seed", "tags", "inputs.index", "resolution",
         "meta.source", "meta.split", "vars.subject",
-        "sha256", "bytes", "reason",
+        "sha256", "bytes", "job_cost_usd", "reason",
     ]  # fmt: skip
     failed, first, _ = rows
     assert failed["file_name"] == "" and failed["bytes"] == "" and failed["resolution"] == ""
@@ -98,7 +98,7 @@ def test_jsonl_rows(tmp_path: Path):
 def test_empty_export_and_bad_format(tmp_path: Path):
     assert write_export([], tmp_path / "e.csv", "csv") == 0
     header = (tmp_path / "e.csv").read_text(encoding="utf-8").strip()
-    assert header == "file_name,key,index,state,request_id,model,sha256,bytes,reason"
+    assert header == "file_name,key,index,state,request_id,model,sha256,bytes,job_cost_usd,reason"
     with pytest.raises(UsageError, match="xlsx"):
         write_export(records(), tmp_path / "e.xlsx", "xlsx")
     assert not (tmp_path / "e.xlsx").exists()

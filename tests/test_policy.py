@@ -1,16 +1,14 @@
-"""The retry classification table (one test per row), backoff, and the adaptive poll planner."""
+"""The retry classification table (one test per row) and backoff (the planner: test_polling)."""
 
 from __future__ import annotations
 
 import errno
-import math
 import random
 
 import pytest
 
 from batch_runner.api.policy import Action, backoff, classify, retry_delay
 from batch_runner.errors import AccountError, ApiError, DownloadError, TransportError
-from batch_runner.run.polling import PollPlanner
 
 
 def api(kind: str, status: int | None = None, code: int | None = None, **kw) -> ApiError:
@@ -177,159 +175,3 @@ def test_retry_delay_honours_retry_after_and_caps_it():
     assert retry_delay(api("429", 429, retry_after=1e9), 0, rng) == 300.0
     assert retry_delay(api("429", 429, retry_after=float("nan")), 0, rng) <= 0.5
     assert retry_delay(RuntimeError("no retry_after"), 1, rng) <= 1.0
-
-
-# ---- poll planner -------------------------------------------------------------------------
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def trained(runs: list[float], gap: float = 0.0) -> tuple[PollPlanner, Clock]:
-    """A planner that saw jobs start at once and run `runs` seconds, `gap` s apart."""
-    clock = Clock()
-    planner = PollPlanner(clock=clock)
-    for run in runs:
-        t = planner.track(clock.now, clock.now)
-        planner.seen(t, "in_progress", None)
-        clock.now += run
-        planner.completed(t, run)
-        clock.now += gap
-    return planner, clock
-
-
-def test_planner_first_poll_is_immediate_before_any_observation():
-    planner = PollPlanner(clock=Clock())
-    assert planner.next_delay(planner.track()) == 0.0
-    t = planner.track(planner.clock(), planner.clock())
-    assert planner.next_delay(t) == 0.0
-
-
-def test_planner_backs_off_without_observations():
-    clock = Clock()
-    planner = PollPlanner(clock=clock)
-    t = planner.track(clock.now, clock.now)
-    delays = []
-    for _ in range(8):
-        planner.seen(t, "in_progress", None)
-        delays.append(planner.next_delay(t))
-        clock.now += delays[-1]
-    assert delays == sorted(delays) and delays[-1] == planner.prior / 10
-
-
-def test_planner_instant_jobs_cost_no_waiting():
-    planner, clock = trained([0.0] * 20)
-    assert planner.next_delay(planner.track(clock.now, clock.now)) == 0.0
-
-
-def test_planner_asks_at_once_when_the_plan_is_finer_than_the_submit_round_trip():
-    planner, clock = trained([0.004] * 16)  # jobs that take a few ms
-    t = planner.track(clock.now - 0.010, clock.now)  # this submit took 10 ms to answer
-    assert planner.next_delay(t) == 0.0
-    u = planner.track(clock.now - 0.0001, clock.now)  # a quick answer: the plan stands
-    assert planner.next_delay(u) == pytest.approx(0.004)
-
-
-def test_planner_fixed_jobs_are_polled_at_their_duration_then_finely():
-    planner, clock = trained([1.0] * 16)
-    t = planner.track(clock.now, clock.now)
-    assert planner.next_delay(t) == pytest.approx(1.0)
-    clock.now += 1.0
-    planner.seen(t, "in_progress", None)
-    assert planner.next_delay(t) <= 2 * PollPlanner.STEP_FLOOR
-
-
-def test_planner_spread_jobs_are_polled_across_their_window():
-    planner, clock = trained([4 + i * 0.25 for i in range(17)])  # 4..8 s
-    t = planner.track(clock.now, clock.now)
-    times = []
-    for _ in range(6):
-        clock.now += planner.next_delay(t)
-        times.append(clock.now - t.submitted)
-        planner.seen(t, "in_progress", None)
-    assert 4.0 <= times[0] <= 8.0  # no poll before the shortest run
-    steps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert all(s <= PollPlanner.DENSE_MAX + 1e-9 for s in steps[:2])
-    assert steps == sorted(steps)  # past the window: back-off
-
-
-def test_planner_queued_job_waits_for_the_queue_to_drain():
-    planner, clock = trained([0.5] * 16)  # a completion every 0.5 s
-    t = planner.track(clock.now, clock.now)
-    planner.seen(t, "in_queue", 10)
-    far = planner.next_delay(t)
-    u = planner.track(clock.now, clock.now)
-    planner.seen(u, "in_queue", 1)
-    near = planner.next_delay(u)
-    assert far > near + 3 and near >= 0.5
-
-
-def test_planner_learns_waits_from_queued_jobs():
-    planner, clock = trained([5.0] * 16)
-    for _ in range(16):  # every job waited 3 s, then ran 5 s
-        t = planner.track(clock.now, clock.now)
-        clock.now += 3.0
-        planner.seen(t, "in_progress", None)
-        clock.now += 5.0
-        planner.completed(t, 8.0)
-    t = planner.track(clock.now, clock.now)
-    assert planner.next_delay(t) >= 7.0
-
-
-def test_planner_ignores_nonsense_durations():
-    clock = Clock()
-    planner = PollPlanner(clock=clock)
-    for d in (float("nan"), -1.0, float("inf")):
-        t = planner.track(clock.now, clock.now)
-        clock.now += 1.0
-        planner.completed(t, d)
-    assert all(math.isfinite(v) for v in planner._runs._sorted)
-
-
-def test_planner_queued_job_waits_for_its_turn_while_the_run_is_busy():
-    planner, clock = trained([4 + i * 0.25 for i in range(17)])  # 4..8 s
-    running = [planner.track(clock.now, clock.now) for _ in range(2)]
-    for r in running:
-        planner.seen(r, "in_progress", None)
-    t = planner.track(clock.now, clock.now)
-    planner.seen(t, "in_queue", 2)
-    assert planner.next_delay(t) > 8 and t.wake  # nothing moves it before a completion
-    clock.now += 4.0
-    planner.completed(running[0], 4.0)
-    assert planner.next_delay(t) > 4 and t.wake  # one completion: still one job ahead
-    clock.now += 1.0
-    planner.completed(running[1], 5.0)
-    delay = planner.next_delay(t)  # its turn came at the second end: it runs 4..8 s from there
-    assert not t.wake and t.start_hi == pytest.approx(clock.now)
-    assert 3.0 <= delay <= 8.0
-
-
-def test_planner_blind_polls_of_jobs_submitted_together_are_staggered():
-    clock = Clock()
-    planner = PollPlanner(clock=clock)
-    tracks = [planner.track(clock.now, clock.now) for _ in range(8)]
-    firsts = []
-    for t in tracks:
-        planner.seen(t, "in_progress", None)
-        firsts.append(planner.next_delay(t))
-        assert t.wake  # the first completion re-plans them
-    assert len(set(firsts)) == len(firsts)
-    assert all(planner.min_delay <= d < planner.min_delay * PollPlanner.BLIND_RATIO for d in firsts)
-
-
-def test_planner_overdue_job_is_polled_at_once_when_the_first_completion_arrives():
-    clock = Clock()
-    planner = PollPlanner(clock=clock)
-    a, b = planner.track(clock.now, clock.now), planner.track(clock.now, clock.now)
-    for t in (a, b):
-        planner.seen(t, "in_progress", None)
-    clock.now += 0.5
-    planner.seen(b, "in_progress", None)  # b was last polled before a's run was over
-    clock.now += 0.5
-    planner.completed(a, 1.0)
-    assert planner.next_delay(b) == 0.0 and not b.wake

@@ -8,19 +8,22 @@ from batch_runner.run.progress import Progress, Tally
 
 def test_progress_lines_go_to_stderr_when_stdout_is_not_a_terminal(monkeypatch, capsys):
     monkeypatch.setattr(progress, "LOG_EVERY", 0.0)  # a line for every event
-    tally = Tally()
+    tally = Tally(estimated=0.06)
     shown = Progress(tally, total=2, to_submit=2, enabled=True)  # pytest's stdout: no tty
     assert shown.bars == {}
     tally.count_submitted()
     tally.count_finished()
+    tally.count_cost(0.03)
     tally.count_file(2_500_000)
     shown.close()
     out, err = capsys.readouterr()
     assert out == ""
     lines = err.splitlines()
-    assert lines[0] == "progress: 1 submitted, 0/2 finished, 0 files (0.0 MB)"
-    assert lines[-1] == "progress: 1 submitted, 1/2 finished, 1 files (2.5 MB)"
-    assert len(lines) == 3  # one per count
+    money = "$0.00 spent / $0.06 estimated"
+    assert lines[0] == f"progress: 1 submitted, 0/2 finished, 0 files (0.0 MB), {money}"
+    money = "$0.03 spent / $0.06 estimated"
+    assert lines[-1] == f"progress: 1 submitted, 1/2 finished, 1 files (2.5 MB), {money}"
+    assert len(lines) == 4  # one per count
 
 
 def test_progress_lines_wait_for_their_interval(monkeypatch, capsys):

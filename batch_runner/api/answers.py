@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from batch_runner.api.http import per_origin
+from batch_runner.catalog import number_or_none
 from batch_runner.errors import AccountError, ApiError, ErrorKind, TransportError
 
 
@@ -34,6 +35,7 @@ class Poll:
     outputs: list[str]
     error: str | None
     duration: float | None = None  # server-measured created_at → finished_at, when both given
+    cost: float | None = None  # USD, once finished (asked with include_cost=true)
 
 
 @dataclass(frozen=True)
@@ -272,7 +274,24 @@ def parse_poll(
         error = _short(reason) if reason else None
     position = _queue_position(body.get("queue_position"))
     duration = _duration(body.get("created_at"), body.get("finished_at"))
-    return Poll(request_id, status, position, outputs, error, duration)
+    cost = _cost(body.get("cost")) if status in _FINISHED else None
+    return Poll(request_id, status, position, outputs, error, duration, cost)
+
+
+_FINISHED = frozenset({"completed", "failed", "cancelled"})
+
+
+def _cost(value: Any) -> float | None:
+    """A finished job's `cost` in USD; anything but a finite non-negative number is unknown."""
+    return number_or_none(value)
+
+
+def parse_balance(body: Any) -> float:
+    """The `balance_usd` of GET /prod/v2/balance."""
+    value = _cost(body.get("balance_usd")) if isinstance(body, dict) else None
+    if value is None:
+        raise bad_answer("balance answer has no usable balance_usd", None)
+    return value
 
 
 def _moment(value: Any) -> float | None:

@@ -22,12 +22,14 @@ from batch_runner.api.answers import (
     bad_answer,
     error_from_answer,
     json_or_none,
+    parse_balance,
     parse_cancel,
     parse_poll,
     usable_id,
 )
 from batch_runner.api.deadlines import Deadlines
 from batch_runner.api.http import retry_after_from
+from batch_runner.catalog import entries_from_answer
 from batch_runner.errors import ApiError, ErrorKind, TransportError
 
 if TYPE_CHECKING:
@@ -77,13 +79,27 @@ class RunComfyClient:
 
     async def result(self, request_id: str) -> Poll:
         """GET /v1/requests/{id}/result: the status, and the output URLs once completed."""
-        body = await self._call("GET", self._request_url(request_id, "result"), request_id)
+        url = self._request_url(request_id, "result") + "?include_cost=true"  # CONTRACT §1
+        body = await self._call("GET", url, request_id)
         return parse_poll(body, request_id, max_outputs=self._max_outputs)
 
     async def status(self, request_id: str) -> Poll:
         """GET /v1/requests/{id}/status: the status and queue position (no outputs)."""
         body = await self._call("GET", self._request_url(request_id, "status"), request_id)
         return parse_poll(body, request_id, max_outputs=self._max_outputs, want_outputs=False)
+
+    async def model(self, model: str) -> dict[str, Any]:
+        """GET /v1/models/{model_path}: the model's live catalogue entry (raw)."""
+        body = await self._call("GET", f"{self._base}/v1/models/{_model_path(model)}", None)
+        found = entries_from_answer(body)
+        if not found:
+            raise bad_answer("catalogue answer has no model entry", None)
+        return found[0]
+
+    async def balance(self, account_base: str) -> float:
+        """GET {account_base}/prod/v2/balance: the account's balance in USD (same token)."""
+        body = await self._call("GET", f"{account_base.rstrip('/')}/prod/v2/balance", None)
+        return parse_balance(body)
 
     async def cancel(self, request_id: str) -> CancelOutcome:
         """POST /v1/requests/{id}/cancel; only queued jobs can be cancelled."""

@@ -10,11 +10,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batch_runner.cli.console import print_json, run_async, say
-from batch_runner.cli.formatting import format_preview, format_summary
-from batch_runner.cli.token import read_token
+from batch_runner.cli.formatting import (
+    format_estimate,
+    format_preview,
+    format_summary,
+    validate_money,
+)
+from batch_runner.cli.sharding import (
+    cmd_merge,
+    is_shard_folder,
+    refuse_shard_folder,
+    shard_run,
+    status_of_shards,
+)
+from batch_runner.cli.token import read_token, token_if_any
 from batch_runner.errors import StateError, UsageError
 from batch_runner.run.lock import RunLock
-from batch_runner.settings import API_BASE_ENV, RunSettings, default_run_dir
+from batch_runner.settings import ACCOUNT_BASE_ENV, API_BASE_ENV, RunSettings, default_run_dir
 from batch_runner.store.state import STATE_FILE, StateStore
 
 if TYPE_CHECKING:
@@ -33,6 +45,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "simulate": cmd_simulate,
         "report": cmd_report,
         "export": cmd_export,
+        "merge": cmd_merge,
     }[args.command]
     return handler(args)
 
@@ -54,6 +67,10 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
         api_base = args.api_base or (os.environ.get(API_BASE_ENV) if base_from_env else None)
         if api_base:  # another API than the stored one: the stored simulator no longer applies
             flags |= {"api_base": api_base, "simulate": bool(simulate)}
+    if hasattr(args, "account_base"):
+        account = args.account_base or (os.environ.get(ACCOUNT_BASE_ENV) if base_from_env else None)
+        if account:
+            flags["account_base"] = account
     if hasattr(args, "no_progress"):
         flags["progress"] = not args.no_progress and not args.json
         flags["json"] = args.json
@@ -115,17 +132,21 @@ def prepare_run(args: argparse.Namespace, parsed: Parsed | None = None) -> RunIn
     from batch_runner.run.runner import RunInput
 
     expansion, settings = _load(args, parsed)
-    token = _token(args, settings)
     run_dir = args.out or Path(str(expansion.options.get("out") or default_run_dir(args.manifest)))
+    run_dir, specs = shard_run(args, run_dir, expansion.jobs, settings)
+    token = _token(args, settings)
     say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
     manifest = args.manifest if parsed is None else None  # a list of jobs has no file to copy
-    return RunInput(run_dir, settings, token, expansion.jobs, manifest)
+    return RunInput(run_dir, settings, token, specs, manifest)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from batch_runner.run.runner import RunInput
 
-    with open_store(args.run_dir, hint="; nothing to resume") as store:
+    hint = "; nothing to resume"
+    if is_shard_folder(args.run_dir):
+        hint = "; it holds shards: resume each RUN_DIR/shard-K-of-N, or run the manifest again"
+    with open_store(args.run_dir, hint=hint) as store:
         stored = store.get_meta("settings", {}) or {}
         settings = RunSettings.from_layers(
             ("state file", stored), ("command line", command_line(args))
@@ -184,6 +205,8 @@ async def run_batch(inp: RunInput) -> RunResult:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    if is_shard_folder(args.run_dir):
+        return status_of_shards(args)
     with open_store(args.run_dir) as store:
         summary = store.summary()
     if args.json:
@@ -196,6 +219,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from batch_runner.report.page import write_report
 
+    refuse_shard_folder(args.run_dir, "report")
     with open_store(args.run_dir) as store:
         try:
             path = write_report(args.run_dir, store, title=args.run_dir.name)
@@ -206,6 +230,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    refuse_shard_folder(args.run_dir, "export")
     with open_store(args.run_dir) as store:
         out, n = _export(args.run_dir, store, args.format, args.out)
     print(f"{out} ({n} rows)")
@@ -226,20 +251,31 @@ def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tup
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    expansion, _ = _load(args)
+    from batch_runner.run.pricing import estimate_specs
+
+    expansion, settings = _load(args)
+    token = token_if_any(args.token_file)
+    est, prices, entries = run_async(
+        estimate_specs(expansion.jobs, settings.api_base, token), debug=args.debug
+    )
+    money = validate_money(est, prices, entries, settings.max_cost)
     if args.json:
         print_json(
             {
                 "jobs": len(expansion.jobs),
+                "models": {m: row["jobs"] for m, row in est.per_model.items()},
+                "estimated_cost_usd": est.known_total,
                 "sweeps": [{"source": str(loc), "jobs": n} for loc, n in expansion.sweep_counts],
                 "warnings": expansion.warnings,
             }
+            | money
         )
         return 0
     print(f"{args.manifest}: {len(expansion.jobs)} jobs, valid ({expansion.model})")
     for loc, n in expansion.sweep_counts:
         print(f"  sweep at {loc}: {n} jobs")
     print(format_preview(expansion.jobs))
+    print(format_estimate(est, money))
     return 0
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from batch_runner.catalog import CatalogEntry
 from batch_runner.jobs import JobSpec
+from batch_runner.money import Estimate, dollars, fitting
 
 STATE_ORDER = (
     "pending",
@@ -41,6 +43,7 @@ def format_summary(summary: dict[str, Any], *, max_failures: int = 20) -> str:
         f"possibly charged twice: {dups}"
         + (" (submissions sent again after their answer was lost)" if dups else "")
     )
+    lines += format_cost(summary.get("cost"))
     if summary.get("not_in_manifest"):
         lines.append(
             f"not in manifest: {summary['not_in_manifest']} (kept in the state, untouched)"
@@ -56,6 +59,66 @@ def format_summary(summary: dict[str, Any], *, max_failures: int = 20) -> str:
             lines.append(f"  … and {len(failures) - max_failures} more (status --json lists them)")
     if summary.get("error"):
         lines.append(f"stopped: {summary['error']}")
+    return "\n".join(lines)
+
+
+def format_cost(cost: dict[str, Any] | None) -> list[str]:
+    """The summary's money lines: spent, estimated, possible extra, left by the budget."""
+    if not cost:
+        return []
+    line = f"cost: {dollars(cost.get('spent_usd'))} spent"
+    line += f" of {dollars(cost.get('estimated_usd'))} estimated"
+    extra = cost.get("possible_extra_usd")
+    if extra != 0:
+        line += f"; possibly {dollars(extra)} more (submissions that may have been charged twice)"
+    lines = [line]
+    left = cost.get("left_by_budget")
+    if left:
+        lines.append(
+            f"left pending by --max-cost: {left['jobs']} jobs "
+            f"(would cost {dollars(left['estimated_usd'])}; resume with a larger --max-cost)"
+        )
+    return lines
+
+
+def validate_money(
+    est: Estimate,
+    prices: list[float | None],
+    entries: dict[str, CatalogEntry | None],
+    max_cost: float | None,
+) -> dict[str, Any]:
+    """`validate --json`'s money fields beside `estimated_cost_usd` (per model, the budget)."""
+    models = {}
+    for model, row in est.per_model.items():
+        entry = entries.get(model)
+        models[model] = dict(row) | {
+            "base_price_usd": entry.base_price_usd if entry else None,
+            "price_unit": entry.price_unit if entry else None,
+            "pricing_note": entry.pricing_note if entry else None,
+        }
+    out: dict[str, Any] = {"cost": {"models": models, "unknown_jobs": est.unknown}}
+    if max_cost is not None:
+        n, cost = fitting(prices, max_cost)
+        out["max_cost"] = {"usd": max_cost, "jobs_fit": n, "cost_usd": cost}
+    return out
+
+
+def format_estimate(est: Estimate, money: dict[str, Any]) -> str:
+    """validate's estimate: the total, each model's price and note, how many jobs fit."""
+    lines = [est.text()]
+    for model, row in sorted(money["cost"]["models"].items()):
+        price = row["base_price_usd"]
+        unit = f"{dollars(price)} per {row['price_unit']}" if price is not None else "no price"
+        note = f"; {row['pricing_note']}" if row.get("pricing_note") else ""
+        lines.append(
+            f"  {model}: {row['jobs']} jobs, {dollars(row['estimated_cost_usd'])} ({unit}{note})"
+        )
+    fit = money.get("max_cost")
+    if fit:
+        lines.append(
+            f"--max-cost {dollars(fit['usd'])}: {fit['jobs_fit']} of {est.jobs} jobs fit "
+            f"({dollars(fit['cost_usd'])})"
+        )
     return "\n".join(lines)
 
 

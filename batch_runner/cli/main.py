@@ -8,9 +8,15 @@ import traceback
 from pathlib import Path
 
 from batch_runner import __version__
+from batch_runner.cli.sharding import add_shard_options
 from batch_runner.cli.token import RUNCOMFY_TOKEN_ENV, TOKEN_ENV, scrub
 from batch_runner.errors import BatchRunnerError, UsageError
-from batch_runner.settings import API_BASE_ENV, DEFAULT_API_BASE
+from batch_runner.settings import (
+    ACCOUNT_BASE_ENV,
+    API_BASE_ENV,
+    DEFAULT_ACCOUNT_BASE,
+    DEFAULT_API_BASE,
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -45,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="override an input for every job (repeatable)",
     )
     _run_options(run)
+    add_shard_options(run)
 
     resume = add("resume", "continue a run from its state file alone")
     resume.add_argument("run_dir", type=Path)
@@ -65,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--max-jobs", type=int, default=None)
     val.add_argument("--name-template", default=None)
     val.add_argument("--json", action="store_true")
+    _money_option(val)
+    _api_options(val)
 
     sim = add("simulate", "run the RunComfy simulator in the foreground")
     from batch_runner.simulator import add_arguments
@@ -78,6 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("run_dir", type=Path)
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     exp.add_argument("--out", type=Path, help="output file (default RUN_DIR/export.<format>)")
+
+    merge = add("merge", "one metadata.jsonl and report.html over a run directory's shards")
+    merge.add_argument("run_dir", type=Path)
     return p
 
 
@@ -95,8 +107,32 @@ def _api_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _money_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-cost",
+        type=float,
+        default=None,
+        metavar="USD",
+        help="spend at most USD: jobs that do not fit stay pending with the reason 'budget'",
+    )
+
+
 def _run_options(p: argparse.ArgumentParser) -> None:
     _api_options(p)
+    _money_option(p)
+    p.add_argument(
+        "--no-balance-check",
+        dest="balance_check",
+        action="store_false",
+        default=None,
+        help="do not read the account balance before the first submit",
+    )
+    p.add_argument(
+        "--account-base",
+        default=None,
+        help=f"where the balance is read (env {ACCOUNT_BASE_ENV}, default {DEFAULT_ACCOUNT_BASE} "
+        "for the real API, else the API base)",
+    )
     p.add_argument(
         "--simulate",
         action="store_true",

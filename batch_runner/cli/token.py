@@ -29,6 +29,13 @@ def read_token(token_file: Path | None) -> str:
     return token
 
 
+def token_if_any(token_file: Path | None) -> str | None:
+    """The token when one is at hand (`--token-file` or the environment), else None."""
+    if token_file is None and not _from_env():
+        return None
+    return read_token(token_file)
+
+
 def _from_env() -> str:
     for name in (TOKEN_ENV, RUNCOMFY_TOKEN_ENV):
         token = os.environ.get(name, "").strip()

@@ -10,9 +10,18 @@ from typing import Any, TextIO
 from batch_runner import jsonenc
 from batch_runner.jobs import FileRecord, JobRecord
 from batch_runner.outputs.files import atomic_text
+from batch_runner.shards import is_shard_dir
 
 METADATA_FILE = "metadata.jsonl"
+# a shard's own lines: named apart, so the data set loader finds only the merged metadata.jsonl
+# of RUN_DIR (with both, `imagefolder` would yield every file twice)
+SHARD_METADATA_FILE = "shard-metadata.jsonl"
 IMAGES_DIR = "images"
+
+
+def metadata_path(run_dir: Path) -> Path:
+    """Where a run directory keeps its metadata lines (a shard's are merged by `merge`)."""
+    return run_dir / (SHARD_METADATA_FILE if is_shard_dir(run_dir) else METADATA_FILE)
 
 
 def metadata_line(job: JobRecord, f: FileRecord, request_id: str | None) -> dict[str, Any]:
@@ -35,6 +44,7 @@ def metadata_line(job: JobRecord, f: FileRecord, request_id: str | None) -> dict
         line["vars"] = job.vars
     line["sha256"] = f.sha256
     line["bytes"] = f.bytes
+    line["job_cost_usd"] = job.cost_usd  # the whole job's, on each of its files (CONTRACT §4)
     return line
 
 
@@ -47,7 +57,7 @@ class MetadataLog:
     """
 
     def __init__(self, run_dir: Path):
-        self.path = run_dir / METADATA_FILE
+        self.path = metadata_path(run_dir)
         self._fh: TextIO | None = None
         self._flush_soon: asyncio.Handle | None = None
 
@@ -76,7 +86,7 @@ class MetadataLog:
 
 
 def count_metadata_lines(run_dir: Path) -> int:
-    path = run_dir / METADATA_FILE
+    path = metadata_path(run_dir)
     if not path.exists():
         return 0
     with open(path, "rb") as fh:
@@ -86,7 +96,7 @@ def count_metadata_lines(run_dir: Path) -> int:
 def rebuild_metadata(run_dir: Path, jobs: Iterable[JobRecord]) -> int:
     """Rewrite metadata.jsonl from the state (atomically); returns the number of lines."""
     n = 0
-    with atomic_text(run_dir / METADATA_FILE, durable=True) as fh:
+    with atomic_text(metadata_path(run_dir), durable=True) as fh:
         for job in jobs:
             rid = job.request_ids[-1] if job.request_ids else None
             for f in job.files:

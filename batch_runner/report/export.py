@@ -14,7 +14,7 @@ from batch_runner.outputs.files import atomic_text
 from batch_runner.store.state import StateStore
 
 HEAD = ("file_name", "key", "index", "state", "request_id", "model")
-TAIL = ("sha256", "bytes", "reason")
+TAIL = ("sha256", "bytes", "job_cost_usd", "reason")
 FORMATS = ("csv", "jsonl")
 EXPORT_STEM = "export"
 # the file names Hugging Face `datasets` reads as a folder's metadata (any one of them, once)
@@ -102,6 +102,7 @@ def _row(rec: JobRecord, f: FileRecord | None) -> dict[str, Any]:
     row.update({f"vars.{k}": v for k, v in rec.vars.items()})
     row["sha256"] = f.sha256 if f else None
     row["bytes"] = f.bytes if f else None
+    row["job_cost_usd"] = rec.cost_usd
     row["reason"] = rec.reason
     return row
 

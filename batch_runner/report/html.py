@@ -12,6 +12,7 @@ from typing import Any
 from urllib.parse import quote
 
 from batch_runner.jobs import FileRecord, JobRecord, JobState
+from batch_runner.money import dollars
 
 CARD_SIZE = 256  # intrinsic size hint for card thumbnails; CSS scales them into square boxes
 CELL_SIZE = 140  # the same for grid cells (must match SIZE in report_assets.JS)
@@ -53,10 +54,17 @@ def render_card(rec: JobRecord) -> str:
         f'<div class="card s-{state}" id="job-{rec.index}">'
         f'<div class="media"{style}>{media}</div><div class="body">'
         f'<div class="line1"><span class="idx">#{rec.index}</span>'
-        f'<span class="badge s-{state}">{state}</span></div>'
+        f'<span class="badge s-{state}">{state}</span>{cost_html(rec)}</div>'
         f"{prompt_html}{kv_list(rec)}{reason}"
         f'<div class="foot">{escape(rec.key)}{rid}</div></div></div>'
     )
+
+
+def cost_html(rec: JobRecord) -> str:
+    """What the job cost (the API's figure), when known."""
+    if rec.cost_usd is None:
+        return ""
+    return f'<span class="cost" title="cost of this job">{dollars(rec.cost_usd)}</span>'
 
 
 def kv_pairs(rec: JobRecord) -> list[tuple[str, str]]:

@@ -12,9 +12,10 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from batch_runner.jobs import JobRecord, JobState
+from batch_runner.money import dollars, usd
 from batch_runner.outputs.files import atomic_text
 from batch_runner.report.assets import CSS, JS
 from batch_runner.report.html import (
@@ -32,6 +33,7 @@ from batch_runner.report.html import (
 )
 from batch_runner.report.sweep import render_sweep, sweep_label
 from batch_runner.report.thumbs import make_thumbs
+from batch_runner.store.costs import cost_summary
 from batch_runner.store.state import StateStore
 
 COMPACT_ABOVE = 5000  # a section (sweep, or the plain jobs) with more jobs is shown as rows
@@ -51,13 +53,15 @@ def write_report(run_dir: Path, jobs: StateStore | Iterable[JobRecord], *, title
     Given a StateStore, jobs are read a section (sweep) or a page at a time and the page is
     written as it is rendered, so memory stays flat however many jobs the run has.
     """
-    run_dir = Path(run_dir)
-    if isinstance(jobs, StateStore):
-        source: _ListSource | _StoreSource = _StoreSource(jobs)
-        records: Iterable[JobRecord] = jobs.iter_jobs()
-    else:
-        records = list(jobs)
-        source = _ListSource(records)
+    source = StoreSource(jobs) if isinstance(jobs, StateStore) else _ListSource(jobs)
+    return write_page(Path(run_dir), source, title)
+
+
+def write_page(run_dir: Path, source: Any, title: str) -> Path:
+    """Write RUN_DIR/report.html from a source of jobs (totals, sections, iter_section,
+    first_of: see StoreSource) atomically; `merge` gives one over every shard. The images'
+    thumbnails are made first (those missing), then the page points at them."""
+    records = (rec for sweep in source.sections() for rec in source.iter_section(sweep))
     thumbs = THUMBS.set(make_thumbs(run_dir, records, IMAGE_EXTS))
     path = run_dir / "report.html"
     try:
@@ -72,11 +76,14 @@ def write_report(run_dir: Path, jobs: StateStore | Iterable[JobRecord], *, title
 
 
 @dataclass
-class _Totals:
+class Totals:
     counts: Counter[str]
     jobs: int
     files: int
     bytes: int
+    spent: float = 0.0  # USD, the API's costs
+    estimated: float | None = None
+    per_model: dict[str, tuple[int, float]] | None = None  # jobs, spent
 
 
 class _ListSource:
@@ -85,10 +92,16 @@ class _ListSource:
     def __init__(self, records: Iterable[JobRecord]):
         self._recs = sorted(records, key=lambda r: r.index)
 
-    def totals(self) -> _Totals:
+    def totals(self) -> Totals:
         files = [f for r in self._recs for f in r.files]
         counts = Counter(r.state.value for r in self._recs)
-        return _Totals(counts, len(self._recs), len(files), sum(f.bytes for f in files))
+        per_model: dict[str, tuple[int, float]] = {}
+        for r in self._recs:
+            jobs, spent = per_model.get(r.model, (0, 0.0))
+            per_model[r.model] = (jobs + 1, usd(spent + (r.cost_usd or 0.0)))
+        spent = usd(sum(r.cost_usd or 0.0 for r in self._recs))
+        size = sum(f.bytes for f in files)
+        return Totals(counts, len(self._recs), len(files), size, spent, None, per_model)
 
     def sections(self) -> dict[int | None, int]:
         return dict(Counter(r.sweep for r in self._recs))
@@ -100,17 +113,27 @@ class _ListSource:
         return next(self.iter_section(sweep))
 
 
-class _StoreSource:
+class StoreSource:
     """Jobs read from the state file a batch at a time."""
 
     def __init__(self, store: StateStore):
         self._store = store
         self._spans = store.sweep_spans()
 
-    def totals(self) -> _Totals:
+    def totals(self) -> Totals:
         counts = self._store.counts()
         files, size = self._store.file_totals()
-        return _Totals(Counter(counts), sum(counts.values()), files, size)
+        cost = cost_summary(self._store)
+        per_model = self._store.model_spent()
+        return Totals(
+            Counter(counts),
+            sum(counts.values()),
+            files,
+            size,
+            cost["spent_usd"],
+            cost["estimated_usd"],
+            per_model,
+        )
 
     def sections(self) -> dict[int | None, int]:
         return {sweep: n for sweep, (n, _, _) in self._spans.items()}
@@ -124,7 +147,7 @@ class _StoreSource:
         return next(self._store.iter_sweep(sweep, (first, first), batch=1))
 
 
-_Source = _ListSource | _StoreSource
+_Source = _ListSource | StoreSource
 
 
 # ---------------------------------------------------------------- the page
@@ -199,7 +222,7 @@ def _row(r: JobRecord) -> str:
 # ---------------------------------------------------------------- header and cards
 
 
-def _render_header(totals: _Totals, title: str, toc: str) -> str:
+def _render_header(totals: Totals, title: str, toc: str) -> str:
     counts = totals.counts
     badges = "".join(
         f'<span class="badge s-{s.value}">{s.value}<b>{counts[s.value]}</b></span>'
@@ -213,5 +236,23 @@ def _render_header(totals: _Totals, title: str, toc: str) -> str:
     nav = f'<nav class="toc">{toc}</nav>' if toc else ""
     return (
         f'<header class="top"><h1>{escape(title)}</h1>'
-        f'<div class="stats">{badges}{totals_html}</div>{nav}</header>'
+        f'<div class="stats">{badges}{totals_html}{_cost_html(totals)}</div>{nav}</header>'
     )
+
+
+def _cost_html(totals: Totals) -> str:
+    """The run's cost: spent of estimated, and per model when the run has several."""
+    line = f"cost {dollars(totals.spent)}"
+    if totals.estimated is not None and totals.estimated != totals.spent:
+        line += f" of {dollars(totals.estimated)} estimated"
+    models = ""
+    if totals.per_model and len(totals.per_model) > 1:
+        rows = "".join(
+            f"<tr><td>{escape(m)}</td><td>{n}</td><td>{dollars(c)}</td></tr>"
+            for m, (n, c) in sorted(totals.per_model.items())
+        )
+        models = (
+            '<table class="list models"><thead><tr><th>model</th><th>jobs</th><th>cost</th>'
+            f"</tr></thead><tbody>{rows}</tbody></table>"
+        )
+    return f'<span class="totals cost">{line}</span>{models}'

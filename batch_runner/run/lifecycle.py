@@ -15,10 +15,12 @@ from batch_runner.errors import AccountError, ApiError, ErrorKind, RemoteError, 
 from batch_runner.jobs import FileRecord, JobRecord, JobState
 from batch_runner.manifest.naming import DEFAULT_TEMPLATE, job_file_name
 from batch_runner.outputs.metadata import IMAGES_DIR, MetadataLog, metadata_line, parameters_text
+from batch_runner.run.budget import Budget
 from batch_runner.run.polling import PollPlanner, PollTrack
 from batch_runner.run.progress import Tally
 from batch_runner.run.scheduler import Slot, Stop
 from batch_runner.settings import RunSettings
+from batch_runner.store.costs import BUDGET_REASON
 from batch_runner.store.state import StateStore
 
 MAX_CALL_RETRIES = 12  # per call: enough to ride out a storm, bounded so nothing loops forever
@@ -58,10 +60,11 @@ class JobRunner:
     tally: Tally  # counts for progress
     stop: Stop  # read before each submit; set when the run cannot go on
     rng: random.Random = field(default_factory=random.Random)
+    budget: Budget = field(default_factory=lambda: Budget(None))  # --max-cost
     metadata_stale: bool = field(default=False, init=False)  # a line was replaced: rebuild it
     _tracks: dict[int, PollTrack] = field(default_factory=dict, init=False, repr=False)
-    # set (and replaced) whenever a job is seen completed: wakes polls waiting on that news
-    _completion: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    # set once, when the planner has learned a first duration: wakes the blind polls
+    _learned: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     _downloads: asyncio.Semaphore = field(init=False, repr=False)  # jobs downloading at once
     _images_dir: Path = field(init=False, repr=False)
     metadata: MetadataLog = field(init=False, repr=False)
@@ -97,6 +100,7 @@ class JobRunner:
         except AccountError as exc:
             self.stop.fail(exc)
             if job.state is S.SUBMITTING:  # refused: nothing was created
+                self.budget.release(job.index)
                 self._move(job, S.PENDING)
         except OSError as exc:  # writing files (disk full, permissions): the run cannot go on
             self._disk_error(exc)
@@ -120,7 +124,9 @@ class JobRunner:
             uncertain = job.state in (S.UNCERTAIN, S.SUBMITTING)
             if uncertain and not self.settings.resubmit_uncertain:
                 return False
-            if self.stop.is_set():
+            if self.stop.is_set() or not await self._reserve(job):
+                return self._back_to_pending(job)
+            if self.stop.is_set():  # while it waited for room in the budget
                 return self._back_to_pending(job)
             job.move(S.SUBMITTING)
             self.store.mark_submitting(job.index, job.state, duplicate_risk=uncertain)
@@ -163,6 +169,7 @@ class JobRunner:
             case Action.FAIL:
                 self._fail(job, f"submit refused: {exc.message}")
             case Action.AMBIGUOUS:
+                self.budget.settle(job.index, None)  # it may be charged: its estimate is spent
                 reason = f"submit answer lost ({decision.cause}); the job may exist"
                 self._move(job, S.UNCERTAIN, reason)
                 await self.store.durable()
@@ -177,12 +184,35 @@ class JobRunner:
     async def _accepted(self, job: JobRecord, request_id: str) -> None:
         job.request_ids.append(request_id)
         job.attempts += 1
+        job.cost_usd = None  # a new attempt, not charged yet
         job.move(S.QUEUED)
         self.store.record_request_id(job.index, job.state, job.attempts, request_id)
         await self.store.durable()  # the request_id is on disk before anything else happens
         self.tally.count_submitted()
 
+    async def _reserve(self, job: JobRecord) -> bool:
+        """Room in the --max-cost budget for this job's estimate (reserved before its POST);
+        a job that does not fit is left out with the reason "budget"."""
+        if await self.budget.wait_reserve(job.index, job.estimate_usd, self.stop.is_set):
+            return True
+        if not self.stop.is_set():
+            if job.state is S.UNCERTAIN:
+                why = "its lost submit may have created it; not sent again"
+                self._move(job, S.UNCERTAIN, f"{BUDGET_REASON}: {why} (--max-cost)")
+            else:
+                self._move(job, S.PENDING, BUDGET_REASON)
+        return False
+
+    def _charged(self, job: JobRecord, cost: float | None) -> None:
+        """The API finished the job's attempt: keep its cost, free its reservation."""
+        if cost is not None and job.attempts and job.cost_usd is None:  # once per attempt
+            self.store.record_cost(job.index, job.attempts, cost)
+            job.cost_usd = cost
+            self.tally.count_cost(cost)
+        self.budget.settle(job.index, cost)
+
     def _back_to_pending(self, job: JobRecord) -> bool:
+        self.budget.release(job.index)
         if job.state is S.SUBMITTING:
             self._move(job, S.PENDING)
         return False
@@ -198,7 +228,7 @@ class JobRunner:
                 self._fail(job, f"timed out after {self.settings.job_timeout:g} s (--job-timeout)")
             if track.wake and delay > 0:
                 if await self._woken(delay):
-                    continue  # a job completed: plan this one again with what it taught
+                    continue  # the first durations are known: plan this one again
             else:
                 await asyncio.sleep(delay)
             try:
@@ -213,23 +243,26 @@ class JobRunner:
                 self.planner.seen(track, status, poll.queue_position)
                 self._note(job, S.QUEUED if status == "in_queue" else S.RUNNING)
             elif status == "completed":
+                self._charged(job, poll.cost)
                 self.planner.completed(track, poll.duration)
-                news, self._completion = self._completion, asyncio.Event()
-                news.set()
+                if self.planner.learned:
+                    self._learned.set()
                 job.move(S.DOWNLOADING)
                 self.store.record_outputs(job.index, job.state, poll.outputs)
                 return list(poll.outputs)
             elif status == "failed":
+                self._charged(job, poll.cost)
                 self._generation_failed(job, poll.error or "generation failed")
             else:  # cancelled
+                self._charged(job, poll.cost)
                 self._move(job, S.CANCELLED, "cancelled on the server")
                 self._finished()
                 raise Giveup
 
     async def _woken(self, delay: float) -> bool:
-        """Sleep `delay` seconds or until a job is seen completed (True)."""
+        """Sleep `delay` seconds or until the planner has learned a duration (True)."""
         try:
-            await asyncio.wait_for(self._completion.wait(), delay)
+            await asyncio.wait_for(self._learned.wait(), delay)
         except TimeoutError:
             return False
         return True
@@ -349,6 +382,10 @@ class JobRunner:
         self.store.set_state(job.index, job.state, job.reason)
 
     def _fail(self, job: JobRecord, reason: str, *, keep_state: bool = False) -> NoReturn:
+        if job.state in (S.PENDING, S.SUBMITTING) and not keep_state:
+            self.budget.release(job.index)  # clearly refused: nothing was created
+        else:
+            self.budget.settle(job.index, None)  # it may be charged: its estimate is spent
         self._move(job, S.UNCERTAIN if keep_state else S.FAILED, reason)
         self._finished()
         raise Giveup

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from batch_runner.money import dollars, usd
+
 if TYPE_CHECKING:
     from tqdm import tqdm
 
@@ -24,6 +26,8 @@ class Tally:
     finished: int = 0
     files: int = 0
     bytes: int = 0
+    spent: float = 0.0  # USD the API says the run's attempts cost
+    estimated: float | None = None  # USD the whole run is estimated to cost (None: unknown)
     listeners: list[Callable[[str], None]] = field(default_factory=list)
 
     def count_submitted(self) -> None:
@@ -38,6 +42,10 @@ class Tally:
         self.files += 1
         self.bytes += size
         self._tell("file")
+
+    def count_cost(self, cost: float) -> None:
+        self.spent = usd(self.spent + cost)
+        self._tell("cost")
 
     def _tell(self, event: str) -> None:
         for listener in self.listeners:
@@ -78,6 +86,8 @@ class Progress:
         bar = self.bars.get(event)
         if bar is not None:
             bar.update(1)
+            if event == "finished":
+                bar.set_postfix_str(self.money(), refresh=False)
         elif self._log and time.monotonic() - self._last_log >= LOG_EVERY:
             self._last_log = time.monotonic()
             print(self.line(), file=sys.stderr, flush=True)
@@ -93,8 +103,12 @@ class Progress:
         t = self.tally
         return (
             f"progress: {t.submitted} submitted, {t.finished}/{self.total} finished, "
-            f"{t.files} files ({t.bytes / 1e6:.1f} MB)"
+            f"{t.files} files ({t.bytes / 1e6:.1f} MB), {self.money()}"
         )
+
+    def money(self) -> str:
+        """$ spent / $ estimated for the whole run."""
+        return f"{dollars(self.tally.spent)} spent / {dollars(self.tally.estimated)} estimated"
 
     def close(self) -> None:
         for bar in self.bars.values():

@@ -22,14 +22,16 @@ import aiohttp
 from batch_runner.api.client import RunComfyClient
 from batch_runner.api.deadlines import Deadlines
 from batch_runner.api.limits import RateLimiter
-from batch_runner.errors import StateError, UsageError
+from batch_runner.errors import AccountError, StateError, UsageError
 from batch_runner.jobs import JobSpec, JobState
 from batch_runner.outputs.download import download
 from batch_runner.outputs.hosts import HostPolicy
 from batch_runner.outputs.metadata import IMAGES_DIR, count_metadata_lines, rebuild_metadata
+from batch_runner.run.budget import Budget
 from batch_runner.run.lifecycle import JobRunner
 from batch_runner.run.lock import RunLock
 from batch_runner.run.polling import PollPlanner
+from batch_runner.run.pricing import prepare
 from batch_runner.run.progress import Progress, Tally
 from batch_runner.run.scheduler import Scheduler, Stop, plan
 from batch_runner.settings import DEFAULT_API_BASE, REAL_DOWNLOAD_HOSTS, RunSettings
@@ -135,6 +137,11 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             max_bytes=settings.max_file_bytes,
             deadlines=deadlines,
         )
+        try:
+            budget = await prepare(store, client, settings, base, tally)
+        except AccountError as exc:  # nothing new is sent; jobs already at the API finish
+            stop.fail(exc)
+            budget = Budget(None)
         runner = JobRunner(
             store,
             client,
@@ -145,6 +152,7 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             tally,
             stop,
             random.Random(),
+            budget,
         )
         progress = Progress(
             tally,
@@ -216,7 +224,10 @@ async def _api(settings: RunSettings, token: str | None) -> AsyncIterator[tuple[
     from batch_runner.simulator import SimConfig, start_simulator
 
     async with start_simulator(SimConfig(latency=SIM_DEMO_LATENCY)) as sim:
-        _say(f"using the built-in simulator at {sim.base_url} (no real jobs, no cost)")
+        _say(
+            f"using the built-in simulator at {sim.base_url} "
+            "(no real jobs; made-up prices, nothing charged)"
+        )
         yield sim.base_url, sim.config.token
 
 

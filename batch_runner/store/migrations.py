@@ -87,6 +87,16 @@ ALTER TABLE jobs_v2 RENAME TO jobs;
 CREATE INDEX jobs_state ON jobs(state);
 """,
     ),
+    # money (CONTRACT §6): what each attempt cost (from /result?include_cost=true) and each
+    # job's estimate (its price as the run computed it), NULL where unknown
+    Migration(
+        3,
+        "costs and estimates",
+        """
+ALTER TABLE attempts ADD COLUMN cost_usd REAL;
+ALTER TABLE jobs ADD COLUMN estimate_usd REAL;
+""",
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 # the oldest version the reads understand as it is (a read-only open cannot migrate); every

@@ -26,14 +26,15 @@ from batch_runner.jobs import (
     check_move,
     current_request_id,
 )
-from batch_runner.store.journal import Journal, os_message
+from batch_runner.store.costs import Money, cost_summary
+from batch_runner.store.journal import os_message
 from batch_runner.store.migrations import SCHEMA_VERSION, check_readable, migrate, schema_version
 
 STATE_FILE = "state.db"
 
 _JOB_COLUMNS = (
     "idx, key, model, inputs, copy, meta, vars, sweep, source, state, reason, attempts, "
-    "in_manifest, outputs"
+    "in_manifest, outputs, {estimate}"
 )
 S = JobState
 _FINISHED = (S.FAILED.value, S.CANCELLED.value)  # nothing more to do for these
@@ -64,7 +65,7 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
-class StateStore(Journal):
+class StateStore(Money):
     """Jobs, attempts, files and retry counts of one run directory."""
 
     # ---- opening -------------------------------------------------------------------------
@@ -99,7 +100,9 @@ class StateStore(Journal):
         except StateError:
             conn.close()
             raise
-        return cls(conn, path, readonly)
+        store = cls(conn, path, readonly)
+        store.version = schema_version(conn)
+        return store
 
     # ---- meta ----------------------------------------------------------------------------
 
@@ -232,7 +235,8 @@ class StateStore(Journal):
         conn: sqlite3.Connection | None = None,
     ) -> list[JobRecord]:
         conn = conn or self._conn
-        rows = conn.execute(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE {where}", params).fetchall()
+        columns = _JOB_COLUMNS.format(estimate=self._money("estimate_usd"))
+        rows = conn.execute(f"SELECT {columns} FROM jobs WHERE {where}", params).fetchall()
         if not rows:
             return []
         lo, hi = rows[0][0], rows[-1][0]
@@ -245,13 +249,18 @@ class StateStore(Journal):
             ):
                 files.setdefault(idx, []).append(FileRecord(name, k, sha, size, url))
         rids: dict[int, list[str]] = {}
-        for idx, rid in conn.execute(
-            "SELECT job_idx, request_id FROM attempts WHERE job_idx BETWEEN ? AND ? "
-            "ORDER BY job_idx, n",
+        costs: dict[int, float | None] = {}  # the last attempt's
+        for idx, rid, cost in conn.execute(
+            f"SELECT job_idx, request_id, {self._money('cost_usd')} FROM attempts "
+            "WHERE job_idx BETWEEN ? AND ? ORDER BY job_idx, n",
             (lo, hi),
         ):
             rids.setdefault(idx, []).append(rid)
-        return [_record(row, rids.get(row[0], []), files.get(row[0], [])) for row in rows]
+            costs[idx] = cost
+        return [
+            _record(row, rids.get(row[0], []), files.get(row[0], []), costs.get(row[0]))
+            for row in rows
+        ]
 
     def todo_rows(self) -> Iterator[tuple[int, str]]:
         """(idx, state) of every job not failed or cancelled, in index order."""
@@ -312,6 +321,8 @@ class StateStore(Journal):
         return {
             "jobs": sum(counts.values()),
             "counts": counts,
+            "cost": cost_summary(self),
+            "models": self.model_counts(),
             "files": files,
             "bytes": size,
             "possible_duplicates": dups,
@@ -319,6 +330,10 @@ class StateStore(Journal):
             "retries": self.retry_counts(),
             "failures": failures,
         }
+
+    def last_activity(self) -> float | None:
+        """When a job last changed (epoch seconds; None without jobs)."""
+        return self._conn.execute("SELECT max(updated_at) FROM jobs").fetchone()[0]
 
     def retry_counts(self) -> dict[str, int]:
         return dict(self._conn.execute("SELECT cause, n FROM retries ORDER BY n DESC"))
@@ -389,7 +404,9 @@ class StateStore(Journal):
 _STATES = {s.value: s for s in JobState}
 
 
-def _record(row: tuple[Any, ...], rids: list[str], files: list[FileRecord]) -> JobRecord:
+def _record(
+    row: tuple[Any, ...], rids: list[str], files: list[FileRecord], cost: float | None
+) -> JobRecord:
     (idx, key, model, inputs, copy, meta, vars_, sweep, source, state, reason, attempts) = row[:12]
     return JobRecord(
         key=key,
@@ -407,6 +424,8 @@ def _record(row: tuple[Any, ...], rids: list[str], files: list[FileRecord]) -> J
         attempts=attempts,
         files=files,
         in_manifest=bool(row[12]),
+        estimate_usd=row[14],
+        cost_usd=cost,
     )
 
 

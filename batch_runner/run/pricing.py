@@ -1,0 +1,114 @@
+"""Money before the first submit (CONTRACT §6): price every job from the catalogue, print the
+estimate, read the balance, and open the `--max-cost` ledger where the state left it."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+from batch_runner.api.catalog import prices_for, with_retries
+from batch_runner.errors import AccountError, ApiError
+from batch_runner.jobs import WITHOUT_REQUEST
+from batch_runner.money import Estimate, dollars, estimate, fitting, job_price
+from batch_runner.run.budget import Budget
+from batch_runner.store.costs import budget_start, cost_summary
+
+if TYPE_CHECKING:
+    from batch_runner.api.client import RunComfyClient
+    from batch_runner.catalog import CatalogEntry
+    from batch_runner.jobs import JobSpec
+    from batch_runner.run.progress import Tally
+    from batch_runner.settings import RunSettings
+    from batch_runner.store.state import StateStore
+
+
+async def prepare(
+    store: StateStore, client: RunComfyClient, settings: RunSettings, base: str, tally: Tally
+) -> Budget:
+    """Estimates stored per job, the estimate said, the balance checked; the run's budget.
+    `tally` starts from what the state says was spent and the run's whole estimate."""
+    warnings: list[str] = []
+    models = store.model_counts()
+    entries = await prices_for(client, base, models, cache=not settings.simulate, warn=warnings)
+    for line in warnings:
+        _say(f"warning: {line}; its price is unknown")
+    todo, prices, changed = Estimate(), [], []
+    for job in store.iter_jobs(with_files=False):
+        price = job_price(entries.get(job.model), job.inputs)
+        if price != job.estimate_usd:
+            changed.append((job.index, price))
+        if job.state in WITHOUT_REQUEST:
+            todo.add(job.model, price)
+            prices.append(price)
+    if changed:
+        store.set_estimates(changed)
+    cost = cost_summary(store)
+    tally.spent, tally.estimated = cost["spent_usd"], cost["estimated_usd"]
+    if todo.jobs:
+        _say_estimate(todo, prices, settings.max_cost)
+        if settings.balance_check:
+            account = base if settings.simulate else settings.balance_base
+            await check_balance(client, account, todo, settings.max_cost)
+    spent, reserved = budget_start(store.money_jobs())
+    return Budget(settings.max_cost, spent, reserved)
+
+
+def _say_estimate(todo: Estimate, prices: list[float | None], max_cost: float | None) -> None:
+    _say(todo.text())
+    for line in todo.model_lines():
+        _say(line)
+    if max_cost is not None:
+        n, cost = fitting(prices, max_cost)
+        _say(f"--max-cost {dollars(max_cost)}: about {n} of {todo.jobs} jobs fit ({dollars(cost)})")
+
+
+async def check_balance(
+    client: RunComfyClient, account_base: str, todo: Estimate, max_cost: float | None
+) -> None:
+    """Stop (exit 3) when the balance is below the smaller of the estimate and the budget;
+    a balance that cannot be read is a warning (the API refuses what it cannot cover)."""
+    need = todo.total if max_cost is None else min(todo.total, max_cost)
+    if need <= 0:
+        return
+    try:
+        balance = await with_retries(lambda: client.balance(account_base))
+    except ApiError as exc:
+        _say(f"warning: could not read the balance at {account_base} ({exc.message}); going on")
+        return
+    if balance < need:
+        what = f"the estimated cost {dollars(todo.total)} of the {todo.jobs} jobs to submit"
+        if todo.unknown:
+            what += f" (unknown for {todo.unknown} of them)"
+        if max_cost is not None:
+            what += f" and --max-cost {dollars(max_cost)}"
+        raise AccountError(
+            f"balance {dollars(balance)} is below {what}; nothing was submitted. Top up, lower "
+            "--max-cost, or skip this check with --no-balance-check"
+        )
+
+
+async def estimate_specs(
+    specs: list[JobSpec], api_base: str, token: str | None
+) -> tuple[Estimate, list[float | None], dict[str, CatalogEntry | None]]:
+    """What `validate` says: the jobs' estimate from the catalogue of the API they would run
+    against (asked only with a token), else the cache, else unknown. Nothing is submitted."""
+    import aiohttp
+
+    from batch_runner.api.client import RunComfyClient
+
+    models = {spec.model for spec in specs}
+    warnings: list[str] = []
+    if token:
+        async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
+            client = RunComfyClient(session, api_base, token)
+            entries = await prices_for(client, api_base, models, warn=warnings)
+    else:
+        entries = await prices_for(None, api_base, models)
+    for line in warnings:
+        _say(f"warning: {line}; its price is unknown")
+    est, prices = estimate(((s.model, s.inputs) for s in specs), entries)
+    return est, prices, entries
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)

@@ -1,0 +1,222 @@
+"""The poll planner (batch_runner/run/polling.py): pure, on a fake clock, no sockets."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from batch_runner.run.polling import PollPlanner, PollTrack, _accrued
+
+P = PollPlanner
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def trained(durations: list[float]) -> tuple[PollPlanner, Clock]:
+    """A planner that saw jobs complete with these server durations (probes used up)."""
+    clock = Clock()
+    planner = PollPlanner(clock=clock)
+    for d in durations:
+        t = planner.track(clock.now, clock.now)
+        clock.now += d
+        planner.completed(t, d)
+    return planner, clock
+
+
+def uniform(lo: float, hi: float, n: int = 64) -> list[float]:
+    return [lo + (hi - lo) * i / (n - 1) for i in range(n)]
+
+
+def poll_times(planner: PollPlanner, clock: Clock, t: PollTrack, n: int) -> list[float]:
+    """The first `n` poll times of a job that stays in progress, relative to its submit."""
+    times = []
+    for _ in range(n):
+        clock.now += planner.next_delay(t)
+        times.append(clock.now - t.submitted)
+        planner.seen(t, "in_progress", None)
+    return times
+
+
+def test_probes_poll_at_once_and_the_others_wait_for_a_first_duration():
+    clock = Clock()
+    planner = PollPlanner(clock=clock)
+    tracks = [planner.track(clock.now, clock.now) for _ in range(P.PROBES + 4)]
+    delays = [planner.next_delay(t) for t in tracks]
+    assert delays[: P.PROBES] == [0.0] * P.PROBES
+    rest = tracks[P.PROBES :]
+    assert all(t.wake for t in rest)
+    assert all(d >= planner.min_delay * P.LATE_BLIND for d in delays[P.PROBES :])
+
+
+def test_probes_back_off_geometrically_before_anything_is_learned():
+    clock = Clock()
+    planner = PollPlanner(clock=clock)
+    t = planner.track(clock.now, clock.now)
+    times = poll_times(planner, clock, t, 7)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert times[0] == 0.0 and gaps == sorted(gaps)
+    assert gaps[-1] <= planner.max_delay
+
+
+def test_a_resumed_job_is_polled_at_once():
+    planner, _ = trained(uniform(5, 10))
+    assert planner.next_delay(planner.track()) == 0.0
+
+
+def test_instant_jobs_cost_no_waiting():
+    planner, clock = trained([0.0] * 20)
+    assert planner.next_delay(planner.track(clock.now, clock.now)) == 0.0
+
+
+def test_fixed_durations_are_polled_at_the_duration_then_soon_again():
+    planner, clock = trained([1.0] * 16)
+    t = planner.track(clock.now, clock.now)
+    times = poll_times(planner, clock, t, 3)
+    assert times[0] == pytest.approx(1.0)
+    assert times[1] - times[0] <= P.REL * 1.0 + 1e-9  # late: soon again
+
+
+def test_spread_durations_polls_close_in_as_the_window_ends_then_back_off():
+    planner, clock = trained(uniform(5, 10))
+    t = planner.track(clock.now, clock.now)
+    times = poll_times(planner, clock, t, 10)
+    assert 5.0 < times[0] < 8.0  # about where half the jobs are done
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    inside = [g for g, a in zip(gaps, times, strict=False) if a < 10.0]
+    past = [g for g, a in zip(gaps, times, strict=False) if a >= 10.0]
+    assert inside == sorted(inside, reverse=True)  # more likely to be done: asked sooner
+    assert past == sorted(past) and past[-1] <= planner.max_delay  # overdue: the gaps grow
+
+
+def test_a_sparse_tail_is_polled_seldom():
+    durations = uniform(5, 10, 90) + uniform(25, 50, 10)
+    planner, clock = trained(durations)
+    dense, tail = (planner.track(clock.now, clock.now) for _ in range(2))
+    gaps = []
+    for t, age in ((dense, 6.0), (tail, 12.0)):
+        t.planned = True  # its first poll was planned; this one found it still running
+        clock.now = t.submitted + age
+        planner.seen(t, "in_progress", None)
+        gaps.append(planner.next_delay(t))
+    assert gaps[1] > 3 * gaps[0]
+
+
+def test_accrued_delay_per_poll_is_the_budget():
+    values = uniform(5, 10, 101)
+    tau = _accrued(values, 7.0, 0.5, 1.0)
+    above = [v for v in values if v > 7.0]
+    accrued = sum(tau - v for v in above if v <= tau) / len(above)
+    assert accrued == pytest.approx(0.5, rel=1e-6)
+    assert _accrued([3.0] * 10, 0.0, 0.5, 0.8) == 3.0  # a cluster is asked at once
+    assert _accrued(values, 10.0, 0.5, 1.0) is None  # older than all: none ahead
+
+
+def test_jobs_submitted_together_are_polled_at_different_moments():
+    planner, clock = trained(uniform(20, 40))
+    firsts = [planner.next_delay(planner.track(clock.now, clock.now)) for _ in range(50)]
+    assert len(set(firsts)) == len(firsts)
+    assert max(firsts) - min(firsts) >= 1.5  # spread over seconds, not a wave
+
+
+def test_a_completion_does_not_touch_the_plans_of_other_jobs():
+    planner, clock = trained(uniform(5, 10))
+    waiting = [planner.track(clock.now, clock.now) for _ in range(100)]
+    plans = [planner.next_delay(t) for t in waiting]
+    before = [repr(t) for t in waiting]
+    other = planner.track(clock.now, clock.now)
+    planner.completed(other, 7.0)
+    assert [repr(t) for t in waiting] == before  # nothing re-planned, nobody woken
+    assert not any(t.wake for t in waiting) and all(d > 0 for d in plans)
+
+
+def test_what_the_planner_keeps_does_not_grow_with_the_jobs_seen():
+    planner, clock = trained(uniform(5, 10, 5000))
+    assert len(planner._durations) == P.WINDOW
+    assert len(planner._done_at) <= P.WINDOW
+
+
+def test_the_window_follows_recent_durations():
+    planner, clock = trained([2.0] * P.WINDOW + [20.0] * P.WINDOW)
+    t = planner.track(clock.now, clock.now)
+    assert planner.next_delay(t) == pytest.approx(20.0)
+
+
+def test_a_queued_job_is_not_polled_before_the_queue_can_have_drained():
+    planner, clock = trained(uniform(5, 10))
+    t = planner.track(clock.now, clock.now)
+    clock.now += 7.0
+    planner.seen(t, "in_queue", 100)
+    clock.now += 1.0
+    planner.seen(t, "in_queue", 90)  # 10 positions per second
+    delay = planner.next_delay(t)
+    assert delay >= 90 / 10 * (1 - P.QUEUE_SLACK) - 1e-9
+    u = planner.track(clock.now, clock.now)
+    clock.now += 7.0
+    planner.seen(u, "in_queue", 2)  # near the front: planned as usual
+    assert planner.next_delay(u) < delay
+
+
+def blind_then_learned(
+    n: int, later: float, duration: float
+) -> tuple[PollPlanner, list[PollTrack]]:
+    """`n` jobs planned blind together; `later` s on, the first of them completes in
+    `duration` s. Returns the others, still waiting for that news (`wake`)."""
+    clock = Clock()
+    planner = PollPlanner(clock=clock)
+    tracks = [planner.track(clock.now, clock.now) for _ in range(n)]
+    for t in tracks:
+        planner.next_delay(t)
+    clock.now += later
+    planner.completed(tracks[0], duration)
+    assert planner.learned
+    return planner, [t for t in tracks[P.PROBES :] if t.wake]
+
+
+def test_blind_jobs_replan_once_learned_without_a_wave():
+    planner, woken = blind_then_learned(40, 12.0, 6.0)  # they should be done by now
+    delays = [planner.next_delay(t) for t in woken]
+    assert woken and all(0 <= d <= P.WAVE_MAX for d in delays)
+    assert len(set(delays)) == len(delays)  # staggered by phase
+    assert not any(t.wake for t in woken)
+
+
+def test_nonsense_durations_are_not_learned():
+    clock = Clock()
+    planner = PollPlanner(clock=clock)
+    for d in (float("nan"), -1.0, float("inf"), None):
+        t = planner.track(clock.now, clock.now)
+        clock.now += 1.0
+        planner.completed(t, d)
+    assert all(math.isfinite(v) and v >= 0 for v in planner._durations._sorted)
+
+
+def test_a_job_seen_leaving_the_queue_is_timed_from_its_start():
+    planner, clock = trained(uniform(5, 10))
+    for _ in range(P.FEW):  # jobs that waited 20 s in the queue, then ran 2 s
+        t = planner.track(clock.now, clock.now)
+        clock.now += 19.95
+        planner.seen(t, "in_queue", 1)
+        clock.now += 0.1
+        planner.seen(t, "in_progress", None)
+        clock.now += 1.95
+        planner.completed(t, 22.0)
+    assert planner._runs.quantile(0.5) == pytest.approx(2.0)
+    t = planner.track(clock.now, clock.now)
+    clock.now += 30.0
+    planner.seen(t, "in_queue", 1)
+    clock.now += 0.1
+    planner.seen(t, "in_progress", None)  # started ~0.05 s ago: done in about 2 s
+    assert 1.0 <= planner.next_delay(t) <= 2.5
+
+
+def test_the_spread_after_learning_is_short_for_short_jobs():
+    planner, woken = blind_then_learned(20, 2.0, 1.0)  # one-second jobs: asked within 0.1 s
+    delays = [planner.next_delay(t) for t in woken]
+    assert woken and max(delays) <= P.WAVE * 1.0 + 1e-9
