@@ -69,6 +69,21 @@ class CatalogEntry:
         return out
 
 
+@dataclasses.dataclass(frozen=True)
+class SchemaFile:
+    """What a `--schema` file gives (manifest/schema_file.py reads it): a schema for models
+    without a known one, and/or entries each for its own model."""
+
+    path: str
+    default: dict[str, Any] | None = None
+    entries: dict[str, CatalogEntry] = dataclasses.field(default_factory=dict)
+
+    def fallback(self, model: str) -> CatalogEntry | None:
+        if self.default is None:
+            return None
+        return CatalogEntry(model, input_schema=self.default, source="schema-file")
+
+
 def entry_from(data: Mapping[str, Any], source: str) -> CatalogEntry | None:
     """A catalogue entry from one object of the API's catalogue answer (or the bundled file)."""
     model_id = data.get("model_id") or data.get("id") or data.get("model")

@@ -41,11 +41,13 @@ class Problem:
     line: int | None
     field: str | None
     message: str
+    model: str | None = None  # the model whose schema the problem is about
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        model = f" model {self.model}:" if self.model else ""
         field = f" {self.field}:" if self.field else ""
-        return f"{where}:{field} {self.message}"
+        return f"{where}:{model}{field} {self.message}"
 
 
 class ManifestError(BatchRunnerError):

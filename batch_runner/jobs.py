@@ -11,6 +11,8 @@ from typing import Any
 
 from batch_runner import jsonenc
 
+LOCAL_FILE = "local_file"  # the key of a local file input's reference (manifest/media.py)
+
 
 class JobState(StrEnum):
     PENDING = "pending"
@@ -96,9 +98,45 @@ class JobSpec:
 
 
 def job_key(model: str, inputs: dict[str, Any], copy: int) -> str:
-    """Stable hash of model path, final inputs and copy number (16 hex digits)."""
-    blob = jsonenc.canonical([model, inputs, copy])
+    """Stable hash of model path, final inputs and copy number (16 hex digits).
+
+    A local file input (a reference, see manifest/media.py) counts by its content hash, not
+    its path: moving the folder keeps the key, editing the file makes a new job."""
+    blob = jsonenc.canonical([model, {k: _key_part(v) for k, v in inputs.items()}, copy])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _key_part(value: Any) -> Any:
+    if isinstance(value, dict) and LOCAL_FILE in value:
+        return {LOCAL_FILE: value.get("sha256")}
+    if isinstance(value, list) and any(isinstance(v, dict) for v in value):
+        return [_key_part(v) for v in value]
+    return value
+
+
+def shown_input(value: Any) -> Any:
+    """An input as people see it: a local file's path instead of its reference."""
+    if isinstance(value, dict) and LOCAL_FILE in value:
+        return value[LOCAL_FILE]
+    if isinstance(value, list) and any(isinstance(v, dict | str) for v in value):
+        return [shown_input(v) for v in value]
+    if isinstance(value, str) and value.startswith("data:") and len(value) > 100:
+        digest = hashlib.sha256(value.encode()).hexdigest()[:16]
+        return f"{value.partition(',')[0]},… ({len(value)} characters, sha256 {digest}…)"
+    return value
+
+
+def input_files(inputs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The local files a job's inputs name: field, path, sha256, bytes, media type."""
+    out = []
+    for name, value in inputs.items():
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, dict) and LOCAL_FILE in v:
+                out.append({"field": name, **{k: v.get(k) for k in _REF_KEYS}})
+    return out
+
+
+_REF_KEYS = (LOCAL_FILE, "sha256", "bytes", "media_type")
 
 
 @dataclass(frozen=True)

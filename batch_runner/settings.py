@@ -28,12 +28,15 @@ class RunSettings:
     name_template: str | None = None
     allow_download_host: list[str] = field(default_factory=list)
     max_file_bytes: int = 2**31
+    max_inline_mb: float = 8.0  # local files / data URIs sent inline (CONTRACT §3)
+    allow_input_host: list[str] = field(default_factory=list)  # http or private input hosts
     max_jobs: int = 100_000
     api_base: str = DEFAULT_API_BASE
     simulate: bool = False
     progress: bool = True
     json: bool = False
     export_csv: bool = False
+    offline: bool = False  # never ask the live catalogue: bundled or cached entries only
     max_cost: float | None = None  # USD; jobs that do not fit stay pending (CONTRACT §6)
     balance_check: bool = True
     account_base: str | None = None  # None: see `balance_base`
@@ -49,8 +52,11 @@ class RunSettings:
         "name_template",
         "allow_download_host",
         "max_file_bytes",
+        "max_inline_mb",
+        "allow_input_host",
         "max_jobs",
         "export_csv",
+        "offline",
         "max_cost",
         "balance_check",
     )
@@ -104,6 +110,8 @@ class RunSettings:
             raise UsageError("--job-timeout must be a positive number of seconds")
         if self.max_file_bytes < 1:
             raise UsageError("--max-file-bytes must be positive")
+        if self.max_inline_mb <= 0:
+            raise UsageError("--max-inline-mb must be a positive number of megabytes")
         if self.max_jobs < 0:
             raise UsageError("--max-jobs must be 0 or more")
         if self.max_cost is not None and self.max_cost < 0:
@@ -122,6 +130,7 @@ _TYPES: dict[str, type] = {
     "max_jobs": int,
     "rate": float,
     "job_timeout": float,
+    "max_inline_mb": float,
     "max_cost": float,
 }
 
@@ -132,6 +141,7 @@ _BOOLS = (
     "progress",
     "json",
     "export_csv",
+    "offline",
     "balance_check",
     "tqdm_auto",
 )
@@ -146,7 +156,7 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
             return kind(value)
         except ValueError:
             raise UsageError(f"{origin}: option '{key}' must be a number, got {value!r}") from None
-    if key == "allow_download_host":
+    if key in ("allow_download_host", "allow_input_host"):
         if isinstance(value, str):
             return [value]
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

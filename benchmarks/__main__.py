@@ -1,4 +1,4 @@
-"""Run all six benchmarks and print their tables: `python -m benchmarks [--quick] [--only N]`."""
+"""Run all eight benchmarks and print their tables: `python -m benchmarks [--quick] [--only N]`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks import bigfiles, concurrency, overhead, polling, scale, scale_grid, shards
+from benchmarks import bigfiles, concurrency, media, overhead, polling, scale, scale_grid, shards
 from benchmarks import common as c
 
 BENCHMARKS = {
@@ -20,6 +20,7 @@ BENCHMARKS = {
     "5": bigfiles,
     "6": scale_grid,
     "7": shards,
+    "8": media,
 }
 
 

@@ -18,6 +18,7 @@ CASES = {
     "bigfiles": "### 5. Big files",
     "scale_grid": "### 6. Polling at scale",
     "shards": "### 7. Shards",
+    "media": "### 8. Media inputs",
 }
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from batch_runner.errors import ManifestError
 from batch_runner.jobs import Location
+from batch_runner.manifest.load import load_jobs
 from batch_runner.manifest.read import load_manifest, read_manifest
 from batch_runner.manifest.rows import DEFAULT_MODEL
 
@@ -113,8 +114,8 @@ def test_directory_missing_path_and_unknown_extension(tmp_path):
     assert "directory" in p.message
     [p] = problems(tmp_path / "missing.yaml")
     assert p.message == "no such file"
-    [p] = problems(write(tmp_path, "m.txt", "a"))
-    assert ".yaml .yml .csv .jsonl" in p.message
+    [p] = problems(write(tmp_path, "m.toml", "a"))
+    assert ".yaml .yml .csv .jsonl .txt" in p.message
 
 
 @pytest.mark.timeout(10)
@@ -202,8 +203,16 @@ def test_csv_duplicate_and_empty_header_columns(tmp_path):
 
 
 def test_csv_missing_header_is_a_problem(tmp_path):
-    [p] = problems(write(tmp_path, "m.csv", "A red fox,2K\nAn owl,3K\n"))
+    with pytest.raises(ManifestError) as info:
+        load_jobs(write(tmp_path, "m.csv", "A red fox,2K\nAn owl,3K\n"))
+    [p] = info.value.problems
     assert p.line == 1 and "no 'prompt' column" in p.message and "header" in p.message
+
+
+def test_csv_without_prompt_for_a_model_that_takes_none(tmp_path):
+    path = write(tmp_path, "m.csv", "tags,duration\nrock,30\njazz,\n")
+    exp = load_jobs(path, model="acestep-ai/ace-step-1.5/text-to-audio")
+    assert [j.inputs for j in exp.jobs] == [{"tags": "rock", "duration": 30}, {"tags": "jazz"}]
 
 
 def test_csv_row_with_too_many_cells_names_its_row(tmp_path):

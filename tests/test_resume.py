@@ -176,7 +176,8 @@ def test_edited_manifest_submits_only_new_keys(sim, tmp_path):
 
 
 def test_second_run_on_a_running_directory_exits_2(make_sim, tmp_path):
-    sim = make_sim("--latency", "1:1.5", "--image-scale", "0.02")
+    # the second run starts (and asks the model catalogue) while the first is still going
+    sim = make_sim("--latency", "3:3.5", "--image-scale", "0.02")
     manifest = write_manifest(tmp_path / "l.yaml", [f"lock job {i}" for i in range(6)])
     out = tmp_path / "run"
     first = spawn_cli("run", manifest, "--out", out, "--no-progress", env=sim_env(sim))

@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 from conftest import read_metadata, run_cli
 
-SAMPLES = sorted((Path(__file__).parent.parent / "sample_manifests").iterdir())
+SAMPLE_DIR = Path(__file__).parent.parent / "sample_manifests"
+SAMPLES = sorted(p for p in SAMPLE_DIR.iterdir() if p.is_file())  # stills/ holds inputs
 
 
 @pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.name)
 def test_sample_manifest_runs_on_the_builtin_simulator(sample, tmp_path):
-    shutil.copy(sample, tmp_path / sample.name)
+    shutil.copytree(SAMPLE_DIR, tmp_path, dirs_exist_ok=True)  # with the folders it reads
     res = run_cli("run", sample.name, "--simulate", "--json", cwd=tmp_path, timeout=120)
     assert res.returncode == 0, res.stderr
     summary = json.loads(res.stdout)

@@ -49,13 +49,13 @@ def test_valid_jobs_have_no_problems():
 
 def test_missing_prompt_message():
     [p], _ = validate_jobs([job({"resolution": "2K"}, line=7)])
-    assert str(p) == "m.yaml:7: prompt: required"
+    assert str(p) == f"m.yaml:7: model {DEFAULT_MODEL}: prompt: required"
 
 
 def test_wrong_enum_lists_the_allowed_values():
     [p], _ = validate_jobs([job({"prompt": "a", "resolution": "4K"}, line=3)])
     expected = "'4K' is not one of the allowed values (allowed: " + ALLOWED_RESOLUTIONS + ")"
-    assert str(p) == f"m.yaml:3: resolution: {expected}"
+    assert str(p) == f"m.yaml:3: model {DEFAULT_MODEL}: resolution: {expected}"
 
 
 def test_wrong_type_message():
@@ -89,12 +89,13 @@ def test_identical_problems_from_one_line_are_reported_once():
     assert [p.line for p in found] == [5, 6]
 
 
-def test_unknown_model_warns_and_checks_only_the_prompt():
-    found, warnings = validate_jobs([job({"prompt": "a", "anything": 1}, model="x/y")])
+def test_unknown_model_warns_once_and_needs_only_a_json_object():
+    jobs = [job({"prompt": "a", "anything": 1}, model="x/y"), job({"tags": 3}, 2, model="x/y")]
+    found, warnings = validate_jobs(jobs)
     assert found == []
-    assert warnings == ["unknown model 'x/y': inputs not validated beyond a prompt string"]
-    found, _ = validate_jobs([job({"prompt": 3}, model="x/y"), job({"a": 1}, 2, model="x/y")])
-    assert [(p.line, p.field) for p in found] == [(1, "prompt"), (2, "prompt")]
+    assert len(warnings) == 1 and "model 'x/y' is in no catalogue" in warnings[0]
+    [p], _ = validate_jobs([job("not a mapping", model="x/y")])
+    assert p.model == "x/y" and "JSON object" in p.message
 
 
 def test_schemas_argument_overrides_the_bundled_ones():
@@ -134,16 +135,19 @@ def test_load_jobs_reports_problems_from_every_stage_at_once(tmp_path):
     found = load_problems(path)
     assert [p.line for p in found] == [1, 4, 5, 6, 7, 9]  # a field's own line when known
     text = "\n".join(str(p) for p in found)
-    assert f"{path}:4: resolution: '4K' is not one of the allowed values" in text
-    assert f"{path}:5: prompt: required" in text
-    assert f"{path}:7: unknown field 'foo'" in text
+    assert (
+        f"{path}:4: model {DEFAULT_MODEL}: resolution: '4K' is not one of the allowed values"
+        in text
+    )
+    assert f"{path}:5: model {DEFAULT_MODEL}: prompt: required" in text
+    assert f"{path}:7: model {DEFAULT_MODEL}: unknown field 'foo'" in text
 
 
 def test_load_jobs_returns_expansion_with_warnings(tmp_path):
     path = write(tmp_path, "m.yaml", "model: other/model\njobs: [a, a]\n")
     exp = load_jobs(path)
     assert exp.model == "other/model" and len(exp.jobs) == 2
-    assert any("unknown model" in w for w in exp.warnings)
+    assert any("in no catalogue" in w for w in exp.warnings)
 
 
 def test_csv_integers_are_converted_and_bad_ones_reported(tmp_path):
@@ -168,8 +172,17 @@ def test_csv_row_problems_name_the_row(tmp_path):
 
 def test_a_bad_default_is_reported_once_at_the_defaults(tmp_path):
     path = write(tmp_path, "m.yaml", "defaults: {resolution: 4K, colour: red}\njobs: [a, b, c]\n")
-    found = load_problems(path)
-    assert len(found) == 2 and {p.field for p in found} == {"defaults.resolution", "defaults"}
+    [p] = load_problems(path)
+    assert (p.line, p.field) == (1, "defaults.resolution")
+
+
+def test_a_default_the_model_lacks_is_left_out_with_one_warning(tmp_path):
+    path = write(tmp_path, "m.yaml", "defaults: {resolution: 2K, colour: red}\njobs: [a, b, c]\n")
+    exp = load_jobs(path)
+    assert all(j.inputs == {"prompt": j.inputs["prompt"], "resolution": "2K"} for j in exp.jobs)
+    assert [w for w in exp.warnings if "colour" in w] == [
+        f"model {DEFAULT_MODEL}: defaults.colour is not one of its inputs; left out of its jobs"
+    ]
 
 
 def test_unknown_set_field_is_reported_once(tmp_path):

@@ -1,22 +1,143 @@
-"""Prices and schemas from the live catalogue (CONTRACT §1, §6): `GET /v1/models/{model}` per
-model, kept in the per-API-base cache of `batch_runner.catalog` for a day; the cache (even an
-old one) or the bundled catalogue when the API cannot say. One place for "which entry does
-this run use for model M", for the estimate and (later) the schema resolution alike.
+"""The live model catalogue, and the one decision of which entry each model of a run uses.
+
+Schemas (`resolve`, CONTRACT §2/§3): a `--schema` file's entry for the model > the live
+catalogue's (asked once per model per run, kept a day in the per-API-base cache of
+`batch_runner.catalog`) > the cache (any age, when the live one cannot be asked) > the bundled
+catalogue > the `--schema` file's single schema > none. Prices (`prices_for`, CONTRACT §6):
+the same live / cached / bundled entries (a run resolved its schemas first, so the cache is
+fresh and the API is not asked twice).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from batch_runner import catalog
 from batch_runner.api.policy import Action, classify, retry_delay
 from batch_runner.catalog import CatalogEntry, bundled, entry_from, read_cached, write_cached
-from batch_runner.errors import AccountError, ApiError
+from batch_runner.errors import AccountError, ApiError, RemoteError
+
+if TYPE_CHECKING:
+    from batch_runner.api.client import RunComfyClient
+    from batch_runner.catalog import SchemaFile
 
 T = TypeVar("T")
 MAX_TRIES = 4  # a catalogue that keeps failing leaves the price unknown, it does not stop the run
+
+Fetch = Callable[[str], Awaitable["dict[str, Any] | None"]]
+PAGE = 500  # the most the catalogue gives per page
+MAX_PAGES = 100
+
+
+@dataclasses.dataclass
+class Resolution:
+    """Each model's entry (None: in no catalogue), and what the user should be told once."""
+
+    entries: dict[str, catalog.CatalogEntry | None]
+    warnings: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def schemas(self) -> dict[str, dict[str, Any] | None]:
+        return {m: e.input_schema if e else None for m, e in self.entries.items()}
+
+
+async def fetch_entry(client: RunComfyClient, model: str) -> dict[str, Any] | None:
+    """The live catalogue object of `model`, None when the catalogue does not know it."""
+    try:
+        answer = await with_retries(lambda: client.model(model))
+    except ApiError as exc:
+        if exc.status == 404 or exc.error_code in (400001, 404001):
+            return None
+        raise
+    return answer if answer.get("model_id") == model else None
+
+
+async def fetch_listing(
+    client: RunComfyClient, search: str | None = None, kind: str | None = None
+) -> list[dict[str, Any]]:
+    """Every matching live catalogue object, page after page (with schemas)."""
+    out: list[dict[str, Any]] = []
+    for _ in range(MAX_PAGES):
+        answer = await client.catalog_page(search=search, kind=kind, limit=PAGE, offset=len(out))
+        page = catalog.entries_from_answer(answer)
+        out += page
+        total = answer.get("total") if isinstance(answer, dict) else None
+        if not page or len(page) < PAGE or (isinstance(total, int) and len(out) >= total):
+            break
+    return out
+
+
+async def resolve(
+    models: Iterable[str],
+    *,
+    fetch: Fetch | None,
+    api_base: str | None,
+    schema_file: SchemaFile | None = None,
+) -> Resolution:
+    """Each model's entry for this run. `fetch` asks the live catalogue (None: offline);
+    `api_base` names the cache (None: no cache, e.g. the in-process simulator)."""
+    models = list(dict.fromkeys(models))
+    given = schema_file.entries if schema_file else {}
+    result = Resolution({})
+    live = await _ask_live([m for m in models if m not in given], fetch, api_base, result)
+    for model in models:
+        entry = given.get(model) or _known(model, live.get(model), api_base, result)
+        if entry is None and schema_file is not None:
+            entry = schema_file.fallback(model)
+        result.entries[model] = entry
+    return result
+
+
+async def _ask_live(
+    models: list[str], fetch: Fetch | None, api_base: str | None, result: Resolution
+) -> dict[str, dict[str, Any]]:
+    """The live objects of the models without a fresh cached entry (written to the cache)."""
+    if fetch is None:
+        return {}
+    todo = [m for m in models if api_base is None or catalog.read_cached(api_base, m) is None]
+    answers = await asyncio.gather(*(fetch(m) for m in todo), return_exceptions=True)
+    failed = [a for a in answers if isinstance(a, BaseException)]
+    for exc in failed:
+        if not isinstance(exc, RemoteError | AccountError):
+            raise exc  # a bug of ours, not an unreachable catalogue
+    if failed:
+        result.warnings.append(
+            f"the live model catalogue could not be read ({failed[0]}); "
+            "using cached or bundled schemas and prices"
+        )
+    live = {m: raw for m, raw in zip(todo, answers, strict=True) if isinstance(raw, dict)}
+    if api_base is not None:
+        for raw in live.values():
+            catalog.write_cached(api_base, raw)
+    return live
+
+
+def _known(
+    model: str, raw: dict[str, Any] | None, api_base: str | None, result: Resolution
+) -> catalog.CatalogEntry | None:
+    """The live (or cached) entry over the bundled one; the bundled schema fills a live entry
+    that has none. A live schema that differs from the bundled one is noted."""
+    bundled = catalog.bundled().get(model)
+    entry = catalog.entry_from(raw, "live") if raw else None
+    if entry is None and api_base is not None:
+        entry = catalog.read_cached(api_base, model, max_age=None)
+    if entry is None:
+        return bundled
+    if entry.input_schema is None and bundled is not None:
+        return dataclasses.replace(entry, input_schema=bundled.input_schema)
+    if bundled is not None and bundled.input_schema != entry.input_schema:
+        result.notes.append(
+            f"model {model}: the live catalogue's input schema differs from the bundled one; "
+            "using the live one"
+        )
+    return entry
+
+
+# --- prices (CONTRACT §6) ---------------------------------------------------------------------
 
 
 class ModelSource(Protocol):

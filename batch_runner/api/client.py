@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from yarl import URL
@@ -106,6 +106,16 @@ class RunComfyClient:
         body = await self._call("POST", self._request_url(request_id, "cancel"), request_id)
         return parse_cancel(body, request_id)
 
+    async def catalog_page(
+        self, *, search: str | None = None, kind: str | None = None, limit: int, offset: int
+    ) -> dict[str, Any]:
+        """GET /v1/models?...&include_schema=true: one page of the catalogue (an envelope
+        `catalog.entries_from_answer` reads)."""
+        query = {"include_schema": "true", "limit": str(limit), "offset": str(offset)}
+        query |= {k: v for k, v in (("search", search), ("kind", kind)) if v}
+        url = f"{self._base}/v1/models?{urlencode(query)}"
+        return await self._call("GET", url, None, bare_list=True)
+
     def _request_url(self, request_id: str, what: str) -> str:
         if not usable_id(request_id):
             raise bad_answer("request_id must be a non-empty string of at most 256 chars", None)
@@ -114,7 +124,13 @@ class RunComfyClient:
         return f"{self._base}/v1/requests/{quoted}/{what}"
 
     async def _call(
-        self, method: str, url: str, request_id: str | None, *, json_body: Any = None
+        self,
+        method: str,
+        url: str,
+        request_id: str | None,
+        *,
+        json_body: Any = None,
+        bare_list: bool = False,
     ) -> dict[str, Any]:
         if self._limiter is not None and not self._limiter.try_acquire():
             await self._limiter.acquire()
@@ -123,6 +139,8 @@ class RunComfyClient:
         except TransportError as exc:
             exc.request_id = request_id
             raise
+        if bare_list and 200 <= status < 300 and isinstance(json_or_none(raw), list):
+            return {"models": json_or_none(raw)}  # the catalogue's envelope is undocumented
         try:
             return self._check(status, resp_headers, raw, request_id)
         except ApiError as exc:

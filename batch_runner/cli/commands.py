@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from batch_runner.cli.formatting import (
     format_summary,
     validate_money,
 )
+from batch_runner.cli.models import cmd_models
 from batch_runner.cli.sharding import (
     cmd_merge,
     is_shard_folder,
@@ -32,6 +34,7 @@ from batch_runner.store.state import STATE_FILE, StateStore
 if TYPE_CHECKING:
     from batch_runner.manifest.expand import Expansion
     from batch_runner.manifest.load import Parsed
+    from batch_runner.manifest.rows import Manifest
     from batch_runner.run.runner import RunInput, RunResult
 
 
@@ -45,6 +48,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "simulate": cmd_simulate,
         "report": cmd_report,
         "export": cmd_export,
+        "models": cmd_models,
         "merge": cmd_merge,
     }[args.command]
     return handler(args)
@@ -83,6 +87,7 @@ def _load(args: argparse.Namespace, parsed: Parsed | None = None) -> tuple[Expan
     `parsed`: the manifest already read (the Python API's list of jobs), else the file is read."""
     from batch_runner.manifest.expand import parse_set
     from batch_runner.manifest.load import load_jobs
+    from batch_runner.manifest.media import Limits
     from batch_runner.manifest.read import read_manifest
 
     overrides = parse_set(args.set)
@@ -92,16 +97,43 @@ def _load(args: argparse.Namespace, parsed: Parsed | None = None) -> tuple[Expan
     settings = RunSettings.from_layers(
         ("manifest options", options), ("command line", command_line(args))
     )
+    resolution = _resolve(args, parsed[0], settings)
     expansion = load_jobs(
         args.manifest,
         overrides=overrides,
         max_jobs=settings.max_jobs,
         name_template=settings.name_template,
         parsed=parsed,
+        model=args.model,
+        schemas=resolution.schemas(),
+        media=Limits.of(settings.max_inline_mb, settings.allow_input_host),
     )
     for warning in expansion.warnings:
         say(f"warning: {warning}")
-    return expansion, settings
+    return dataclasses.replace(expansion, entries=resolution.entries), settings
+
+
+def _resolve(args: argparse.Namespace, manifest: Manifest | None, settings: RunSettings):
+    """The catalogue entry of each model the manifest uses (asked once per model per run)."""
+    from batch_runner.api.catalog import Resolution
+    from batch_runner.manifest.expand import manifest_models
+    from batch_runner.manifest.schema_file import read_schema_file
+    from batch_runner.run.catalog import resolve_models
+
+    schema_file = read_schema_file(args.schema) if args.schema else None
+    if manifest is None:
+        return Resolution({})
+    if args.model:
+        manifest = dataclasses.replace(manifest, model=args.model)
+    token = None if settings.simulate else token_if_any(args.token_file)
+    resolution = run_async(
+        resolve_models(manifest_models(manifest), settings, token, schema_file), debug=args.debug
+    )
+    for warning in resolution.warnings:
+        say(f"warning: {warning}")
+    for note in resolution.notes:
+        say(f"note: {note}")
+    return resolution
 
 
 @contextlib.contextmanager
@@ -254,7 +286,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from batch_runner.run.pricing import estimate_specs
 
     expansion, settings = _load(args)
-    token = token_if_any(args.token_file)
+    token = None if settings.offline else token_if_any(args.token_file)
+    models = expansion.model_counts()
     est, prices, entries = run_async(
         estimate_specs(expansion.jobs, settings.api_base, token), debug=args.debug
     )
@@ -263,7 +296,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print_json(
             {
                 "jobs": len(expansion.jobs),
-                "models": {m: row["jobs"] for m, row in est.per_model.items()},
+                "models": models,
                 "estimated_cost_usd": est.known_total,
                 "sweeps": [{"source": str(loc), "jobs": n} for loc, n in expansion.sweep_counts],
                 "warnings": expansion.warnings,
@@ -271,7 +304,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             | money
         )
         return 0
-    print(f"{args.manifest}: {len(expansion.jobs)} jobs, valid ({expansion.model})")
+    names = ", ".join(f"{m}: {n}" for m, n in models.items()) if len(models) > 1 else None
+    one = next(iter(models), expansion.model)
+    print(f"{args.manifest}: {len(expansion.jobs)} jobs, valid ({names or one})")
     for loc, n in expansion.sweep_counts:
         print(f"  sweep at {loc}: {n} jobs")
     print(format_preview(expansion.jobs))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from batch_runner.catalog import CatalogEntry
-from batch_runner.jobs import JobSpec
+from batch_runner.jobs import JobSpec, shown_input
 from batch_runner.money import Estimate, dollars, fitting
 
 STATE_ORDER = (
@@ -124,10 +124,13 @@ def format_estimate(est: Estimate, money: dict[str, Any]) -> str:
 
 def format_preview(jobs: list[JobSpec], *, limit: int = 10, width: int = 60) -> str:
     rows = []
+    several = len({job.model for job in jobs}) > 1
     for i, job in enumerate(jobs[:limit], 1):
         prompt = printable(str(job.inputs.get("prompt", "")))
         prompt = prompt if len(prompt) <= width else prompt[: width - 1] + "…"
-        rest = printable(", ".join(f"{k}={v}" for k, v in job.inputs.items() if k != "prompt"))
+        prompt = f"{job.model}: {prompt}" if several else prompt
+        rest = ", ".join(f"{k}={shown_input(v)}" for k, v in job.inputs.items() if k != "prompt")
+        rest = printable(rest)
         copy = f" (copy {job.copy + 1})" if job.copy else ""
         rows.append(f"  {i:5d}  {prompt}{copy}" + (f"  [{rest}]" if rest else ""))
     if len(jobs) > limit:

@@ -25,7 +25,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="batch-runner", description="Run batches of RunComfy text-to-image jobs.")
+    p = _Parser(
+        prog="batch-runner", description="Run batches of RunComfy image, video and audio jobs."
+    )
     p.add_argument("--version", action="version", version=f"batch-runner {__version__}")
     common = _Parser(add_help=False)
     common.add_argument(
@@ -41,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, parents=[common])  # --debug after it works too
 
     run = add("run", "expand, validate, then submit/poll/download every job")
-    run.add_argument("manifest", type=Path, help="YAML, CSV or JSONL manifest")
+    run.add_argument("manifest", type=Path, help="YAML, CSV, JSONL or text (.txt) manifest")
     run.add_argument("--out", type=Path, help="run directory (default jobs/<manifest stem>)")
     run.add_argument(
         "--set",
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override an input for every job (repeatable)",
     )
+    _model_options(run)
     _run_options(run)
     add_shard_options(run)
 
@@ -72,8 +75,24 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--max-jobs", type=int, default=None)
     val.add_argument("--name-template", default=None)
     val.add_argument("--json", action="store_true")
-    _money_option(val)
+    _media_options(val)
+    _model_options(val)
     _api_options(val)
+    _offline_option(val)
+    _money_option(val)
+
+    models = add("models", "list the models batch_runner knows, or show one model's inputs")
+    models.add_argument(
+        "query",
+        nargs="?",
+        default=None,
+        metavar="SEARCH|MODEL_ID",
+        help="words to search for, or a model id (it contains '/') to show its inputs",
+    )
+    models.add_argument("--kind", choices=("image", "video", "audio"), default=None)
+    models.add_argument("--json", action="store_true", help="JSON on stdout")
+    _api_options(models)
+    _offline_option(models)
 
     sim = add("simulate", "run the RunComfy simulator in the foreground")
     from batch_runner.simulator import add_arguments
@@ -107,6 +126,45 @@ def _api_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _media_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--max-inline-mb",
+        type=float,
+        help="largest local file or data: URI sent inline, in MB (default 8)",
+    )
+    p.add_argument(
+        "--allow-input-host",
+        action="append",
+        default=None,
+        metavar="HOST",
+        help="accept media input URLs on HOST even over http or on a private network",
+    )
+
+
+def _model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=None,
+        help="model of the jobs that name none (default bytedance/seedream-5/lite/text-to-image)",
+    )
+    p.add_argument(
+        "--schema",
+        type=Path,
+        default=None,
+        help="JSON Schema file for models without a known schema, or a list of "
+        '{"model_id", "input_schema"} entries',
+    )
+
+
+def _offline_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        default=None,
+        help="never ask the live model catalogue (bundled or cached schemas and prices only)",
+    )
+
+
 def _money_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-cost",
@@ -119,6 +177,7 @@ def _money_option(p: argparse.ArgumentParser) -> None:
 
 def _run_options(p: argparse.ArgumentParser) -> None:
     _api_options(p)
+    _offline_option(p)
     _money_option(p)
     p.add_argument(
         "--no-balance-check",
@@ -167,6 +226,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         help="also download outputs from HOST (repeatable)",
     )
     p.add_argument("--max-file-bytes", type=int, help="abort larger downloads (default 2 GiB)")
+    _media_options(p)
     p.add_argument("--max-jobs", type=int, help="refuse to submit more new jobs (default 100000)")
     p.add_argument(
         "--export-csv",

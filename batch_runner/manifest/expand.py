@@ -9,13 +9,17 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from batch_runner.catalog import CatalogEntry
 from batch_runner.errors import ManifestError, Problem, UsageError
 from batch_runner.jobs import JobSpec, Location
+from batch_runner.manifest.media import glob_files, is_files_axis
 from batch_runner.manifest.naming import template_tokens
 from batch_runner.manifest.rows import Entry, Manifest, repeat_problem
 
@@ -23,6 +27,8 @@ JOB_KEYS = frozenset({"repeat", "meta", "vars"})
 SWEEP_KEYS = frozenset({"repeat", "meta", "vars", "zip", "exclude"})
 
 Axis = list[tuple[dict[str, Any], dict[str, Any]]]  # each choice: (inputs part, vars part)
+# a model -> (defaults, overrides) its jobs get: defaults under the job's inputs, overrides over
+Base = Callable[[str], tuple[dict[str, Any], dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -34,6 +40,15 @@ class Expansion:
     jobs: list[JobSpec]
     sweep_counts: list[tuple[Location, int]]
     warnings: list[str]
+    # each job model's catalogue entry as resolved for this run (None: in no catalogue)
+    entries: dict[str, CatalogEntry | None] = dataclasses.field(default_factory=dict)
+
+    def model_counts(self) -> dict[str, int]:
+        """Jobs per model, in first-use order."""
+        counts: dict[str, int] = {}
+        for job in self.jobs:
+            counts[job.model] = counts.get(job.model, 0) + 1
+        return counts
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -71,14 +86,19 @@ def expand(
 
 
 def collect_expansion(
-    manifest: Manifest, overrides: dict[str, Any] | None = None, max_jobs: int = 100_000
+    manifest: Manifest,
+    overrides: dict[str, Any] | None = None,
+    max_jobs: int = 100_000,
+    base: Base | None = None,
 ) -> tuple[Expansion, list[Problem]]:
     """Like expand() but returns the problems (entries with problems give no jobs).
 
-    Only a count above `max_jobs` raises, since then nothing is built.
+    `base(model)` gives the defaults and overrides of a model's jobs (default: the manifest's
+    `defaults` and `model_defaults`, and `overrides`, all kept). Only a count above `max_jobs`
+    raises, since then nothing is built.
     """
     _check_count(manifest, max_jobs)
-    builder = _Builder(manifest, overrides or {})
+    builder = _Builder(manifest, overrides or {}, base)
     sweep_counts = []
     for entry in manifest.entries:
         if entry.kind == "sweep":
@@ -96,6 +116,22 @@ def collect_expansion(
     return expansion, builder.problems
 
 
+def manifest_models(manifest: Manifest) -> list[str]:
+    """Every model a manifest's jobs may use, in first-use order: the manifest's own, then
+    those named by entries (a string, or a list of them in a sweep)."""
+    found = {manifest.model: None}
+    for entry in manifest.entries:
+        value = entry.data.get("model") if isinstance(entry.data, dict) else None
+        for model in value if isinstance(value, list) else [value]:
+            if isinstance(model, str) and model.strip() and "{" not in model:
+                found[model] = None
+    return list(found)
+
+
+def _plain_defaults(manifest: Manifest, model: str) -> dict[str, Any]:
+    return {**manifest.defaults, **manifest.model_defaults.get(model, {})}
+
+
 def _repeat_of(data: dict[str, Any]) -> int:
     value = data.get("repeat", 1)
     return value if repeat_problem(value) is None else 1
@@ -111,6 +147,8 @@ def _entry_count(entry: Entry) -> int:
     for key, value in data.items():
         if key not in SWEEP_KEYS and isinstance(value, list):
             n *= len(value)
+        elif key not in SWEEP_KEYS and is_files_axis(value):
+            n *= len(_files(entry, value))
     variables = data.get("vars")
     if isinstance(variables, dict):
         n *= math.prod(len(v) if isinstance(v, list) else 1 for v in variables.values())
@@ -118,6 +156,13 @@ def _entry_count(entry: Entry) -> int:
     if isinstance(zipped, dict):
         n *= max((len(v) for v in zipped.values() if isinstance(v, list)), default=1)
     return n
+
+
+def _files(entry: Entry, value: dict[str, Any]) -> tuple[str, ...]:
+    pattern = value["files"]
+    if not isinstance(pattern, str) or not pattern.strip():
+        return ()
+    return glob_files(str(Path(entry.source.file).parent), pattern)
 
 
 def _check_count(manifest: Manifest, max_jobs: int) -> None:
@@ -156,9 +201,9 @@ def _placeholders(value: Any) -> set[str]:
 class _Builder:
     """Accumulates jobs, problems and warnings while entries are expanded in order."""
 
-    def __init__(self, manifest: Manifest, overrides: dict[str, Any]):
+    def __init__(self, manifest: Manifest, overrides: dict[str, Any], base: Base | None):
         self.m = manifest
-        self.overrides = overrides
+        self.base = base or (lambda model: (_plain_defaults(manifest, model), overrides))
         self.jobs: list[JobSpec] = []
         self.problems: list[Problem] = []
         self.warnings: list[str] = []
@@ -188,12 +233,17 @@ class _Builder:
         return repeat, meta, ok
 
     def _emit(self, entry: Entry, inputs: dict, n: int, meta: dict, variables: dict, sweep) -> None:
-        final = {**self.m.defaults, **inputs, **self.overrides}
+        model = inputs.pop("model", None) if "model" in inputs else self.m.model
+        if not isinstance(model, str) or not model.strip() or model != model.strip():
+            self.problem(entry, "model", f"must be a model id like {self.m.model}, not {model!r}")
+            return
+        defaults, overrides = self.base(model)
+        final = {**defaults, **inputs, **overrides}
         if None in final.values():
             final = {k: v for k, v in final.items() if v is not None}
         # the same inputs as an earlier job are further copies of it: the key of copy 0 is
         # the identity (computed once, then kept by that spec)
-        spec = JobSpec(self.m.model, final, 0, meta, variables, entry.source, sweep)
+        spec = JobSpec(model, final, 0, meta, variables, entry.source, sweep)
         first = self._next_copy.get(spec.key, 0)
         self._next_copy[spec.key] = first + n
         if first:
@@ -206,8 +256,8 @@ class _Builder:
         if isinstance(data, str):
             self._emit(entry, {"prompt": data}, self.m.repeat, {}, {}, None)
             return
-        for key in ("zip", "exclude"):
-            if key in data:
+        for key, value in data.items():
+            if key in ("zip", "exclude") or is_files_axis(value):
                 self.problem(entry, key, "only allowed in sweep: entries")
                 return
         repeat, meta, ok = self._extras(entry, data)
@@ -285,6 +335,8 @@ class _SweepPlan:
             elif key == "zip":
                 var_names |= self._add_zip(value, fields, used)
             elif key not in SWEEP_KEYS:
+                if is_files_axis(value):
+                    value = self._folder(key, value)
                 if isinstance(value, list):
                     self.axes.append([({key: v}, {}) for v in value])
                 else:
@@ -298,6 +350,14 @@ class _SweepPlan:
     def bad(self, field: str | None, message: str) -> None:
         self.builder.problem(self.entry, field, message)
         self.ok = False
+
+    def _folder(self, key: str, value: dict[str, Any]) -> list[str]:
+        """A folder sweep axis: one value per matching file, sorted; none is a problem."""
+        found = list(_files(self.entry, value))
+        if not found:
+            where = Path(self.entry.source.file).parent
+            self.bad(key, f"no file matches {value['files']!r} (relative to {where})")
+        return found
 
     def _add_vars(self, value: Any) -> set[str]:
         if value is None:

@@ -10,13 +10,22 @@ from typing import Any
 
 from batch_runner.errors import ManifestError, Problem
 from batch_runner.jobs import JobSpec, Location
-from batch_runner.manifest.expand import Expansion, collect_expansion
+from batch_runner.manifest.expand import Expansion, collect_expansion, manifest_models
+from batch_runner.manifest.media import Limits
+from batch_runner.manifest.media_jobs import MediaCheck
 from batch_runner.manifest.meta import meta_problems
 from batch_runner.manifest.naming import check_template, name_clashes, template_warnings
 from batch_runner.manifest.prompts import prompt_problems
 from batch_runner.manifest.read import read_manifest
 from batch_runner.manifest.rows import Manifest
-from batch_runner.manifest.schema import checker_for, known_keys, typed_csv, validate_jobs
+from batch_runner.manifest.schema import (
+    Checker,
+    Schemas,
+    check_values,
+    checker_for,
+    typed_csv,
+    validate_jobs,
+)
 
 Parsed = tuple[Manifest | None, list[Problem]]  # what read_manifest gives
 
@@ -27,10 +36,17 @@ def load_jobs(
     max_jobs: int = 100_000,
     name_template: str | None = None,
     parsed: Parsed | None = None,
+    *,
+    model: str | None = None,
+    schemas: Schemas | None = None,
+    media: Limits | None = None,
 ) -> Expansion:
     """Read, expand and validate a manifest (and check output names when a template is given).
 
-    `parsed` is what `read_manifest(path)` gave, when the caller has read it already.
+    `parsed` is what `read_manifest(path)` gave, when the caller has read it already; `model`
+    replaces the manifest's model for jobs that name none (`--model`); `schemas` maps models
+    to the schemas resolved for this run (others: the bundled catalogue's); `media`: the
+    limits for media inputs (--max-inline-mb, --allow-input-host).
     Raises ManifestError with every problem found, UsageError for a bad name template.
     """
     if name_template is not None:
@@ -39,24 +55,29 @@ def load_jobs(
     problems = list(problems)
     if manifest is None:
         raise ManifestError(problems)
-    checker = checker_for(manifest.model)
+    if model:
+        manifest = dataclasses.replace(manifest, model=model)
+    bases = _Bases(manifest, overrides or {}, schemas)
     if manifest.format == "csv":
-        manifest, found = typed_csv(manifest, checker)
+        manifest, found = typed_csv(manifest, bases.checker)
         problems += found
-    defaults, from_defaults = known_keys(manifest.defaults, checker, manifest.source, "defaults")
-    overrides, from_set = known_keys(overrides or {}, checker, manifest.source, "--set")
-    problems += from_defaults + from_set
-    manifest = dataclasses.replace(manifest, defaults=defaults)
+    problems += bases.check_top()
     try:
-        expansion, found = collect_expansion(manifest, overrides, max_jobs)
+        expansion, found = collect_expansion(manifest, None, max_jobs, bases.base)
     except ManifestError as exc:
         raise ManifestError(_sorted(problems + exc.problems)) from None
     problems += found
     lines = {e.source: e.field_lines for e in manifest.entries if e.field_lines}
-    found, warnings = validate_jobs(expansion.jobs, field_lines=lines)
+    found, warnings = validate_jobs(expansion.jobs, schemas, field_lines=lines)
     # a bad default shows in every job: it is reported once, at the defaults
-    reported = {(p.field.partition(".")[2], p.message) for p in from_defaults + from_set if p.field}
-    problems += [p for p in found if (p.field, p.message) not in reported]
+    reported = {(p.model, p.field.partition(".")[2], p.message) for p in bases.top if p.field}
+    problems += [p for p in found if (p.model, p.field, p.message) not in reported]
+    check = MediaCheck(
+        bases.schema, manifest.path.parent, media or Limits(), frozenset(overrides or {})
+    )
+    expansion = dataclasses.replace(expansion, jobs=check.check_all(expansion.jobs, lines))
+    problems += check.problems
+    warnings += check.warnings
     problems += meta_problems(expansion.jobs)
     found, long_prompts = prompt_problems(expansion.jobs)
     problems += found
@@ -66,7 +87,97 @@ def load_jobs(
         warnings += template_warnings(name_template, expansion.jobs[:1])
     if problems:
         raise ManifestError(_sorted(problems))
-    return dataclasses.replace(expansion, warnings=expansion.warnings + warnings)
+    warnings = expansion.warnings + bases.warnings + warnings
+    return dataclasses.replace(expansion, warnings=warnings)
+
+
+class _Bases:
+    """Per model: the defaults and --set values its jobs get. `defaults` fields the model does
+    not declare are left out of its jobs (one warning per model and field); `model_defaults`
+    are checked strictly; a --set field no known model declares is a problem."""
+
+    def __init__(self, manifest: Manifest, overrides: dict[str, Any], schemas: Schemas | None):
+        self.m = manifest
+        self.overrides = overrides
+        self.schemas = schemas
+        self.top: list[Problem] = []  # problems of defaults / model_defaults / --set values
+        self.warnings: list[str] = []
+        self._checkers: dict[str, Checker] = {}
+        self._bases: dict[str, tuple[dict, dict]] = {}
+
+    def checker(self, model: str) -> Checker:
+        if model not in self._checkers:
+            self._checkers[model] = checker_for(model, self.schemas)
+        return self._checkers[model]
+
+    def schema(self, model: str) -> dict[str, Any] | None:
+        """The schema this run resolved for `model` (None when none is known)."""
+        checker = self.checker(model)
+        return checker.schema if checker.known else None
+
+    def check_top(self) -> list[Problem]:
+        """Problems of the values given for every job, found once: not once per job."""
+        m, src = self.m, self.m.source
+        models = manifest_models(m)
+        for model in dict.fromkeys([*models, *m.model_defaults]):
+            checker = self.checker(model)
+            where = Location(src.file, m.lines.get("model_defaults"))
+            own = m.model_defaults.get(model, {})
+            if checker.known:
+                self.top += [
+                    Problem(where.file, where.line, "model_defaults", checker.unknown(k), model)
+                    for k in own
+                    if k not in checker.props
+                ]
+            self.top += check_values(own, checker, where, "model_defaults", model)
+            self.top += check_values(m.defaults, checker, _at(m, "defaults"), "defaults", model)
+            self.top += check_values(self.overrides, checker, src, "--set", model)
+        self.top += self._unclaimed_overrides(models)
+        return self.top
+
+    def _unclaimed_overrides(self, models: list[str]) -> list[Problem]:
+        checkers = [self.checker(model) for model in models]
+        if not all(c.known for c in checkers):
+            return []
+        declared = set().union(*(c.props for c in checkers))
+        src = self.m.source
+        return [
+            Problem(src.file, src.line, "--set", checkers[0].unknown(k))
+            for k in self.overrides
+            if k not in declared
+        ]
+
+    def base(self, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        found = self._bases.get(model)
+        if found is None:
+            found = self._bases[model] = self._base(model)
+        return found
+
+    def _base(self, model: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        checker = self.checker(model)
+        own = self.m.model_defaults.get(model, {})
+        if not checker.known:
+            return {**self.m.defaults, **own}, dict(self.overrides)
+        defaults = {}
+        for field, value in self.m.defaults.items():
+            if field in checker.props:
+                defaults[field] = value
+            else:
+                self.warnings.append(
+                    f"model {model}: defaults.{field} is not one of its inputs; "
+                    "left out of its jobs"
+                )
+        overrides = {k: v for k, v in self.overrides.items() if k in checker.props}
+        for field in self.overrides.keys() - overrides.keys():
+            self.warnings.append(
+                f"model {model}: --set {field} is not one of its inputs; left out of its jobs"
+            )
+        own = {k: v for k, v in own.items() if k in checker.props}
+        return {**defaults, **own}, overrides
+
+
+def _at(manifest: Manifest, key: str) -> Location:
+    return Location(manifest.source.file, manifest.lines.get(key))
 
 
 def _name_problems(jobs: list[JobSpec], template: str) -> list[Problem]:

@@ -11,10 +11,17 @@ from pathlib import Path
 from batch_runner.errors import ManifestError, Problem
 from batch_runner.manifest.read_csv import read_csv
 from batch_runner.manifest.read_jsonl import read_jsonl
+from batch_runner.manifest.read_txt import read_txt
 from batch_runner.manifest.read_yaml import read_yaml
 from batch_runner.manifest.rows import Manifest
 
-READERS = {".yaml": read_yaml, ".yml": read_yaml, ".csv": read_csv, ".jsonl": read_jsonl}
+READERS = {
+    ".yaml": read_yaml,
+    ".yml": read_yaml,
+    ".csv": read_csv,
+    ".jsonl": read_jsonl,
+    ".txt": read_txt,
+}
 MAX_FILE_BYTES = 512 * 1024 * 1024
 
 

@@ -40,8 +40,9 @@ def read_csv(path: Path, text: str) -> tuple[Manifest | None, list[Problem]]:
         return empty_manifest(path, "csv", problems)
     if not entries and not problems:
         problems.append(Problem(name, 1, None, "no jobs (only a header row)"))
-    columns = tuple("meta" if c.startswith("meta.") else c for c in header)
-    return build_manifest(path, "csv", entries, columns=columns), problems
+    # the header's columns (on line 1) for the checks that know the models (schema.typed_csv)
+    lines = dict.fromkeys(header, 1)
+    return build_manifest(path, "csv", entries, lines=lines), problems
 
 
 def _csv_header(row: list[str], name: str, line: int, problems: list[Problem]) -> list[str] | None:
@@ -60,13 +61,6 @@ def _csv_header(row: list[str], name: str, line: int, problems: list[Problem]) -
             )
             ok = False
         seen.add(col)
-    if "prompt" not in seen:
-        found = ", ".join(repr(c) for c in header[:5])
-        msg = (
-            f"no 'prompt' column: the first row must be a header naming the inputs (found {found})"
-        )
-        problems.append(Problem(name, line, None, msg))
-        ok = False
     return header if ok else None
 
 

@@ -23,7 +23,7 @@ from batch_runner.manifest.rows import (
     short_error,
 )
 
-TOP_LEVEL_KEYS = ("model", "defaults", "repeat", "options", "jobs", "sweep")
+TOP_LEVEL_KEYS = ("model", "defaults", "model_defaults", "repeat", "options", "jobs", "sweep")
 
 # Aliases may re-use a node this many extra times in total; beyond it is an alias bomb.
 MAX_ALIAS_EXPANSION = 1_000_000
@@ -221,7 +221,7 @@ def _yaml_top(path: Path, loader: Any, root: yaml.MappingNode, problems: list[Pr
             problems.append(Problem(name, line, None, msg))
     if not jobs and not sweeps and not problems:
         problems.append(Problem(name, lines.get("jobs", 1), None, "no jobs (add jobs: or sweep:)"))
-    return build_manifest(path, "yaml", jobs + sweeps, **top)
+    return build_manifest(path, "yaml", jobs + sweeps, lines=lines, **top)
 
 
 def _top_value(key: str, value: Any, loc: Location, top: dict, problems: list[Problem]) -> None:
@@ -248,5 +248,21 @@ def _top_value(key: str, value: Any, loc: Location, top: dict, problems: list[Pr
             top[key] = jsonable(value)
         except BadValue as exc:
             bad(str(exc))
+    elif key == "model_defaults":
+        _model_defaults(value, top, bad)
     else:
         top[key] = value  # options: passed through untouched
+
+
+def _model_defaults(value: dict, top: dict, bad: Any) -> None:
+    """`model_defaults: {MODEL: {field: value}}`: each model's own defaults."""
+    out = {}
+    for model, inputs in value.items():
+        if not isinstance(model, str) or not isinstance(inputs, dict | None):
+            bad(f"expected MODEL: {{field: value}}, got {model!r}: {inputs!r}")
+            continue
+        try:
+            out[model] = jsonable(inputs or {})
+        except BadValue as exc:
+            bad(f"{model}: {exc}")
+    top["model_defaults"] = out

@@ -37,7 +37,8 @@ class Manifest:
     options: dict[str, Any]
     entries: list[Entry]
     source: Location
-    columns: tuple[str, ...] = ()  # a CSV header's names, even of columns left empty
+    model_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # MODEL -> inputs
+    lines: dict[str, int] = field(default_factory=dict)  # line of each top-level key
 
 
 class BadValue(Exception):
@@ -59,7 +60,8 @@ def build_manifest(path: Path, fmt: str, entries: list[Entry], **top: Any) -> Ma
         options=top.get("options", {}),
         entries=entries,
         source=Location(str(path), None),
-        columns=top.get("columns", ()),
+        model_defaults=top.get("model_defaults", {}),
+        lines=top.get("lines", {}),
     )
 
 

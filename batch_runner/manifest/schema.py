@@ -1,7 +1,9 @@
-"""Validate jobs against the bundled JSON Schema of their model; problems carry file:line.
+"""Validate jobs against the JSON Schema of their own model; problems carry file:line and model.
 
-Also the schema-driven steps of the offline pipeline (manifest/load.py): typing CSV cells and
-checking `defaults:` and `--set` values once.
+The schemas come from the caller (resolved per model by the catalogue: `--schema` file, live,
+cached, bundled); a model not handed in falls back to the bundled catalogue. Also the
+schema-driven steps of the offline pipeline (manifest/load.py): typing CSV cells and checking
+`defaults:` and `--set` values once.
 """
 
 from __future__ import annotations
@@ -9,17 +11,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
-import json
 import re
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from batch_runner import catalog
 from batch_runner.errors import Problem
 from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.expand import JOB_KEYS
 from batch_runner.manifest.rows import Entry, Manifest
 
-SCHEMA_DIR = Path(__file__).parent / "schemas"
 # top-level keywords field-by-field checking understands; any other means "validate whole"
 _SIMPLE_KEYWORDS = {"type", "title", "description", "properties", "required", "$schema", "$id"}
 _TYPE_NAMES = {
@@ -31,6 +32,7 @@ _TYPE_NAMES = {
     "array": "a list",
     "null": "null",
 }
+_BOUNDS = {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"}
 _ANNOTATIONS = {"title", "description", "default", "examples", "$comment"}
 _PLAIN = {"string": str, "integer": int, "number": int | float, "object": dict, "array": list}
 # a field stating only a type and an enum is checked by membership; jsonschema explains misses
@@ -41,19 +43,31 @@ _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, 
 Error = tuple[str | None, str, str | None]  # (field shown, message, field whose line to use)
 
 
-@functools.cache
-def _bundled() -> dict[str, dict[str, Any]]:
-    schemas = {}
-    for path in sorted(SCHEMA_DIR.glob("*.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        schemas[data["model"]] = data["input"]
-    return schemas
+Schemas = Mapping[str, "dict[str, Any] | None"]  # model -> schema (None: in no catalogue)
+
+
+def _bundled(model: str) -> dict[str, Any] | None:
+    entry = catalog.bundled().get(model)
+    return entry.input_schema if entry is not None else None
 
 
 def load_schema(model: str) -> dict[str, Any] | None:
-    """The input JSON Schema of a known model (a fresh copy), or None for an unknown model."""
-    schema = _bundled().get(model)
-    return json.loads(json.dumps(schema)) if schema is not None else None
+    """The bundled input JSON Schema of a model (a fresh copy), or None for an unknown model."""
+    return catalog.bundled_schema(model)
+
+
+def schema_of(model: str, schemas: Schemas | None = None) -> dict[str, Any] | None:
+    """The schema to check `model`'s jobs with: the one handed in, else the bundled one."""
+    if schemas is not None and model in schemas:
+        return schemas[model]
+    return _bundled(model)
+
+
+def unknown_model_warning(model: str) -> str:
+    return (
+        f"model '{model}' is in no catalogue: its inputs are only checked to be a JSON object "
+        "(--schema FILE gives a schema to check them with)"
+    )
 
 
 def _show(value: Any) -> str:
@@ -65,6 +79,12 @@ def _message(error: Any) -> str:
     if error.validator == "enum":
         allowed = ", ".join(str(v) for v in error.validator_value)
         return f"{_show(error.instance)} is not one of the allowed values (allowed: {allowed})"
+    if error.validator in _BOUNDS:
+        sub = error.schema if isinstance(error.schema, dict) else {}
+        low = sub.get("minimum", sub.get("exclusiveMinimum"))
+        high = sub.get("maximum", sub.get("exclusiveMaximum"))
+        bounds = f"{'' if low is None else low}..{'' if high is None else high}"
+        return f"{_show(error.instance)} is out of bounds (allowed: {bounds})"
     if error.validator == "type":
         types = error.validator_value
         types = [types] if isinstance(types, str) else types
@@ -78,11 +98,7 @@ class Checker:
 
     def __init__(self, schema: dict[str, Any] | None):
         self.known = schema is not None
-        self.schema = schema or {
-            "type": "object",
-            "required": ["prompt"],
-            "properties": {"prompt": {"type": "string"}},
-        }
+        self.schema = schema or {"type": "object"}
         self.props: dict[str, Any] = self.schema.get("properties", {})
         self.required: list[str] = self.schema.get("required", [])
         self.by_field = set(self.schema) <= _SIMPLE_KEYWORDS
@@ -115,7 +131,7 @@ class Checker:
         return cls(self.schema), {name: cls(sub) for name, sub in self.props.items()}
 
     def allowed(self) -> str:
-        return ", ".join([*self.props, *sorted(JOB_KEYS - {"vars"})])
+        return ", ".join([*self.props, "model", *sorted(JOB_KEYS - {"vars"})])
 
     def unknown(self, name: str) -> str:
         guess = difflib.get_close_matches(name, list(self.props), n=1)
@@ -125,7 +141,7 @@ class Checker:
     def errors(self, inputs: Any, *, partial: bool = False) -> list[Error]:
         """Every problem of one job's inputs; `partial` skips required fields (for defaults)."""
         if not isinstance(inputs, dict):
-            return [(None, "inputs must be a mapping", None)]
+            return [(None, "inputs must be a JSON object (a mapping)", None)]
         out: list[Error] = []
         if self.known:
             out += [(None, self.unknown(k), k) for k in inputs if k not in self.props]
@@ -178,14 +194,15 @@ class Checker:
 
 def validate_jobs(
     jobs: list[JobSpec],
-    schemas: dict[str, dict[str, Any] | None] | None = None,
+    schemas: Schemas | None = None,
     field_lines: dict[Location, dict[str, int]] | None = None,
 ) -> tuple[list[Problem], list[str]]:
-    """Check every job against its model's schema; return (problems, warnings).
+    """Check every job against its own model's schema; return (problems, warnings).
 
-    `schemas` maps model → schema to use instead of the bundled ones (None: unknown model);
+    `schemas` maps model → schema to use instead of the bundled ones (None: in no catalogue);
     `field_lines` (job source → line of each field) lets a problem name its field's own line.
-    A problem repeated by many jobs from the same line is reported once.
+    A problem repeated by many jobs from the same line is reported once; a model in no
+    catalogue is warned about once.
     """
     field_lines = field_lines or {}
     checkers: dict[str, Checker] = {}
@@ -195,19 +212,14 @@ def validate_jobs(
     for job in jobs:
         checker = checkers.get(job.model)
         if checker is None:
-            if schemas is not None and job.model in schemas:
-                schema = schemas[job.model]
-            else:
-                schema = _bundled().get(job.model)
-            if schema is None:
-                warnings.append(
-                    f"unknown model '{job.model}': inputs not validated beyond a prompt string"
-                )
-            checker = checkers[job.model] = Checker(schema)
+            checker = checkers[job.model] = Checker(schema_of(job.model, schemas))
+            if not checker.known:
+                warnings.append(unknown_model_warning(job.model))
         loc = job.source or Location("<jobs>")
         lines = field_lines.get(loc, {})
         for field, message, at in checker.errors(job.inputs):
-            signature = (loc.file, lines.get(at, loc.line) if at else loc.line, field, message)
+            line = lines.get(at, loc.line) if at else loc.line
+            signature = (loc.file, line, field, message, job.model)
             if signature not in seen:
                 seen.add(signature)
                 problems.append(Problem(*signature))
@@ -230,47 +242,85 @@ def _coerce(value: str, prop: dict[str, Any]) -> Any:
     return value
 
 
-def checker_for(model: str) -> Checker:
-    """The validator of a model's inputs (of a prompt string alone for an unknown model)."""
-    return Checker(_bundled().get(model))
+def checker_for(model: str, schemas: Schemas | None = None) -> Checker:
+    """The validator of a model's inputs (of "a JSON object" for a model in no catalogue)."""
+    return Checker(schema_of(model, schemas))
 
 
-def typed_csv(manifest: Manifest, checker: Checker) -> tuple[Manifest, list[Problem]]:
-    """Give CSV cells their schema types and report unknown columns once, on the header line."""
-    if not checker.known:
-        return manifest, []
-    columns: dict[str, None] = dict.fromkeys(manifest.columns)  # a named empty column too
+def typed_csv(
+    manifest: Manifest, checker_of: Callable[[str], Checker]
+) -> tuple[Manifest, list[Problem]]:
+    """Give CSV cells their row's model's schema types; report columns that no model of the
+    file takes once, on the header line (a column one row's model lacks is that row's problem)."""
+    row_model = {id(e): _row_model(e, manifest.model) for e in manifest.entries}
+    checkers = {m: checker_of(m) for m in dict.fromkeys([manifest.model, *row_model.values()])}
+    # every named column, even one whose cells are all empty (a typo must not go unnoticed)
+    columns = dict.fromkeys("meta" if c.startswith("meta.") else c for c in manifest.lines)
     for entry in manifest.entries:
         if isinstance(entry.data, dict):
             columns.update(dict.fromkeys(entry.data))
-    unknown = [c for c in columns if c not in checker.props and c not in JOB_KEYS]
-    name = str(manifest.path)
-    problems = [
-        Problem(name, 1, None, checker.unknown(c).replace("field", "column", 1)) for c in unknown
-    ]
-    typed = {k: p for k, p in checker.props.items() if p.get("type") in ("integer", "number")}
-    typed |= {k: p for k, p in checker.props.items() if p.get("type") == "boolean"}
-    drop = set(unknown)
+    problems, drop = _header_problems(manifest, checkers), set()
+    if problems:  # without a header the rows mean nothing: say only that
+        return dataclasses.replace(manifest, entries=[]), problems
+    if all(c.known for c in checkers.values()):
+        declared = set().union(*(c.props for c in checkers.values()))
+        drop = {c for c in columns if c not in declared | JOB_KEYS | {"model"}}
+        first = next(iter(checkers.values()))
+        name = str(manifest.path)
+        problems = [
+            Problem(name, 1, None, first.unknown(c).replace("field", "column", 1))
+            for c in columns
+            if c in drop
+        ]
     entries = []
     for entry in manifest.entries:
-        data = entry.data
-        if isinstance(data, dict) and (drop or typed.keys() & data.keys()):
-            data = {
-                k: _coerce(v, typed[k]) if k in typed and isinstance(v, str) else v
-                for k, v in data.items()
-                if k not in drop
-            }
-        entries.append(Entry(entry.kind, data, entry.source, entry.field_lines))
+        checker = checkers[row_model[id(entry)]]
+        entries.append(_typed_row(entry, checker, drop))
     return dataclasses.replace(manifest, entries=entries), problems
 
 
-def known_keys(
-    values: dict[str, Any], checker: Checker, where: Location, what: str
-) -> tuple[dict[str, Any], list[Problem]]:
-    """Check defaults or --set values once (not once per job); drop the unknown fields."""
+def _header_problems(manifest: Manifest, checkers: dict[str, Checker]) -> list[Problem]:
+    """A CSV without a `prompt` column whose models need one (or are in no catalogue) most
+    likely lacks its header row (a model such as ace-step takes `tags` instead)."""
+    header = list(manifest.lines)
+    if "prompt" in header or not header:
+        return []
+    if all(c.known and "prompt" not in c.required for c in checkers.values()):
+        return []
+    found = ", ".join(repr(c) for c in header[:5])
+    msg = f"no 'prompt' column: the first row must be a header naming the inputs (found {found})"
+    return [Problem(str(manifest.path), 1, None, msg)]
+
+
+def _row_model(entry: Entry, default: str) -> str:
+    model = entry.data.get("model") if isinstance(entry.data, dict) else None
+    return model if isinstance(model, str) and model.strip() else default
+
+
+def _typed_row(entry: Entry, checker: Checker, drop: set[str]) -> Entry:
+    data = entry.data
+    typed = {
+        k: p
+        for k, p in checker.props.items()
+        if isinstance(p, dict) and p.get("type") in ("integer", "number", "boolean")
+    }
+    if isinstance(data, dict) and (drop or typed.keys() & data.keys()):
+        data = {
+            k: _coerce(v, typed[k]) if k in typed and isinstance(v, str) else v
+            for k, v in data.items()
+            if k not in drop
+        }
+    return Entry(entry.kind, data, entry.source, entry.field_lines)
+
+
+def check_values(
+    values: dict[str, Any], checker: Checker, where: Location, what: str, model: str
+) -> list[Problem]:
+    """Problems of the values of defaults or --set fields `model` declares (checked once, not
+    once per job); fields it does not declare are the caller's decision."""
+    declared = {k: v for k, v in values.items() if k in checker.props}
     problems = []
-    for field, message, _ in checker.errors(values, partial=True):
+    for field, message, _ in checker.errors(declared, partial=True):
         label = f"{what}.{field}" if field else what
-        problems.append(Problem(where.file, where.line, label, message))
-    kept = {k: v for k, v in values.items() if not checker.known or k in checker.props}
-    return kept, problems
+        problems.append(Problem(where.file, where.line, label, message, model))
+    return problems

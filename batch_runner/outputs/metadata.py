@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from batch_runner import jsonenc
-from batch_runner.jobs import FileRecord, JobRecord
+from batch_runner.jobs import FileRecord, JobRecord, input_files, shown_input
 from batch_runner.outputs.files import atomic_text
 from batch_runner.shards import is_shard_dir
 
@@ -35,7 +35,10 @@ def metadata_line(job: JobRecord, f: FileRecord, request_id: str | None) -> dict
         "model": job.model,
     }
     for name, value in job.inputs.items():
-        line.setdefault(name, value)
+        line.setdefault(name, shown_input(value))  # a local file by its path, never its data
+    inputs = input_files(job.inputs)
+    if inputs:
+        line["input_files"] = inputs
     for name, value in job.meta.items():
         line.setdefault(name, value)  # top level, so imagefolder shows them as columns
     if job.meta:
@@ -107,6 +110,6 @@ def rebuild_metadata(run_dir: Path, jobs: Iterable[JobRecord]) -> int:
 
 def parameters_text(model: str, inputs: dict[str, Any]) -> str:
     """Prompt and settings in the `parameters` convention image tools read (prompt, then k: v)."""
-    rest = ", ".join(f"{k}: {v}" for k, v in inputs.items() if k != "prompt")
+    rest = ", ".join(f"{k}: {shown_input(v)}" for k, v in inputs.items() if k != "prompt")
     prompt = str(inputs.get("prompt", ""))
     return f"{prompt}\nModel: {model}" + (f", {rest}" if rest else "")

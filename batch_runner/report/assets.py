@@ -76,6 +76,8 @@ select {
 .line1 { display: flex; align-items: center; gap: 8px; }
 .idx { font-variant-numeric: tabular-nums; color: var(--muted); font-size: 12px; }
 .prompt { margin: 0; max-height: 6.2em; overflow: auto; white-space: pre-wrap; }
+.inputs { display: flex; gap: 4px; align-items: center; flex-wrap: wrap; color: var(--muted); }
+.inputs img { width: 48px; height: 48px; object-fit: cover; border-radius: 3px; }
 .reason { margin: 0; color: var(--bad); font-size: 12.5px; white-space: pre-wrap; }
 dl.kv {
   margin: 0; display: grid; grid-template-columns: max-content 1fr; gap: 1px 10px;

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from batch_runner.errors import UsageError
-from batch_runner.jobs import FileRecord, JobRecord
+from batch_runner.jobs import FileRecord, JobRecord, shown_input
 from batch_runner.outputs.files import atomic_text
 from batch_runner.store.state import StateStore
 
@@ -97,7 +97,7 @@ def _row(rec: JobRecord, f: FileRecord | None) -> dict[str, Any]:
     }
     for k, v in rec.inputs.items():
         # an input that shares a name with a fixed column must not overwrite it
-        row[f"inputs.{k}" if k in _RESERVED else k] = v
+        row[f"inputs.{k}" if k in _RESERVED else k] = shown_input(v)
     row.update({f"meta.{k}": v for k, v in rec.meta.items()})
     row.update({f"vars.{k}": v for k, v in rec.vars.items()})
     row["sha256"] = f.sha256 if f else None

@@ -11,8 +11,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from batch_runner.jobs import FileRecord, JobRecord, JobState
+from batch_runner.jobs import FileRecord, JobRecord, JobState, shown_input
 from batch_runner.money import dollars
+from batch_runner.report.inputs import inputs_html
 
 CARD_SIZE = 256  # intrinsic size hint for card thumbnails; CSS scales them into square boxes
 CELL_SIZE = 140  # the same for grid cells (must match SIZE in report_assets.JS)
@@ -55,7 +56,7 @@ def render_card(rec: JobRecord) -> str:
         f'<div class="media"{style}>{media}</div><div class="body">'
         f'<div class="line1"><span class="idx">#{rec.index}</span>'
         f'<span class="badge s-{state}">{state}</span>{cost_html(rec)}</div>'
-        f"{prompt_html}{kv_list(rec)}{reason}"
+        f"{prompt_html}{inputs_html(rec)}{kv_list(rec)}{reason}"
         f'<div class="foot">{escape(rec.key)}{rid}</div></div></div>'
     )
 
@@ -130,6 +131,7 @@ def media_html(f: FileRecord, alt: str, size: int) -> str:
 
 
 def show_value(value: Any) -> str:
+    value = shown_input(value)  # a local input file by its path
     if value is None:
         return "\u2014"
     if isinstance(value, str):

@@ -20,6 +20,7 @@ from batch_runner.report.html import (
     show_value,
     thumb_url,
 )
+from batch_runner.report.inputs import inputs_html
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,8 @@ def _grid_item(rec: JobRecord, stack: list[_Field]) -> str:
     caption = " · ".join([f"#{rec.index}", *(f.of(rec) for f in stack)])
     return (
         f'<div class="item s-{rec.state.value}" title="{escape(_tooltip(rec))}">'
-        f'{inner or placeholder(rec)}<div class="cap">{escape(caption)}</div></div>'
+        f'{inner or placeholder(rec)}{inputs_html(rec)}<div class="cap">{escape(caption)}</div>'
+        "</div>"
     )
 
 

@@ -16,6 +16,7 @@ from batch_runner.jobs import FileRecord, JobRecord, JobState
 from batch_runner.manifest.naming import DEFAULT_TEMPLATE, job_file_name
 from batch_runner.outputs.metadata import IMAGES_DIR, MetadataLog, metadata_line, parameters_text
 from batch_runner.run.budget import Budget
+from batch_runner.run.inline import InputChanged, has_files, inline_body
 from batch_runner.run.polling import PollPlanner, PollTrack
 from batch_runner.run.progress import Tally
 from batch_runner.run.scheduler import Slot, Stop
@@ -120,6 +121,7 @@ class JobRunner:
         """Send the job until the API takes it (True) or it is to wait (False: stopping, or
         uncertain and not to be sent again); a job that cannot be sent ends in Giveup."""
         garbled = 0
+        body = await self._body(job)
         for tries in range(MAX_CALL_RETRIES + 1):
             uncertain = job.state in (S.UNCERTAIN, S.SUBMITTING)
             if uncertain and not self.settings.resubmit_uncertain:
@@ -133,7 +135,7 @@ class JobRunner:
             await self.store.durable()  # the intent is on disk before the POST leaves
             sent = self.planner.clock()
             try:
-                answer = await self.client.submit(job.model, job.inputs)
+                answer = await self.client.submit(job.model, body)
             except ApiError as exc:
                 decision = classify(exc, "submit")
                 if not await self._submit_failed(job, exc, decision):
@@ -160,6 +162,16 @@ class JobRunner:
             await self._accepted(job, answer.request_id)
             return True
         return False
+
+    async def _body(self, job: JobRecord) -> dict[str, Any]:
+        """What is sent: local files put inline now (in a thread: reading takes a while);
+        a file changed or gone since the job was made fails the job instead of being sent."""
+        if not has_files(job.inputs):
+            return job.inputs
+        try:
+            return await asyncio.to_thread(inline_body, job.inputs)
+        except InputChanged as exc:
+            self._fail(job, str(exc), keep_state=job.state is S.UNCERTAIN)
 
     async def _submit_failed(self, job: JobRecord, exc: ApiError, decision: Decision) -> bool:
         """Record what a failed submit means; False when the job is to wait as uncertain."""

@@ -29,7 +29,8 @@ async def prepare(
     `tally` starts from what the state says was spent and the run's whole estimate."""
     warnings: list[str] = []
     models = store.model_counts()
-    entries = await prices_for(client, base, models, cache=not settings.simulate, warn=warnings)
+    live = None if settings.offline and not settings.simulate else client  # --offline: cache only
+    entries = await prices_for(live, base, models, cache=not settings.simulate, warn=warnings)
     for line in warnings:
         _say(f"warning: {line}; its price is unknown")
     todo, prices, changed = Estimate(), [], []

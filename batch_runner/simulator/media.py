@@ -8,69 +8,12 @@ refused. Unknown validation rules are skipped, as RunComfy's clients do.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import io
-import operator
-from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote_to_bytes
-
-from PIL import Image, UnidentifiedImageError
 
 from batch_runner.catalog import media_fields
+from batch_runner.manifest.media import broken_rule, decode_data_uri, field_rules, image_size, sniff
 
-MB = 1024 * 1024
 Detail = dict[str, Any]
-
-# rule -> (what it measures, comparison that must hold)
-_RULES: dict[str, tuple[str, Callable[[float, float], bool]]] = {
-    "file_size_mb<": ("size_mb", operator.lt),
-    "width/height>": ("ratio", operator.gt),
-    "width/height<": ("ratio", operator.lt),
-    "width_pixels>": ("width", operator.gt),
-    "height_pixels>": ("height", operator.gt),
-}
-
-
-def sniff(data: bytes) -> tuple[str, str] | None:
-    """(media kind, format) from a file's first bytes, None when no known type matches."""
-    head = data[:16]
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image", "png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image", "jpeg"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "image", "gif"
-    if head[:4] == b"RIFF" and head[8:12] in (b"WEBP", b"WAVE"):
-        return ("image", "webp") if head[8:12] == b"WEBP" else ("audio", "wav")
-    if head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand in (b"M4A ", b"M4B "):
-            return "audio", "m4a"
-        return "video", "mov" if brand == b"qt  " else "mp4"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "video", "webm"
-    if head.startswith(b"fLaC"):
-        return "audio", "flac"
-    if head.startswith(b"OggS"):
-        return "audio", "ogg"
-    if head.startswith(b"ID3") or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
-        return "audio", "mp3"
-    return None
-
-
-def decode_data_uri(value: str) -> bytes | None:
-    """The bytes of a `data:[type][;base64],DATA` URI; None when it is malformed."""
-    meta, comma, payload = value[5:].partition(",")
-    if not comma:
-        return None
-    if meta.lower().endswith(";base64"):
-        try:
-            return base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError):
-            return None
-    return unquote_to_bytes(payload)
 
 
 def media_problems(schema: dict[str, Any], body: dict[str, Any]) -> tuple[list[Detail], Any]:
@@ -82,7 +25,7 @@ def media_problems(schema: dict[str, Any], body: dict[str, Any]) -> tuple[list[D
     for name, (kind, _many) in media_fields(schema).items():
         value = body.get(name)
         values = value if isinstance(value, list) else [value]
-        rules = props[name].get("validations") or []
+        rules = field_rules(props[name])
         for i, item in enumerate(values):
             if not isinstance(item, str):
                 continue  # the schema check reports wrong types
@@ -108,34 +51,16 @@ def _check_one(value: str, kind: str, rules: list[Any]) -> tuple[dict[str, str] 
     if found is None or found[0] != kind:
         what = f"a {found[0]} ({found[1]})" if found else "not a known media type"
         return {"msg": f"expected {kind} data, got {what}", "type": "media_kind"}, None
-    size = _image_size(data) if kind == "image" else None
+    size = image_size(data) if kind == "image" else None
     if kind == "image" and size is None:
         return {"msg": "image data cannot be read", "type": "media_kind"}, None
     return _rule_problem(rules, len(data), size), size
 
 
-def _image_size(data: bytes) -> tuple[int, int] | None:
-    try:
-        with Image.open(io.BytesIO(data)) as image:  # reads the header only
-            return image.size
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        return None
-
-
 def _rule_problem(rules: list[Any], n_bytes: int, size: Any) -> dict[str, str] | None:
     """The first validation rule the file breaks, as a detail; None when all hold."""
-    measures: dict[str, float] = {"size_mb": n_bytes / MB}
-    if size is not None and size[1] > 0:
-        measures.update(width=size[0], height=size[1], ratio=size[0] / size[1])
-    for rule in rules:
-        if not isinstance(rule, dict):
-            continue
-        name, limit = rule.get("validation_rule"), rule.get("validation_value")
-        known = _RULES.get(name) if isinstance(name, str) else None
-        if known is None or not isinstance(limit, int | float) or known[0] not in measures:
-            continue  # an unknown rule is skipped; sizes of video/audio are not read
-        if not known[1](measures[known[0]], limit):
-            got = round(measures[known[0]], 4)
-            msg = f"fails validation {name} {limit} (got {got})"
-            return {"msg": msg, "type": f"validation:{name}"}
-    return None
+    broken = broken_rule(rules, n_bytes, size)
+    if broken is None:
+        return None
+    name, limit, got = broken
+    return {"msg": f"fails validation {name} {limit} (got {got})", "type": f"validation:{name}"}

@@ -25,6 +25,7 @@ from batch_runner.jobs import (
     JobState,
     check_move,
     current_request_id,
+    input_files,
 )
 from batch_runner.store.costs import Money, cost_summary
 from batch_runner.store.journal import os_message
@@ -123,11 +124,13 @@ class StateStore(Money):
     def sync_jobs(self, specs: Iterable[JobSpec]) -> tuple[int, int]:
         """Add jobs whose key is new and mark which known jobs are in the manifest.
 
-        Returns (added, not_in_manifest). Existing jobs are never changed or removed.
+        Returns (added, not_in_manifest). Existing jobs are never removed, nor changed except
+        one way: a job not sent yet takes the manifest's current paths of its input files
+        (same contents, same key: the folder was moved).
         """
         known = {k for (k,) in self._conn.execute("SELECT key FROM jobs")}
         next_idx = (self._conn.execute("SELECT max(idx) FROM jobs").fetchone()[0] or 0) + 1
-        rows, present = [], set()
+        rows, present, moved = [], set(), []
         now = time.time()
         for spec in specs:
             key = spec.key
@@ -135,6 +138,8 @@ class StateStore(Money):
                 continue
             present.add(key)
             if key in known:
+                if input_files(spec.inputs):
+                    moved.append((_dump(spec.inputs), key, JobState.PENDING.value))
                 continue
             rows.append(
                 (
@@ -159,6 +164,7 @@ class StateStore(Money):
                 rows,
             )
             self._conn.execute("UPDATE jobs SET in_manifest = 1")
+            self._conn.executemany("UPDATE jobs SET inputs = ? WHERE key = ? AND state = ?", moved)
             missing = known - present
             if missing:
                 self._conn.executemany(

@@ -1,0 +1,106 @@
+"""Which catalogue a run (or `validate`, or `models`) asks: the live one of its API when a
+token is at hand and not `--offline`, the in-process simulator's with `--simulate`, else
+none (cache and bundled data only)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from batch_runner import catalog
+from batch_runner.api.catalog import Fetch, Resolution, fetch_entry, fetch_listing, resolve
+from batch_runner.api.client import RunComfyClient
+from batch_runner.errors import AccountError, RemoteError
+from batch_runner.settings import RunSettings
+
+if TYPE_CHECKING:
+    from batch_runner.catalog import SchemaFile
+
+CATALOG_TIMEOUT = 10.0  # seconds per catalogue call: an unreachable one must not hold up a run
+
+
+async def resolve_models(
+    models: Iterable[str],
+    settings: RunSettings,
+    token: str | None,
+    schema_file: SchemaFile | None = None,
+) -> Resolution:
+    """Each model's catalogue entry for a run with these settings (CONTRACT §2/§3)."""
+    cache_base = None if settings.simulate else settings.api_base.rstrip("/")
+    async with _live(settings, token) as client:
+        if settings.simulate and not settings.offline:
+            fetch: Fetch | None = _simulated()
+        elif client is not None:
+
+            async def fetch(model: str) -> dict[str, Any] | None:
+                return await fetch_entry(client, model)
+
+        else:
+            fetch = None
+        return await resolve(models, fetch=fetch, api_base=cache_base, schema_file=schema_file)
+
+
+async def list_models(
+    settings: RunSettings, token: str | None, search: str | None, kind: str | None
+) -> tuple[list[catalog.CatalogEntry], list[str]]:
+    """Every known model matching `search`/`kind` (bundled, then cached, then live entries
+    laid over each other), and the warnings to print."""
+    base = settings.api_base.rstrip("/")
+    by_id = dict(catalog.bundled())
+    for model in by_id:
+        cached = catalog.read_cached(base, model, max_age=None)
+        if cached is not None:
+            by_id[model] = _filled(cached, by_id[model])
+    warnings = []
+    async with _live(settings, token) as client:
+        if client is not None:
+            try:
+                for raw in await fetch_listing(client, search, kind):
+                    catalog.write_cached(base, raw)
+                    entry = catalog.entry_from(raw, "live")
+                    if entry is not None:
+                        by_id[entry.model_id] = _filled(entry, by_id.get(entry.model_id))
+            except (RemoteError, AccountError) as exc:
+                warnings.append(f"the live model catalogue could not be read ({exc}); bundled data")
+    return catalog.search(by_id.values(), search, kind), warnings
+
+
+async def model_entry(
+    model: str, settings: RunSettings, token: str | None
+) -> tuple[catalog.CatalogEntry | None, list[str]]:
+    """One model's entry as `run` would use it (live, cached, bundled), and warnings."""
+    found = await resolve_models([model], settings, token)
+    return found.entries[model], found.warnings
+
+
+def _filled(entry: catalog.CatalogEntry, under: catalog.CatalogEntry | None):
+    if entry.input_schema is None and under is not None:
+        return dataclasses.replace(entry, input_schema=under.input_schema)
+    return entry
+
+
+@contextlib.asynccontextmanager
+async def _live(settings: RunSettings, token: str | None) -> AsyncIterator[RunComfyClient | None]:
+    """A client of the live catalogue, or None when it is not to be asked."""
+    if settings.offline or settings.simulate or not token:
+        yield None
+        return
+    async with aiohttp.ClientSession() as session:
+        yield RunComfyClient(session, settings.api_base, token, timeout=CATALOG_TIMEOUT)
+
+
+def _simulated() -> Fetch:
+    """The catalogue of the simulator a `--simulate` run starts (the same entries, in-process)."""
+    from batch_runner.simulator import SimConfig
+    from batch_runner.simulator.models import SimCatalog
+
+    sim = SimCatalog(SimConfig())
+
+    async def fetch(model: str) -> dict[str, Any] | None:
+        return sim.entry(model)
+
+    return fetch

@@ -1,0 +1,60 @@
+"""Local file inputs encoded as data URIs at submit time, one job at a time.
+
+The manifest pipeline keeps a local file as a reference (path, sha256, bytes, media type; see
+manifest/media.py); only here, just before the POST, are its bytes read and put inline, so a
+folder of 10,000 pictures never sits in memory and the data is never stored. A file that
+changed or vanished since its job was made is not sent: its job reports why.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+from batch_runner.jobs import LOCAL_FILE
+from batch_runner.manifest.media import is_file_ref
+
+
+class InputChanged(Exception):
+    """A local input file is not the one the job was made with."""
+
+
+def has_files(inputs: dict[str, Any]) -> bool:
+    return any(
+        is_file_ref(v) or (isinstance(v, list) and any(is_file_ref(x) for x in v))
+        for v in inputs.values()
+    )
+
+
+def inline_body(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The submit body: every file reference replaced by a data URI of the file's bytes."""
+    out: dict[str, Any] = {}
+    for name, value in inputs.items():
+        if is_file_ref(value):
+            out[name] = _data_uri(value)
+        elif isinstance(value, list) and any(is_file_ref(v) for v in value):
+            out[name] = [_data_uri(v) if is_file_ref(v) else v for v in value]
+        else:
+            out[name] = value
+    return out
+
+
+def _data_uri(ref: dict[str, Any]) -> str:
+    path = ref[LOCAL_FILE]
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        raise InputChanged(
+            f"input file {path} is gone since the job was made; put it back and resume, "
+            "or run the manifest again"
+        ) from None
+    except OSError as exc:
+        raise InputChanged(f"input file {path}: cannot read ({exc.strerror or exc})") from None
+    if hashlib.sha256(data).hexdigest() != ref.get("sha256"):
+        raise InputChanged(
+            f"input file {path} changed since the job was made (its sha256 differs); not sent. "
+            "Run the manifest again to make a job of the new file"
+        )
+    return f"data:{ref['media_type']};base64,{base64.b64encode(data).decode('ascii')}"
