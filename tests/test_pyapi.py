@@ -70,11 +70,12 @@ def test_errors_are_the_exception_tree_never_system_exit(api, sim, tmp_path):
     with pytest.raises(UsageError, match="unknown option 'colour'"):
         batch_runner.run(["a fox"], out=tmp_path / "x", colour="red")
     with pytest.raises(UsageError, match="--concurrency"):
-        batch_runner.run(["a fox"], out=tmp_path / "x", concurrency="many")
+        batch_runner.run(["a fox"], out=tmp_path / "x", api_base=api, concurrency="many")
     with pytest.raises(ManifestError) as caught:
-        batch_runner.run([{"prompt": "a fox", "resolution": "huge"}, 7], out=tmp_path / "x")
+        jobs = [{"prompt": "a fox", "resolution": "huge"}, 7]
+        batch_runner.run(jobs, out=tmp_path / "x", api_base=api)
     text = str(caught.value)
-    assert "<jobs>:1: resolution" in text and "<jobs>:2:" in text
+    assert "<jobs>:1: " in text and "resolution: 'huge'" in text and "<jobs>:2:" in text
     assert sim.stats()["submitted"] == 0
 
 

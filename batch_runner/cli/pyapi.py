@@ -70,7 +70,9 @@ async def arun(
 
     progress = bool(options.pop("progress", False))
     args, parsed = _arguments(manifest, out, simulate, options)
-    inp = prepare_run(args, parsed)
+    # off the loop: validation is blocking work, and it reads the live catalogue with a loop of
+    # its own (the command line's run_async), which cannot run inside this one
+    inp = await asyncio.to_thread(prepare_run, args, parsed)
     inp.settings.progress = False  # no periodic log lines: bars when asked, else silence
     inp.settings.tqdm_auto = progress
     return await run_batch(inp)

@@ -1,6 +1,6 @@
 """Checks on the prompt text itself, beyond its JSON Schema type: an empty prompt is refused
 (it would be paid for and produce noise), and a prompt longer than its model's schema
-recommends ("at most 600 English words") gets a warning."""
+recommends (else 600 words, Seedream's advice) gets a warning."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from batch_runner.errors import Problem
 from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.schema import checker_for
 
+# the vendor's advice for Seedream ("at most 600 English words"; longer prompts lose details),
+# used when a model's schema gives no figure of its own in the prompt's description
+DEFAULT_MAX_WORDS = 600
 _MOST_WORDS = re.compile(r"at most (\d[\d,]*) (?:\w+ )?words", re.IGNORECASE)
 
 
 def prompt_problems(jobs: Iterable[JobSpec]) -> tuple[list[Problem], list[str]]:
     """(problems, warnings) about prompts, each once per manifest line."""
-    limits: dict[str, int | None] = {}
+    limits: dict[str, int] = {}
     problems: dict[Location, Problem] = {}
     warnings: dict[Location, str] = {}
     for job in jobs:
@@ -30,7 +33,7 @@ def prompt_problems(jobs: Iterable[JobSpec]) -> tuple[list[Problem], list[str]]:
         if job.model not in limits:
             limits[job.model] = _word_limit(job.model)
         limit, words = limits[job.model], len(prompt.split())
-        if limit is not None and words > limit and loc not in warnings:
+        if words > limit and loc not in warnings:
             warnings[loc] = (
                 f"{loc}: prompt has {words} words; {job.model} recommends at most {limit} "
                 "(the model may ignore the rest)"
@@ -38,8 +41,8 @@ def prompt_problems(jobs: Iterable[JobSpec]) -> tuple[list[Problem], list[str]]:
     return list(problems.values()), list(warnings.values())
 
 
-def _word_limit(model: str) -> int | None:
-    """The word limit a model's schema recommends in the prompt's description, if any."""
+def _word_limit(model: str) -> int:
+    """The word limit a model's schema recommends in the prompt's description, else 600."""
     prop = checker_for(model).props.get("prompt") or {}
     m = _MOST_WORDS.search(str(prop.get("description", "")))
-    return int(m.group(1).replace(",", "")) if m else None
+    return int(m.group(1).replace(",", "")) if m else DEFAULT_MAX_WORDS
