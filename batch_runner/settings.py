@@ -42,6 +42,7 @@ class RunSettings:
     balance_check: bool = True
     account_base: str | None = None  # None: see `balance_base`
     retry_failed: bool = False  # this run only: failed jobs get a new round (never stored)
+    tqdm_auto: bool = False  # the Python API's progress=True: tqdm.auto bars (notebook widgets)
 
     # options a manifest may set (never api_base: a copied manifest must not redirect the token)
     MANIFEST_KEYS = (
@@ -150,6 +151,7 @@ _BOOLS = (
     "offline",
     "balance_check",
     "retry_failed",
+    "tqdm_auto",
 )
 
 

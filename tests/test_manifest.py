@@ -196,7 +196,7 @@ def test_csv_bom_crlf_and_quoted_newlines_keep_line_numbers(tmp_path):
 
 
 def test_csv_duplicate_and_empty_header_columns(tmp_path):
-    found = problems(write(tmp_path, "m.csv", "prompt,resolution,resolution,\na,b,c,d\n"))
+    found = problems(write(tmp_path, "m.csv", "prompt,,resolution,resolution\na,b,c,d\n"))
     messages = " | ".join(p.message for p in found)
     assert "appears twice" in messages and "no name" in messages
     assert all(p.line == 1 for p in found)

@@ -224,4 +224,4 @@ def test_name_clashes_gives_the_jobs_that_clash_and_those_that_cannot_be_named()
     assert clashes == [(jobs[0], jobs[2], "fox.png")] and failed == []
     clashes, failed = name_clashes("{size}.{ext}", enumerate(jobs, 1))
     assert clashes == [] and [job for job, _ in failed] == [jobs[0], jobs[2]]
-    assert "{size} is not an input or var" in failed[0][1]
+    assert "{size} is not an input, var or meta field" in failed[0][1]

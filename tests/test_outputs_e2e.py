@@ -47,7 +47,8 @@ def test_sweep_run_names_files_and_records_vars(make_sim, tmp_path):
                 assert img.text["parameters"].startswith(line["prompt"])
             else:
                 assert read_jpeg_comments(data)[0].startswith(line["prompt"])
-    with open(out / "metadata.csv", newline="") as fh:
+    assert not (out / "metadata.csv").exists()  # beside metadata.jsonl it would stop datasets
+    with open(out / "export.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert sorted(r["file_name"] for r in rows) == sorted(line["file_name"] for line in lines)
     report = (out / "report.html").read_text()

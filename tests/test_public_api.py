@@ -6,6 +6,9 @@ import batch_runner
 
 PUBLIC = {
     "__version__",
+    "run",
+    "arun",
+    "RunResult",
     "load_jobs",
     "JobSpec",
     "JobRecord",

@@ -169,10 +169,15 @@ def load_every_image(page) -> None:
     assert page.evaluate("document.images.length") > 0
 
 
+def launch(pw):
+    """Debian's chromium when it is on PATH, else Playwright's own (scripts/test installs one)."""
+    try:
+        return pw.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
+    except Exception as exc:  # playwright's Error: no browser at all
+        pytest.fail(f"no headless chromium ({exc}): run the tests with scripts/test")
+
+
 def test_gallery_in_headless_chromium(tmp_path: Path):
-    exe = shutil.which("chromium")
-    if exe is None:
-        pytest.fail("chromium not found on PATH: install it with `apt-get install -y chromium`")
     from playwright.sync_api import sync_playwright
 
     recs = build_run_dir(tmp_path)
@@ -180,7 +185,7 @@ def test_gallery_in_headless_chromium(tmp_path: Path):
     problems: list[str] = []
     urls: list[str] = []
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=exe, args=ARGS, headless=True)
+        browser = launch(pw)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 800})
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
@@ -223,3 +228,63 @@ def test_gallery_in_headless_chromium(tmp_path: Path):
             browser.close()
     assert problems == []
     assert urls and all(u.startswith(("file://", "data:")) for u in urls), urls
+
+
+GALLERY_JOBS = 300
+# every image of the page loaded at once (lazy loading off), with the thumbnails, or with the
+# originals the cards link (what the gallery showed before thumbnails); milliseconds
+LOAD_ALL = """async (originals) => {
+  const t0 = performance.now();
+  const imgs = [...document.images];
+  for (const i of imgs) {
+    i.loading = "eager";
+    if (originals) i.src = i.parentElement.getAttribute("href");
+  }
+  await Promise.all(imgs.map(i => i.decode().catch(() => null)));
+  return performance.now() - t0;
+}"""
+
+
+def test_gallery_of_300_jobs_shows_thumbnails(tmp_path: Path):
+    """300 full-size outputs: the page shows small thumbnails and links the originals. The
+    load times are printed (a figure, not an assertion)."""
+    from playwright.sync_api import sync_playwright
+
+    recs = []
+    scenes = []  # six pictures drawn, copied under 300 names (each still gets its thumbnail)
+    for fg in SUBJECTS.values():
+        for top, bottom in STYLES.values():
+            scenes.append(tmp_path / f"scene-{len(scenes)}.jpeg")
+            picture(scenes[-1], (1024, 1024), top, bottom, fg)
+    (tmp_path / "images").mkdir()
+    for i in range(1, GALLERY_JOBS + 1):
+        name = f"images/{i:05d}-job.jpeg"
+        shutil.copyfile(scenes[i % len(scenes)], tmp_path / name)
+        size = (tmp_path / name).stat().st_size
+        rec = JobRecord(f"{i:016x}", i, MODEL, {"prompt": f"job {i}"}, JobState.DONE)
+        rec.files = [FileRecord(name, 1, f"{i:064x}", size)]
+        recs.append(rec)
+    report = write_report(tmp_path, recs, title="300 jobs")
+    originals = sum(r.files[0].bytes for r in recs)
+    thumbs = sum(p.stat().st_size for p in (tmp_path / ".thumbs").iterdir())
+    assert len(list((tmp_path / ".thumbs").iterdir())) == GALLERY_JOBS and thumbs < originals
+    with sync_playwright() as pw:
+        browser = launch(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            page.goto(report.as_uri())
+            loaded = page.evaluate("performance.getEntriesByType('navigation')[0].loadEventEnd")
+            srcs = page.evaluate("[...document.images].map(i => i.getAttribute('src'))")
+            assert len(srcs) == GALLERY_JOBS and all(s.startswith(".thumbs/") for s in srcs)
+            every = page.evaluate(LOAD_ALL, False)
+            assert page.evaluate(BROKEN) == []
+            page.reload()
+            full = page.evaluate(LOAD_ALL, True)
+            assert page.evaluate(BROKEN) == []
+        finally:
+            browser.close()
+    print(
+        f"\ngallery of {GALLERY_JOBS} jobs: page load {loaded:.0f} ms; all {GALLERY_JOBS} "
+        f"thumbnails loaded and decoded in {every:.0f} ms ({thumbs / 1e6:.1f} MB), the "
+        f"originals in {full:.0f} ms ({originals / 1e6:.1f} MB)"
+    )

@@ -33,8 +33,9 @@ from batch_runner.store.state import STATE_FILE, StateStore
 
 if TYPE_CHECKING:
     from batch_runner.manifest.expand import Expansion
+    from batch_runner.manifest.load import Parsed
     from batch_runner.manifest.rows import Manifest
-    from batch_runner.run.runner import RunInput
+    from batch_runner.run.runner import RunInput, RunResult
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -82,16 +83,17 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
     return flags
 
 
-def _load(args: argparse.Namespace) -> tuple[Expansion, RunSettings]:
+def _load(args: argparse.Namespace, parsed: Parsed | None = None) -> tuple[Expansion, RunSettings]:
     """The offline pipeline of `run` and `validate`: the manifest's jobs, and the settings its
-    `options:` and the command line give (read first: --max-jobs etc. shape the checks)."""
+    `options:` and the command line give (read first: --max-jobs etc. shape the checks).
+    `parsed`: the manifest already read (the Python API's list of jobs), else the file is read."""
     from batch_runner.manifest.expand import parse_set
     from batch_runner.manifest.load import load_jobs
     from batch_runner.manifest.media import Limits
     from batch_runner.manifest.read import read_manifest
 
     overrides = parse_set(args.set)
-    parsed = read_manifest(args.manifest)
+    parsed = parsed if parsed is not None else read_manifest(args.manifest)
     options = parsed[0].options if parsed[0] is not None else {}  # problems: load_jobs says
     options = {k: v for k, v in options.items() if k != "out"}
     settings = RunSettings.from_layers(
@@ -156,9 +158,14 @@ def _token(args: argparse.Namespace, settings: RunSettings) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    return _execute(prepare_run(args), args)
+
+
+def prepare_run(args: argparse.Namespace, parsed: Parsed | None = None) -> RunInput:
+    """Everything `run` does before the event loop: jobs, settings, token, run directory."""
     from batch_runner.run.runner import RunInput
 
-    expansion, settings = _load(args)
+    expansion, settings = _load(args, parsed)
     run_dir = args.out or Path(str(expansion.options.get("out") or ""))
     if not run_dir.parts:
         run_dir = default_run_dir(args.manifest)
@@ -166,8 +173,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_dir, specs = shard_run(args, run_dir, expansion.jobs, settings)
     token = _token(args, settings)
     say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
-    inp = RunInput(run_dir, settings, token, specs, args.manifest)
-    return _execute(inp, args)
+    manifest = args.manifest if parsed is None else None  # a list of jobs has no file to copy
+    return RunInput(run_dir, settings, token, specs, manifest)
 
 
 def _check_same_stem(run_dir: Path, manifest: Path) -> None:
@@ -216,6 +223,17 @@ def _check_template(template: str, store: StateStore) -> None:
 
 
 def _execute(inp: RunInput, args: argparse.Namespace) -> int:
+    result = run_async(run_batch(inp), debug=args.debug)
+    if args.json:
+        print_json(result.summary)
+    say(format_summary(result.summary))
+    if result.exit_code == 130:
+        say(f"interrupted: state saved; continue with `batch-runner resume {inp.run_dir}`")
+    return result.exit_code
+
+
+async def run_batch(inp: RunInput) -> RunResult:
+    """The one coroutine of a run, for the command line and the Python API alike."""
     from batch_runner.run.runner import execute, open_run
 
     lock = RunLock(inp.run_dir)
@@ -225,18 +243,13 @@ def _execute(inp: RunInput, args: argparse.Namespace) -> int:
         lock.release()
         raise
     try:
-        result = run_async(execute(inp, store), debug=args.debug)
+        result = await execute(inp, store)
         if inp.settings.export_csv:
             _export(inp.run_dir, store, "csv", None)
     finally:
         store.close()
         lock.release()
-    if args.json:
-        print_json(result.summary)
-    say(format_summary(result.summary))
-    if result.exit_code == 130:
-        say(f"interrupted: state saved; continue with `batch-runner resume {inp.run_dir}`")
-    return result.exit_code
+    return result
 
 
 # ---- status / report / export ---------------------------------------------------------------
@@ -276,9 +289,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tuple[Path, int]:
-    from batch_runner.report.export import write_export
+    from batch_runner.report.export import export_path, write_export
 
-    out = out or run_dir / f"metadata.{fmt}"
+    out = export_path(run_dir, fmt, out)
     try:
         return out, write_export(store, out, fmt)
     except OSError as exc:

@@ -126,12 +126,21 @@ def format_preview(jobs: list[JobSpec], *, limit: int = 10, width: int = 60) -> 
     rows = []
     several = len({job.model for job in jobs}) > 1
     for i, job in enumerate(jobs[:limit], 1):
-        prompt = str(job.inputs.get("prompt", ""))
+        prompt = printable(str(job.inputs.get("prompt", "")))
         prompt = prompt if len(prompt) <= width else prompt[: width - 1] + "…"
         prompt = f"{job.model}: {prompt}" if several else prompt
         rest = ", ".join(f"{k}={shown_input(v)}" for k, v in job.inputs.items() if k != "prompt")
+        rest = printable(rest)
         copy = f" (copy {job.copy + 1})" if job.copy else ""
         rows.append(f"  {i:5d}  {prompt}{copy}" + (f"  [{rest}]" if rest else ""))
     if len(jobs) > limit:
         rows.append(f"  … {len(jobs) - limit} more")
     return "\n".join(rows)
+
+
+def printable(text: str) -> str:
+    """Text safe for a terminal: control characters (escape sequences, carriage returns, tabs,
+    newlines) shown as escapes instead of acted on."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)

@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp = add("export", "write the run's metadata as CSV or JSONL")
     exp.add_argument("run_dir", type=Path)
     exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    exp.add_argument("--out", type=Path, help="output file (default RUN_DIR/metadata.<format>)")
+    exp.add_argument("--out", type=Path, help="output file (default RUN_DIR/export.<format>)")
 
     merge = add("merge", "one metadata.jsonl and report.html over a run directory's shards")
     merge.add_argument("run_dir", type=Path)
@@ -234,7 +234,7 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "--export-csv",
         action="store_true",
         default=None,
-        help="also write RUN_DIR/metadata.csv at the end",
+        help="also write RUN_DIR/export.csv at the end",
     )
     p.add_argument(
         "--retry-failed",

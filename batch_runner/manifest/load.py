@@ -13,7 +13,9 @@ from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.expand import Expansion, collect_expansion, manifest_models
 from batch_runner.manifest.media import Limits
 from batch_runner.manifest.media_jobs import MediaCheck
-from batch_runner.manifest.naming import check_template, name_clashes
+from batch_runner.manifest.meta import meta_problems
+from batch_runner.manifest.naming import check_template, name_clashes, template_warnings
+from batch_runner.manifest.prompts import prompt_problems
 from batch_runner.manifest.read import read_manifest
 from batch_runner.manifest.rows import Manifest
 from batch_runner.manifest.schema import (
@@ -76,8 +78,13 @@ def load_jobs(
     expansion = dataclasses.replace(expansion, jobs=check.check_all(expansion.jobs, lines))
     problems += check.problems
     warnings += check.warnings
+    problems += meta_problems(expansion.jobs)
+    found, long_prompts = prompt_problems(expansion.jobs)
+    problems += found
+    warnings += long_prompts
     if name_template is not None:
         problems += _name_problems(expansion.jobs, name_template)
+        warnings += template_warnings(name_template, expansion.jobs[:1])
     if problems:
         raise ManifestError(_sorted(problems))
     warnings = expansion.warnings + bases.warnings + warnings

@@ -7,6 +7,7 @@ and one kind of optional group, `[...]`, rendered only when the job returns seve
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
 import unicodedata
@@ -75,7 +76,35 @@ def slugify(text: str, max_len: int = 48) -> str:
         cut = slug[:max_len]
         boundary = cut.rfind("-")
         slug = (cut[:boundary] if boundary > max_len // 2 else cut).strip("-")
-    return slug or "untitled"
+    if not slug:
+        return "untitled"
+    return "-".join(w.capitalize() if w in SPLIT_WORDS else w for w in slug.split("-"))
+
+
+# Hugging Face `datasets` guesses splits from file and folder names: a name holding one of these
+# words between "-._ 0-9" characters (or at its start) goes to that split, e.g.
+# "00001-a-train-at-dusk.png" to "train" (datasets/data_files.py, SPLIT_KEYWORDS and
+# KEYWORDS_IN_*_BASE_PATTERNS). Its patterns are case-sensitive, so a slug writes these words
+# capitalised ("00001-a-Train-at-dusk.png") and a run directory loads as one data set whatever
+# the prompts say.
+SPLIT_WORDS = frozenset(
+    ["train", "training", "validation", "valid", "dev", "val"]
+    + ["test", "testing", "eval", "evaluation"]
+)
+_SPLIT_SEP = "-._ 0-9"
+_SPLIT_WORD = re.compile(
+    rf"(?:^|[{_SPLIT_SEP}])({'|'.join(sorted(SPLIT_WORDS, key=len, reverse=True))})"
+    rf"(?:[{_SPLIT_SEP}]|$)"
+)
+
+
+def split_word(name: str) -> str | None:
+    """The split word `datasets` would read in a relative file name, or None."""
+    for part in name.split("/"):
+        m = _SPLIT_WORD.search(part)
+        if m:
+            return m.group(1)
+    return None
 
 
 @functools.lru_cache(maxsize=64)
@@ -130,6 +159,26 @@ def check_template(template: str) -> None:
                 raise UsageError(f"name template {template!r}: {{{name}:{spec}}}: {exc}") from None
 
 
+def template_warnings(template: str, sample: list[Any]) -> list[str]:
+    """What a usable template may still get wrong: no `{ext}` (files without an extension), or
+    names that `datasets` would split by (shown for the first job of `sample`)."""
+    warnings = []
+    if not any(item[1] == "ext" for item in _fields(_parse(template)[0])):
+        warnings.append(
+            f"name template {template!r} has no {{ext}}: files are written without an extension"
+        )
+    for job in sample:
+        with contextlib.suppress(UsageError):  # the job's own problem is reported elsewhere
+            name = job_file_name(template, job, index=1)
+            word = split_word(name)
+            if word:
+                warnings.append(
+                    f"name template {template!r} gives names like {name!r}: datasets' imagefolder "
+                    f"loader reads {word!r} in it as a split name"
+                )
+    return warnings
+
+
 def _fields(items: tuple[Item, ...]):
     for item in items:
         if isinstance(item, tuple) and item[0] == "group":
@@ -148,15 +197,19 @@ def render_name(
     k: int,
     n_files: int,
     ext: str,
+    meta: dict[str, Any] | None = None,
 ) -> str:
     """Render a safe relative path (may contain folders) for RUN_DIR/images/ (videos/, audio/).
 
-    A field that is neither built in nor an input or var of the job raises UsageError.
+    A field that is neither built in nor an input, var or meta field of the job raises
+    UsageError.
     """
     items, has_k = _parse(template)
     builtins = {"index": index, "key": key, "k": k, "ext": ext}
     builtins["slug"] = slugify(str(inputs.get("prompt", "")))
-    values = {**inputs, **vars, **builtins}
+    values = {**(meta or {}), **inputs, **vars, **builtins}
+    # left to the model's default, the format is the one the file came in
+    values.setdefault("output_format", "jpeg" if ext == "jpg" else ext)
     text = _render(items, values, n_files > 1)
     if n_files > 1 and not has_k:
         text = _insert_k(text, k)
@@ -175,6 +228,7 @@ def job_file_name(
         key=job.key,
         inputs=job.inputs,
         vars=job.vars,
+        meta=job.meta,
         k=k,
         n_files=n_files,
         ext=str(job.inputs.get("output_format", "png")) if ext is None else ext,
@@ -211,7 +265,7 @@ def _render(items: tuple[Item, ...], values: dict[str, Any], several: bool) -> s
             _, name, spec = item
             if name not in values or values[name] is None:
                 raise UsageError(
-                    f"name template field {{{name}}} is not an input or var of the job"
+                    f"name template field {{{name}}} is not an input, var or meta field of the job"
                 )
             try:
                 text = format(values[name], spec)

@@ -47,6 +47,8 @@ def read_csv(path: Path, text: str) -> tuple[Manifest | None, list[Problem]]:
 
 def _csv_header(row: list[str], name: str, line: int, problems: list[Problem]) -> list[str] | None:
     header = [cell.strip() for cell in row]
+    while header and not header[-1]:
+        header.pop()  # spreadsheets export empty trailing columns; cells under them must be empty
     ok = True
     seen: set[str] = set()
     for i, col in enumerate(header, 1):
@@ -63,8 +65,8 @@ def _csv_header(row: list[str], name: str, line: int, problems: list[Problem]) -
 
 
 def _csv_row(header: list[str], row: list[str], loc: Location, problems: list[Problem]):
-    if len(row) > len(header):
-        msg = f"row has {len(row)} cells but the header has {len(header)} columns"
+    if any(cell.strip() for cell in row[len(header) :]):
+        msg = f"row has {len(row)} cells but the header names {len(header)} columns"
         problems.append(Problem(loc.file, loc.line, None, msg))
         return None
     data: dict[str, Any] = {}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from batch_runner.errors import Problem
 from batch_runner.jobs import Location
@@ -19,23 +21,32 @@ from batch_runner.manifest.rows import (
 def read_jsonl(path: Path, text: str) -> tuple[Manifest | None, list[Problem]]:
     name = str(path)
     problems: list[Problem] = []
-    entries: list[Entry] = []
+    items: list[tuple[int, Any]] = []
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
-        loc = Location(name, number)
         try:
-            data = json.loads(line)
+            items.append((number, json.loads(line)))
         except json.JSONDecodeError as exc:
             msg = f"invalid JSON: {exc.msg} (column {exc.colno})"
             problems.append(Problem(name, number, None, msg))
-            continue
         except RecursionError:
             problems.append(Problem(name, number, None, "invalid JSON: nested too deeply"))
-            continue
-        data = check_entry_data(data, loc, "job", problems)
-        if data is not None:
-            entries.append(Entry("job", data, loc, {}))
+    return read_items(path, items, problems)
+
+
+def read_items(
+    path: Path, items: Iterable[tuple[int, Any]], problems: list[Problem] | None = None
+) -> tuple[Manifest | None, list[Problem]]:
+    """Jobs given as (number, prompt string or mapping) pairs: JSONL lines, or the Python API's
+    list (where `path` only names it in messages)."""
+    problems = [] if problems is None else problems
+    entries: list[Entry] = []
+    for number, data in items:
+        loc = Location(str(path), number)
+        clean = check_entry_data(data, loc, "job", problems)
+        if clean is not None:
+            entries.append(Entry("job", clean, loc, {}))
     if not entries and not problems:
         return empty_manifest(path, "jsonl", problems)
     return build_manifest(path, "jsonl", entries), problems

@@ -140,7 +140,8 @@ JS = """
   function media(f, alt) {
     if (f.kind === "img") {
       return h("a", {class: "thumb", href: f.src, target: "_blank", rel: "noopener"},
-        h("img", {src: f.src, loading: "lazy", decoding: "async", width: SIZE, height: SIZE, alt}));
+        h("img", {src: f.th || f.src, loading: "lazy", decoding: "async", width: SIZE,
+          height: SIZE, alt}));
     }
     if (f.kind === "video") {
       return h("div", {class: "thumb"}, h("video", {src: f.src, preload: "metadata",

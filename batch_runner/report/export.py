@@ -17,7 +17,28 @@ from batch_runner.store.state import StateStore
 HEAD = ("file_name", "key", "index", "state", "request_id", "model", "media_type")
 TAIL = ("sha256", "bytes", "job_cost_usd", "reason")
 FORMATS = ("csv", "jsonl")
+EXPORT_STEM = "export"
+# the file names Hugging Face `datasets` reads as a folder's metadata (any one of them, once)
+DATASET_METADATA_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
 _RESERVED = frozenset(HEAD + TAIL)
+
+
+def export_path(run_dir: Path, fmt: str, out: Path | None) -> Path:
+    """Where an export goes: `RUN_DIR/export.<fmt>` by default. Never a `metadata.*` file in the
+    run directory: metadata.jsonl is the run's own record, and a second metadata file beside it
+    stops `load_dataset("imagefolder", data_dir=RUN_DIR)` from loading."""
+    path = Path(out) if out is not None else run_dir / f"{EXPORT_STEM}.{fmt}"
+    if path.name.lower() in DATASET_METADATA_NAMES and _inside(path, run_dir):
+        raise UsageError(
+            f"{path}: an export may not be named {path.name} inside the run directory "
+            f"(the run's metadata.jsonl and data set loaders use that name); "
+            f"leave out --out for {EXPORT_STEM}.{fmt}"
+        )
+    return path
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
 
 
 def export_rows(records: Iterable[JobRecord]) -> Iterator[dict[str, Any]]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import html
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -97,13 +99,25 @@ def placeholder(rec: JobRecord) -> str:
     return f'<div class="ph"><b>{rec.state.value}</b>{span}</div>'
 
 
+# file_name → its thumbnail (relative to RUN_DIR), set while write_report renders a run
+THUMBS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
+    "THUMBS", default=None
+)
+
+
+def thumb_url(f: FileRecord) -> str | None:
+    thumb = (THUMBS.get() or {}).get(f.file_name)
+    return file_url(thumb) if thumb else None
+
+
 def media_html(f: FileRecord, alt: str, size: int) -> str:
     src = escape(file_url(f.file_name))
     kind = media_kind(f.file_name)
     if kind == "img":
+        shown = escape(thumb_url(f) or file_url(f.file_name))
         return (
             f'<a class="thumb" href="{src}" target="_blank" rel="noopener">'
-            f'<img src="{src}" loading="lazy" decoding="async" width="{size}" height="{size}" '
+            f'<img src="{shown}" loading="lazy" decoding="async" width="{size}" height="{size}" '
             f'alt="{escape(alt)}"></a>'
         )
     if kind == "video":  # metadata only: the first frame and the length, not the film

@@ -19,7 +19,9 @@ from batch_runner.money import dollars, usd
 from batch_runner.outputs.files import atomic_text
 from batch_runner.report.assets import CSS, JS
 from batch_runner.report.html import (
+    IMAGE_EXTS,
     ROW_SIZE,
+    THUMBS,
     escape,
     human_bytes,
     kv_pairs,
@@ -30,6 +32,7 @@ from batch_runner.report.html import (
     show_value,
 )
 from batch_runner.report.sweep import render_sweep, sweep_label
+from batch_runner.report.thumbs import make_thumbs
 from batch_runner.store.costs import cost_summary
 from batch_runner.store.state import StateStore
 
@@ -56,10 +59,16 @@ def write_report(run_dir: Path, jobs: StateStore | Iterable[JobRecord], *, title
 
 def write_page(run_dir: Path, source: Any, title: str) -> Path:
     """Write RUN_DIR/report.html from a source of jobs (totals, sections, iter_section,
-    first_of: see StoreSource) atomically; `merge` gives one over every shard."""
+    first_of: see StoreSource) atomically; `merge` gives one over every shard. The images'
+    thumbnails are made first (those missing), then the page points at them."""
+    records = (rec for sweep in source.sections() for rec in source.iter_section(sweep))
+    thumbs = THUMBS.set(make_thumbs(run_dir, records, IMAGE_EXTS))
     path = run_dir / "report.html"
-    with atomic_text(path) as fh:
-        _write_page(fh, source, title)
+    try:
+        with atomic_text(path) as fh:
+            _write_page(fh, source, title)
+    finally:
+        THUMBS.reset(thumbs)
     return path
 
 

@@ -18,6 +18,7 @@ from batch_runner.report.html import (
     render_cards,
     section_head,
     show_value,
+    thumb_url,
 )
 from batch_runner.report.inputs import inputs_html
 
@@ -184,6 +185,7 @@ def _grid_job(rec: JobRecord, fields: list[_Field]) -> dict[str, Any]:
         "f": [
             {
                 "src": file_url(f.file_name),
+                "th": thumb_url(f),
                 "kind": media_kind(f.file_name),
                 "name": f.file_name.rsplit("/", 1)[-1],
             }

@@ -55,22 +55,29 @@ class Tally:
 class Progress:
     """Listens to the run's tally and shows submitted / finished / downloaded."""
 
-    def __init__(self, tally: Tally, *, total: int, to_submit: int, enabled: bool):
+    def __init__(
+        self, tally: Tally, *, total: int, to_submit: int, enabled: bool, auto: bool = False
+    ):
+        """`auto`: tqdm.auto bars whatever stdout is (a notebook shows them as widgets)."""
         self.tally = tally
         self.total = total
         self.bars: dict[str, tqdm] = {}
         self._last_log = time.monotonic()
-        self._log = enabled and not sys.stdout.isatty()
-        if enabled and sys.stdout.isatty():
-            from tqdm import tqdm  # only for a terminal: it costs start-up time
+        bars = auto or (enabled and sys.stdout.isatty())
+        self._log = enabled and not bars
+        if bars:
+            # imported only for bars: it costs start-up time
+            from tqdm import tqdm as terminal_tqdm
+            from tqdm.auto import tqdm as auto_tqdm
 
+            bar = auto_tqdm if auto else terminal_tqdm
             opts = {"file": sys.stderr, "dynamic_ncols": True, "leave": True}
             self.bars = {
-                "submitted": tqdm(
+                "submitted": bar(
                     total=to_submit, desc="submitted ", unit="job", position=0, **opts
                 ),
-                "finished": tqdm(total=total, desc="finished  ", unit="job", position=1, **opts),
-                "file": tqdm(desc="downloaded", unit="file", position=2, **opts),
+                "finished": bar(total=total, desc="finished  ", unit="job", position=1, **opts),
+                "file": bar(desc="downloaded", unit="file", position=2, **opts),
             }
         if self.bars or self._log:  # nothing to show: no call per event
             tally.listeners.append(self._on_event)
@@ -84,6 +91,13 @@ class Progress:
         elif self._log and time.monotonic() - self._last_log >= LOG_EVERY:
             self._last_log = time.monotonic()
             print(self.line(), file=sys.stderr, flush=True)
+
+    def say(self, text: str) -> None:
+        """A message for the person at the terminal, printed above the bars, not through them."""
+        if self.bars:
+            next(iter(self.bars.values())).write(text, file=sys.stderr)
+        else:
+            print(text, file=sys.stderr, flush=True)
 
     def line(self) -> str:
         t = self.tally

@@ -8,8 +8,9 @@ import random
 import shutil
 import signal
 import sys
+import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -42,8 +43,12 @@ SIM_DEMO_LATENCY = (1.0, 3.0)
 
 @dataclass
 class RunResult:
+    """What a run ends with: its exit code (as the command line's), the `status --json` object
+    and the run directory."""
+
     exit_code: int
     summary: dict[str, Any]
+    run_dir: Path
 
 
 @dataclass
@@ -64,8 +69,10 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
     lock.acquire()
     store = StateStore.open(inp.run_dir, create=inp.specs is not None)
     try:
+        edited = 0
         if inp.specs is not None:
             added, missing = store.sync_jobs(inp.specs)
+            edited = store.update_meta(inp.specs)
             meta = {"settings": inp.settings.stored(), "manifest": str(inp.manifest)}
             if inp.manifest is not None:  # runs seeded from jobs alone have no manifest file
                 meta["manifest_path"] = str(Path(inp.manifest).resolve())
@@ -75,7 +82,9 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
                 _say(
                     f"{added} new jobs" + (f", {missing} not in manifest (kept)" if missing else "")
                 )
-        _recover(store, inp.run_dir)
+            if edited:
+                _say(f"meta changed for {edited} jobs: metadata.jsonl updated (nothing sent)")
+        _recover(store, inp.run_dir, rebuild=edited > 0)
     except BaseException:
         store.close()
         raise
@@ -93,8 +102,9 @@ def _copy_manifest(inp: RunInput) -> None:
         raise StateError(f"{dest}: cannot copy the manifest ({exc.strerror})") from None
 
 
-def _recover(store: StateStore, run_dir: Path) -> None:
-    """Repair what a crash can leave: submits in flight, partial files, short metadata."""
+def _recover(store: StateStore, run_dir: Path, *, rebuild: bool = False) -> None:
+    """Repair what a crash can leave: submits in flight, partial files, short metadata
+    (`rebuild`: metadata.jsonl is rewritten anyway, e.g. after meta edits)."""
     store.move_all(
         JobState.SUBMITTING, JobState.UNCERTAIN, "the run stopped during submit; the job may exist"
     )
@@ -103,7 +113,7 @@ def _recover(store: StateStore, run_dir: Path) -> None:
             for part in (run_dir / folder).rglob("*.part"):
                 with contextlib.suppress(OSError):
                     part.unlink()
-    if count_metadata_lines(run_dir) != store.file_count():
+    if rebuild or count_metadata_lines(run_dir) != store.file_count():
         rebuild_metadata(run_dir, store.iter_jobs())
 
 
@@ -155,10 +165,16 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             budget,
             round_start=round_start,
         )
-        progress = Progress(tally, total=len(todo), to_submit=new, enabled=settings.progress)
+        progress = Progress(
+            tally,
+            total=len(todo),
+            to_submit=new,
+            enabled=settings.progress,
+            auto=settings.tqdm_auto,
+        )
         try:
             scheduler = Scheduler(runner.run, store.jobs_at, stop.is_set, settings.concurrency)
-            cut_short = await _run_workers(scheduler, todo, stop)
+            cut_short = await _run_workers(scheduler, todo, stop, progress.say)
         finally:
             runner.metadata.close()
         progress.close()
@@ -197,9 +213,11 @@ def _warn_concurrency(concurrency: int) -> None:
         )
 
 
-async def _run_workers(scheduler: Scheduler, todo: list, stop: Stop) -> bool:
+async def _run_workers(
+    scheduler: Scheduler, todo: list, stop: Stop, say: Callable[[str], None]
+) -> bool:
     """Run the pool under the signal handlers; True when a second signal cut it short."""
-    _install_signals(stop, asyncio.current_task(), scheduler)
+    _install_signals(stop, asyncio.current_task(), scheduler, say)
     try:
         await scheduler.run(todo)
     except asyncio.CancelledError:
@@ -226,7 +244,7 @@ def _finish(
         code = EXIT_FAILED
     else:
         code = EXIT_OK
-    return RunResult(code, summary)
+    return RunResult(code, summary, inp.run_dir)
 
 
 def _write_report(run_dir: Path, store: StateStore) -> None:
@@ -275,41 +293,53 @@ def _hosts(settings: RunSettings, base: str) -> HostPolicy:
     return HostPolicy([host, *extra])
 
 
-def _install_signals(stop: Stop, main: asyncio.Task | None, scheduler: Scheduler) -> None:
+def _install_signals(
+    stop: Stop, main: asyncio.Task | None, scheduler: Scheduler, say: Callable[[str], None]
+) -> None:
+    """Ctrl-C / SIGTERM: once drains, twice exits; `say` prints above the progress bars."""
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
         stop.signal()
         if stop.signals == 1:
-            _say(
+            say(
                 "stopping: no new submissions; finishing the jobs in flight "
                 f"({scheduler.waiting} not started wait for a resume). "
                 "Press Ctrl-C again to exit now."
             )
         elif main is not None:
-            _say("exiting now; the state file is consistent, resume to continue")
+            say("exiting now; the state file is consistent, resume to continue")
             main.cancel()
 
     def on_cancel() -> None:  # `batch-runner cancel RUN_DIR` signals the lock's owner
         if not stop.cancelled:
             stop.cancel()
-            _say(
+            say(
                 "cancel requested (batch-runner cancel): no new submissions; finishing the "
                 f"jobs in flight ({scheduler.waiting} not started stay pending)"
             )
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in _signals():
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal)
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(CANCEL_SIGNAL, on_cancel)
+    if _signals():  # the cancel signal, like the others, belongs to the main thread
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(CANCEL_SIGNAL, on_cancel)
 
 
 def _remove_signals() -> None:
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM, CANCEL_SIGNAL):
+    for sig in (*_signals(), CANCEL_SIGNAL) if _signals() else ():
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.remove_signal_handler(sig)
+
+
+def _signals() -> tuple[signal.Signals, ...]:
+    """Signals are for the main thread only: the Python API inside a running event loop (a
+    notebook) runs on a worker thread, where the caller's own Ctrl-C handling stays as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        return ()
+    return (signal.SIGINT, signal.SIGTERM)
 
 
 def _say(text: str) -> None:

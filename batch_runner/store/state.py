@@ -187,6 +187,22 @@ class StateStore(Money):
                 )
         return len(rows), len(known - present)
 
+    def update_meta(self, specs: Iterable[JobSpec]) -> int:
+        """Store the manifest's `meta` of known jobs where it changed (meta is never sent, so an
+        edit costs nothing); returns how many jobs changed."""
+        stored = dict(self._conn.execute("SELECT key, meta FROM jobs"))
+        changed: dict[str, str] = {}
+        for spec in specs:
+            meta = _dump(spec.meta)
+            if spec.key in stored and spec.key not in changed and stored[spec.key] != meta:
+                changed[spec.key] = meta
+        if changed:
+            with self._tx():
+                self._conn.executemany(
+                    "UPDATE jobs SET meta = ? WHERE key = ?", [(m, k) for k, m in changed.items()]
+                )
+        return len(changed)
+
     def jobs(self, *, with_files: bool = True) -> list[JobRecord]:
         """Every job, in index order (files and request ids attached)."""
         return list(self.iter_jobs(with_files=with_files))
