@@ -1,4 +1,4 @@
-"""batch_runner: resumable batches of text-to-image jobs against the RunComfy Model API.
+"""batch_runner: resumable batches of image, video and audio jobs against the RunComfy Model API.
 
 The public API (imported lazily, so the command line starts fast):
 
