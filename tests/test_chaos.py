@@ -88,10 +88,14 @@ def test_chaos_mix_finishes_every_job(make_sim, tmp_path):
     )
 
     counts = summary["counts"]
-    assert counts.get("done", 0) + counts.get("failed", 0) == 150, summary
-    assert res.returncode == (0 if counts.get("failed", 0) == 0 else 1)
-    for failure in summary["failures"]:  # only generations that failed more than --retries times
-        assert failure["reason"].startswith("generation failed"), failure
+    # a job ends uncertain only after 2 submits whose answers were lost (the resubmit bound)
+    ended = counts.get("done", 0) + counts.get("failed", 0) + counts.get("uncertain", 0)
+    assert ended == 150, summary
+    assert counts.get("uncertain", 0) <= 3, summary
+    assert res.returncode == (0 if counts.get("done", 0) == 150 else 1)
+    for failure in summary["failures"]:  # generations that failed more than --retries times,
+        reason = failure["reason"]  # or jobs left uncertain by the resubmit bound
+        assert reason.startswith("generation failed") or failure["state"] == "uncertain", failure
     _check_files(out, counts["done"])
     assert {line["prompt"] for line in read_metadata(out)} <= set(prompts)
 
