@@ -100,7 +100,9 @@ def test_chaos_mix_finishes_every_job(make_sim, tmp_path):
     assert {line["prompt"] for line in read_metadata(out)} <= set(prompts)
 
     # a body sent again is a generation retry or the resubmit of a submit whose answer was lost
-    assert stats["unique_bodies"] == 150
+    # every job reached the API, but for those the resubmit bound left uncertain (whose
+    # submits may all have been dropped before the server saw them)
+    assert 150 - counts.get("uncertain", 0) <= stats["unique_bodies"] <= 150
     assert duplicates - retries.get("generation_failed", 0) <= faults.get("lost_submit", 0)
     assert duplicates <= faults.get("fail", 0) + faults.get("lost_submit", 0)
     for kind, n in faults.items():  # every kind of fault injected shows up as a retry cause
@@ -291,12 +293,15 @@ def test_expired_request_id_on_resume(make_sim, tmp_path):
 
 def _wait_done(out: Path, n: int, proc: subprocess.Popen[str], timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
+    status = None
     while time.monotonic() < deadline and proc.poll() is None:
         status = run_cli("status", out, "--json")
         if status.returncode == 0 and json.loads(status.stdout)["counts"].get("done", 0) >= n:
             return
         time.sleep(0.2)
-    raise AssertionError(f"{n} jobs not done in time")
+    stdout, stderr = proc.communicate(timeout=60)  # never leave the run's pipes open
+    seen = (status.returncode, status.stdout, status.stderr) if status else None
+    raise AssertionError(f"{n} jobs not done in time: last status {seen}; run: {stdout} {stderr}")
 
 
 @pytest.mark.parametrize(

@@ -338,7 +338,7 @@ def test_folder_sweep_runs_and_resume_reports_changed_or_vanished_inputs(sim, tm
     }
     assert any("is gone since the job was made" in r for r in reasons)
     assert any("changed since the job was made" in r for r in reasons)
-    names = sorted(p.name for p in (out / "images").iterdir())
+    names = sorted(p.name for p in (out / "videos").iterdir())  # videos go to videos/
     assert names == ["s2-3.mp4", "s2-6.mp4"]
 
 

@@ -295,12 +295,15 @@ class JobRunner:
         track = self._tracks.pop(job.index, None) or self.planner.track()
         errors = 0
         while True:
-            delay = self.planner.next_delay(track)
-            if time.monotonic() + delay > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 last = f"; last status {track.odd_status!r}" if track.odd_status else ""
                 self._fail(
                     job, f"timed out after {self.settings.job_timeout:g} s (--job-timeout){last}"
                 )
+            # a poll planned past the deadline (a blind wait for the first durations, a long
+            # tail) is brought forward to it: the job gets its last look, never an early failure
+            delay = min(self.planner.next_delay(track), left)
             if track.wake and delay > 0:
                 if await self._woken(delay):
                     continue  # the first durations are known: plan this one again
