@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -262,3 +263,23 @@ def test_simulator_numeric_flags_refuse_nan_and_inf(flag):
     for value in ("nan", "inf", "-1"):
         res = run_cli("simulate", "--port", "0", flag, value, timeout=30)
         assert res.returncode == 2 and res.stderr.startswith("error:"), (value, res.stderr)
+
+
+def test_a_read_only_run_directory_is_named_as_such(tmp_path):
+    # root ignores file modes, so the directory is made read-only the way a real mount is:
+    # a read-only bind mount in a private mount namespace (unshare -m, util-linux)
+    out = tmp_path / "run"
+    res = run_cli("run", _manifest(tmp_path, 2), "--out", out, "--simulate", "--no-progress")
+    assert res.returncode == 0, res.stderr
+    for command in ("status", "report"):
+        script = (
+            f'mount --bind "{out}" "{out}" && mount -o remount,ro,bind "{out}" && '
+            f'exec "{CLI}" {command} "{out}"'
+        )
+        ro = subprocess.run(
+            ["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=60
+        )
+        assert ro.returncode == 2, (command, ro.stdout, ro.stderr)
+        assert "read-only or not permitted" in ro.stderr, ro.stderr
+        assert "not a usable state file" not in ro.stderr and "Traceback" not in ro.stderr
+    assert run_cli("status", out).returncode == 0  # writable again outside the namespace
