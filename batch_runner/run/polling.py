@@ -77,7 +77,7 @@ class PollPlanner:
     BUDGET = 1.0  # seconds of detection delay one poll is worth (see durations.schedule)
     SPREAD = 0.5  # the budget varies ± half this by the job's phase (no waves) ...
     BUCKETS = 4  # ... in this many steps: one schedule each
-    STAGGER = 0.05  # within a bucket, a schedule shifts by up to ± half this x its first age
+    STAGGER = 0.02  # within a bucket, a schedule shifts by up to this x its first age
     REPLAN = 0.5  # seconds: schedules are computed again at most this often
     SAMPLE, POINTS = 256, 64  # jobs sampled for their durations; values a schedule is made of
     HORIZON = 4.0  # sampled jobs done longer ago than this x the longest duration are dropped
@@ -236,10 +236,10 @@ class PollPlanner:
         return last + min(self.max_delay, max(self.STEP_FLOOR, overdue))
 
     def _stagger(self, t: PollTrack, ages: list[float]) -> float:
-        """Jobs of one schedule submitted together do not ask at one moment: each shifts it by
-        up to ± STAGGER x its first age (by its phase within the bucket; no waves)."""
-        within = (t.phase * self.BUCKETS) % 1.0
-        return (within - 0.5) * self.STAGGER * ages[0]
+        """Jobs of one schedule submitted together do not ask at one moment: each goes up to
+        STAGGER x its first age later (by its phase within the bucket; never earlier, which
+        would cost a second poll where every job takes the same time)."""
+        return (t.phase * self.BUCKETS) % 1.0 * self.STAGGER * ages[0]
 
     def _hazard(self) -> float | None:
         """How likely a job still running is to finish, per second: the run's recent
