@@ -271,3 +271,28 @@ def test_the_spread_after_learning_is_short_for_short_jobs():
     planner, woken = blind_then_learned(20, 2.0, 1.0)  # one-second jobs: asked within 0.1 s
     delays = [planner.next_delay(t) for t in woken]
     assert woken and max(delays) <= P.WAVE * 1.0 + 1e-9
+
+
+def test_early_the_jobs_past_the_quick_ones_are_polled_as_often_as_the_run_finishes_jobs():
+    """100 jobs submitted together; 10 finish within a second, around 20 s. The other 90 are
+    older than every duration seen: their gaps follow the hazard the run shows (10 of 100
+    jobs a second: about one in ten of those running), not a fraction of their age."""
+    clock = Clock()
+    planner = PollPlanner(clock=clock)
+    start = clock.now
+    tracks = [planner.track(start, start) for _ in range(100)]
+    for i, t in enumerate(tracks[:10]):
+        clock.now = start + 20.0 + i / 9
+        planner.completed(t, clock.now - start)
+        planner.finished(t)
+    waiting = tracks[10]
+    clock.now = start + 21.5
+    planner.seen(waiting, "in_progress", None)
+    gap = planner.next_delay(waiting)
+    hazard = 9 / 1.0 / 90
+    assert gap == pytest.approx(math.sqrt(2 * P.BUDGET / hazard), rel=0.01)
+    assert gap < P.REL * 21.5
+    for t in tracks[10:]:
+        planner.finished(t)
+    planner.finished(tracks[10])  # once per job, however often it is said
+    assert planner._in_flight == 0
