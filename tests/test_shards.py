@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import read_metadata, run_cli, sim_env, spawn_cli, write_manifest
 
 from batch_runner import load_jobs
@@ -269,3 +270,65 @@ def test_max_cost_total_gives_each_shard_its_share_of_the_budget(make_sim, tmp_p
     assert status["counts"] == {"done": 2, "pending": 6}
     assert abs(status["cost"]["spent_usd"] - 0.2) < 1e-9  # the shards' costs added up
     assert status["models"][model] == {"jobs": 8, "done": 2}
+
+
+def _optioned(path: Path, options: str, prompts: list[str]) -> Path:
+    path.write_text(f"options: {options}\njobs:\n" + "".join(f"  - {p}\n" for p in prompts))
+    return path
+
+
+def test_shards_and_a_total_budget_from_the_manifest_options(make_sim, tmp_path):
+    model = "bytedance/seedream-5/lite/text-to-image"
+    sim = make_sim(*FAST, "--price", f"{model}=0.1")
+    prompts = [f"optioned job {i}" for i in range(8)]
+    manifest = _optioned(tmp_path / "m.yaml", "{shards: 2, max_cost_total: 0.25}", prompts)
+    per_shard = [sum(shard_of(key, 2) == k for key in _keys(manifest)) for k in range(2)]
+    assert min(per_shard) >= 2
+    out = tmp_path / "run"
+    for k in range(2):  # as --shards 2 --max-cost-total 0.25: one job of 0.1 fits in 0.125
+        env = sim_env(sim, JOB_COMPLETION_INDEX=str(k))
+        res = run_cli("run", manifest, "--out", out, "--no-progress", env=env)
+        assert res.returncode == 1, res.stderr
+        assert f"shard {k} of 2: {per_shard[k]} of the 8 jobs" in res.stderr
+        assert "budget: $0.125 for this shard" in res.stderr
+    assert sim.stats()["submitted"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["shard-0-of-2", "shard-1-of-2"]
+    # a resume of a shard keeps its share of the budget; a larger one carries on
+    res = run_cli("resume", out / "shard-0-of-2", "--no-progress", env=sim_env(sim))
+    assert res.returncode == 1 and sim.stats()["submitted"] == 2, res.stderr
+    res = run_cli("resume", out / "shard-0-of-2", "--max-cost", "5", env=sim_env(sim))
+    assert res.returncode == 0, res.stderr
+    # the command line wins: --shard over shards:, --max-cost over max_cost_total:
+    res = run_cli(
+        "run", manifest, "--out", out, "--shard", "1/2", "--max-cost", "5", env=sim_env(sim)
+    )
+    assert res.returncode == 0 and "budget:" not in res.stderr, res.stderr
+    status = _status(out)
+    assert status["counts"] == {"done": 8} and sim.stats()["submitted"] == 8
+    res = run_cli("run", manifest, "--out", out, "--shard", "0/3", env=sim_env(sim))
+    assert res.returncode == 2 and "holds shards of 2" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ("{shards: 0}", "options: shards must be a whole number of shards, at least 1, got 0"),
+        ("{shards: two}", "options: shards must be a whole number of shards"),
+        ("{shards: 2}", "options: shards 2: neither JOB_COMPLETION_INDEX"),
+        ("{shard: 2/2}", "options: shard: shard 2 is not in 0..1"),
+        ("{shard: x}", "options: shard must look like K/N (e.g. 0/4), got 'x'"),
+        ("{shard: 0/2, shards: 2}", "options: give shard or shards, not both"),
+        ("{shards: 2, max_cost_total: -1}", "options: max_cost_total must be 0 or more"),
+        ("{shards: 2, max_cost_total: lots}", "options: max_cost_total must be a number"),
+        ("{max_cost_total: 5}", "options: max_cost_total splits a budget across shards"),
+        ("{shards: 2, max_cost: 1, max_cost_total: 2}", "options: give max_cost (per shard) or"),
+    ],
+)
+def test_bad_shard_options_in_the_manifest_exit_2_naming_file_and_option(
+    tmp_path, options, message
+):
+    manifest = _optioned(tmp_path / "m.yaml", options, ["a", "b"])
+    out = tmp_path / "run"
+    res = run_cli("run", manifest, "--out", out, "--simulate", "--no-progress")
+    assert res.returncode == 2 and f"{manifest}:1: {message}" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and not out.exists()

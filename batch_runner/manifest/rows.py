@@ -42,6 +42,12 @@ class Manifest:
     default_model: str | None = None  # `defaults: {model: M}`: beats --model, not a job's own
 
     @property
+    def options_origin(self) -> str:
+        """Where the run options of `options:` were written, for errors: `FILE:LINE: options`."""
+        line = self.lines.get("options")
+        return f"{self.path}:{line}: options" if line else f"{self.path}: options"
+
+    @property
     def job_model(self) -> str:
         """The model of the jobs that name none: `defaults`' model, else `model:` (which
         `--model` replaces), else the default model."""
