@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -231,6 +232,53 @@ def test_merge_while_shards_run_then_again_at_the_end(make_sim, tmp_path):
 def test_merge_of_a_folder_without_shards_exits_2(tmp_path):
     res = run_cli("merge", tmp_path)
     assert res.returncode == 2 and "no shard-K-of-N folders" in res.stderr
+
+
+class _Labels(HTMLParser):
+    """The element ids of the jobs on a page, their card labels and their grid captions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.cards: list[str] = []
+        self.captions: list[str] = []
+        self._into: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if (a.get("id") or "").startswith("job-"):
+            self.ids.append(a["id"])
+        classes = (a.get("class") or "").split()
+        self._into = self.cards if "idx" in classes else self.captions if "cap" in classes else None
+
+    def handle_data(self, data):
+        if self._into is not None:
+            self._into.append(data.split(" \u00b7 ")[0])  # a caption: "LABEL · field values"
+            self._into = None
+
+
+def test_the_merged_report_names_every_job_once(make_sim, tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "jobs: [" + ", ".join(f"plain {i}" for i in range(8)) + "]\n"
+        "sweep:\n"
+        "  - prompt: 'A {s}'\n"
+        "    vars: {s: [fox, owl, cat, heron]}\n"
+        "    output_format: [png, jpeg]\n"
+    )
+    plain = [job.key for job in load_jobs(manifest).jobs if job.sweep is None]
+    assert {shard_of(key, 2) for key in plain} == {0, 1}  # both shards number a plain job #1
+    out = tmp_path / "run"
+    _run_shards(manifest, out, 2, sim_env(make_sim(*FAST)))
+    assert run_cli("merge", out).returncode == 0
+    page = _Labels()
+    page.feed((out / "report.html").read_text())
+    assert len(page.cards) == 8 and len(set(page.cards)) == 8, page.cards
+    assert len(page.captions) == 8 and len(set(page.captions)) == 8, page.captions
+    labels = page.cards + page.captions
+    assert all(label.startswith("shard-") for label in labels)  # e.g. "shard-1-of-2 #3"
+    assert len(page.ids) == 8 and len(set(page.ids)) == 8  # the cards' anchors
+    assert not (out / "images").exists()  # nothing copied
 
 
 def test_the_merged_directory_loads_as_one_imagefolder_data_set(make_sim, tmp_path):
