@@ -124,7 +124,7 @@ def _load(
     )
     for warning in expansion.warnings:
         say(f"warning: {warning}")
-    return dataclasses.replace(expansion, entries=resolution.entries), settings, shards
+    return dataclasses.replace(expansion, entries=resolution.catalogue), settings, shards
 
 
 def _resolve(args: argparse.Namespace, manifest: Manifest | None, settings: RunSettings):
@@ -186,7 +186,7 @@ def prepare_run(args: argparse.Namespace, parsed: Parsed | None = None) -> RunIn
     token = _token(args, settings)
     say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
     manifest = args.manifest if parsed is None else None  # a list of jobs has no file to copy
-    return RunInput(run_dir, settings, token, specs, manifest)
+    return RunInput(run_dir, settings, token, specs, manifest, expansion.entries)
 
 
 def _check_same_stem(run_dir: Path, manifest: Path) -> None:
@@ -320,7 +320,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     token = None if settings.offline else token_if_any(args.token_file)
     models = expansion.model_counts()
     est, prices, entries = run_async(
-        estimate_specs(expansion.jobs, settings.api_base, token), debug=args.debug
+        estimate_specs(expansion.jobs, settings.api_base, token, expansion.entries),
+        debug=args.debug,
     )
     money = validate_money(est, prices, entries, settings.max_cost)
     if args.json:

@@ -40,7 +40,9 @@ class Expansion:
     jobs: list[JobSpec]
     sweep_counts: list[tuple[Location, int]]
     warnings: list[str]
-    # each job model's catalogue entry as resolved for this run (None: in no catalogue)
+    # each model's catalogue entry as validation resolved it (live, cached or bundled; None: in
+    # no catalogue): what its jobs' prices come from. A model missing here (its schema given
+    # by a --schema file, or named by a template) is priced by run/pricing.py on its own
     entries: dict[str, CatalogEntry | None] = dataclasses.field(default_factory=dict)
 
     def model_counts(self) -> dict[str, int]:
