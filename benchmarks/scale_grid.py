@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import common as c
+from benchmarks import frontier
 from benchmarks.polling import _baseline_mtimes, _delays
 
 LOWER_BOUND = 3.0  # submit, one /result that finds the job done, the file
@@ -153,7 +154,7 @@ def run(quick: bool = False) -> dict:
     ):
         for point in points(quick):
             rows.append((point, _one_point(tmp, point, [sim_a, sim_b])))
-    return {"rows": rows}
+    return {"rows": rows, "frontier": frontier.run(quick)}  # computed after: no load meanwhile
 
 
 def _checks(point: Point, ours: dict, base: dict) -> list[str]:
@@ -214,7 +215,7 @@ def report(f: dict) -> str:
     text += "\n" + _cpu_table(f["rows"])
     met = sum(not _checks(p, o, b) for p, (o, b) in f["rows"])
     text += f"\nall targets met at {met} of {len(f['rows'])} points\n"
-    return text
+    return text + "\n" + frontier.report(f["frontier"])
 
 
 def _cpu_table(rows: list) -> str:

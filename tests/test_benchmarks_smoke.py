@@ -17,6 +17,7 @@ CASES = {
     "scale": "### 4. Scale",
     "bigfiles": "### 5. Big files",
     "scale_grid": "### 6. Polling at scale",
+    "frontier": "### 6c. What any poller can reach",
     "shards": "### 7. Shards",
     "media": "### 8. Media inputs",
 }

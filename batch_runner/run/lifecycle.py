@@ -293,6 +293,14 @@ class JobRunner:
 
     async def _poll(self, job: JobRecord, deadline: float) -> list[str]:
         track = self._tracks.pop(job.index, None) or self.planner.track()
+        try:
+            return await self._poll_until_finished(job, track, deadline)
+        finally:
+            self.planner.finished(track)  # however it ends: no longer in flight
+
+    async def _poll_until_finished(
+        self, job: JobRecord, track: PollTrack, deadline: float
+    ) -> list[str]:
         errors = 0
         while True:
             left = deadline - time.monotonic()

@@ -2,18 +2,23 @@
 
 Model. A plan needs to know when a job will be done, counted from its submit. The server
 says so itself: every job seen completed reports its duration (created -> finished, queue
-wait included), so a window of the last WINDOW durations, kept sorted, is the distribution
-of "done this long after submit", whatever mix of queue wait and running time is behind it.
-A job seen leaving the queue (`in_queue`, then `in_progress`) is timed from its start
-instead, with the running times of such jobs (learned when the start was seen closely).
+wait included). Durations are estimated from a bounded sample of the run's jobs taken by
+submit (`durations.Survival`, product-limit over the done and the still running), so the
+quick jobs that finish first do not make everyone look quick, and the jobs that happened to
+finish last do not skew it either. A job seen leaving the queue (`in_queue`, then
+`in_progress`) is timed from its start instead, with the running times of such jobs.
 
-Plan. One poll is worth BUDGET seconds of detection delay: the next poll of a job still
-running at age `a` goes out when the durations above `a` would have accrued, on average,
-BUDGET seconds of unnoticed completion (`_accrued`). Where durations are dense, polls come
-often; in a sparse tail, seldom; the expected detection delay is about BUDGET x the polls.
-A job's first budget varies with its phase (golden-ratio steps from job to job), so jobs
-submitted together do not ask at the same moment: the API sees a smooth rate, not waves.
-Past every duration seen, the gaps grow with the job's age (REL).
+Plan. One poll is worth BUDGET seconds of detection delay: for the estimated distribution,
+`durations.schedule` finds the poll ages (after submit) that minimise polls + delay / BUDGET
+per job, exactly. Schedules are computed again at most every REPLAN seconds, one per phase
+bucket (budgets a little apart, each job shifted a little by its phase: jobs submitted
+together do not ask at the same moment, the API sees a smooth rate); a decision is a lookup
+of the next age in the job's schedule, so its cost does not grow with the jobs in flight. A
+poll made nearer to a scheduled age than to the one before stands for it (a schedule that
+moved does not cost two polls). Past the longest duration seen, a job waits sqrt(2 BUDGET /
+hazard), the hazard being the run's completion rate over the jobs in flight (early in a run,
+when only the quick ones are done, that is the hazard at the age of the rest), at most REL x
+its age.
 
 Queue. A poll that sees `in_queue` at position p bounds the next one: the job cannot start
 before p positions have drained. The drain rate (positions per second) is measured from two
@@ -21,79 +26,21 @@ positions of the same job; before that, from the rate at which jobs of this run 
 
 Before anything is learned, the first PROBES jobs of the run poll at once and then on a
 doubling grid (zero-latency jobs cost one poll); the others wait for the first duration
-(`wake`: the caller sleeps until `learned` turns true or a sparse blind delay passes, then
-asks again; those already overdue are spread over a short WAVE). That happens once per run,
-not per completion: no completion re-plans other jobs, and a decision costs at most a scan
-of the fixed-size window, whatever the number of jobs in flight.
+(`wake`: the caller sleeps until `learned` turns true, or max_delay x LATE to twice that,
+then asks again; those already overdue are spread over a short WAVE). That happens once per
+run, not per completion: no completion re-plans other jobs.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from bisect import bisect_left, bisect_right, insort
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-
-class _Window:
-    """The last `size` values, kept sorted for quantiles (cost bounded by `size`)."""
-
-    def __init__(self, size: int):
-        self._recent: deque[float] = deque()
-        self._sorted: list[float] = []
-        self._size = size
-
-    def add(self, value: float) -> None:
-        if len(self._recent) == self._size:
-            del self._sorted[bisect_left(self._sorted, self._recent.popleft())]
-        self._recent.append(value)
-        insort(self._sorted, value)
-
-    def __len__(self) -> int:
-        return len(self._sorted)
-
-    @property
-    def values(self) -> list[float]:
-        return self._sorted
-
-    def quantile(self, q: float) -> float:
-        """Linear interpolation between the order statistics (q in [0, 1])."""
-        values = self._sorted
-        x = min(max(q, 0.0), 1.0) * (len(values) - 1)
-        i = int(x)
-        if i + 1 >= len(values):
-            return values[-1]
-        return values[i] + (values[i + 1] - values[i]) * (x - i)
-
-
-def _accrued(values: list[float], age: float, budget: float, share: float) -> float | None:
-    """When to poll a job still running at `age`, from the sorted durations `values`.
-
-    The age at which the durations above `age` will have accrued, on average, `budget`
-    seconds of unnoticed completion: the smallest tau with sum over v in (age, tau] of
-    (tau - v) = budget x (the number above `age`). Where durations are dense polls come
-    often, in a sparse tail seldom: near-optimal when one poll is worth `budget` seconds of
-    delay (gaps of sqrt(2 budget / hazard)). At most the duration below which `share` of
-    those above `age` lie: a cluster of equal durations is asked at once, not `budget` late.
-    None: no duration is above `age`. Cost: at most the window's length.
-    """
-    i = bisect_right(values, age)
-    above = len(values) - i
-    if not above:
-        return None
-    cap = values[i + max(0, math.ceil(share * above) - 1)]
-    target, total = budget * above, 0.0
-    for m, v in enumerate(values[i:], 1):
-        total += v
-        tau = (target + total) / m  # m durations below it (it is never below the m-th)
-        after = values[i + m] if i + m < len(values) else math.inf
-        if tau <= after:
-            return min(tau, cap)
-        if after >= cap:  # tau lies beyond the cap
-            return cap
-    return cap  # not reached
+from batch_runner.run.durations import Survival, Window, schedule
 
 
 @dataclass(slots=True)
@@ -115,8 +62,10 @@ class PollTrack:
     started: float | None = None  # seen leaving the queue: its run started about then ...
     start_error: float = math.inf  # ... give or take this
     wake: bool = False  # the plan is blind: ask again once `learned` turns true
-    planned: bool = False  # its first poll from learned durations is set: later ones step
     odd_status: str | None = None  # the last status seen, when it was one nobody documents
+    gone: bool = False  # `finished`: no longer counted in flight
+    duration: float | None = None  # the server's, once it completed
+    sampled: bool = False  # one of the jobs the run's durations are estimated from
 
 
 class PollPlanner:
@@ -125,9 +74,13 @@ class PollPlanner:
     WINDOW = 128  # recent durations only: queue depth changes what "normal" is
     FEW = 4  # with fewer durations than this, their spread is widened by WIDEN
     WIDEN = 0.5  # ... to ± this fraction of the median
-    BUDGET = 0.5  # seconds of detection delay one poll is worth (see `_accrued`)
-    SPREAD = 1.0  # the first poll's budget varies ± half this by the job's phase (no waves)
-    SHARE = 0.8  # a poll waits for at most this share of the durations still ahead of a job
+    BUDGET = 1.0  # seconds of detection delay one poll is worth (see durations.schedule)
+    SPREAD = 0.5  # the budget varies ± half this by the job's phase (no waves) ...
+    BUCKETS = 4  # ... in this many steps: one schedule each
+    STAGGER = 0.02  # within a bucket, a schedule shifts by up to this x its first age
+    REPLAN = 0.5  # seconds: schedules are computed again at most this often
+    SAMPLE, POINTS = 256, 64  # jobs sampled for their durations; values a schedule is made of
+    HORIZON = 4.0  # sampled jobs done longer ago than this x the longest duration are dropped
     REL = 0.3  # past the learned durations the gap is this fraction of the job's age ...
     STEP_FLOOR = 0.02  # no gap is shorter than this
     TAIL = 0.5  # ... or this fraction of the overrun, if larger
@@ -135,7 +88,7 @@ class PollPlanner:
     # this x the median duration, at most WAVE_MAX seconds
     PROBES = 4  # jobs that poll blind to learn the first durations
     BLIND_RATIO = 2.0  # probes poll at min_delay x BLIND_RATIO ** (n + phase) after submit
-    LATE_BLIND, LATE_RATIO = 32.0, 4.0  # the others, waiting for the probes, far more sparsely
+    LATE = 1.0  # the others, waiting for the probes, first ask LATE to 2 x LATE x max_delay
     PHASE = 0.6180339887  # golden ratio: the phases of successive jobs spread evenly
     TIGHT = 0.1  # a start known within this fraction of the run teaches its running time
     QUEUE_SLACK = 0.25  # a queued job may start this fraction earlier than the rate says
@@ -150,11 +103,15 @@ class PollPlanner:
         self.min_delay = min_delay
         self.max_delay = max_delay
         self.clock = clock
-        self._durations = _Window(self.WINDOW)
-        self._runs = _Window(self.WINDOW)  # running times of jobs seen leaving the queue
-        self._drain = _Window(self.WINDOW)  # queue positions cleared per second
+        self._durations = Window(self.WINDOW)
+        self._runs = Window(self.WINDOW)  # running times of jobs seen leaving the queue
+        self._drain = Window(self.WINDOW)  # queue positions cleared per second
         self._done_at: deque[float] = deque(maxlen=self.WINDOW)  # when completions were seen
+        self._sample = Survival(self.SAMPLE, self.POINTS)  # durations, from submit (unbiased)
         self._serial = 0
+        self._in_flight = 0  # tracked jobs not yet `finished`
+        # (window, phase bucket) -> (window version, size, when, poll ages): see `_schedule`
+        self._plans: dict[tuple[int, int], tuple[int, int, float, list[float]]] = {}
 
     @property
     def learned(self) -> bool:
@@ -180,7 +137,16 @@ class PollPlanner:
             phase=(self._serial * self.PHASE) % 1.0,
         )
         self._serial += 1
+        self._in_flight += 1
+        if not t.resumed:
+            t.sampled = self._sample.add(t)
         return t
+
+    def finished(self, t: PollTrack) -> None:
+        """The job tracked by `t` is no longer polled (done, failed, given up): once per track."""
+        if not t.gone:
+            t.gone = True
+            self._in_flight -= 1
 
     def seen(self, t: PollTrack, status: str, queue_position: int | None) -> None:
         """Record one poll's answer (`in_queue` or `in_progress`)."""
@@ -190,7 +156,6 @@ class PollPlanner:
         if status != "in_queue":
             if t.queued_at is not None and t.started is None:  # it left the queue since
                 t.started, t.start_error = (t.queued_at + now) / 2, (now - t.queued_at) / 2
-                t.planned = not len(self._runs)  # plan again from its start
             t.queued_at, t.not_before = None, -math.inf
             return
         position = max(queue_position or 0, 0)
@@ -210,6 +175,10 @@ class PollPlanner:
                 return
             duration = now - t.submitted  # what this process saw: an upper bound
         self._durations.add(duration)
+        if not t.resumed:
+            t.duration = duration
+            if t.sampled:
+                self._sample.completed()
         run = t.submitted + duration - t.started if t.started is not None else -1.0
         if run >= 0 and t.start_error <= self.TIGHT * max(run, 1.0):
             self._runs.add(run)
@@ -229,7 +198,10 @@ class PollPlanner:
             t.wake = True
             if t.probe:
                 return self._blind(t, now, self.min_delay, self.BLIND_RATIO)
-            return self._blind(t, now, self.min_delay * self.LATE_BLIND, self.LATE_RATIO)
+            # the others wait for the probes (`wake`); should none of them teach anything
+            # (failures), they ask now and then: first at LATE x max_delay, then every max_delay
+            first = t.submitted + self.max_delay * self.LATE * (1 + t.phase)
+            return max(self.min_delay, first - now if first > now else self.max_delay)
         # a learned plan is kept however far off; a queue estimate waits max_delay at most
         at = max(self._planned(t), min(t.not_before, now + self.max_delay))
         if was_blind and at < now:  # every blind job re-plans now: spread their polls
@@ -241,27 +213,79 @@ class PollPlanner:
         window, anchor = self._durations, t.submitted
         if t.started is not None and len(self._runs):  # it left the queue: time its run
             window, anchor = self._runs, t.started
-        values = self._values(window)
+        ages = self._schedule(window, t.phase)
         last = t.last_poll
-        if not t.planned or last is None:  # (a resumed job was polled at once: not planned)
-            t.planned = True
-            budget = self.BUDGET * (1 + self.SPREAD * (t.phase - 0.5))  # no waves
-            first = anchor + (_accrued(values, -1.0, budget, self.SHARE) or 0.0) + t.margin
-            if last is None or first > last + self.STEP_FLOOR:
-                return first
-        age = last - anchor
-        at = _accrued(values, age, self.BUDGET, self.SHARE)
-        # none left above its age (or only the first ones are known, early in a run): back off
-        overdue = max(self.REL * age, self.TAIL * (age - values[-1]))
-        gap = overdue if at is None else at - age
-        return last + min(self.max_delay, max(self.STEP_FLOOR, gap))
+        # the first scheduled age not yet asked (a blind or queued job joins it where it is)
+        after = -math.inf if last is None else last + self.STEP_FLOOR - anchor - t.margin
+        k = bisect_right(ages, after)
+        if k < len(ages) and last is not None:
+            # the schedule may have changed since the last poll: one made nearer to this age
+            # than to the one before stands for it (no two polls where the plan wants one)
+            before = ages[k - 1] if k else 0.0
+            if ages[k] - after < (ages[k] - before) / 2:
+                k += 1
+        if k < len(ages):
+            return anchor + ages[k] + t.margin + self._stagger(t, ages)
+        # older than every duration seen: early in a run only the quick ones are known (most
+        # jobs are this far); later, a rare straggler
+        age = last - anchor  # (last is set: `after` is finite when no age is left)
+        overdue = max(self.REL * age, self.TAIL * (age - ages[-1]))
+        hazard = self._hazard()
+        if hazard is not None:  # gaps of sqrt(2 budget / hazard): one poll per budget's delay
+            overdue = min(overdue, math.sqrt(2 * self.BUDGET / hazard))
+        return last + min(self.max_delay, max(self.STEP_FLOOR, overdue))
+
+    def _stagger(self, t: PollTrack, ages: list[float]) -> float:
+        """Jobs of one schedule submitted together do not ask at one moment: each goes up to
+        STAGGER x its first age later (by its phase within the bucket; never earlier, which
+        would cost a second poll where every job takes the same time)."""
+        return (t.phase * self.BUCKETS) % 1.0 * self.STAGGER * ages[0]
+
+    def _hazard(self) -> float | None:
+        """How likely a job still running is to finish, per second: the run's recent
+        completion rate over the jobs in flight (for one batch of jobs submitted together
+        this is the hazard at their age; later, about 1 / the mean duration)."""
+        done = self._done_at
+        if len(done) < self.FEW or done[-1] <= done[0] or self._in_flight <= 0:
+            return None
+        return (len(done) - 1) / (done[-1] - done[0]) / self._in_flight
+
+    def _schedule(self, window: Window, phase: float) -> list[float]:
+        """The poll ages for jobs of this phase (`_schedule`), computed again at most every
+        REPLAN seconds, or when the window has doubled since: a decision is a lookup."""
+        bucket = min(int(phase * self.BUCKETS), self.BUCKETS - 1)
+        key = (id(window), bucket)
+        now = self.clock()
+        cached = self._plans.get(key)
+        if cached is not None:
+            version, size, when, ages = cached
+            fresh = version == self._version(window) or (
+                now - when < self.REPLAN and len(window) < 2 * size
+            )
+            if fresh:
+                return ages
+        budget = self.BUDGET * (1 + self.SPREAD * ((bucket + 0.5) / self.BUCKETS - 0.5))
+        ages = schedule(self._values(window), budget)
+        self._plans[key] = (self._version(window), len(window), now, ages)
+        return ages
+
+    def _version(self, window: Window) -> int:
+        return window.version + (self._sample.version if window is self._durations else 0)
 
     def _median(self) -> float:
         values = self._values(self._durations)
         return values[len(values) // 2]
 
-    def _values(self, window: _Window) -> list[float]:
-        """The durations to plan with, sorted; a few only say where the middle is (± WIDEN)."""
+    def _values(self, window: Window) -> list[float]:
+        """The durations to plan with, sorted; a few only say where the middle is (± WIDEN).
+
+        From submit: the sampled jobs' (unbiased while the long ones are still running)."""
+        if window is self._durations and self._sample.events >= self.FEW:
+            now = self.clock()
+            self._sample.forget_before(now - self.HORIZON * window.values[-1], self.SAMPLE // 4)
+            values = self._sample.values(now)
+            if values:
+                return values
         if len(window) >= self.FEW:
             return window.values
         mid = window.quantile(0.5)
