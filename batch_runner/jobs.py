@@ -173,6 +173,7 @@ class JobRecord:
     estimate_usd: float | None = None  # the most this job may cost, None when unknown
     cost_usd: float | None = None  # what its current attempt cost, once the API said
     duplicates: int = 0  # submits sent again after a lost answer (each possibly paid twice)
+    shard: str | None = None  # read by `merge` from this shard folder (shard-K-of-N)
 
     @property
     def request_id(self) -> str | None:

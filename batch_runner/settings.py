@@ -86,7 +86,12 @@ class RunSettings:
             if key not in names:
                 raise UsageError(f"{origin}: unknown option '{raw_key}'")
             setattr(self, key, _coerce(key, value, origin))
-        self.check()
+        try:
+            self.check()
+        except UsageError as exc:  # the flag's own message, and where the value came from
+            if origin == "command line":
+                raise
+            raise UsageError(f"{origin}: {exc}") from None
 
     @property
     def balance_base(self) -> str:

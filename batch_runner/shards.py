@@ -42,12 +42,12 @@ def shard_of(key: str, n: int) -> int:
     return int(hashlib.sha256(key.encode()).hexdigest()[:16], 16) % n
 
 
-def parse_shard(text: str) -> Shard:
-    """`--shard K/N`."""
+def parse_shard(text: str, origin: str = "--shard") -> Shard:
+    """`--shard K/N` (`origin` names where it was given, for the error)."""
     m = _SPEC.fullmatch(text)
     if not m:
-        raise UsageError(f"--shard must look like K/N (e.g. 0/4), got '{text}'")
-    return checked(int(m[1]), int(m[2]), "--shard")
+        raise UsageError(f"{origin} must look like K/N (e.g. 0/4), got '{text}'")
+    return checked(int(m[1]), int(m[2]), origin)
 
 
 def checked(k: int, n: int, origin: str) -> Shard:
@@ -58,17 +58,21 @@ def checked(k: int, n: int, origin: str) -> Shard:
     return Shard(k, n)
 
 
-def shard_from_env(n: int, environ: Mapping[str, str] | None = None) -> Shard:
-    """`--shards N`: K from the Kubernetes completion index, else from the Slurm array task."""
+def shard_from_env(
+    n: int, environ: Mapping[str, str] | None = None, origin: str = "--shards"
+) -> Shard:
+    """`--shards N`: K from the Kubernetes completion index, else from the Slurm array task
+    (`origin` names where N was given, for the errors)."""
     env = os.environ if environ is None else environ
+    given = f"{origin} {n}"
     if env.get(K8S_INDEX_ENV, "").strip():
-        return checked(_int(env, K8S_INDEX_ENV), n, f"--shards {n} with {K8S_INDEX_ENV}")
+        return checked(_int(env, K8S_INDEX_ENV), n, f"{given} with {K8S_INDEX_ENV}")
     if env.get(SLURM_ID_ENV, "").strip():
         first = _int(env, SLURM_MIN_ENV) if env.get(SLURM_MIN_ENV, "").strip() else 0
         k = _int(env, SLURM_ID_ENV) - first
-        return checked(k, n, f"--shards {n} with {SLURM_ID_ENV} - {SLURM_MIN_ENV}")
+        return checked(k, n, f"{given} with {SLURM_ID_ENV} - {SLURM_MIN_ENV}")
     raise UsageError(
-        f"--shards {n}: neither {K8S_INDEX_ENV} (Kubernetes Indexed Job) nor {SLURM_ID_ENV} "
+        f"{given}: neither {K8S_INDEX_ENV} (Kubernetes Indexed Job) nor {SLURM_ID_ENV} "
         "(Slurm job array) is set, so this process does not know its shard; "
         "use --shard K/N to pick one by hand"
     )

@@ -39,6 +39,8 @@ async def test_precedence_schema_file_live_bundled_fallback_none():
     assert seedream.input_schema == catalog.bundled()[SEEDREAM].input_schema
     assert found.entries["a/b/c"] is given
     assert found.entries["x/y"].input_schema == OWN  # the single schema: models none knows
+    # prices come from the catalogue's entries alone, for the models it was asked about
+    assert found.catalogue == {SEEDREAM: seedream, "x/y": None}
     assert (await resolve(["x/y"], fetch=None, api_base=None)).entries == {"x/y": None}
 
 

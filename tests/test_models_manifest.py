@@ -88,6 +88,38 @@ def test_defaults_a_model_lacks_are_dropped_with_one_warning(tmp_path):
     )
 
 
+def test_a_model_in_defaults_is_the_model_of_every_job_naming_none(sim, tmp_path):
+    text = (
+        f"defaults: {{model: {NANO}, aspect_ratio: '16:9'}}\n"
+        f"jobs: [a fox, {{prompt: an owl, model: {SEEDREAM}}}]\n"
+        "sweep:\n"
+        "  - prompt: 'A {x}'\n"
+        "    vars: {x: [heron, crane]}\n"
+    )
+    path = write(tmp_path, "m.yaml", text)
+    summary, err = validate_json(path, "--offline")
+    assert summary["models"] == {NANO: 3, SEEDREAM: 1}  # the job's own model wins
+    assert "defaults.model" not in err  # a model, not an input field named `model`
+    # --model fills only the jobs that name none after defaults: here none
+    summary, _ = validate_json(path, "--offline", "--model", QWEN)
+    assert summary["models"] == {NANO: 3, SEEDREAM: 1}
+    plain = write(tmp_path, "plain.yaml", "defaults: {aspect_ratio: '16:9'}\njobs: [a]\n")
+    summary, _ = validate_json(plain, "--offline", "--model", NANO)
+    assert summary["models"] == {NANO: 1}
+    bad = write(tmp_path, "bad.yaml", "defaults: {model: [a/b, c/d]}\njobs: [a]\n")
+    res = validate(bad, "--offline")
+    assert res.returncode == 2 and f"{bad}:1: defaults: model: must be a model path" in res.stderr
+
+    out = tmp_path / "run"
+    res = run_cli("run", path, "--out", out, "--no-progress", env=sim_env(sim))
+    assert res.returncode == 0, res.stderr
+    models = {line["prompt"]: line["model"] for line in read_metadata(out)}
+    assert models == {"a fox": NANO, "an owl": SEEDREAM, "A heron": NANO, "A crane": NANO}
+    bodies = [job["body"] for job in sim.jobs()]
+    assert len(bodies) == 4 and not any("model" in body for body in bodies)
+    assert sum(body.get("aspect_ratio") == "16:9" for body in bodies) == 3
+
+
 def test_csv_model_column_and_txt_manifest(tmp_path):
     csv = write(tmp_path, "m.csv", f"prompt,model,aspect_ratio\na,{NANO},16:9\nb,,\n")
     summary, _ = validate_json(csv, "--offline")

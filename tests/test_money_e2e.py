@@ -177,6 +177,37 @@ def test_the_in_process_simulator_prices_the_run(tmp_path):
     assert summary["cost"]["spent_usd"] == pytest.approx(summary["cost"]["estimated_usd"])
 
 
+def test_a_run_reads_each_models_catalogue_entry_once(make_sim, tmp_path):
+    nano = "google/nano-banana-2-lite/text-to-image"
+    sim = money_sim(make_sim, "--price", f"{SEEDREAM}=0.03", "--price", f"{nano}=0.05")
+    cache = tmp_path / "not-a-folder"
+    cache.write_text("")  # no cache can be kept: only this run remembers what it read
+    env = sim_env(sim, XDG_CACHE_HOME=str(cache))
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        f"jobs:\n  - a\n  - b\n  - {{prompt: c, model: {nano}}}\n"
+        "  - {prompt: d, model: nobody/knows/this}\n",  # in no catalogue: asked, unknown
+        encoding="utf-8",
+    )
+
+    def catalogue_reads() -> int:
+        return sim.stats()["requests"].get("catalog", 0)
+
+    res = run_cli("validate", path, "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["estimated_cost_usd"] is None and out["cost"]["unknown_jobs"] == 1
+    assert out["cost"]["models"][SEEDREAM]["estimated_cost_usd"] == pytest.approx(0.06)
+    assert out["cost"]["models"][nano]["base_price_usd"] == 0.05
+    assert catalogue_reads() == 3  # one GET /v1/models/{model} per model
+    code, summary, err = run_json("run", path, "--out", tmp_path / "run", env=env)
+    assert code == 1 and summary["counts"] == {"done": 3, "failed": 1}  # 400001 at submit
+    assert "estimated cost of 4 jobs: $0.11" in err and "unknown for 1" in err
+    assert summary["cost"]["spent_usd"] == pytest.approx(0.11)
+    assert catalogue_reads() == 6  # the run asked once per model too, not twice
+    assert sim.stats()["requests"]["balance"] == 1
+
+
 def test_an_old_state_file_opens_and_gains_the_cost_columns(tmp_path):
     _v1_file(tmp_path)
     before = status(tmp_path)  # read-only, as it is

@@ -8,8 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
 from conftest import read_metadata, run_cli, sim_env, spawn_cli, write_manifest
 
 from batch_runner import load_jobs
@@ -232,6 +234,53 @@ def test_merge_of_a_folder_without_shards_exits_2(tmp_path):
     assert res.returncode == 2 and "no shard-K-of-N folders" in res.stderr
 
 
+class _Labels(HTMLParser):
+    """The element ids of the jobs on a page, their card labels and their grid captions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.cards: list[str] = []
+        self.captions: list[str] = []
+        self._into: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if (a.get("id") or "").startswith("job-"):
+            self.ids.append(a["id"])
+        classes = (a.get("class") or "").split()
+        self._into = self.cards if "idx" in classes else self.captions if "cap" in classes else None
+
+    def handle_data(self, data):
+        if self._into is not None:
+            self._into.append(data.split(" \u00b7 ")[0])  # a caption: "LABEL · field values"
+            self._into = None
+
+
+def test_the_merged_report_names_every_job_once(make_sim, tmp_path):
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "jobs: [" + ", ".join(f"plain {i}" for i in range(8)) + "]\n"
+        "sweep:\n"
+        "  - prompt: 'A {s}'\n"
+        "    vars: {s: [fox, owl, cat, heron]}\n"
+        "    output_format: [png, jpeg]\n"
+    )
+    plain = [job.key for job in load_jobs(manifest).jobs if job.sweep is None]
+    assert {shard_of(key, 2) for key in plain} == {0, 1}  # both shards number a plain job #1
+    out = tmp_path / "run"
+    _run_shards(manifest, out, 2, sim_env(make_sim(*FAST)))
+    assert run_cli("merge", out).returncode == 0
+    page = _Labels()
+    page.feed((out / "report.html").read_text())
+    assert len(page.cards) == 8 and len(set(page.cards)) == 8, page.cards
+    assert len(page.captions) == 8 and len(set(page.captions)) == 8, page.captions
+    labels = page.cards + page.captions
+    assert all(label.startswith("shard-") for label in labels)  # e.g. "shard-1-of-2 #3"
+    assert len(page.ids) == 8 and len(set(page.ids)) == 8  # the cards' anchors
+    assert not (out / "images").exists()  # nothing copied
+
+
 def test_the_merged_directory_loads_as_one_imagefolder_data_set(make_sim, tmp_path):
     prompts = [f"a lantern {i}" for i in range(6)]
     _, _, out = _two_shards(make_sim(*FAST), tmp_path, prompts)
@@ -269,3 +318,65 @@ def test_max_cost_total_gives_each_shard_its_share_of_the_budget(make_sim, tmp_p
     assert status["counts"] == {"done": 2, "pending": 6}
     assert abs(status["cost"]["spent_usd"] - 0.2) < 1e-9  # the shards' costs added up
     assert status["models"][model] == {"jobs": 8, "done": 2}
+
+
+def _optioned(path: Path, options: str, prompts: list[str]) -> Path:
+    path.write_text(f"options: {options}\njobs:\n" + "".join(f"  - {p}\n" for p in prompts))
+    return path
+
+
+def test_shards_and_a_total_budget_from_the_manifest_options(make_sim, tmp_path):
+    model = "bytedance/seedream-5/lite/text-to-image"
+    sim = make_sim(*FAST, "--price", f"{model}=0.1")
+    prompts = [f"optioned job {i}" for i in range(8)]
+    manifest = _optioned(tmp_path / "m.yaml", "{shards: 2, max_cost_total: 0.25}", prompts)
+    per_shard = [sum(shard_of(key, 2) == k for key in _keys(manifest)) for k in range(2)]
+    assert min(per_shard) >= 2
+    out = tmp_path / "run"
+    for k in range(2):  # as --shards 2 --max-cost-total 0.25: one job of 0.1 fits in 0.125
+        env = sim_env(sim, JOB_COMPLETION_INDEX=str(k))
+        res = run_cli("run", manifest, "--out", out, "--no-progress", env=env)
+        assert res.returncode == 1, res.stderr
+        assert f"shard {k} of 2: {per_shard[k]} of the 8 jobs" in res.stderr
+        assert "budget: $0.125 for this shard" in res.stderr
+    assert sim.stats()["submitted"] == 2
+    assert sorted(p.name for p in out.iterdir()) == ["shard-0-of-2", "shard-1-of-2"]
+    # a resume of a shard keeps its share of the budget; a larger one carries on
+    res = run_cli("resume", out / "shard-0-of-2", "--no-progress", env=sim_env(sim))
+    assert res.returncode == 1 and sim.stats()["submitted"] == 2, res.stderr
+    res = run_cli("resume", out / "shard-0-of-2", "--max-cost", "5", env=sim_env(sim))
+    assert res.returncode == 0, res.stderr
+    # the command line wins: --shard over shards:, --max-cost over max_cost_total:
+    res = run_cli(
+        "run", manifest, "--out", out, "--shard", "1/2", "--max-cost", "5", env=sim_env(sim)
+    )
+    assert res.returncode == 0 and "budget:" not in res.stderr, res.stderr
+    status = _status(out)
+    assert status["counts"] == {"done": 8} and sim.stats()["submitted"] == 8
+    res = run_cli("run", manifest, "--out", out, "--shard", "0/3", env=sim_env(sim))
+    assert res.returncode == 2 and "holds shards of 2" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ("{shards: 0}", "options: shards must be a whole number of shards, at least 1, got 0"),
+        ("{shards: two}", "options: shards must be a whole number of shards"),
+        ("{shards: 2}", "options: shards 2: neither JOB_COMPLETION_INDEX"),
+        ("{shard: 2/2}", "options: shard: shard 2 is not in 0..1"),
+        ("{shard: x}", "options: shard must look like K/N (e.g. 0/4), got 'x'"),
+        ("{shard: 0/2, shards: 2}", "options: give shard or shards, not both"),
+        ("{shards: 2, max_cost_total: -1}", "options: max_cost_total must be 0 or more"),
+        ("{shards: 2, max_cost_total: lots}", "options: max_cost_total must be a number"),
+        ("{max_cost_total: 5}", "options: max_cost_total splits a budget across shards"),
+        ("{shards: 2, max_cost: 1, max_cost_total: 2}", "options: give max_cost (per shard) or"),
+    ],
+)
+def test_bad_shard_options_in_the_manifest_exit_2_naming_file_and_option(
+    tmp_path, options, message
+):
+    manifest = _optioned(tmp_path / "m.yaml", options, ["a", "b"])
+    out = tmp_path / "run"
+    res = run_cli("run", manifest, "--out", out, "--simulate", "--no-progress")
+    assert res.returncode == 2 and f"{manifest}:1: {message}" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr and not out.exists()

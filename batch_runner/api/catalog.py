@@ -3,9 +3,10 @@
 Schemas (`resolve`, CONTRACT §2/§3): a `--schema` file's entry for the model > the live
 catalogue's (asked once per model per run, kept a day in the per-API-base cache of
 `batch_runner.catalog`) > the cache (any age, when the live one cannot be asked) > the bundled
-catalogue > the `--schema` file's single schema > none. Prices (`prices_for`, CONTRACT §6):
-the same live / cached / bundled entries (a run resolved its schemas first, so the cache is
-fresh and the API is not asked twice).
+catalogue > the `--schema` file's single schema > none. Prices (CONTRACT §6) come from the
+same live / cached / bundled entries: `resolve` keeps each model's (`Resolution.catalogue`) and
+a run or `validate` prices its jobs by them; `prices_for` asks only for the models no
+resolution covered (a `--schema` file's, a resumed run's), so no entry is fetched twice.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ class Resolution:
     entries: dict[str, catalog.CatalogEntry | None]
     warnings: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    # each model's entry from the catalogue alone (live, cached or bundled; None: in none), for
+    # the models it was looked up for (not those a --schema file gives): their jobs' prices
+    catalogue: dict[str, catalog.CatalogEntry | None] = dataclasses.field(default_factory=dict)
 
     def schemas(self) -> dict[str, dict[str, Any] | None]:
         return {m: e.input_schema if e else None for m, e in self.entries.items()}
@@ -85,7 +89,9 @@ async def resolve(
     result = Resolution({})
     live = await _ask_live([m for m in models if m not in given], fetch, api_base, result)
     for model in models:
-        entry = given.get(model) or _known(model, live.get(model), api_base, result)
+        entry = given.get(model)
+        if entry is None:
+            entry = result.catalogue[model] = _known(model, live.get(model), api_base, result)
         if entry is None and schema_file is not None:
             entry = schema_file.fallback(model)
         result.entries[model] = entry

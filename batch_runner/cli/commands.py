@@ -19,9 +19,12 @@ from batch_runner.cli.formatting import (
 )
 from batch_runner.cli.models import cmd_models
 from batch_runner.cli.sharding import (
+    SHARD_KEYS,
+    ShardOptions,
     cmd_merge,
     is_shard_folder,
     refuse_shard_folder,
+    shard_options,
     shard_run,
     status_of_shards,
 )
@@ -83,10 +86,16 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
     return flags
 
 
-def _load(args: argparse.Namespace, parsed: Parsed | None = None) -> tuple[Expansion, RunSettings]:
-    """The offline pipeline of `run` and `validate`: the manifest's jobs, and the settings its
-    `options:` and the command line give (read first: --max-jobs etc. shape the checks).
-    `parsed`: the manifest already read (the Python API's list of jobs), else the file is read."""
+_NOT_SETTINGS = ("out", *SHARD_KEYS)  # manifest options that prepare_run and shard_run read
+
+
+def _load(
+    args: argparse.Namespace, parsed: Parsed | None = None
+) -> tuple[Expansion, RunSettings, ShardOptions]:
+    """The offline pipeline of `run` and `validate`: the manifest's jobs, and the settings and
+    shard options its `options:` and the command line give (read first: --max-jobs etc. shape
+    the checks). `parsed`: the manifest already read (the Python API's list of jobs), else the
+    file is read."""
     from batch_runner.manifest.expand import parse_set
     from batch_runner.manifest.load import load_jobs
     from batch_runner.manifest.media import Limits
@@ -94,11 +103,14 @@ def _load(args: argparse.Namespace, parsed: Parsed | None = None) -> tuple[Expan
 
     overrides = parse_set(args.set)
     parsed = parsed if parsed is not None else read_manifest(args.manifest)
-    options = parsed[0].options if parsed[0] is not None else {}  # problems: load_jobs says
-    options = {k: v for k, v in options.items() if k != "out"}
-    settings = RunSettings.from_layers(
-        ("manifest options", options), ("command line", command_line(args))
-    )
+    manifest = parsed[0]  # None: load_jobs says what is wrong with it
+    options = manifest.options if manifest is not None else {}
+    origin = manifest.options_origin if manifest is not None else "options"
+    shards = shard_options(args, options, origin)
+    run_options = {
+        k: v for k, v in options.items() if str(k).replace("-", "_") not in _NOT_SETTINGS
+    }
+    settings = RunSettings.from_layers((origin, run_options), ("command line", command_line(args)))
     resolution = _resolve(args, parsed[0], settings)
     expansion = load_jobs(
         args.manifest,
@@ -112,7 +124,7 @@ def _load(args: argparse.Namespace, parsed: Parsed | None = None) -> tuple[Expan
     )
     for warning in expansion.warnings:
         say(f"warning: {warning}")
-    return dataclasses.replace(expansion, entries=resolution.entries), settings
+    return dataclasses.replace(expansion, entries=resolution.catalogue), settings, shards
 
 
 def _resolve(args: argparse.Namespace, manifest: Manifest | None, settings: RunSettings):
@@ -165,16 +177,16 @@ def prepare_run(args: argparse.Namespace, parsed: Parsed | None = None) -> RunIn
     """Everything `run` does before the event loop: jobs, settings, token, run directory."""
     from batch_runner.run.runner import RunInput
 
-    expansion, settings = _load(args, parsed)
+    expansion, settings, shards = _load(args, parsed)
     run_dir = args.out or Path(str(expansion.options.get("out") or ""))
     if not run_dir.parts:
         run_dir = default_run_dir(args.manifest)
         _check_same_stem(run_dir, args.manifest)
-    run_dir, specs = shard_run(args, run_dir, expansion.jobs, settings)
+    run_dir, specs = shard_run(shards, run_dir, expansion.jobs, settings)
     token = _token(args, settings)
     say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
     manifest = args.manifest if parsed is None else None  # a list of jobs has no file to copy
-    return RunInput(run_dir, settings, token, specs, manifest)
+    return RunInput(run_dir, settings, token, specs, manifest, expansion.entries)
 
 
 def _check_same_stem(run_dir: Path, manifest: Path) -> None:
@@ -304,11 +316,12 @@ def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tup
 def cmd_validate(args: argparse.Namespace) -> int:
     from batch_runner.run.pricing import estimate_specs
 
-    expansion, settings = _load(args)
+    expansion, settings, _ = _load(args)
     token = None if settings.offline else token_if_any(args.token_file)
     models = expansion.model_counts()
     est, prices, entries = run_async(
-        estimate_specs(expansion.jobs, settings.api_base, token), debug=args.debug
+        estimate_specs(expansion.jobs, settings.api_base, token, expansion.entries),
+        debug=args.debug,
     )
     money = validate_money(est, prices, entries, settings.max_cost)
     if args.json:

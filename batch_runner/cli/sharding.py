@@ -4,7 +4,11 @@ its share of a total budget; `merge`; `status` over a folder of shards."""
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from batch_runner.cli.console import print_json, say
 from batch_runner.cli.formatting import format_summary
@@ -21,6 +25,9 @@ from batch_runner.shards import (
     split_budget,
 )
 from batch_runner.store.state import STATE_FILE
+
+# the run options of shards: flags of `run`, also settable in the manifest's `options:`
+SHARD_KEYS = ("shard", "shards", "max_cost_total")
 
 
 def add_shard_options(p: argparse.ArgumentParser) -> None:
@@ -41,42 +48,110 @@ def add_shard_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def which_shard(args: argparse.Namespace) -> Shard | None:
-    if args.shard is not None and args.shards is not None:
+@dataclass(frozen=True)
+class ShardOptions:
+    """Which shard this process runs, and the budget of all shards: from the command line or
+    the manifest's `options:` (the command line wins), each value checked where it was given."""
+
+    shard: Shard | None = None  # --shard K/N
+    shards: int | None = None  # --shards N: K comes from the environment when the run starts
+    max_cost_total: float | None = None
+    origin: dict[str, str] = field(default_factory=dict)  # option -> where given (for errors)
+
+    def which(self) -> Shard | None:
+        """This process's shard, None without sharding."""
+        if self.shard is not None:
+            return self.shard
+        if self.shards is not None:
+            return shard_from_env(self.shards, origin=self.origin["shards"])
+        if self.max_cost_total is not None:
+            raise UsageError(
+                f"{self.origin['max_cost_total']} splits a budget across shards: add --shards N "
+                "(or shards: N in the manifest's options:)"
+            )
+        return None
+
+
+def shard_options(
+    args: argparse.Namespace, manifest: Mapping[str, Any], origin: str
+) -> ShardOptions:
+    """The shard options of a run: its flags over the manifest's `options:` (`manifest`, all
+    of them; `origin` names them in errors). A shard chosen on the command line (--shard or
+    --shards) overrides the manifest's choice; a budget given there (--max-cost or
+    --max-cost-total) its `max_cost_total`."""
+    options = {str(k).replace("-", "_"): v for k, v in manifest.items()}
+    options = {k: v for k, v in options.items() if v is not None}
+    flags = {k: v for k in SHARD_KEYS if (v := getattr(args, k, None)) is not None}
+    if "shard" in flags and "shards" in flags:
         raise UsageError("give --shard K/N or --shards N, not both")
-    if args.shard is not None:
-        return parse_shard(args.shard)
-    if args.shards is not None:
-        return shard_from_env(args.shards)
-    if args.max_cost_total is not None:
-        raise UsageError("--max-cost-total splits a budget across shards: add --shards N")
-    return None
+    if "shard" in options and "shards" in options:
+        raise UsageError(f"{origin}: give shard or shards, not both")
+    flag_budget = getattr(args, "max_cost", None) is not None
+    if "max_cost_total" in flags and flag_budget:
+        raise UsageError("give --max-cost (per shard) or --max-cost-total (all shards), not both")
+    if "max_cost_total" in options and "max_cost" in options:
+        raise UsageError(
+            f"{origin}: give max_cost (per shard) or max_cost_total (all shards), not both"
+        )
+    overridden = {
+        "shard": "shard" in flags or "shards" in flags,
+        "shards": "shard" in flags or "shards" in flags,
+        "max_cost_total": "max_cost_total" in flags or flag_budget,
+    }
+    given: dict[str, tuple[Any, str]] = {}  # option -> (value, where it was given)
+    for key in SHARD_KEYS:
+        if key in flags:
+            given[key] = (flags[key], "--" + key.replace("_", "-"))
+        elif key in options and not overridden[key]:
+            given[key] = (options[key], f"{origin}: {key}")
+    return _checked(given)
+
+
+def _checked(given: dict[str, tuple[Any, str]]) -> ShardOptions:
+    origin = {key: where for key, (_, where) in given.items()}
+    shard = shards = total = None
+    if "shard" in given:
+        value, where = given["shard"]
+        shard = parse_shard(str(value), where)
+    if "shards" in given:
+        value, where = given["shards"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"{where} must be a whole number of shards, at least 1, got {value!r}")
+        shards = value
+    if "max_cost_total" in given:
+        value, where = given["max_cost_total"]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise UsageError(f"{where} must be a number of US dollars, got {value!r}")
+        if value < 0:
+            raise UsageError(f"{where} must be 0 or more")
+        total = float(value)
+    return ShardOptions(shard, shards, total, origin)
 
 
 def shard_run(
-    args: argparse.Namespace, run_dir: Path, specs: list[JobSpec], settings: RunSettings
+    options: ShardOptions, run_dir: Path, specs: list[JobSpec], settings: RunSettings
 ) -> tuple[Path, list[JobSpec]]:
     """This process's run directory and jobs (all of them without sharding)."""
-    shard = which_shard(args)
+    shard = options.which()
     if shard is None:
         check_run_dir(run_dir, None, STATE_FILE)
         return run_dir, specs
-    if args.max_cost_total is not None:
-        _split_budget(args, settings, shard)
+    if options.max_cost_total is not None:
+        _split_budget(options.max_cost_total, options.origin["max_cost_total"], settings, shard)
     folder = claim(run_dir, shard, STATE_FILE)
     mine = [spec for spec in specs if shard.holds(spec.key)]
     say(f"shard {shard.k} of {shard.n}: {len(mine)} of the {len(specs)} jobs")
     return folder, mine
 
 
-def _split_budget(args: argparse.Namespace, settings: RunSettings, shard: Shard) -> None:
-    if getattr(args, "max_cost", None) is not None:
-        raise UsageError("give --max-cost (per shard) or --max-cost-total (all shards), not both")
-    if args.max_cost_total < 0:
-        raise UsageError("--max-cost-total must be 0 or more")
-    share = split_budget(args.max_cost_total, shard.n)
-    settings.apply({"max_cost": share}, origin="--max-cost-total")
-    say(f"budget: ${share:.6g} for this shard (--max-cost-total {args.max_cost_total:g} / N)")
+def _split_budget(total: float, where: str, settings: RunSettings, shard: Shard) -> None:
+    share = split_budget(total, shard.n)
+    settings.apply({"max_cost": share}, origin=where)
+    say(f"budget: ${share:.6g} for this shard ({where} {total:g} / N)")
 
 
 def is_shard_folder(run_dir: Path) -> bool:

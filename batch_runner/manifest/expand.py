@@ -40,7 +40,9 @@ class Expansion:
     jobs: list[JobSpec]
     sweep_counts: list[tuple[Location, int]]
     warnings: list[str]
-    # each job model's catalogue entry as resolved for this run (None: in no catalogue)
+    # each model's catalogue entry as validation resolved it (live, cached or bundled; None: in
+    # no catalogue): what its jobs' prices come from. A model missing here (its schema given
+    # by a --schema file, or named by a template) is priced by run/pricing.py on its own
     entries: dict[str, CatalogEntry | None] = dataclasses.field(default_factory=dict)
 
     def model_counts(self) -> dict[str, int]:
@@ -112,14 +114,16 @@ def collect_expansion(
             f"{builder.duplicates} job(s) have the same inputs as an earlier job; "
             "they were numbered as further copies of it"
         )
-    expansion = Expansion(manifest.model, manifest.options, builder.jobs, sweep_counts, warnings)
+    expansion = Expansion(
+        manifest.job_model, manifest.options, builder.jobs, sweep_counts, warnings
+    )
     return expansion, builder.problems
 
 
 def manifest_models(manifest: Manifest) -> list[str]:
-    """Every model a manifest's jobs may use, in first-use order: the manifest's own, then
-    those named by entries (a string, or a list of them in a sweep)."""
-    found = {manifest.model: None}
+    """Every model a manifest's jobs may use, in first-use order: the one of jobs that name
+    none, then those named by entries (a string, or a list of them in a sweep)."""
+    found = {manifest.job_model: None}
     for entry in manifest.entries:
         value = entry.data.get("model") if isinstance(entry.data, dict) else None
         for model in value if isinstance(value, list) else [value]:
@@ -233,9 +237,10 @@ class _Builder:
         return repeat, meta, ok
 
     def _emit(self, entry: Entry, inputs: dict, n: int, meta: dict, variables: dict, sweep) -> None:
-        model = inputs.pop("model", None) if "model" in inputs else self.m.model
+        model = inputs.pop("model", None) if "model" in inputs else self.m.job_model
         if not isinstance(model, str) or not model.strip() or model != model.strip():
-            self.problem(entry, "model", f"must be a model id like {self.m.model}, not {model!r}")
+            example = self.m.job_model
+            self.problem(entry, "model", f"must be a model id like {example}, not {model!r}")
             return
         defaults, overrides = self.base(model)
         final = {**defaults, **inputs, **overrides}

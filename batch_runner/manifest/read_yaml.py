@@ -244,14 +244,28 @@ def _top_value(key: str, value: Any, loc: Location, top: dict, problems: list[Pr
     elif not isinstance(value, dict):
         bad("must be a mapping")
     elif key == "defaults":
-        try:
-            top[key] = jsonable(value)
-        except BadValue as exc:
-            bad(str(exc))
+        _defaults(value, top, bad)
     elif key == "model_defaults":
         _model_defaults(value, top, bad)
     else:
         top[key] = value  # options: passed through untouched
+
+
+def _defaults(value: dict, top: dict, bad: Any) -> None:
+    """`defaults: {field: value}`: inputs for every job; its `model` is no input but the model
+    of every job that names none (as --model, which it beats)."""
+    try:
+        defaults = jsonable(value)
+    except BadValue as exc:
+        bad(str(exc))
+        return
+    top["defaults"] = defaults
+    if "model" in defaults:
+        model = defaults.pop("model")
+        if isinstance(model, str) and model.strip():
+            top["default_model"] = model.strip()
+        else:
+            bad(f"model: must be a model path like {DEFAULT_MODEL}, not {model!r}")
 
 
 def _model_defaults(value: dict, top: dict, bad: Any) -> None:

@@ -39,6 +39,19 @@ class Manifest:
     source: Location
     model_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # MODEL -> inputs
     lines: dict[str, int] = field(default_factory=dict)  # line of each top-level key
+    default_model: str | None = None  # `defaults: {model: M}`: beats --model, not a job's own
+
+    @property
+    def options_origin(self) -> str:
+        """Where the run options of `options:` were written, for errors: `FILE:LINE: options`."""
+        line = self.lines.get("options")
+        return f"{self.path}:{line}: options" if line else f"{self.path}: options"
+
+    @property
+    def job_model(self) -> str:
+        """The model of the jobs that name none: `defaults`' model, else `model:` (which
+        `--model` replaces), else the default model."""
+        return self.default_model or self.model
 
 
 class BadValue(Exception):
@@ -62,6 +75,7 @@ def build_manifest(path: Path, fmt: str, entries: list[Entry], **top: Any) -> Ma
         source=Location(str(path), None),
         model_defaults=top.get("model_defaults", {}),
         lines=top.get("lines", {}),
+        default_model=top.get("default_model"),
     )
 
 

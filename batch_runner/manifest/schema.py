@@ -252,8 +252,8 @@ def typed_csv(
 ) -> tuple[Manifest, list[Problem]]:
     """Give CSV cells their row's model's schema types; report columns that no model of the
     file takes once, on the header line (a column one row's model lacks is that row's problem)."""
-    row_model = {id(e): _row_model(e, manifest.model) for e in manifest.entries}
-    checkers = {m: checker_of(m) for m in dict.fromkeys([manifest.model, *row_model.values()])}
+    row_model = {id(e): _row_model(e, manifest.job_model) for e in manifest.entries}
+    checkers = {m: checker_of(m) for m in dict.fromkeys([manifest.job_model, *row_model.values()])}
     # every named column, even one whose cells are all empty (a typo must not go unnoticed)
     columns = dict.fromkeys("meta" if c.startswith("meta.") else c for c in manifest.lines)
     for entry in manifest.entries:

@@ -157,10 +157,10 @@ JS = """
   }
   function item(job, data, stack) {
     const box = h("div", {class: "item s-" + job.s, title: job.t});
-    if (job.f.length) for (const f of job.f) box.append(media(f, "#" + job.i));
+    if (job.f.length) for (const f of job.f) box.append(media(f, job.i));
     else box.append(h("div", {class: "ph"}, h("b", {text: job.s}),
       job.r ? h("span", {text: job.r}) : null));
-    const cap = ["#" + job.i].concat(stack.map(k => data.fields[k].values[job.v[k]]));
+    const cap = [job.i].concat(stack.map(k => data.fields[k].values[job.v[k]]));
     box.append(h("div", {class: "cap", text: cap.join(" \\u00b7 ")}));
     return box;
   }

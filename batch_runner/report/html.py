@@ -34,6 +34,17 @@ def section_head(name: str, sub: str) -> str:
     return f'<h2>{escape(name)}</h2><p class="sub">{escape(sub)}</p>'
 
 
+def job_label(rec: JobRecord) -> str:
+    """How the page names a job: `#3`, or `shard-1-of-4 #3` over merged shards (each shard
+    numbers its own jobs, as in its file names)."""
+    return f"{rec.shard} #{rec.index}" if rec.shard else f"#{rec.index}"
+
+
+def job_anchor(rec: JobRecord) -> str:
+    """The element id of a job's card or row, unique on the page."""
+    return f"job-{rec.shard}-{rec.index}" if rec.shard else f"job-{rec.index}"
+
+
 def render_cards(records: list[JobRecord]) -> str:
     return '<div class="cards">' + "".join(render_card(r) for r in records) + "</div>"
 
@@ -42,7 +53,8 @@ def render_card(rec: JobRecord) -> str:
     state = rec.state.value
     n = min(len(rec.files), 3)
     style = f' style="--n:{n}"' if n > 1 else ""
-    media = "".join(media_html(f, f"#{rec.index}", CARD_SIZE) for f in rec.files)
+    label = job_label(rec)
+    media = "".join(media_html(f, label, CARD_SIZE) for f in rec.files)
     if not rec.files:
         media = placeholder(rec)
     prompt = rec.inputs.get("prompt")
@@ -53,9 +65,9 @@ def render_card(rec: JobRecord) -> str:
     reason = f'<p class="reason">{escape(rec.reason)}</p>' if rec.reason and rec.files else ""
     rid = f" · {escape(rec.request_ids[-1])}" if rec.request_ids else ""
     return (
-        f'<div class="card s-{state}" id="job-{rec.index}">'
+        f'<div class="card s-{state}" id="{job_anchor(rec)}">'
         f'<div class="media"{style}>{media}</div><div class="body">'
-        f'<div class="line1"><span class="idx">#{rec.index}</span>'
+        f'<div class="line1"><span class="idx">{escape(label)}</span>'
         f'<span class="badge s-{state}">{state}</span>{cost_html(rec)}</div>'
         f'<p class="model">{escape(rec.model)}</p>'
         f"{prompt_html}{inputs_html(rec)}{kv_list(rec)}{reason}"

@@ -97,12 +97,14 @@ def _moved(f: FileRecord, folder: str) -> FileRecord:
 
 def _in_shard(job: JobRecord, folder: str) -> JobRecord:
     job.files = [_moved(f, folder) for f in job.files]  # a fresh record, read for this page
+    job.shard = folder  # the page names it `shard-K-of-N #I`: every shard has its own #1
     return job
 
 
 class ShardsSource:
     """The jobs of every shard for the report, each sweep's jobs together (files by their
-    path from RUN_DIR). Job numbers are each shard's own, as in its file names."""
+    path from RUN_DIR). Job numbers are each shard's own, as in its file names, so the page
+    names each job with its shard (`shard-1-of-4 #3`)."""
 
     def __init__(self, runs: list[ShardRun]):
         self._runs = [(run.name, StoreSource(run.store)) for run in runs]

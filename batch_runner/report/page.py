@@ -24,6 +24,8 @@ from batch_runner.report.html import (
     THUMBS,
     escape,
     human_bytes,
+    job_anchor,
+    job_label,
     kv_pairs,
     media_html,
     placeholder_reason,
@@ -197,7 +199,7 @@ def _write_rows(out: TextIO, jobs: Iterator[JobRecord], n: int, anchor: str, lab
         rows = "".join(_row(r) for r in page)
         out.write(
             f'<details class="page"{" open" if first else ""}>'
-            f"<summary>#{page[0].index} \u2013 #{page[-1].index}</summary>"
+            f"<summary>{escape(job_label(page[0]))} \u2013 {escape(job_label(page[-1]))}</summary>"
             '<table class="list rows"><thead><tr><th>#</th><th>state</th><th>files</th>'
             "<th>prompt</th><th>settings · meta · vars</th><th>reason</th></tr></thead>"
             f"<tbody>{rows}</tbody></table></details>\n"
@@ -207,10 +209,11 @@ def _write_rows(out: TextIO, jobs: Iterator[JobRecord], n: int, anchor: str, lab
 
 
 def _row(r: JobRecord) -> str:
-    media = "".join(media_html(f, f"#{r.index}", ROW_SIZE) for f in r.files)
+    label = job_label(r)
+    media = "".join(media_html(f, label, ROW_SIZE) for f in r.files)
     rid = f' title="{escape(r.request_ids[-1])}"' if r.request_ids else ""
     return (
-        f'<tr id="job-{r.index}"><td{rid}>#{r.index}</td>'
+        f'<tr id="{job_anchor(r)}"><td{rid}>{escape(label)}</td>'
         f'<td><span class="badge s-{r.state.value}">{r.state.value}</span></td>'
         f'<td class="thumbs">{media}</td>'
         f"<td>{escape(show_value(r.inputs.get('prompt', '')))}</td>"

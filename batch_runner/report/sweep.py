@@ -10,6 +10,7 @@ from batch_runner.report.html import (
     CELL_SIZE,
     escape,
     file_url,
+    job_label,
     json_for_script,
     kv_pairs,
     media_html,
@@ -166,8 +167,9 @@ def _grid_table(n: int, jobs: list[JobRecord], fields: list[_Field]) -> str:
 
 
 def _grid_item(rec: JobRecord, stack: list[_Field]) -> str:
-    inner = "".join(media_html(f, f"#{rec.index}", CELL_SIZE) for f in rec.files)
-    caption = " · ".join([f"#{rec.index}", *(f.of(rec) for f in stack)])
+    label = job_label(rec)
+    inner = "".join(media_html(f, label, CELL_SIZE) for f in rec.files)
+    caption = " · ".join([label, *(f.of(rec) for f in stack)])
     return (
         f'<div class="item s-{rec.state.value}" title="{escape(_tooltip(rec))}">'
         f'{inner or placeholder(rec)}{inputs_html(rec)}<div class="cap">{escape(caption)}</div>'
@@ -177,7 +179,7 @@ def _grid_item(rec: JobRecord, stack: list[_Field]) -> str:
 
 def _grid_job(rec: JobRecord, fields: list[_Field]) -> dict[str, Any]:
     return {
-        "i": rec.index,
+        "i": job_label(rec),
         "s": rec.state.value,
         "r": rec.reason or ("no files" if rec.state is JobState.DONE else None),
         "t": _tooltip(rec),
@@ -195,7 +197,7 @@ def _grid_job(rec: JobRecord, fields: list[_Field]) -> dict[str, Any]:
 
 
 def _tooltip(rec: JobRecord) -> str:
-    lines = [f"#{rec.index} · {rec.state.value}", rec.model]
+    lines = [f"{job_label(rec)} · {rec.state.value}", rec.model]
     if "prompt" in rec.inputs:
         lines.append(show_value(rec.inputs["prompt"]))
     lines += [f"{k}: {v}" for k, v in kv_pairs(rec)]
@@ -207,7 +209,7 @@ def _tooltip(rec: JobRecord) -> str:
 def _job_list(jobs: list[JobRecord]) -> str:
     """Every job of the sweep as text (prompt, settings, reason), folded away under the grid."""
     rows = "".join(
-        f'<tr><td title="{escape(r.key)}">#{r.index}</td>'
+        f'<tr><td title="{escape(r.key)}">{escape(job_label(r))}</td>'
         f'<td><span class="badge s-{r.state.value}">{r.state.value}</span></td>'
         f"<td>{escape(show_value(r.inputs.get('prompt', '')))}</td>"
         f"<td>{escape(', '.join(f'{k}={v}' for k, v in kv_pairs(r)))}</td>"

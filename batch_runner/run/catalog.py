@@ -32,7 +32,7 @@ async def resolve_models(
     """Each model's catalogue entry for a run with these settings (CONTRACT §2/§3)."""
     cache_base = None if settings.simulate else settings.api_base.rstrip("/")
     async with _live(settings, token) as client:
-        if settings.simulate and not settings.offline:
+        if settings.simulate:  # the simulator is the API (and its prices), --offline or not
             fetch: Fetch | None = _simulated()
         elif client is not None:
 

@@ -4,6 +4,7 @@ estimate, read the balance, and open the `--max-cost` ledger where the state lef
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from batch_runner.api.catalog import prices_for, with_retries
@@ -23,16 +24,20 @@ if TYPE_CHECKING:
 
 
 async def prepare(
-    store: StateStore, client: RunComfyClient, settings: RunSettings, base: str, tally: Tally
+    store: StateStore,
+    client: RunComfyClient,
+    settings: RunSettings,
+    base: str,
+    tally: Tally,
+    resolved: Mapping[str, CatalogEntry | None] | None = None,
 ) -> Budget:
     """Estimates stored per job, the estimate said, the balance checked; the run's budget.
-    `tally` starts from what the state says was spent and the run's whole estimate."""
-    warnings: list[str] = []
+    `tally` starts from what the state says was spent and the run's whole estimate. `resolved`:
+    the catalogue entries validation already resolved (Expansion.entries); only the models
+    of the state it lacks are asked for."""
     models = store.model_counts()
     live = None if settings.offline and not settings.simulate else client  # --offline: cache only
-    entries = await prices_for(live, base, models, cache=not settings.simulate, warn=warnings)
-    for line in warnings:
-        _say(f"warning: {line}; its price is unknown")
+    entries = await _entries(live, base, models, resolved, cache=not settings.simulate)
     todo, prices, changed = Estimate(), [], []
     for job in store.iter_jobs(with_files=False):
         price = job_price(entries.get(job.model), job.inputs)
@@ -89,26 +94,47 @@ async def check_balance(
 
 
 async def estimate_specs(
-    specs: list[JobSpec], api_base: str, token: str | None
+    specs: list[JobSpec],
+    api_base: str,
+    token: str | None,
+    resolved: Mapping[str, CatalogEntry | None] | None = None,
 ) -> tuple[Estimate, list[float | None], dict[str, CatalogEntry | None]]:
     """What `validate` says: the jobs' estimate from the catalogue of the API they would run
-    against (asked only with a token), else the cache, else unknown. Nothing is submitted."""
+    against (asked only with a token), else the cache, else unknown: the entries validation
+    resolved (`resolved`), the others asked for now. Nothing is submitted."""
     import aiohttp
 
     from batch_runner.api.client import RunComfyClient
 
     models = {spec.model for spec in specs}
-    warnings: list[str] = []
-    if token:
+    if token and models - (resolved or {}).keys():
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
             client = RunComfyClient(session, api_base, token)
-            entries = await prices_for(client, api_base, models, warn=warnings)
+            entries = await _entries(client, api_base, models, resolved)
     else:
-        entries = await prices_for(None, api_base, models)
-    for line in warnings:
-        _say(f"warning: {line}; its price is unknown")
+        entries = await _entries(None, api_base, models, resolved)
     est, prices = estimate(((s.model, s.inputs) for s in specs), entries)
     return est, prices, entries
+
+
+async def _entries(
+    client: RunComfyClient | None,
+    base: str,
+    models: Iterable[str],
+    resolved: Mapping[str, CatalogEntry | None] | None,
+    *,
+    cache: bool = True,
+) -> dict[str, CatalogEntry | None]:
+    """Each model's catalogue entry: the one validation resolved, else asked for now."""
+    wanted = set(models)
+    entries = {m: e for m, e in (resolved or {}).items() if m in wanted}
+    missing = wanted - entries.keys()
+    if missing:
+        warnings: list[str] = []
+        entries |= await prices_for(client, base, missing, cache=cache, warn=warnings)
+        for line in warnings:
+            _say(f"warning: {line}; its price is unknown")
+    return entries
 
 
 def _say(text: str) -> None:

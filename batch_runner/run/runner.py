@@ -22,6 +22,7 @@ import aiohttp
 from batch_runner.api.client import SUBMIT_TIMEOUT, RunComfyClient
 from batch_runner.api.deadlines import Deadlines
 from batch_runner.api.limits import RateLimiter
+from batch_runner.catalog import CatalogEntry
 from batch_runner.errors import AccountError, StateError, UsageError
 from batch_runner.jobs import JobSpec, JobState
 from batch_runner.outputs.download import download
@@ -58,6 +59,8 @@ class RunInput:
     token: str | None
     specs: list[JobSpec] | None = None  # None: resume from the state alone
     manifest: Path | None = None
+    # the catalogue entries validation resolved per model (Expansion.entries): prices from them
+    entries: dict[str, CatalogEntry | None] | None = None
 
 
 def open_run(inp: RunInput, lock: RunLock) -> StateStore:
@@ -148,7 +151,7 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             deadlines=deadlines,
         )
         try:
-            budget = await prepare(store, client, settings, base, tally)
+            budget = await prepare(store, client, settings, base, tally, inp.entries)
         except AccountError as exc:  # nothing new is sent; jobs already at the API finish
             stop.fail(exc)
             budget = Budget(None)
