@@ -72,8 +72,7 @@ class PollPlanner:
     """Poll times for every job of a run (see the module docstring)."""
 
     WINDOW = 128  # recent durations only: queue depth changes what "normal" is
-    FEW = 4  # with fewer durations than this, their spread is widened by WIDEN
-    WIDEN = 0.5  # ... to ± this fraction of the median
+    FEW = 4  # durations (completions) needed before the sample (the hazard) is used
     BUDGET = 1.0  # seconds of detection delay one poll is worth (see durations.schedule)
     SPREAD = 0.5  # the budget varies ± half this by the job's phase (no waves) ...
     BUCKETS = 4  # ... in this many steps: one schedule each
@@ -277,19 +276,15 @@ class PollPlanner:
         return values[len(values) // 2]
 
     def _values(self, window: Window) -> list[float]:
-        """The durations to plan with, sorted; a few only say where the middle is (± WIDEN).
-
-        From submit: the sampled jobs' (unbiased while the long ones are still running)."""
+        """The durations to plan with, sorted: from submit, the sampled jobs' (not biased
+        towards the quick ones while the slow ones still run) once FEW are known."""
         if window is self._durations and self._sample.events >= self.FEW:
             now = self.clock()
             self._sample.forget_before(now - self.HORIZON * window.values[-1], self.SAMPLE // 4)
             values = self._sample.values(now)
             if values:
                 return values
-        if len(window) >= self.FEW:
-            return window.values
-        mid = window.quantile(0.5)
-        return [mid * (1 + self.WIDEN * (k / 4 - 1)) for k in range(9)]
+        return window.values
 
     def _blind(self, t: PollTrack, now: float, base: float, ratio: float) -> float:
         """Nothing learned yet: polls at base x ratio ** (n + phase) after the submit."""
