@@ -106,7 +106,7 @@ class Grid:
 def fewest_requests_p50(g: Grid, d: float = 1.0) -> tuple[float, float]:
     """(dual lower bound, best schedule found) on requests per job with P(delay <= d) >= 1/2."""
     bound, found = 0.0, math.inf
-    for lam in np.geomspace(0.05, 400, 60):
+    for lam in np.geomspace(0.05, 400, 40):
         polls, _, cov = g.solve(0.0, lam, d)
         bound = max(bound, polls - lam * cov + lam / 2)
         if cov >= 0.5:
@@ -118,7 +118,7 @@ def least_delay(g: Grid, requests: float) -> float:
     """Dual lower bound on the mean delay of any schedule within `requests` per job."""
     budget = requests - EXTRA
     best = 0.0
-    for mu in np.geomspace(0.02, 200, 60):
+    for mu in np.geomspace(0.02, 200, 40):
         polls, delay, _ = g.solve(mu, 0.0, 0.0)
         best = max(best, delay + (polls - budget) / mu)
     return max(best, 0.0)
