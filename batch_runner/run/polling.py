@@ -87,7 +87,7 @@ class PollPlanner:
     # this x the median duration, at most WAVE_MAX seconds
     PROBES = 4  # jobs that poll blind to learn the first durations
     BLIND_RATIO = 2.0  # probes poll at min_delay x BLIND_RATIO ** (n + phase) after submit
-    LATE = 1.0  # the others, waiting for the probes, first ask LATE to 2 x LATE x max_delay
+    LATE = 2.0  # the others, waiting for the probes, first ask LATE to 2 x LATE x max_delay
     PHASE = 0.6180339887  # golden ratio: the phases of successive jobs spread evenly
     TIGHT = 0.1  # a start known within this fraction of the run teaches its running time
     QUEUE_SLACK = 0.25  # a queued job may start this fraction earlier than the rate says
