@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks import common as c
-from benchmarks import frontier
+from benchmarks import frontier, planner_replay
 from benchmarks.polling import _baseline_mtimes, _delays
 
 LOWER_BOUND = 3.0  # submit, one /result that finds the job done, the file
@@ -154,7 +154,8 @@ def run(quick: bool = False) -> dict:
     ):
         for point in points(quick):
             rows.append((point, _one_point(tmp, point, [sim_a, sim_b])))
-    return {"rows": rows, "frontier": frontier.run(quick)}  # computed after: no load meanwhile
+    # computed after the runs, so they load nothing meanwhile
+    return {"rows": rows, "frontier": frontier.run(quick), "replay": planner_replay.run(quick)}
 
 
 def _checks(point: Point, ours: dict, base: dict) -> list[str]:
@@ -215,7 +216,7 @@ def report(f: dict) -> str:
     text += "\n" + _cpu_table(f["rows"])
     met = sum(not _checks(p, o, b) for p, (o, b) in f["rows"])
     text += f"\nall targets met at {met} of {len(f['rows'])} points\n"
-    return text + "\n" + frontier.report(f["frontier"])
+    return text + "\n" + frontier.report(f["frontier"]) + "\n" + planner_replay.report(f["replay"])
 
 
 def _cpu_table(rows: list) -> str:

@@ -18,6 +18,7 @@ CASES = {
     "bigfiles": "### 5. Big files",
     "scale_grid": "### 6. Polling at scale",
     "frontier": "### 6c. What any poller can reach",
+    "planner_replay": "### 6d. The planner replayed offline",
     "shards": "### 7. Shards",
     "media": "### 8. Media inputs",
 }
