@@ -296,3 +296,29 @@ def test_early_the_jobs_past_the_quick_ones_are_polled_as_often_as_the_run_finis
         planner.finished(t)
     planner.finished(tracks[10])  # once per job, however often it is said
     assert planner._in_flight == 0
+
+
+def test_while_jobs_queue_the_recent_durations_are_planned_with():
+    """Half of a batch took 5 s, the later half 15 s: the run-long sample says 5 or 15; once
+    the API reports a queue (which changes what "normal" is), the recent ones say 15."""
+    clock = Clock()
+    planner = PollPlanner(clock=clock)
+    start = clock.now
+    tracks = [planner.track(start, start) for _ in range(2 * P.WINDOW)]
+    for i, t in enumerate(tracks):
+        duration = 5.0 if i < P.WINDOW else 15.0
+        clock.now = start + duration
+        planner.completed(t, duration)
+        planner.finished(t)
+    fresh = planner.track(clock.now, clock.now)
+    assert planner.next_delay(fresh) == pytest.approx(5.0, rel=P.STAGGER)
+    queued = planner.track(clock.now, clock.now)
+    clock.now += 1.0
+    planner.seen(queued, "in_queue", 3)
+    bucket = int(fresh.phase * P.BUCKETS)  # one of the same phase: no schedule kept from before
+    later = next(
+        t
+        for t in iter(lambda: planner.track(clock.now, clock.now), None)
+        if int(t.phase * P.BUCKETS) == bucket
+    )
+    assert planner.next_delay(later) == pytest.approx(15.0, rel=P.STAGGER)

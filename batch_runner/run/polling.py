@@ -77,6 +77,7 @@ class PollPlanner:
     SPREAD = 0.5  # the budget varies ± half this by the job's phase (no waves) ...
     BUCKETS = 4  # ... in this many steps: one schedule each
     STAGGER = 0.02  # within a bucket, a schedule shifts by up to this x its first age
+    QUEUE_MEMORY = 2.0  # a queue seen within this x the longest duration: plan with the window
     REPLAN = 0.5  # seconds: schedules are computed again at most this often
     SAMPLE, POINTS = 256, 64  # jobs sampled for their durations; values a schedule is made of
     HORIZON = 4.0  # sampled jobs done longer ago than this x the longest duration are dropped
@@ -109,6 +110,7 @@ class PollPlanner:
         self._sample = Survival(self.SAMPLE, self.POINTS)  # durations, from submit (unbiased)
         self._serial = 0
         self._in_flight = 0  # tracked jobs not yet `finished`
+        self._queue_seen = -math.inf  # when a job was last seen in_queue
         # (window, phase bucket) -> (window version, size, when, poll ages): see `_schedule`
         self._plans: dict[tuple[int, int], tuple[int, int, float, list[float]]] = {}
 
@@ -157,6 +159,7 @@ class PollPlanner:
                 t.started, t.start_error = (t.queued_at + now) / 2, (now - t.queued_at) / 2
             t.queued_at, t.not_before = None, -math.inf
             return
+        self._queue_seen = now
         position = max(queue_position or 0, 0)
         if t.queued_at is not None and position < t.position and now > t.queued_at:
             self._drain.add((t.position - position) / (now - t.queued_at))
@@ -204,7 +207,7 @@ class PollPlanner:
         # a learned plan is kept however far off; a queue estimate waits max_delay at most
         at = max(self._planned(t), min(t.not_before, now + self.max_delay))
         if was_blind and at < now:  # every blind job re-plans now: spread their polls
-            at = now + t.phase * min(self.WAVE_MAX, self.WAVE * self._median())
+            at = now + t.phase * min(self.WAVE_MAX, self.WAVE * self._durations.quantile(0.5))
         return max(0.0, at - now)
 
     def _planned(self, t: PollTrack) -> float:
@@ -253,8 +256,9 @@ class PollPlanner:
         """The poll ages for jobs of this phase (`_schedule`), computed again at most every
         REPLAN seconds, or when the window has doubled since: a decision is a lookup."""
         bucket = min(int(phase * self.BUCKETS), self.BUCKETS - 1)
-        key = (id(window), bucket)
         now = self.clock()
+        sampled = self._sampled(window, now)
+        key = (id(window), bucket, sampled)
         cached = self._plans.get(key)
         if cached is not None:
             version, size, when, ages = cached
@@ -264,21 +268,24 @@ class PollPlanner:
             if fresh:
                 return ages
         budget = self.BUDGET * (1 + self.SPREAD * ((bucket + 0.5) / self.BUCKETS - 0.5))
-        ages = schedule(self._values(window), budget)
+        ages = schedule(self._values(window, sampled), budget)
         self._plans[key] = (self._version(window), len(window), now, ages)
         return ages
 
     def _version(self, window: Window) -> int:
         return window.version + (self._sample.version if window is self._durations else 0)
 
-    def _median(self) -> float:
-        values = self._values(self._durations)
-        return values[len(values) // 2]
+    def _sampled(self, window: Window, now: float) -> bool:
+        """Whether to plan with the run's sample (durations from submit, not biased towards the
+        quick ones while the slow ones still run: once FEW are known), not the recent window.
+        While jobs wait in the queue, the window: the queue changes what "normal" is."""
+        if window is not self._durations or self._sample.events < self.FEW:
+            return False
+        return now - self._queue_seen >= self.QUEUE_MEMORY * window.values[-1]
 
-    def _values(self, window: Window) -> list[float]:
-        """The durations to plan with, sorted: from submit, the sampled jobs' (not biased
-        towards the quick ones while the slow ones still run) once FEW are known."""
-        if window is self._durations and self._sample.events >= self.FEW:
+    def _values(self, window: Window, sampled: bool) -> list[float]:
+        """The durations to plan with, sorted (see `_sampled`)."""
+        if sampled:
             now = self.clock()
             self._sample.forget_before(now - self.HORIZON * window.values[-1], self.SAMPLE // 4)
             values = self._sample.values(now)
