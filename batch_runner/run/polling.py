@@ -5,8 +5,10 @@ says so itself: every job seen completed reports its duration (created -> finish
 wait included). Durations are estimated from a bounded sample of the run's jobs taken by
 submit (`durations.Survival`, product-limit over the done and the still running), so the
 quick jobs that finish first do not make everyone look quick, and the jobs that happened to
-finish last do not skew it either. A job seen leaving the queue (`in_queue`, then
-`in_progress`) is timed from its start instead, with the running times of such jobs.
+finish last do not skew it either. While the API reports a queue, the last WINDOW
+durations are used instead (a queue that builds up changes what "normal" is faster than a
+run-long sample follows). A job seen leaving the queue (`in_queue`, then `in_progress`) is
+timed from its start instead, with the running times of such jobs.
 
 Plan. One poll is worth BUDGET seconds of detection delay: for the estimated distribution,
 `durations.schedule` finds the poll ages (after submit) that minimise polls + delay / BUDGET
