@@ -75,7 +75,7 @@ class PollPlanner:
 
     WINDOW = 128  # recent durations only: queue depth changes what "normal" is
     FEW = 4  # durations (completions) needed before the sample (the hazard) is used
-    BUDGET = 0.75  # seconds of detection delay one poll is worth (see durations.schedule)
+    BUDGET = 1.0  # seconds of detection delay one poll is worth (see durations.schedule)
     SPREAD = 0.5  # the budget varies ± half this by the job's phase (no waves) ...
     BUCKETS = 4  # ... in this many steps: one schedule each
     STAGGER = 0.02  # within a bucket, a schedule shifts by up to this x its first age
