@@ -78,7 +78,7 @@ class PollPlanner:
     BUDGET = 1.0  # seconds of detection delay one poll is worth (see durations.schedule)
     SPREAD = 0.5  # the budget varies ± half this by the job's phase (no waves) ...
     BUCKETS = 4  # ... in this many steps: one schedule each
-    STAGGER = 0.02  # within a bucket, a schedule shifts by up to this x its first age
+    STAGGER = 0.005  # within a bucket, a schedule shifts by up to this x its first age
     QUEUE_MEMORY = 2.0  # a queue seen within this x the longest duration: plan with the window
     REPLAN = 0.5  # seconds: schedules are computed again at most this often
     SAMPLE, POINTS = 256, 64  # jobs sampled for their durations; values a schedule is made of
