@@ -78,7 +78,10 @@ class Running:
     def wait(self, timeout: float = 600.0) -> Timed:
         deadline = time.monotonic() + timeout
         while True:
-            pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            try:
+                pid, status, usage = os.wait4(self.proc.pid, os.WNOHANG)
+            except ChildProcessError:  # already reaped by `proc.poll()`: no rusage left
+                return self._reaped()
             if pid:
                 break
             if time.monotonic() > deadline:
@@ -91,6 +94,11 @@ class Running:
         out, err = self._read(self._out), self._read(self._err)
         cpu = usage.ru_utime + usage.ru_stime
         return Timed(self.proc.returncode, wall, usage.ru_maxrss / 1024.0, out, err, cpu)
+
+    def _reaped(self) -> Timed:
+        wall = time.perf_counter() - self.started
+        out, err = self._read(self._out), self._read(self._err)
+        return Timed(self.proc.returncode or 0, wall, float("nan"), out, err, float("nan"))
 
     @staticmethod
     def _read(f: Any) -> str:
