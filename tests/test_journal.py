@@ -11,6 +11,7 @@ import pytest
 
 from batch_runner.errors import StateError
 from batch_runner.jobs import JobSpec, JobState
+from batch_runner.store import journal
 from batch_runner.store.state import StateStore
 
 S = JobState
@@ -126,3 +127,38 @@ async def test_a_failed_commit_fails_the_waiters_and_later_writes(tmp_path):
             store.set_state(1, S.SUBMITTING)  # nothing is written after a failed commit
     finally:
         store.close()
+
+
+async def test_a_lazy_event_waits_for_the_next_commit(tmp_path):
+    store, commits = _store(tmp_path, 2)
+    try:
+        store.set_state(1, S.RUNNING, lazy=True)  # what a poll saw: no commit of its own
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert commits == []
+        store.record_request_id(2, S.QUEUED, 1, "rid")  # an urgent event: this tick's commit
+        await store.durable()
+        assert len(commits) == 1  # the lazy event went with it, in order
+        assert _committed(store.path, "SELECT idx, state FROM jobs ORDER BY idx") == [
+            (1, "running"),
+            (2, "queued"),
+        ]
+    finally:
+        store.close()
+
+
+async def test_lazy_events_alone_are_committed_after_a_while_and_at_close(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal, "LAZY_SECONDS", 0.01)
+    store, commits = _store(tmp_path, 2)
+    try:
+        store.set_state(1, S.RUNNING, lazy=True)
+        store.record_cost(1, 1, 0.5)  # lazy too (no attempt row yet: updates nothing)
+        while not commits:  # the LAZY_SECONDS timer started a commit
+            await asyncio.sleep(0.01)
+        await store.durable()  # nothing pending: waits for the commit in flight
+        assert len(commits) == 1
+        assert _committed(store.path, "SELECT state FROM jobs WHERE idx = 1") == [("running",)]
+        store.set_state(2, S.RUNNING, lazy=True)
+    finally:
+        store.close()  # commits what is pending
+    assert _committed(store.path, "SELECT state FROM jobs WHERE idx = 2") == [("running",)]

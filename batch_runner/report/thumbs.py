@@ -16,8 +16,6 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from PIL import Image
-
 from batch_runner.jobs import FileRecord, JobRecord
 
 THUMBS_DIR = ".thumbs"
@@ -56,6 +54,10 @@ def make_thumbs(
 
 
 def _ensure(run_dir: Path, src: str, thumb: str) -> bool:
+    # here, not at the top: a report of small images, videos or audio only never needs Pillow
+    # (its import is ~13 ms of every run's CPU)
+    from PIL import Image
+
     out = run_dir / thumb
     if out.exists():
         return True

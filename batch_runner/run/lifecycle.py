@@ -430,7 +430,10 @@ class JobRunner:
         await self._complete(job, got)
 
     async def _complete(self, job: JobRecord, got: list[FileRecord]) -> None:
-        """Once the file records are on disk: metadata lines (each exactly once), then done."""
+        """The file records and `done` on disk in one commit, then the metadata lines (each
+        exactly once: a crash before them leaves fewer lines than files, which the next start
+        rebuilds from the state)."""
+        self._move(job, S.DONE)
         await self.store.durable()
         for record in got:
             if any(f.k == record.k for f in job.files):
@@ -440,7 +443,6 @@ class JobRunner:
                 self.metadata.append(metadata_line(job, record, job.request_id))
             job.files.append(record)
             self.tally.count_file(record.bytes)
-        self._move(job, S.DONE)
         self._finished()
 
     async def _download_one(self, job: JobRecord, urls: list[str], k: int) -> FileRecord:
@@ -483,8 +485,11 @@ class JobRunner:
     # ---- state helpers -----------------------------------------------------------------------
 
     def _note(self, job: JobRecord, state: JobState) -> None:
+        """A state the API reported (queued, running) or one a resumed run finds again
+        (downloading): journaled lazily, with the next commit."""
         if job.state is not state:
-            self._move(job, state)
+            job.move(state)
+            self.store.set_state(job.index, job.state, job.reason, lazy=True)
 
     def _move(self, job: JobRecord, state: JobState, reason: str | None = None) -> None:
         """A move that carries no other data: checked by the record, then journaled."""

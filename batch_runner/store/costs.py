@@ -36,9 +36,12 @@ class Money(Journal):
             )
 
     def record_cost(self, idx: int, attempt: int, cost: float) -> None:
-        """What attempt number `attempt` cost, as the API said (USD)."""
+        """What attempt number `attempt` cost, as the API said (USD; lazy: until the job is
+        done, a resumed run polls /result, which says it again)."""
         self._write(
-            "UPDATE attempts SET cost_usd = ? WHERE job_idx = ? AND n = ?", (cost, idx, attempt)
+            "UPDATE attempts SET cost_usd = ? WHERE job_idx = ? AND n = ?",
+            (cost, idx, attempt),
+            lazy=True,
         )
 
     def money_jobs(self) -> Iterator[JobMoney]:

@@ -7,6 +7,12 @@ to that job. Inside an event loop a tick's statements run on the loop and their 
 fsync) on one writer thread, so the loop keeps serving the network meanwhile; events written
 during a commit form the next batch (a group commit). Reads on the caller's thread wait for a
 commit in flight first (`_conn`).
+
+A `lazy` event (what a poll saw, a cost, the model that ran: facts a resumed run gets from the
+API again) asks for no commit of its own: it goes with the next commit, or after LAZY_SECONDS.
+Events stay in order, so a crash can lose only a tail of lazy events. Each commit costs an
+fsync and a hop to the writer thread, and lazy events alone made more than half of a run's
+commits (measured: 227 of 389 for 96 jobs at --concurrency 32).
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from typing import Any
 
 from batch_runner.errors import StateError
 
+LAZY_SECONDS = 1.0  # the longest a lazy event waits for a commit to go with
+
 
 class Journal:
     """The write side of StateStore: the connection, the event journal and the writer thread."""
@@ -33,7 +41,9 @@ class Journal:
         self.readonly = readonly
         self._ops: list[tuple[str, tuple[Any, ...]]] = []
         self._waiters: list[asyncio.Future[None]] = []
-        self._flush_handle: asyncio.Handle | None = None
+        self._flush_handle: asyncio.Handle | None = None  # the next commit, once scheduled
+        self._flush_lazy = False  # that handle is the LAZY_SECONDS timer
+        self._urgent = False  # a pending event (or a waiter) wants this tick's commit
         self._error: BaseException | None = None
         self._writer: _Writer | None = None
         self._commit_fut: concurrent.futures.Future[None] | None = None  # the commit in flight
@@ -74,6 +84,8 @@ class Journal:
             fut.set_exception(self._error)
         elif self._ops:
             self._waiters.append(fut)
+            self._urgent = True
+            self._schedule(loop)
         elif self._commit_fut is not None:
             self._commit_waiters.append(fut)  # our events may be in the commit in flight
         else:
@@ -89,16 +101,32 @@ class Journal:
 
     # ---- internals -----------------------------------------------------------------------
 
-    def _write(self, sql: str, params: tuple[Any, ...]) -> None:
+    def _write(self, sql: str, params: tuple[Any, ...], *, lazy: bool = False) -> None:
+        """Journal one event, committed this tick or (`lazy`) with the next commit."""
         if self._error is not None:
             raise self._error
         self._ops.append((sql, params))
-        if self._flush_handle is None and self._commit_fut is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:
-                self._flush()
+        self._urgent = self._urgent or not lazy
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._flush()
+            return
+        self._schedule(loop)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Give the pending events a commit: this tick's when one is urgent, else the
+        LAZY_SECONDS timer's. A commit in flight schedules the next batch when it ends."""
+        if self._commit_fut is not None or not self._ops:
+            return
+        if self._flush_handle is not None:
+            if not (self._flush_lazy and self._urgent):
                 return
+            self._flush_handle.cancel()  # the lazy events go with this tick's commit
+        self._flush_lazy = not self._urgent
+        if self._flush_lazy:
+            self._flush_handle = loop.call_later(LAZY_SECONDS, self._start_commit)
+        else:
             self._flush_handle = loop.call_soon(self._start_commit)
 
     def _start_commit(self) -> None:
@@ -112,7 +140,7 @@ class Journal:
         if self._commit_fut is not None or not self._ops:
             return
         ops, waiters = self._ops, self._waiters
-        self._ops, self._waiters = [], []
+        self._ops, self._waiters, self._urgent = [], [], False
         try:
             _begin(self._db, self.path)
             _apply(self._db, self.path, ops)
@@ -137,9 +165,9 @@ class Journal:
         if exc is not None:
             self._error = self._error or exc
         _resolve(waiters, exc)
-        if self._ops and self._flush_handle is None and self._error is None:
+        if self._error is None:
             with contextlib.suppress(RuntimeError):  # no loop: flush() or close() commits them
-                self._flush_handle = asyncio.get_running_loop().call_soon(self._start_commit)
+                self._schedule(asyncio.get_running_loop())
 
     def _commit(self, ops: list[tuple[str, tuple[Any, ...]]]) -> None:
         """One transaction for `ops` on the caller's thread (no commit in flight)."""
@@ -151,7 +179,7 @@ class Journal:
         self._flush_handle = None
         self._settle()
         ops, waiters = self._ops, self._waiters
-        self._ops, self._waiters = [], []
+        self._ops, self._waiters, self._urgent = [], [], False
         try:
             if ops:
                 self._commit(ops)

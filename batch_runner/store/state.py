@@ -386,12 +386,17 @@ class StateStore(Money):
 
     # ---- events (journaled, committed per tick) ------------------------------------------
     # Each records the state it is given: which move a job makes is decided (and checked
-    # against jobs.TRANSITIONS) by the caller, never here.
+    # against jobs.TRANSITIONS) by the caller, never here. Lazy ones (journal.py) record what
+    # the API said and would say again to a resumed run: they wait for the next commit.
 
-    def set_state(self, idx: int, state: JobState, reason: str | None = None) -> None:
+    def set_state(
+        self, idx: int, state: JobState, reason: str | None = None, *, lazy: bool = False
+    ) -> None:
+        """`lazy`: a state a poll saw (queued, running), not one this run decided."""
         self._write(
             "UPDATE jobs SET state = ?, reason = ?, updated_at = ? WHERE idx = ?",
             (state.value, reason, time.time(), idx),
+            lazy=lazy,
         )
 
     def mark_submitting(self, idx: int, state: JobState, *, duplicate_risk: bool) -> None:
@@ -417,15 +422,19 @@ class StateStore(Money):
         )
 
     def record_outputs(self, idx: int, state: JobState, urls: list[str]) -> None:
+        """The file URLs of a completed job (lazy: a resumed run asks /result again)."""
         self._write(
             "UPDATE jobs SET state = ?, reason = NULL, outputs = ?, updated_at = ? WHERE idx = ?",
             (state.value, json.dumps(urls), time.time(), idx),
+            lazy=True,
         )
 
     def record_model_id(self, idx: int, attempt: int, model_id: str) -> None:
-        """The model /result says ran attempt number `attempt`."""
+        """The model /result says ran attempt number `attempt` (lazy, like the outputs)."""
         self._write(
-            "UPDATE attempts SET model_id = ? WHERE job_idx = ? AND n = ?", (model_id, idx, attempt)
+            "UPDATE attempts SET model_id = ? WHERE job_idx = ? AND n = ?",
+            (model_id, idx, attempt),
+            lazy=True,
         )
 
     def record_file(self, idx: int, f: FileRecord) -> None:
