@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import read_metadata, run_cli, sim_env
+from mediafiles import bmff
 from PIL import Image
 
 from batch_runner.manifest.load import load_jobs
@@ -22,6 +23,7 @@ from batch_runner.store.state import StateStore
 I2V = "alibaba/happyhorse-1.1/image-to-video"  # image_url: image_uri, no validations
 EDIT = "bytedance/seedream-5.0-pro/image-to-image"  # image: image_uris with all five rules
 V2V = "runwayml/runway-aleph-2/video-to-video"  # video_url: video_uri, file_size_mb< 16
+INPAINT = "acestep-ai/ace-step/audio-inpaint"  # audio: audio_uri
 
 
 def picture(path: Path, w: int, h: int, color=(200, 90, 40), pad: int = 0) -> Path:
@@ -197,6 +199,22 @@ def test_wrong_media_kind_for_a_video_field(tmp_path):
     )
     res = run_cli("validate", manifest)
     assert res.returncode == 2 and "expected video data, got image (png)" in res.stderr
+
+
+def test_audio_only_iso_mp4_is_accepted_for_an_audio_field(tmp_path):
+    """ffmpeg writes sound-only .m4a/.mp4 files with brands isom or mp42: the header cannot
+    tell them from a video, so an audio field takes them (a PNG it still refuses)."""
+    (tmp_path / "voice.m4a").write_bytes(bmff(b"isom"))
+    (tmp_path / "song.mp4").write_bytes(bmff(b"mp42"))
+    picture(tmp_path / "p.png", 20, 20)
+    lines = [f"model: {INPAINT}", "jobs:"]
+    lines += [f"  - {{audio: {name}, tags: pop}}" for name in ("voice.m4a", "song.mp4")]
+    manifest = write(tmp_path / "m.yaml", "\n".join(lines) + "\n")
+    res = run_cli("validate", manifest)
+    assert res.returncode == 0, res.stderr
+    write(tmp_path / "bad.yaml", f"model: {INPAINT}\njobs:\n  - {{audio: p.png, tags: pop}}\n")
+    res = run_cli("validate", tmp_path / "bad.yaml")
+    assert res.returncode == 2 and "expected audio data, got image (png)" in res.stderr
 
 
 def test_allow_input_host_lets_http_and_private_hosts_through(tmp_path):

@@ -310,3 +310,4 @@ def test_large_sections_become_paged_rows(tmp_path: Path, monkeypatch):
     assert html.count('<details class="page" open>') == 2  # the first page of each section
     assert html.count("<img") == 10 and html.count('loading="lazy"') == 10
     assert "boom" in html and "#7 \u2013 #9" in html
+    assert html.count("<th>model</th>") == 4 and html.count(f"<td>{MODEL}</td>") == 11

@@ -288,6 +288,8 @@ def inline_limit_problem(what: str, n_bytes: int, limits: Limits) -> str:
 
 def kind_problem(facts: Facts, kind: str) -> str | None:
     """Why a file cannot go into a field of media `kind` (a PDF given as an image)."""
+    if kind == "audio" and (facts.kind, facts.fmt) == ("video", "mp4"):
+        return None  # an ISO-MP4 (brand isom, mp42, ...) may carry sound only: the API decides
     if facts.kind == kind:
         if kind == "image" and facts.size is None:
             return f"this {facts.fmt} image cannot be read (a damaged file?)"

@@ -201,7 +201,8 @@ def _write_rows(out: TextIO, jobs: Iterator[JobRecord], n: int, anchor: str, lab
             f'<details class="page"{" open" if first else ""}>'
             f"<summary>{escape(job_label(page[0]))} \u2013 {escape(job_label(page[-1]))}</summary>"
             '<table class="list rows"><thead><tr><th>#</th><th>state</th><th>files</th>'
-            "<th>prompt</th><th>settings · meta · vars</th><th>reason</th></tr></thead>"
+            "<th>model</th><th>prompt</th><th>settings · meta · vars</th><th>reason</th>"
+            "</tr></thead>"
             f"<tbody>{rows}</tbody></table></details>\n"
         )
         first = False
@@ -215,7 +216,7 @@ def _row(r: JobRecord) -> str:
     return (
         f'<tr id="{job_anchor(r)}"><td{rid}>{escape(label)}</td>'
         f'<td><span class="badge s-{r.state.value}">{r.state.value}</span></td>'
-        f'<td class="thumbs">{media}</td>'
+        f'<td class="thumbs">{media}</td><td>{escape(r.model)}</td>'
         f"<td>{escape(show_value(r.inputs.get('prompt', '')))}</td>"
         f"<td>{escape(', '.join(f'{k}={v}' for k, v in kv_pairs(r)))}</td>"
         f"<td>{escape(placeholder_reason(r))}</td></tr>"
