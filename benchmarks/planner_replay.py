@@ -115,6 +115,10 @@ class Replay:
         job = self.state[j]
         if job.done or token != job.token:
             return  # planned again since
+        recheck = getattr(self.planner, "recheck", None)  # (planners before session 5 had none)
+        if recheck is not None and not job.track.wake and recheck(job.track) > 0:
+            self.plan(j)  # as the runner does: a first poll due later by the latest plan waits
+            return
         self.polls += 1
         arrives = self.now + RTT / 2
         self.now += RTT

@@ -134,8 +134,11 @@ def test_the_schedule_is_the_best_of_all_poll_ages():
 
 
 class Job:
-    def __init__(self, submitted: float, duration: float | None = None):
+    def __init__(
+        self, submitted: float, duration: float | None = None, last_poll: float | None = None
+    ):
         self.submitted, self.duration, self.gone = submitted, duration, duration is not None
+        self.last_poll = last_poll  # when a poll last found it running
 
 
 def test_jobs_still_running_count_against_the_quick_ones_seen_first():
@@ -143,8 +146,9 @@ def test_jobs_still_running_count_against_the_quick_ones_seen_first():
     risk, so among jobs done by 20 s the durations keep their weights, and half the mass of
     the sample is still running (it does not pretend the quick ones are all there is)."""
     sample = Survival(256, 4)
-    jobs = [Job(0.0, 5.0 + i) for i in range(4)] + [Job(0.0) for _ in range(4)]
-    jobs += [Job(17.0) for _ in range(4)]  # younger than any duration seen: not at risk yet
+    jobs = [Job(0.0, 5.0 + i) for i in range(4)] + [Job(0.0, None, 20.0) for _ in range(4)]
+    jobs += [Job(17.0, None, 19.0) for _ in range(4)]  # younger than any duration seen
+    jobs += [Job(0.0) for _ in range(4)]  # never polled: nothing known of them yet
     for job in jobs:
         assert sample.add(job)
         if job.duration is not None:
@@ -155,6 +159,43 @@ def test_jobs_still_running_count_against_the_quick_ones_seen_first():
         late.add(job)
         late.completed()
     assert late.values(40.0) == [6.0, 8.0, 30.0, 30.0]
+
+
+def test_a_job_is_at_risk_only_up_to_its_last_poll():
+    """A job done but not yet seen done is not "still running": it counts as running only up
+    to the last poll that found it so (else every estimate grows by the detection delay)."""
+    sample = Survival(256, 4)
+    jobs = [Job(0.0, 5.0 + i) for i in range(4)] + [Job(0.0, None, 5.5) for _ in range(4)]
+    for job in jobs:
+        sample.add(job)
+        if job.duration is not None:
+            sample.completed()
+    # at 5 s: 1 of 8 done; the 4 running are censored at 5.5; 6, 7 and 8 share the rest
+    assert sample.values(20.0) == [6.0, 7.0, 8.0, 8.0]
+
+
+def test_a_first_poll_planned_early_waits_for_what_the_run_learned_since():
+    """Early in a run only the quick jobs are known, so a job submitted then is planned to
+    be asked early. When that poll is due and the run has learned that jobs take longer,
+    `recheck` says how much longer to wait, once, for the first poll only."""
+    planner, clock = trained(uniform(5, 6, 16))
+    t = planner.track(clock.now, clock.now)
+    first = planner.next_delay(t)
+    assert first < 6.5
+    for d in uniform(9, 10, 64):  # the run learns: most jobs take 9-10 s
+        done = planner.track(clock.now - d, clock.now - d)
+        planner.seen(done, "in_progress", None)
+        planner.completed(done, d)
+        clock.now += first / 64
+    assert clock.now == pytest.approx(t.submitted + first)
+    later = planner.recheck(t)
+    assert later > 1.0 and planner.next_delay(t) == pytest.approx(later)
+    clock.now += later
+    assert planner.recheck(t) == 0.0  # due now by the latest plan
+    planner.seen(t, "in_progress", None)
+    assert planner.recheck(t) == 0.0  # later polls are planned when the last one is answered
+    resumed = planner.track()
+    assert planner.recheck(resumed) == 0.0  # its age is unknown: asked at once
 
 
 def test_the_sample_stays_bounded_and_spread_over_the_run():

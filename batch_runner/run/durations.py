@@ -54,6 +54,7 @@ class Sampled(Protocol):
     submitted: float
     duration: float | None  # set once it completed
     gone: bool  # no longer polled
+    last_poll: float | None  # when a poll last found it not done
 
 
 class Survival:
@@ -105,8 +106,11 @@ class Survival:
         for j in self._jobs:
             if j.duration is not None:
                 times.append((j.duration, 0))  # an event sorts before a censoring at one time
-            elif not j.gone:
-                times.append((max(now - j.submitted, 0.0), 1))
+            elif not j.gone and j.last_poll is not None:
+                # known running at its last poll, no later: a job done but not yet seen
+                # done is not "still running" (that would lengthen every estimate by the
+                # detection delay)
+                times.append((max(j.last_poll - j.submitted, 0.0), 1))
         times.sort()
         at_risk, alive = len(times), 1.0
         support: list[tuple[float, float]] = []

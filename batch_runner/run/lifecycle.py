@@ -309,14 +309,8 @@ class JobRunner:
                 self._fail(
                     job, f"timed out after {self.settings.job_timeout:g} s (--job-timeout){last}"
                 )
-            # a poll planned past the deadline (a blind wait for the first durations, a long
-            # tail) is brought forward to it: the job gets its last look, never an early failure
-            delay = min(self.planner.next_delay(track), left)
-            if track.wake and delay > 0:
-                if await self._woken(delay):
-                    continue  # the first durations are known: plan this one again
-            else:
-                await asyncio.sleep(delay)
+            if not await self._poll_due(track, left):
+                continue  # the run learned something since this poll was planned: plan again
             try:
                 poll = await self.client.result(job.request_id)
             except ApiError as exc:
@@ -362,6 +356,17 @@ class JobRunner:
         if model_id is not None:
             job.model_id = model_id
             self.store.record_model_id(job.index, job.attempts, model_id)
+
+    async def _poll_due(self, track: PollTrack, left: float) -> bool:
+        """Wait for the job's next poll: True when it is due, False when it is to be planned
+        again (the first durations became known; a first poll is due later by the latest plan).
+        A poll planned past the deadline (a blind wait for the first durations, a long tail)
+        is brought forward to it: the job gets its last look, never an early failure."""
+        delay = min(self.planner.next_delay(track), left)
+        if track.wake and delay > 0:
+            return not await self._woken(delay)
+        await asyncio.sleep(delay)
+        return delay >= left or self.planner.recheck(track) == 0
 
     async def _woken(self, delay: float) -> bool:
         """Sleep `delay` seconds or until the planner has learned a duration (True)."""

@@ -30,7 +30,9 @@ Before anything is learned, the first PROBES jobs of the run poll at once and th
 doubling grid (zero-latency jobs cost one poll); the others wait for the first duration
 (`wake`: the caller sleeps until `learned` turns true, or max_delay x LATE to twice that,
 then asks again; those already overdue are spread over a short WAVE). That happens once per
-run, not per completion: no completion re-plans other jobs.
+run, not per completion: no completion re-plans other jobs. A first poll, planned at submit,
+is checked against the latest plan when it falls due (`recheck`): one lookup, by the job
+itself, never a wave of re-plans.
 """
 
 from __future__ import annotations
@@ -94,6 +96,7 @@ class PollPlanner:
     PHASE = 0.6180339887  # golden ratio: the phases of successive jobs spread evenly
     TIGHT = 0.1  # a start known within this fraction of the run teaches its running time
     QUEUE_SLACK = 0.25  # a queued job may start this fraction earlier than the rate says
+    RECHECK_SLACK = 0.05  # s: a first poll due this soon by the latest plan is made (`recheck`)
 
     def __init__(
         self,
@@ -211,6 +214,19 @@ class PollPlanner:
         if was_blind and at < now:  # every blind job re-plans now: spread their polls
             at = now + t.phase * min(self.WAVE_MAX, self.WAVE * self._durations.quantile(0.5))
         return max(0.0, at - now)
+
+    def recheck(self, t: PollTrack) -> float:
+        """Seconds a job's first poll, now due, should still wait by what the run knows now
+        (0: ask now). That poll was planned at submit: early in a run, when only the quick
+        jobs are known, too early (seen: a third of a poll per job spent that way). Only the
+        first poll, and not while a queue is seen (a queue estimate moves with the clock)."""
+        if t.polls or t.resumed or t.wake or not self.learned or t.not_before > -math.inf:
+            return 0.0
+        now = self.clock()
+        if not self._sampled(self._durations, now):
+            return 0.0
+        later = self._planned(t) - now
+        return later if later > self.RECHECK_SLACK else 0.0
 
     def _planned(self, t: PollTrack) -> float:
         """When the job should next be polled (clock time), from the learned durations."""
