@@ -28,14 +28,18 @@ def _params(quick: bool) -> tuple[int, int, int, int]:
     return (2000, 400, 200, 1) if quick else (100_000, 20_000, 2000, c.REPEATS)
 
 
-def _until_first_request(sim: c.Simulator, cmd: list[str]) -> tuple[float, c.Timed]:
-    """Start `cmd`, time it to the simulator's first API request, then stop it with SIGINT."""
+def _until_first_request(
+    sim: c.Simulator, cmd: list[str], kinds: tuple[str, ...] = ()
+) -> tuple[float, c.Timed]:
+    """Start `cmd`, time it to the simulator's first API request (of `kinds`, else any but
+    the model catalogue, which a run asks before it sets up its state), then stop it with
+    SIGINT."""
     sim.reset()
     child = c.spawn(cmd, env=c.env_for(sim.url))
     first = None
     while child.proc.poll() is None:
-        # the first job request: a run asks the model catalogue before it sets up its state
-        if sum(n for kind, n in sim.stats()["requests"].items() if kind != "catalog"):
+        seen = sim.stats()["requests"]
+        if sum(n for kind, n in seen.items() if kind in kinds or not kinds and kind != "catalog"):
             first = time.perf_counter() - child.started
             break
         time.sleep(0.01)
@@ -51,7 +55,8 @@ def _startups(sim: c.Simulator, tmp: Path, manifest: Path, repeats: int) -> dict
     for i in range(repeats):
         validate.append(c.timed([c.CLI, "validate", str(manifest)]))
         out = tmp / f"state{i}"
-        setup.append(_until_first_request(sim, c.run_cmd(manifest, out, "--concurrency", "64")))
+        cmd = c.run_cmd(manifest, out, "--concurrency", "64")
+        setup.append(_until_first_request(sim, cmd, ("submit",)))
         status.append(c.timed([c.CLI, "status", str(out), "--json"]))
         cmd = [c.CLI, "resume", str(out), "--no-progress", "--json"]
         resume.append(_until_first_request(sim, cmd))

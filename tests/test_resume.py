@@ -6,7 +6,9 @@ import json
 import random
 import signal
 import sqlite3
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from conftest import read_metadata, run_cli, sim_env, spawn_cli, write_manifest
@@ -159,6 +161,54 @@ def test_sigint_twice_exits_at_once_then_resume_completes(make_sim, tmp_path):
     assert res.returncode == 0, res.stderr
     assert sim.stats()["submitted"] == 12
     _check_files(out, 12)
+
+
+def _hanging_account_api() -> tuple[ThreadingHTTPServer, threading.Event]:
+    """An account API on 127.0.0.1 that never answers the balance (until shut down)."""
+    asked, release = threading.Event(), threading.Event()
+
+    class Hang(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            asked.set()
+            release.wait(60)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hang)
+    server.release = release  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, asked
+
+
+def test_ctrl_c_while_setting_up_is_never_lost(sim, tmp_path):
+    """A Ctrl-C while the run still asks for the balance (before the workers start) stops it
+    at once: nothing submitted, exit 130, and a resume then does every job."""
+    server, asked = _hanging_account_api()
+    account = f"http://127.0.0.1:{server.server_address[1]}"
+    manifest = write_manifest(tmp_path / "s.yaml", [f"setup job {i}" for i in range(6)])
+    out = tmp_path / "run"
+    try:
+        proc = spawn_cli(
+            "run", manifest, "--out", out, "--account-base", account, "--no-progress",
+            env=sim_env(sim),
+        )  # fmt: skip
+        assert asked.wait(30), "the balance was never asked"
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 130, err
+        assert time.monotonic() - t0 < 10  # not after the balance call's time limit
+        assert "Traceback" not in err and "stopping" in err
+        assert sim.stats()["submitted"] == 0
+    finally:
+        server.release.set()
+        server.shutdown()
+        server.server_close()
+    res = run_cli("resume", out, "--json", "--no-balance-check", env=sim_env(sim))
+    assert res.returncode == 0, res.stderr
+    assert sim.stats()["submitted"] == 6
+    _check_files(out, 6)
 
 
 def test_edited_manifest_submits_only_new_keys(sim, tmp_path):

@@ -133,6 +133,32 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             "raise --max-jobs to go ahead (nothing was submitted)"
         )
     _warn_concurrency(settings.concurrency)
+    # the handlers go in before the first request: a Ctrl-C while the catalogue, the prices or
+    # the balance are asked for stops the run before anything is submitted (never lost)
+    hooks = _Hooks(waiting=lambda: len(todo), say=_say)
+    _install_signals(stop, asyncio.current_task(), hooks)
+    try:
+        return await _execute(inp, store, todo, new, round_start, stop, tally, hooks, started)
+    except asyncio.CancelledError:
+        if not stop.signals:
+            raise  # not ours
+        raise KeyboardInterrupt from None  # stopped while setting up: nothing was submitted
+    finally:
+        _remove_signals()
+
+
+async def _execute(
+    inp: RunInput,
+    store: StateStore,
+    todo: list,
+    new: int,
+    round_start: dict[int, int],
+    stop: Stop,
+    tally: Tally,
+    hooks: _Hooks,
+    started: float,
+) -> RunResult:
+    settings = inp.settings
     async with _api(settings, inp.token) as (base, token), _sessions(settings) as sessions:
         deadlines = Deadlines()  # one timer for the time limits of every call in flight
         client = RunComfyClient(
@@ -154,6 +180,11 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             budget = await prepare(store, client, settings, base, tally, inp.entries)
         except AccountError as exc:  # nothing new is sent; jobs already at the API finish
             stop.fail(exc)
+            budget = Budget(None)
+        except asyncio.CancelledError:  # Ctrl-C while the prices or the balance were asked
+            if not stop.signals:
+                raise  # not ours
+            asyncio.current_task().uncancel()  # nothing new is sent; jobs at the API finish
             budget = Budget(None)
         runner = JobRunner(
             store,
@@ -177,7 +208,9 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
         )
         try:
             scheduler = Scheduler(runner.run, store.jobs_at, stop.is_set, settings.concurrency)
-            cut_short = await _run_workers(scheduler, todo, stop, progress.say)
+            hooks.waiting, hooks.say = (lambda: scheduler.waiting), progress.say
+            hooks.started = True
+            cut_short = stop.signals >= 2 or await _run_workers(scheduler, todo)
         finally:
             runner.metadata.close()
         progress.close()
@@ -216,18 +249,22 @@ def _warn_concurrency(concurrency: int) -> None:
         )
 
 
-async def _run_workers(
-    scheduler: Scheduler, todo: list, stop: Stop, say: Callable[[str], None]
-) -> bool:
-    """Run the pool under the signal handlers; True when a second signal cut it short."""
-    _install_signals(stop, asyncio.current_task(), scheduler, say)
+async def _run_workers(scheduler: Scheduler, todo: list) -> bool:
+    """Run the pool (under the signal handlers); True when a second signal cut it short."""
     try:
         await scheduler.run(todo)
     except asyncio.CancelledError:
         return True
-    finally:
-        _remove_signals()
     return False
+
+
+@dataclass
+class _Hooks:
+    """What the signal handlers read: the jobs not started, and where to print."""
+
+    waiting: Callable[[], int]
+    say: Callable[[str], None]
+    started: bool = False  # the workers run: before, a signal also ends what is awaited
 
 
 def _finish(
@@ -296,30 +333,29 @@ def _hosts(settings: RunSettings, base: str) -> HostPolicy:
     return HostPolicy([host, *extra])
 
 
-def _install_signals(
-    stop: Stop, main: asyncio.Task | None, scheduler: Scheduler, say: Callable[[str], None]
-) -> None:
-    """Ctrl-C / SIGTERM: once drains, twice exits; `say` prints above the progress bars."""
+def _install_signals(stop: Stop, main: asyncio.Task | None, hooks: _Hooks) -> None:
+    """Ctrl-C / SIGTERM: once drains, twice exits; `hooks.say` prints above the progress bars."""
     loop = asyncio.get_running_loop()
 
     def on_signal() -> None:
         stop.signal()
         if stop.signals == 1:
-            say(
+            hooks.say(
                 "stopping: no new submissions; finishing the jobs in flight "
-                f"({scheduler.waiting} not started wait for a resume). "
+                f"({hooks.waiting()} not started wait for a resume). "
                 "Press Ctrl-C again to exit now."
             )
         elif main is not None:
-            say("exiting now; the state file is consistent, resume to continue")
-            main.cancel()
+            hooks.say("exiting now; the state file is consistent, resume to continue")
+        if main is not None and (stop.signals > 1 or not hooks.started):
+            main.cancel()  # before the workers start nothing is in flight: stop waiting now
 
     def on_cancel() -> None:  # `batch-runner cancel RUN_DIR` signals the lock's owner
         if not stop.cancelled:
             stop.cancel()
-            say(
+            hooks.say(
                 "cancel requested (batch-runner cancel): no new submissions; finishing the "
-                f"jobs in flight ({scheduler.waiting} not started stay pending)"
+                f"jobs in flight ({hooks.waiting()} not started stay pending)"
             )
 
     for sig in _signals():
