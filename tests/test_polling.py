@@ -89,7 +89,9 @@ def test_spread_durations_polls_close_in_as_the_window_ends_then_back_off():
     planner, clock = trained(uniform(5, 10))
     t = planner.track(clock.now, clock.now)
     times = poll_times(planner, clock, t, 10)
-    assert 5.0 < times[0] < 8.0  # about where half the jobs are done
+    # two polls in the window: the first at (15 + budget) / 2, where the next poll's cost
+    # and the delay it saves balance (8.1 s for a budget of 1.25 s)
+    assert 5.0 < times[0] < 7.5 + P.BUDGET
     pairs = list(zip(times, times[1:], strict=False))
     inside = [b - a for a, b in pairs if b <= 10.0]
     past = [b - a for a, b in pairs if a >= 10.0]
@@ -107,6 +109,19 @@ def test_a_sparse_tail_is_polled_seldom():
         planner.seen(t, "in_progress", None)
         gaps.append(planner.next_delay(t))
     assert gaps[1] > 3 * gaps[0]
+
+
+def test_a_job_asked_well_before_the_first_planned_age_is_asked_at_it():
+    # 90 % of the jobs take 5-10 s: every schedule asks by 10 s, whatever the job's budget;
+    # a job asked at 6 s (blind, or planned before the run learned) must not skip that age
+    durations = uniform(5, 10, 90) + uniform(25, 50, 10)
+    planner, clock = trained(durations)
+    for _ in range(P.BUCKETS * 2):  # jobs of every phase bucket
+        t = planner.track(clock.now, clock.now)
+        clock.now = t.submitted + 6.0
+        planner.seen(t, "in_progress", None)
+        assert 6.0 + planner.next_delay(t) <= 10.0 * (1 + P.STAGGER) + 1e-9
+        clock.now = t.submitted
 
 
 def cost(values: list[float], ages: list[float], budget: float) -> float:
