@@ -6,6 +6,8 @@ import itertools
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from batch_runner.run.durations import Survival, schedule
 from batch_runner.run.polling import PollPlanner, PollTrack
@@ -146,6 +148,24 @@ def test_the_schedule_is_the_best_of_all_poll_ages():
         assert cost(values, ages, budget) == pytest.approx(best)
     assert schedule([3.0] * 10, 0.5) == [3.0]  # a cluster is asked once, at its value
     assert len(schedule(values, 0.01)) > len(schedule(values, 10.0))  # dear delay: more polls
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 60.0).map(lambda x: round(x, 1)), min_size=1, max_size=9),
+    st.sampled_from([0.01, 0.2, 1.0, 1.25, 4.0, 50.0]),
+)
+def test_no_set_of_poll_ages_costs_less_than_the_schedule(values, budget):
+    values.sort()
+    ages = schedule(values, budget)
+    assert ages[-1] == values[-1] and ages == sorted(set(ages)) and set(ages) <= set(values)
+    distinct = sorted(set(values))[:-1]
+    best = min(
+        cost(values, [*chosen, values[-1]], budget)
+        for r in range(len(distinct) + 1)
+        for chosen in itertools.combinations(distinct, r)
+    )
+    assert cost(values, ages, budget) == pytest.approx(best, rel=1e-9, abs=1e-9)
 
 
 class Job:

@@ -141,7 +141,12 @@ def schedule(values: list[float], budget: float) -> list[float]:
     adds delay): it minimises, per job, the polls made plus the detection delay / `budget`
     (one poll is worth `budget` seconds of delay). A poll at age p_j after one at p_i is made by
     every job longer than p_i and finds those in (p_i, p_j] done, p_j - v late. The last age
-    is the longest value. Cost: (distinct values)^2 / 2 steps, about a millisecond at 128.
+    is the longest value.
+
+    The cost of reaching p_j from p_i is a_i - p_j * b_i plus a term of j alone, a line in p_j
+    with a slope -b_i that falls as i grows, and the p_j grow: the best i for each j is read
+    off the lower envelope of those lines (the convex hull trick), so the whole programme is
+    linear in the distinct values (about 0.1 ms at 64).
     """
     ages: list[float] = []
     counts: list[int] = []
@@ -154,26 +159,45 @@ def schedule(values: list[float], budget: float) -> list[float]:
     n, m = len(values), len(ages)
     if not m:
         return []
-    done = [0] * (m + 1)  # done[k]: values among the first k distinct ones, and their sum
-    total = [0.0] * (m + 1)
-    for k in range(m):
-        done[k + 1] = done[k] + counts[k]
-        total[k + 1] = total[k] + counts[k] * ages[k]
     per_delay = 1.0 / (budget * n)
-    best_to = [0.0] * m
     came_from = [-1] * m
+    # lines (a_i, b_i, i) of the lower envelope for the ages still to come, steepest last;
+    # a_i = best_i + (jobs left after p_i) / n + per_delay * (sum of values up to p_i),
+    # b_i = per_delay * (values up to p_i)
+    hull: list[tuple[float, float, int]] = []
+    head = 0  # lines before it are beaten for every later (larger) age
+    done, total = 0, 0.0
     for j in range(m):
-        at, d_j, s_j = ages[j], done[j + 1], total[j + 1]
-        best, arg = 1.0 + per_delay * (at * d_j - s_j), -1  # its first poll
-        for i in range(j):
-            d_i = done[i + 1]
-            late = at * (d_j - d_i) - (s_j - total[i + 1])
-            cost = best_to[i] + (n - d_i) / n + per_delay * late
+        at = ages[j]
+        done += counts[j]
+        total += counts[j] * at
+        own = per_delay * (at * done - total)  # the delay of the jobs done by p_j, from 0
+        best, arg = 1.0 + own, -1  # its first poll
+        while head + 1 < len(hull) and _at(hull[head + 1], at) <= _at(hull[head], at):
+            head += 1
+        if head < len(hull):
+            cost = _at(hull[head], at) + own
             if cost < best:
-                best, arg = cost, i
-        best_to[j], came_from[j] = best, arg
+                best, arg = cost, hull[head][2]
+        came_from[j] = arg
+        line = (best + (n - done) / n + per_delay * total, per_delay * done, j)
+        while len(hull) - head >= 2 and _useless(hull[-2], hull[-1], line):
+            hull.pop()
+        hull.append(line)
     out, j = [], m - 1
     while j >= 0:
         out.append(ages[j])
         j = came_from[j]
     return out[::-1]
+
+
+def _at(line: tuple[float, float, int], x: float) -> float:
+    return line[0] - x * line[1]
+
+
+def _useless(first: tuple, middle: tuple, last: tuple) -> bool:
+    """Whether `middle` is nowhere below both others (slopes -b falling from first to last)."""
+    (a1, b1, _), (a2, b2, _), (a3, b3, _) = first, middle, last
+    # middle and last cross at x23 = (a3 - a2) / (b3 - b2); first and middle at x12: middle
+    # is on the envelope only between them, so it goes when x23 <= x12
+    return (a3 - a2) * (b2 - b1) <= (a2 - a1) * (b3 - b2)
