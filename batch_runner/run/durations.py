@@ -164,7 +164,7 @@ def schedule(values: list[float], budget: float) -> list[float]:
     # lines (a_i, b_i, i) of the lower envelope for the ages still to come, steepest last;
     # a_i = best_i + (jobs left after p_i) / n + per_delay * (sum of values up to p_i),
     # b_i = per_delay * (values up to p_i)
-    hull: list[tuple[float, float, int]] = []
+    hull: list[_Line] = []
     head = 0  # lines before it are beaten for every later (larger) age
     done, total = 0, 0.0
     for j in range(m):
@@ -191,11 +191,14 @@ def schedule(values: list[float], budget: float) -> list[float]:
     return out[::-1]
 
 
-def _at(line: tuple[float, float, int], x: float) -> float:
+_Line = tuple[float, float, int]  # (a_i, b_i, i): the cost a_i - x * b_i of polling at x after i
+
+
+def _at(line: _Line, x: float) -> float:
     return line[0] - x * line[1]
 
 
-def _useless(first: tuple, middle: tuple, last: tuple) -> bool:
+def _useless(first: _Line, middle: _Line, last: _Line) -> bool:
     """Whether `middle` is nowhere below both others (slopes -b falling from first to last)."""
     (a1, b1, _), (a2, b2, _), (a3, b3, _) = first, middle, last
     # middle and last cross at x23 = (a3 - a2) / (b3 - b2); first and middle at x12: middle
