@@ -27,7 +27,7 @@ from batch_runner.errors import AccountError, StateError, UsageError
 from batch_runner.jobs import JobSpec, JobState
 from batch_runner.outputs.download import download
 from batch_runner.outputs.hosts import HostPolicy
-from batch_runner.outputs.metadata import OUTPUT_DIRS, count_metadata_lines, rebuild_metadata
+from batch_runner.outputs.metadata import OUTPUT_DIRS, metadata_whole, rebuild_metadata
 from batch_runner.run.budget import Budget
 from batch_runner.run.lifecycle import JobRunner
 from batch_runner.run.lock import CANCEL_SIGNAL, RunLock
@@ -116,7 +116,7 @@ def _recover(store: StateStore, run_dir: Path, *, rebuild: bool = False) -> None
             for part in (run_dir / folder).rglob("*.part"):
                 with contextlib.suppress(OSError):
                     part.unlink()
-    if rebuild or count_metadata_lines(run_dir) != store.file_count():
+    if rebuild or not metadata_whole(run_dir, store.file_count(), store.files_under):
         rebuild_metadata(run_dir, store.iter_jobs())
 
 

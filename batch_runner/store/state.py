@@ -377,6 +377,13 @@ class StateStore(Money):
     def file_count(self) -> int:
         return self.file_totals()[0]
 
+    def files_under(self, folder: str) -> int:
+        """Files whose name starts with `folder` (e.g. "images/train/"; no LIKE: names may
+        hold `%` and `_`)."""
+        return self._conn.execute(
+            "SELECT count(*) FROM files WHERE substr(file_name, 1, ?) = ?", (len(folder), folder)
+        ).fetchone()[0]
+
     def file_totals(self) -> tuple[int, int]:
         """(files, bytes) over every job."""
         files, size = self._conn.execute(
