@@ -20,7 +20,7 @@ def test_progress_lines_go_to_stderr_when_stdout_is_not_a_terminal(monkeypatch, 
     assert out == ""
     lines = err.splitlines()
     money = "$0.00 spent / $0.06 estimated"
-    assert lines[0] == f"progress: 1 submitted, 0/2 finished, 0 files (0.0 MB), {money}"
+    assert lines[0] == f"progress: 1 submitted, 0/2 finished, 0 files (0 B), {money}"
     money = "$0.03 spent / $0.06 estimated"
     assert lines[-1] == f"progress: 1 submitted, 1/2 finished, 1 files (2.5 MB), {money}"
     assert len(lines) == 4  # one per count

@@ -7,6 +7,7 @@ from typing import Any
 from batch_runner.catalog import CatalogEntry
 from batch_runner.jobs import JobSpec, shown_input
 from batch_runner.money import Estimate, dollars, fitting
+from batch_runner.sizes import size_text
 
 STATE_ORDER = (
     "pending",
@@ -33,7 +34,7 @@ def format_retries(retries: dict[str, int]) -> str:
 def format_summary(summary: dict[str, Any], *, max_failures: int = 20) -> str:
     lines = [
         f"jobs: {summary['jobs']} ({format_counts(summary['counts'])})",
-        f"files: {summary['files']} ({summary.get('bytes', 0) / 1e6:.1f} MB)",
+        f"files: {summary['files']} ({size_text(summary.get('bytes', 0))})",
     ]
     if "wall_seconds" in summary:
         lines.append(f"wall time: {summary['wall_seconds']:.1f} s")

@@ -67,7 +67,8 @@ select {
 .thumb.audio { flex-direction: column; gap: 8px; padding: 8px; }
 .thumb.audio audio { width: 100%; }
 .thumb.audio a { font-size: 12px; color: var(--muted); word-break: break-all; }
-.model { margin: 0; font-size: 12px; color: var(--muted); word-break: break-all; }
+/* model ids wrap after '/' (html.breakable) or '-', never mid-word (a too-long word last) */
+.model { margin: 0; font-size: 12px; color: var(--muted); overflow-wrap: break-word; }
 .thumb.file { font-size: 12px; padding: 8px; word-break: break-all; text-decoration: none; }
 .ph {
   flex-direction: column; gap: 6px; padding: 14px; text-align: center;
@@ -137,6 +138,14 @@ JS = """
     for (const k of kids) if (k) e.append(k);
     return e;
   }
+  function breakable(text) {  // text that may wrap after each "/", as html.breakable
+    const out = document.createDocumentFragment();
+    String(text).split("/").forEach((part, i, all) => {
+      out.append(part);
+      if (i < all.length - 1) out.append("/", document.createElement("wbr"));
+    });
+    return out;
+  }
   function media(f, alt) {
     if (f.kind === "img") {
       return h("a", {class: "thumb", href: f.src, target: "_blank", rel: "noopener"},
@@ -179,11 +188,11 @@ JS = """
     const head = h("tr", null, h("th", {class: "corner",
       text: fields[r].label + " \\u2193  " + fields[c].label + " \\u2192"}));
     for (const v of fields[c].values) {
-      head.append(h("th", {class: "col-head", scope: "col", text: v}));
+      head.append(h("th", {class: "col-head", scope: "col"}, breakable(v)));
     }
     const body = h("tbody");
     fields[r].values.forEach((rv, ri) => {
-      const tr = h("tr", null, h("th", {class: "row-head", scope: "row", text: rv}));
+      const tr = h("tr", null, h("th", {class: "row-head", scope: "row"}, breakable(rv)));
       fields[c].values.forEach((_, ci) => {
         const td = h("td", {class: "cell"});
         for (const j of buckets.get(ri + "," + ci) || []) td.append(item(j, data, stack));

@@ -69,10 +69,16 @@ def render_card(rec: JobRecord) -> str:
         f'<div class="media"{style}>{media}</div><div class="body">'
         f'<div class="line1"><span class="idx">{escape(label)}</span>'
         f'<span class="badge s-{state}">{state}</span>{cost_html(rec)}</div>'
-        f'<p class="model">{escape(rec.model)}</p>'
+        f'<p class="model">{breakable(rec.model)}</p>'
         f"{prompt_html}{inputs_html(rec)}{kv_list(rec)}{reason}"
         f'<div class="foot">{escape(rec.key)}{rid}</div></div></div>'
     )
+
+
+def breakable(text: str) -> str:
+    """Escaped text that may wrap after each '/' and nowhere inside a word (model ids such as
+    `bytedance/seedream-5/lite/text-to-image`; browsers also wrap after '-')."""
+    return escape(text).replace("/", "/<wbr>")
 
 
 def cost_html(rec: JobRecord) -> str:
@@ -176,12 +182,3 @@ def media_kind(file_name: str) -> str:
 def json_for_script(data: Any) -> str:
     # inside <script> only "<" can end the element early ("</script>", "<!--")
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("<", "\\u003c")
-
-
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # unreachable; keeps type checkers happy

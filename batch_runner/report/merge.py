@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from batch_runner import jsonenc
 from batch_runner.errors import UsageError
@@ -90,6 +91,26 @@ def write_metadata(run_dir: Path, runs: list[ShardRun]) -> int:
     return n
 
 
+def add_up(a: Any, b: Any) -> Any:
+    """Two summaries added up (the shards' `status`, the merged report's totals): numbers
+    summed (money to a millionth of a dollar), mappings key by key, lists joined; an unknown
+    (None) figure counts as missing."""
+    if a is None:
+        return b
+    if b is None:
+        return a
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for key, value in b.items():
+            out[key] = add_up(out.get(key), value)
+        return out
+    if isinstance(a, list) and isinstance(b, list):
+        return a + b
+    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
+        return usd(a + b) if isinstance(a + b, float) else a + b
+    return a  # text and flags: the first shard's
+
+
 def _moved(f: FileRecord, folder: str) -> FileRecord:
     # built directly, not by dataclasses.replace: a fifth of a 100,000-job merge went there
     return FileRecord(f"{folder}/{f.file_name}", f.k, f.sha256, f.bytes, f.url)
@@ -118,15 +139,18 @@ class ShardsSource:
             for model, (jobs, spent) in (part.per_model or {}).items():
                 was = per_model.get(model, (0, 0.0))
                 per_model[model] = (was[0] + jobs, usd(was[1] + spent))
-        estimates = [p.estimated for p in parts if p.estimated is not None]
+        money: dict[str, Any] = {}
+        for p in parts:  # added up as `status` adds the shards' summaries
+            money = add_up(money, dict(s=p.spent, e=p.estimated, x=p.possible_extra))
         return Totals(
             counts,
             sum(p.jobs for p in parts),
             sum(p.files for p in parts),
             sum(p.bytes for p in parts),
-            usd(sum(p.spent for p in parts)),
-            usd(sum(estimates)) if estimates else None,
+            money.get("s") or 0.0,
+            money.get("e"),
             per_model,
+            money.get("x"),
         )
 
     def sections(self) -> dict[int | None, int]:

@@ -22,8 +22,8 @@ from batch_runner.report.html import (
     IMAGE_EXTS,
     ROW_SIZE,
     THUMBS,
+    breakable,
     escape,
-    human_bytes,
     job_anchor,
     job_label,
     kv_pairs,
@@ -35,6 +35,7 @@ from batch_runner.report.html import (
 )
 from batch_runner.report.sweep import render_sweep, sweep_label
 from batch_runner.report.thumbs import make_thumbs
+from batch_runner.sizes import size_text
 from batch_runner.store.costs import cost_summary
 from batch_runner.store.state import StateStore
 
@@ -86,6 +87,7 @@ class Totals:
     spent: float = 0.0  # USD, the API's costs
     estimated: float | None = None
     per_model: dict[str, tuple[int, float]] | None = None  # jobs, spent
+    possible_extra: float | None = 0.0  # USD, if the possible duplicates were charged too
 
 
 class _ListSource:
@@ -135,6 +137,7 @@ class StoreSource:
             cost["spent_usd"],
             cost["estimated_usd"],
             per_model,
+            cost["possible_extra_usd"],
         )
 
     def sections(self) -> dict[int | None, int]:
@@ -216,7 +219,7 @@ def _row(r: JobRecord) -> str:
     return (
         f'<tr id="{job_anchor(r)}"><td{rid}>{escape(label)}</td>'
         f'<td><span class="badge s-{r.state.value}">{r.state.value}</span></td>'
-        f'<td class="thumbs">{media}</td><td>{escape(r.model)}</td>'
+        f'<td class="thumbs">{media}</td><td>{breakable(r.model)}</td>'
         f"<td>{escape(show_value(r.inputs.get('prompt', '')))}</td>"
         f"<td>{escape(', '.join(f'{k}={v}' for k, v in kv_pairs(r)))}</td>"
         f"<td>{escape(placeholder_reason(r))}</td></tr>"
@@ -235,7 +238,7 @@ def _render_header(totals: Totals, title: str, toc: str) -> str:
     )
     totals_html = (
         f'<span class="totals">{totals.jobs} jobs · {totals.files} files · '
-        f'<span title="{totals.bytes} bytes">{human_bytes(totals.bytes)}</span></span>'
+        f'<span title="{totals.bytes} bytes">{size_text(totals.bytes)}</span></span>'
     )
     nav = f'<nav class="toc">{toc}</nav>' if toc else ""
     return (
@@ -245,14 +248,20 @@ def _render_header(totals: Totals, title: str, toc: str) -> str:
 
 
 def _cost_html(totals: Totals) -> str:
-    """The run's cost: spent of estimated, and per model when the run has several."""
+    """The run's cost: spent of estimated, what possible duplicates may add (as `status`
+    says it), and per model when the run has several."""
     line = f"cost {dollars(totals.spent)}"
     if totals.estimated is not None and totals.estimated != totals.spent:
         line += f" of {dollars(totals.estimated)} estimated"
+    if totals.possible_extra != 0:
+        line += (
+            f'; <span class="extra" title="submissions sent again after their answer was lost '
+            f'may have been charged twice">possibly {dollars(totals.possible_extra)} more</span>'
+        )
     models = ""
     if totals.per_model and len(totals.per_model) > 1:
         rows = "".join(
-            f"<tr><td>{escape(m)}</td><td>{n}</td><td>{dollars(c)}</td></tr>"
+            f"<tr><td>{breakable(m)}</td><td>{n}</td><td>{dollars(c)}</td></tr>"
             for m, (n, c) in sorted(totals.per_model.items())
         )
         models = (

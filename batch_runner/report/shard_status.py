@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from batch_runner.report.merge import open_shards
+from batch_runner.report.merge import add_up, open_shards
 
 MAX_FAILURES = 1000
 _IN_FLIGHT = ("pending", "submitting", "queued", "running", "downloading")
@@ -23,7 +23,7 @@ def shards_summary(run_dir: Path, *, now: float | None = None) -> dict[str, Any]
             summary = run.store.summary()
             for failure in summary.get("failures", []):
                 failure["shard"] = run.name
-            total = add(total, summary)
+            total = add_up(total, summary)
             shards[run.name] = _shard_line(summary, run.store.last_activity(), now)
         for name in waiting:
             shards[name] = {"state": "waiting", "jobs": 0, "counts": {}, "files": 0}
@@ -60,22 +60,3 @@ def _state(counts: dict[str, int]) -> str:
 
 def _order(name: str) -> tuple[int, ...]:
     return tuple(int(part) for part in name.split("-") if part.isdigit())
-
-
-def add(a: Any, b: Any) -> Any:
-    """Two summaries added up: numbers summed, mappings key by key, lists joined; an unknown
-    (None) figure counts as missing."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    if isinstance(a, dict) and isinstance(b, dict):
-        out = dict(a)
-        for key, value in b.items():
-            out[key] = add(out.get(key), value)
-        return out
-    if isinstance(a, list) and isinstance(b, list):
-        return a + b
-    if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
-        return a + b
-    return a  # text and flags: the first shard's

@@ -8,6 +8,7 @@ from typing import Any
 from batch_runner.jobs import JobRecord, JobState
 from batch_runner.report.html import (
     CELL_SIZE,
+    breakable,
     escape,
     file_url,
     job_label,
@@ -153,9 +154,9 @@ def _grid_table(n: int, jobs: list[JobRecord], fields: list[_Field]) -> str:
     for rec in jobs:
         cells.setdefault((row.of(rec), col.of(rec)), []).append(_grid_item(rec, stack))
     corner = f"{row.label} \u2193  {col.label} \u2192"
-    head = "".join(f'<th class="col-head" scope="col">{escape(v)}</th>' for v in col.values)
+    head = "".join(f'<th class="col-head" scope="col">{breakable(v)}</th>' for v in col.values)
     body = "".join(
-        f'<tr><th class="row-head" scope="row">{escape(rv)}</th>'
+        f'<tr><th class="row-head" scope="row">{breakable(rv)}</th>'
         + "".join(f'<td class="cell">{"".join(cells.get((rv, cv), []))}</td>' for cv in col.values)
         + "</tr>"
         for rv in row.values

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from batch_runner.money import dollars, usd
+from batch_runner.sizes import size_text
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -103,7 +104,7 @@ class Progress:
         t = self.tally
         return (
             f"progress: {t.submitted} submitted, {t.finished}/{self.total} finished, "
-            f"{t.files} files ({t.bytes / 1e6:.1f} MB), {self.money()}"
+            f"{t.files} files ({size_text(t.bytes)}), {self.money()}"
         )
 
     def money(self) -> str:
