@@ -1,4 +1,4 @@
-"""Run all eight benchmarks and print their tables: `python -m benchmarks [--quick] [--only N]`."""
+"""Run all nine benchmarks and print their tables: `python -m benchmarks [--quick] [--only N]`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,17 @@ import subprocess
 import sys
 import time
 
-from benchmarks import bigfiles, concurrency, media, overhead, polling, scale, scale_grid, shards
+from benchmarks import (
+    bigfiles,
+    concurrency,
+    file_io,
+    media,
+    overhead,
+    polling,
+    scale,
+    scale_grid,
+    shards,
+)
 from benchmarks import common as c
 
 BENCHMARKS = {
@@ -21,6 +31,7 @@ BENCHMARKS = {
     "6": scale_grid,
     "7": shards,
     "8": media,
+    "9": file_io,
 }
 
 

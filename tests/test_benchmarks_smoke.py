@@ -21,6 +21,7 @@ CASES = {
     "planner_replay": "### 6d. The planner replayed offline",
     "shards": "### 7. Shards",
     "media": "### 8. Media inputs",
+    "file_io": "### 9. File I/O on the event loop",
 }
 
 

@@ -9,7 +9,6 @@ errors become `DownloadError` in one place, `_translated`.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,7 +189,7 @@ async def _stream(resp: aiohttp.ClientResponse, url: str, to: _Target) -> Downlo
     part = PartFile(final)
     try:
         # what was read so far (the whole of the usual image) is written here, at once: a
-        # thread hop would cost more; anything after it is written on a worker thread
+        # thread hop would cost more; anything after it is written off the loop (aiofiles)
         written = _embedded_head(first[:_PNG_HEAD], ext, to.parameters, url) + first[_PNG_HEAD:]
         part.write(written)
         streamed = False
@@ -199,7 +198,7 @@ async def _stream(resp: aiohttp.ClientResponse, url: str, to: _Target) -> Downlo
             streamed = True
             if received > to.max_bytes:
                 raise DownloadError(f"file larger than {to.max_bytes} bytes", kind=_K.TOO_BIG)
-            await asyncio.to_thread(part.write, chunk)
+            await part.awrite(chunk)
         if received > to.max_bytes:
             raise DownloadError(f"file larger than {to.max_bytes} bytes", kind=_K.TOO_BIG)
         if expected is not None and received != expected:

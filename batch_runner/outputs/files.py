@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
+import aiofiles.os
+
 _numbers = itertools.count(1)
 # read-write: the structure check reads the part file back before the rename
 _CREATE = os.O_RDWR | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
@@ -59,6 +61,11 @@ class PartFile:
             self._hash.update(data)
             self.size += len(data)
 
+    async def awrite(self, data: bytes) -> None:
+        """`write` off the event loop, on aiofiles' executor: the write and its hashing run
+        there together, under the lock that keeps `discard` from closing the descriptor."""
+        await _write_off_loop(self, data)
+
     def read_at(self, offset: int, size: int) -> bytes:
         """Bytes written so far at `offset` (for the structure check before the rename)."""
         with self._lock:
@@ -94,6 +101,9 @@ class PartFile:
                 os.makedirs(os.path.dirname(self.path), exist_ok=True)
                 self._fd = os.open(self.path, _CREATE, 0o666)
         return self._fd
+
+
+_write_off_loop = aiofiles.os.wrap(PartFile.write)
 
 
 @contextlib.contextmanager

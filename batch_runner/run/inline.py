@@ -4,6 +4,9 @@ The manifest pipeline keeps a local file as a reference (path, sha256, bytes, me
 manifest/media.py); only here, just before the POST, are its bytes read and put inline, so a
 folder of 10,000 pictures never sits in memory and the data is never stored. A file that
 changed or vanished since its job was made is not sent: its job reports why.
+
+`read_inline_body` is the event loop's way: the file is read through aiofiles a piece at a time,
+and each piece hashed and encoded between reads, so the loop never stops for a whole file.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import base64
 import hashlib
 from typing import Any
+
+import aiofiles
 
 from batch_runner.jobs import LOCAL_FILE
 from batch_runner.manifest.media import is_file_ref
@@ -40,21 +45,59 @@ def inline_body(inputs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+async def read_inline_body(inputs: dict[str, Any]) -> dict[str, Any]:
+    """`inline_body` for the event loop: files read through aiofiles, piece by piece."""
+    out: dict[str, Any] = {}
+    for name, value in inputs.items():
+        if is_file_ref(value):
+            out[name] = await _read_data_uri(value)
+        elif isinstance(value, list) and any(is_file_ref(v) for v in value):
+            out[name] = [await _read_data_uri(v) if is_file_ref(v) else v for v in value]
+        else:
+            out[name] = value
+    return out
+
+
+PIECE = 3 << 20  # 3 MiB read at a time: a multiple of 3, so pieces encode to base64 alone
+
+
+async def _read_data_uri(ref: dict[str, Any]) -> str:
+    path = ref[LOCAL_FILE]
+    digest, encoded = hashlib.sha256(), []
+    try:
+        async with aiofiles.open(path, "rb") as fh:
+            while piece := await fh.read(PIECE):
+                digest.update(piece)
+                encoded.append(base64.b64encode(piece))
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    _check(ref, digest.hexdigest())
+    return f"data:{ref['media_type']};base64,{b''.join(encoded).decode('ascii')}"
+
+
 def _data_uri(ref: dict[str, Any]) -> str:
     path = ref[LOCAL_FILE]
     try:
         with open(path, "rb") as fh:
             data = fh.read()
-    except FileNotFoundError:
-        raise InputChanged(
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    _check(ref, hashlib.sha256(data).hexdigest())
+    return f"data:{ref['media_type']};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _unreadable(path: str, exc: OSError) -> InputChanged:
+    if isinstance(exc, FileNotFoundError):
+        return InputChanged(
             f"input file {path} is gone since the job was made; put it back and resume, "
             "or run the manifest again"
-        ) from None
-    except OSError as exc:
-        raise InputChanged(f"input file {path}: cannot read ({exc.strerror or exc})") from None
-    if hashlib.sha256(data).hexdigest() != ref.get("sha256"):
-        raise InputChanged(
-            f"input file {path} changed since the job was made (its sha256 differs); not sent. "
-            "Run the manifest again to make a job of the new file"
         )
-    return f"data:{ref['media_type']};base64,{base64.b64encode(data).decode('ascii')}"
+    return InputChanged(f"input file {path}: cannot read ({exc.strerror or exc})")
+
+
+def _check(ref: dict[str, Any], sha256: str) -> None:
+    if sha256 != ref.get("sha256"):
+        raise InputChanged(
+            f"input file {ref[LOCAL_FILE]} changed since the job was made (its sha256 "
+            "differs); not sent. Run the manifest again to make a job of the new file"
+        )
