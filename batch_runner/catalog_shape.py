@@ -102,31 +102,24 @@ def normalised_schema(schema: Any) -> Any:
 
 
 def _types(schema: dict[str, Any]) -> dict[str, Any]:
+    """`schema` and every schema inside it with JSON Schema's type names (in place)."""
     kind = schema.get("type")
-    if isinstance(kind, str):
-        kind = TYPE_ALIASES.get(kind, kind)
-        if kind in JSON_TYPES:
-            schema["type"] = kind
-        else:
+    if isinstance(kind, str | list):
+        names = [TYPE_ALIASES.get(k, k) for k in ([kind] if isinstance(kind, str) else kind)]
+        known = [k for k in dict.fromkeys(names) if isinstance(k, str) and k in JSON_TYPES]
+        if not known:
             del schema["type"]
-    elif isinstance(kind, list):
-        known = [TYPE_ALIASES.get(k, k) for k in kind if isinstance(k, str)]
-        known = [k for k in dict.fromkeys(known) if k in JSON_TYPES]
-        if known:
-            schema["type"] = known
         else:
-            del schema["type"]
-    for key in _SUBSCHEMAS:
-        if isinstance(schema.get(key), dict):
-            _types(schema[key])
-    for key in _SUBSCHEMA_LISTS:
-        if isinstance(schema.get(key), list):
-            for sub in schema[key]:
-                if isinstance(sub, dict):
-                    _types(sub)
-    for key in _SUBSCHEMA_MAPS:
-        if isinstance(schema.get(key), dict):
-            for sub in schema[key].values():
-                if isinstance(sub, dict):
-                    _types(sub)
+            schema["type"] = known[0] if isinstance(kind, str) else known
+    for sub in _subschemas(schema):
+        _types(sub)
     return schema
+
+
+def _subschemas(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    found = [schema.get(key) for key in _SUBSCHEMAS]
+    for key in _SUBSCHEMA_LISTS:
+        found += schema.get(key) if isinstance(schema.get(key), list) else []
+    for key in _SUBSCHEMA_MAPS:
+        found += list(schema[key].values()) if isinstance(schema.get(key), dict) else []
+    return [sub for sub in found if isinstance(sub, dict)]

@@ -19,7 +19,10 @@ from batch_runner.errors import UsageError
 from batch_runner.simulator import SimConfig, start_simulator
 from batch_runner.simulator.models import PRICE_RANGES, default_price
 
-NOT_RUNNABLE = ["runcomfy/inference/sdxl-lightning/text-to-image", "runcomfy/workflows/portrait-relight"]
+NOT_RUNNABLE = [
+    "runcomfy/inference/sdxl-lightning/text-to-image",
+    "runcomfy/workflows/portrait-relight",
+]
 
 pytestmark = pytest.mark.timeout(30)
 

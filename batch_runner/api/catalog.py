@@ -16,7 +16,9 @@ list the model, or lists it as a `workflow`/`inference` endpoint the Model API d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import functools
 import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -79,11 +81,15 @@ async def fetch_listing(
     never a query: `kind=` filters the endpoint kind (CONTRACT §1)."""
     out: list[dict[str, Any]] = []
     for _ in range(MAX_PAGES):
-        answer = await with_retries(
-            lambda: client.catalog_page(
-                search=search, category=category, schemas=schemas, limit=PAGE, offset=len(out)
-            )
+        page_call = functools.partial(
+            client.catalog_page,
+            search=search,
+            category=category,
+            schemas=schemas,
+            limit=PAGE,
+            offset=len(out),
         )
+        answer = await with_retries(page_call)
         page = catalog.entries_from_answer(answer)
         out += page
         total = answer.get("total") if isinstance(answer, dict) else None
@@ -156,10 +162,8 @@ async def _ids(api_base: str | None, listing: Listing | None) -> list[str]:
     """The ids a did-you-mean chooses from: the bundled ones and the live catalogue's (read
     once, and kept as the index, when no fresh index has them)."""
     if listing is not None and api_base is not None and catalog.read_index(api_base) is None:
-        try:
+        with contextlib.suppress(RemoteError, AccountError):  # suggest from what is known
             catalog.write_index(api_base, await listing())
-        except (RemoteError, AccountError):
-            pass  # the suggestions come from what is known
     return catalog.known_ids(api_base)
 
 

@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 from yarl import URL
 
+from batch_runner import catalog
 from batch_runner.api.answers import (
     CancelOutcome,
     Poll,
@@ -29,7 +30,6 @@ from batch_runner.api.answers import (
 )
 from batch_runner.api.deadlines import Deadlines
 from batch_runner.api.http import retry_after_from
-from batch_runner import catalog
 from batch_runner.catalog import entries_from_answer
 from batch_runner.errors import ApiError, ErrorKind, TransportError
 

@@ -169,6 +169,8 @@ def _table(rows: list[tuple[str | list[str], ...]]) -> list[str]:
     out = []
     for row in cells:
         for k in range(max(len(c) for c in row)):
-            parts = [(c[k] if k < len(c) else "").ljust(w) for c, w in zip(row, widths, strict=True)]
+            parts = [
+                (c[k] if k < len(c) else "").ljust(w) for c, w in zip(row, widths, strict=True)
+            ]
             out.append("  ".join(parts).rstrip())
     return out

@@ -227,7 +227,10 @@ class JobStore:
         if "latency" in found:
             with contextlib.suppress(ValueError):  # a malformed directive is just prompt text
                 latency = max(0.0, float(found["latency"]))
-        entry = self.catalog.entry(model) or {"categories": ["text-to-image"], "price_unit": "output"}
+        entry = self.catalog.entry(model) or {
+            "categories": ["text-to-image"],
+            "price_unit": "output",
+        }
         outputs = _outputs(entry, body, rng, config.image_scale, echo)
         if parse_hostile(config.hostile)[0] == "weird_request_id":
             request_id = f"../../etc/passwd?x=%2F&n={seq}"
