@@ -64,9 +64,9 @@ async def list_models(
     kind: str | None,
     category: str | None = None,
 ) -> tuple[list[catalog.CatalogEntry], list[str]]:
-    """Every known model endpoint matching `search`, media `kind` and `category` (bundled,
-    then cached, then live entries laid over each other; a whole live listing replaces the
-    bundled list), and the warnings to print. `workflow`/`inference` endpoints are left out:
+    """Every known model endpoint matching `search`, media `kind` and `category`: the live
+    catalogue's when it can be read, else the bundled entries with the cached ones laid
+    over them; and the warnings to print. `workflow`/`inference` endpoints are left out:
     the Model API does not run them."""
     base = settings.api_base.rstrip("/")
     by_id = dict(catalog.bundled())
@@ -90,8 +90,9 @@ async def list_models(
 def _laid_over(
     base: str, by_id: dict[str, catalog.CatalogEntry], raws: list[dict[str, Any]], whole: bool
 ) -> dict[str, catalog.CatalogEntry]:
-    """The live entries over the known ones (each kept in the cache); a whole listing is the
-    catalogue itself: models it lacks are dropped, and its ids become the index."""
+    """The live listing is the catalogue (each entry kept in the cache, a schema it lacks
+    filled from the known entry): models it does not list are not offered; a whole listing's
+    ids become the index that tells an unknown model offline."""
     live = {}
     for raw in raws:
         catalog.write_cached(base, raw)
@@ -100,8 +101,7 @@ def _laid_over(
             live[entry.model_id] = _filled(entry, by_id.get(entry.model_id))
     if whole and live:
         catalog.write_index(base, raws)
-        return live
-    return by_id | live
+    return live
 
 
 async def model_entry(
