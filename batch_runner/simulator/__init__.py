@@ -22,7 +22,8 @@ POST /_sim/config keys beyond the fault settings of SimConfig:
 - ``models``: ``{MODEL: {field: value}}``, catalogue fields (``input_schema``,
   ``base_price_usd``, ``categories``, ``kind``, ``price_unit``, ``display_name``, ...; an
   ``output_type`` becomes the category naming it) laid over the served entry of MODEL, or
-  making a new model (images, schema ``{"type": "object"}`` unless given). It replaces the previous overrides; tests use it to serve a catalogue that differs
+  making a new model (images, schema ``{"type": "object"}`` unless given). It replaces the
+  previous overrides; tests use it to serve a catalogue that differs
   from the bundled one.
 
 Directives in the prompt text make single jobs behave deterministically:
