@@ -2,8 +2,10 @@
 
 Three sources, in order of trust (CONTRACT §1, §2): a `--schema` file of the user's, the live
 catalogue of the API the run talks to (fetched by the caller, cached here for a day per API base
-and model), and the catalogue bundled with the package (`batch_runner/data/models.json`, 121
-models). This module does no network I/O: the live entries are handed in.
+and model, with an index of every id the whole listing named), and the catalogue bundled with
+the package (`batch_runner/data/models.json`, 121 models). Every entry, whatever its source, is
+read by `entry_from` in the live shape (`catalog_shape.py`). This module does no network I/O:
+the live entries are handed in.
 """
 
 from __future__ import annotations
@@ -19,16 +21,12 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from batch_runner import catalog_shape as shape
+from batch_runner.catalog_shape import MEDIA_FORMATS
+
 KINDS = {"IMAGE": "image", "VIDEO": "video", "AUDIO": "audio"}
 CACHE_TTL = 24 * 3600.0  # the live catalogue is asked at most daily per model
-MEDIA_FORMATS = {
-    "image_uri": ("image", False),
-    "image_uris": ("image", True),
-    "video_uri": ("video", False),
-    "video_uris": ("video", True),
-    "audio_uri": ("audio", False),
-    "audio_uris": ("audio", True),
-}
+INDEX_FILE = "index.json"  # every id of the last whole listing, with its endpoint kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,18 +34,25 @@ class CatalogEntry:
     """One model as the catalogue describes it; prices are None where unknown (never 0)."""
 
     model_id: str
-    output_type: str | None = None  # IMAGE, VIDEO, AUDIO
+    output_type: str | None = None  # IMAGE, VIDEO, AUDIO (derived from `categories`)
     input_schema: dict[str, Any] | None = None
     base_price_usd: float | None = None
     price_unit: str | None = None  # "output" or "second"
     pricing_note: str | None = None
     display_name: str | None = None
     source: str = "bundled"  # bundled, live, cache, schema-file
+    categories: tuple[str, ...] = ()
+    endpoint_kind: str | None = None  # model, workflow, inference (None: not stated)
 
     @property
     def kind(self) -> str | None:
-        """image, video or audio (from `output_type`), None when the catalogue does not say."""
+        """image, video or audio (from `categories`), None when the catalogue does not say."""
         return KINDS.get((self.output_type or "").upper())
+
+    @property
+    def runnable(self) -> bool:
+        """Whether `POST /v1/models/{id}` runs it: a `kind: model` endpoint (or kind unstated)."""
+        return self.endpoint_kind in (None, shape.RUNNABLE)
 
     @property
     def required(self) -> list[str]:
@@ -63,6 +68,10 @@ class CatalogEntry:
         for name in ("base_price_usd", "price_unit", "pricing_note", "display_name"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
+        if self.categories:
+            out["categories"] = list(self.categories)
+        if self.endpoint_kind is not None:
+            out["kind"] = self.endpoint_kind
         if schema:
             out["input_schema"] = self.input_schema
         return out
@@ -84,7 +93,8 @@ class SchemaFile:
 
 
 def entry_from(data: Mapping[str, Any], source: str) -> CatalogEntry | None:
-    """A catalogue entry from one object of the API's catalogue answer (or the bundled file)."""
+    """A catalogue entry from one object of the API's catalogue answer (or the cache, a
+    `--schema` file, the bundled file): the one place an entry is read (CONTRACT §1)."""
     model_id = data.get("model_id") or data.get("id") or data.get("model")
     if not isinstance(model_id, str) or not model_id:
         return None
@@ -92,8 +102,10 @@ def entry_from(data: Mapping[str, Any], source: str) -> CatalogEntry | None:
     price = data.get("base_price_usd")
     return CatalogEntry(
         model_id=model_id,
-        output_type=_str_or_none(data.get("output_type")),
-        input_schema=schema if isinstance(schema, dict) else None,
+        output_type=shape.output_type_of(data),
+        input_schema=shape.normalised_schema(schema) if isinstance(schema, dict) else None,
+        categories=shape.categories_of(data),
+        endpoint_kind=shape.endpoint_kind_of(data),
         base_price_usd=float(price) if _is_price(price) else None,
         price_unit=_str_or_none(data.get("price_unit")),
         pricing_note=_str_or_none(data.get("pricing_note")),
@@ -162,16 +174,51 @@ def media_fields(schema: Mapping[str, Any] | None) -> dict[str, tuple[str, bool]
 
 
 def search(
-    entries: Iterable[CatalogEntry], text: str | None = None, kind: str | None = None
+    entries: Iterable[CatalogEntry],
+    text: str | None = None,
+    kind: str | None = None,
+    category: str | None = None,
 ) -> list[CatalogEntry]:
-    """Entries whose id or name contains every word of `text` (any case), of `kind`, sorted."""
+    """Entries whose id or name contains every word of `text` (any case), of media `kind`
+    (derived from the categories), in `category`, sorted."""
     words = (text or "").lower().split()
     found = []
     for e in entries:
         hay = f"{e.model_id} {e.display_name or ''}".lower()
-        if all(w in hay for w in words) and (kind is None or e.kind == kind):
+        if not all(w in hay for w in words) or (kind is not None and e.kind != kind):
+            continue
+        if category is None or in_category(e, category):
             found.append(e)
     return sorted(found, key=lambda e: e.model_id)
+
+
+def in_category(entry: CatalogEntry, category: str) -> bool:
+    """Whether the entry is in `category`; an entry without categories (the bundled ones) is
+    in the one its id names (RunComfy ids end in their task: ".../image-to-video")."""
+    wanted = category.strip().lower()
+    named = entry.categories or tuple(entry.model_id.split("/")[1:])
+    return wanted in (c.lower() for c in named)
+
+
+def suggestions(model: str, ids: Iterable[str], n: int = 3) -> list[str]:
+    """The known ids nearest to a mistyped one (a did-you-mean), best first."""
+    import difflib
+
+    return difflib.get_close_matches(model, list(ids), n=n, cutoff=0.5)
+
+
+def unknown_model_text(model: str, ids: Iterable[str]) -> str:
+    """The problem of a model the catalogue does not list, with a did-you-mean."""
+    guesses = suggestions(model, ids)
+    hint = f" (did you mean {' or '.join(repr(g) for g in guesses)}?)" if guesses else ""
+    return f"unknown model{hint}; `batch-runner models SEARCH` lists the models"
+
+
+def not_runnable_text(endpoint_kind: str) -> str:
+    return (
+        f"a {endpoint_kind} endpoint, not a model: the Model API does not run it "
+        "(`batch-runner models` lists the models it runs)"
+    )
 
 
 # --- the cache of live entries (one JSON file per API base and model) -------------------------
@@ -210,11 +257,47 @@ def write_cached(api_base: str, raw: Mapping[str, Any]) -> None:
     model = raw.get("model_id")
     if not isinstance(model, str):
         return
-    path = _cache_file(api_base, model)
+    _write(_cache_file(api_base, model), {"fetched_at": time.time(), "entry": dict(raw)})
+
+
+def write_index(api_base: str, raws: Iterable[Mapping[str, Any]]) -> None:
+    """Keep the ids of a whole live listing (with their endpoint kinds): what the catalogue
+    does not list is an unknown model while the index is fresh."""
+    models = {}
+    for raw in raws:
+        if isinstance(raw.get("model_id"), str):
+            models[raw["model_id"]] = shape.endpoint_kind_of(raw)
+    _write(cache_dir(api_base) / INDEX_FILE, {"fetched_at": time.time(), "models": models})
+
+
+def read_index(api_base: str, *, max_age: float | None = CACHE_TTL) -> dict[str, str | None] | None:
+    """Model id -> endpoint kind of the last whole listing, None when absent or too old."""
+    try:
+        data = json.loads((cache_dir(api_base) / INDEX_FILE).read_text(encoding="utf-8"))
+        fetched, models = float(data["fetched_at"]), dict(data["models"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if max_age is not None and time.time() - fetched > max_age:
+        return None
+    return models
+
+
+def known_ids(api_base: str | None) -> list[str]:
+    """Every model id batch_runner has heard of for this API (bundled, and the last listing):
+    the candidates of a did-you-mean."""
+    ids = dict.fromkeys(bundled())
+    if api_base is not None:
+        ids.update(dict.fromkeys(read_index(api_base, max_age=None) or {}))
+    return list(ids)
+
+
+def _write(path: Path, data: Any) -> None:
+    """Write a cache file whole (a temporary name, then renamed); a cache that cannot be
+    written is only a lost speed-up."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.part")
-        tmp.write_text(json.dumps({"fetched_at": time.time(), "entry": dict(raw)}), "utf-8")
+        tmp.write_text(json.dumps(data), "utf-8")
         os.replace(tmp, path)
     except OSError:
         pass

@@ -38,9 +38,13 @@ async def test_precedence_schema_file_live_bundled_fallback_none():
     assert seedream.source == "live" and seedream.base_price_usd == 0.03
     assert seedream.input_schema == catalog.bundled()[SEEDREAM].input_schema
     assert found.entries["a/b/c"] is given
-    assert found.entries["x/y"].input_schema == OWN  # the single schema: models none knows
+    # the live catalogue says it does not know x/y: refused before anything is sent
+    assert found.entries["x/y"] is None and found.refused["x/y"].startswith("unknown model")
     # prices come from the catalogue's entries alone, for the models it was asked about
     assert found.catalogue == {SEEDREAM: seedream, "x/y": None}
+    offline = await resolve(["x/y"], fetch=None, api_base=None, schema_file=schema_file)
+    assert offline.entries["x/y"].input_schema == OWN  # the single schema: models none knows
+    assert offline.refused == {}
     assert (await resolve(["x/y"], fetch=None, api_base=None)).entries == {"x/y": None}
 
 

@@ -184,28 +184,31 @@ def test_a_run_reads_each_models_catalogue_entry_once(make_sim, tmp_path):
     cache.write_text("")  # no cache can be kept: only this run remembers what it read
     env = sim_env(sim, XDG_CACHE_HOME=str(cache))
     path = tmp_path / "m.yaml"
-    path.write_text(
-        f"jobs:\n  - a\n  - b\n  - {{prompt: c, model: {nano}}}\n"
-        "  - {prompt: d, model: nobody/knows/this}\n",  # in no catalogue: asked, unknown
-        encoding="utf-8",
-    )
+    jobs = f"jobs:\n  - a\n  - b\n  - {{prompt: c, model: {nano}}}\n"
+    path.write_text(jobs + "  - {prompt: d, model: nobody/knows/this}\n", encoding="utf-8")
 
     def catalogue_reads() -> int:
         return sim.stats()["requests"].get("catalog", 0)
 
+    # a model the live catalogue does not list: refused at its line, nothing sent
+    res = run_cli("validate", path, "--json", env=env)
+    assert res.returncode == 2 and f"{path}:5: model nobody/knows/this: unknown model" in res.stderr
+    # one GET /v1/models/{model} per model, and one listing to suggest the nearest ids
+    assert catalogue_reads() == 4
+    path.write_text(jobs, encoding="utf-8")
     res = run_cli("validate", path, "--json", env=env)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
-    assert out["estimated_cost_usd"] is None and out["cost"]["unknown_jobs"] == 1
+    assert out["estimated_cost_usd"] == pytest.approx(0.11) and out["unknown_models"] == []
     assert out["cost"]["models"][SEEDREAM]["estimated_cost_usd"] == pytest.approx(0.06)
     assert out["cost"]["models"][nano]["base_price_usd"] == 0.05
-    assert catalogue_reads() == 3  # one GET /v1/models/{model} per model
+    assert catalogue_reads() == 6
     code, summary, err = run_json("run", path, "--out", tmp_path / "run", env=env)
-    assert code == 1 and summary["counts"] == {"done": 3, "failed": 1}  # 400001 at submit
-    assert "estimated cost of 4 jobs: $0.11" in err and "unknown for 1" in err
+    assert code == 0 and summary["counts"] == {"done": 3}
+    assert "estimated cost of 3 jobs: $0.11" in err
     assert summary["cost"]["spent_usd"] == pytest.approx(0.11)
-    assert catalogue_reads() == 6  # the run asked once per model too, not twice
-    assert sim.stats()["requests"]["balance"] == 1
+    assert catalogue_reads() == 8  # the run asked once per model too, not twice
+    assert sim.stats()["requests"]["balance"] == 1 and sim.stats()["submitted"] == 3
 
 
 def test_an_old_state_file_opens_and_gains_the_cost_columns(tmp_path):

@@ -19,6 +19,11 @@ from batch_runner.errors import UsageError
 from batch_runner.simulator import SimConfig, start_simulator
 from batch_runner.simulator.models import PRICE_RANGES, default_price
 
+NOT_RUNNABLE = [
+    "runcomfy/inference/sdxl-lightning/text-to-image",
+    "runcomfy/workflows/portrait-relight",
+]
+
 pytestmark = pytest.mark.timeout(30)
 
 AUTH = {"Authorization": "Bearer sim-token"}
@@ -83,17 +88,21 @@ async def test_listing_pages_through_the_whole_catalogue(api):
     while True:
         status, page = await api.get(f"/v1/models?limit=50&offset={offset}")
         assert status == 200 and page["limit"] == 50 and page["offset"] == offset
-        assert page["total"] == len(catalog.bundled()) == 121
+        # the bundled 121 models and the two endpoints the Model API does not run
+        assert page["total"] == len(catalog.bundled()) + 2 == 123
         seen += [m["model_id"] for m in page["models"]]
         if len(page["models"]) < 50:
             break
         offset += 50
-    assert seen == sorted(catalog.bundled())
+    assert seen == sorted([*catalog.bundled(), *NOT_RUNNABLE])
     first = page["models"][0]
-    assert set(first) == {
+    assert set(first) == {  # the live shape: no output_type
         "model_id",
         "display_name",
-        "output_type",
+        "description",
+        "model_url",
+        "kind",
+        "categories",
         "base_price_usd",
         "price_unit",
         "pricing_note",
@@ -105,20 +114,33 @@ async def test_listing_search_kind_and_schema(api):
     status, page = await api.get("/v1/models?search=seedream%20lite&include_schema=true")
     assert status == 200 and [m["model_id"] for m in page["models"]] == [SEEDREAM]
     assert page["models"][0]["input_schema"]["properties"]["resolution"]["enum"][0] == "2K"
+    _, page = await api.get("/v1/models?kind=model&limit=500")
+    assert page["total"] == len(page["models"]) == 121
     for kind, count, unit in (
         ("image", 25, "output"),
         ("video", 90, "second"),
         ("audio", 6, "second"),
     ):
-        _, page = await api.get(f"/v1/models?kind={kind}&limit=500")
-        assert page["total"] == len(page["models"]) == count
-        assert {m["output_type"] for m in page["models"]} == {kind.upper()}
-        assert {m["price_unit"] for m in page["models"]} == {unit}
+        # the media kind comes from the categories (the one a category names last)
+        found = [m for m in page["models"] if m["categories"][0].endswith(kind)]
+        assert len(found) == count and {len(m["categories"]) for m in found} == {1}
+        assert {m["price_unit"] for m in found} == {unit}
+        assert {catalog.entry_from(m, "live").kind for m in found} == {kind}
+    _, page = await api.get("/v1/models?category=image-to-video&limit=500")
+    assert page["total"] > 10
+    assert all("image-to-video" in m["categories"] for m in page["models"])
+    _, page = await api.get("/v1/models?kind=workflow")
+    assert [m["model_id"] for m in page["models"]] == [NOT_RUNNABLE[1]]
+    status, body = await api.get("/v1/models/categories")
+    assert status == 200 and "text-to-image" in body["categories"]
+    assert "image-to-video" in body["categories"]
     _, page = await api.get("/v1/models?search=no-such-model-anywhere")
     assert page == {"models": [], "total": 0, "limit": 100, "offset": 0}
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=501", "limit=x", "offset=-1", "kind=pictures"])
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=501", "limit=x", "offset=-1", "kind=pictures", "kind=image"]
+)
 async def test_listing_refuses_bad_paging(api, query):
     status, body = await api.get(f"/v1/models?{query}")
     name = query.split("=")[0]
@@ -128,7 +150,8 @@ async def test_listing_refuses_bad_paging(api, query):
 
 async def test_single_entry_and_unknown_model(api):
     status, entry = await api.get(f"/v1/models/{AUDIO}")
-    assert status == 200 and entry["model_id"] == AUDIO and entry["output_type"] == "AUDIO"
+    assert status == 200 and entry["model_id"] == AUDIO and "output_type" not in entry
+    assert entry["kind"] == "model" and entry["categories"] == ["text-to-audio"]
     assert entry["input_schema"]["required"] == ["tags"] and entry["price_unit"] == "second"
     status, body = await api.get("/v1/models/acme/nothing/here")
     assert status == 404 and body["error_code"] == 400001

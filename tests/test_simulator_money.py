@@ -129,7 +129,12 @@ async def test_costs_per_output_and_per_second(api):
     assert stats["charged_usd"] == pytest.approx(total)
     assert stats["balance_usd"] == pytest.approx(10.0 - total)
     status, balance = await api.get("/prod/v2/balance")
-    assert status == 200 and balance == {"balance_usd": stats["balance_usd"], "currency": "USD"}
+    micro = round(stats["balance_usd"] * 1_000_000)  # the exact figure too (CONTRACT §1)
+    assert status == 200 and balance == {
+        "balance_usd": stats["balance_usd"],
+        "balance_microdollars": micro,
+        "currency": "USD",
+    }
     assert api.sim.stats()["requests"]["balance"] == 1
 
 

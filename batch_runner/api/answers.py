@@ -300,8 +300,14 @@ def _cost(value: Any) -> float | None:
 
 
 def parse_balance(body: Any) -> float:
-    """The `balance_usd` of GET /prod/v2/balance."""
-    value = _cost(body.get("balance_usd")) if isinstance(body, dict) else None
+    """The balance in USD of GET /prod/v2/balance: `balance_microdollars` (an exact integer)
+    when the answer has it, else `balance_usd` (CONTRACT §1)."""
+    if not isinstance(body, dict):
+        raise bad_answer("balance answer is not a JSON object", None)
+    micro = body.get("balance_microdollars")
+    if isinstance(micro, int) and not isinstance(micro, bool):
+        return micro / 1_000_000  # a negative balance stays negative: it covers nothing
+    value = _cost(body.get("balance_usd"))
     if value is None:
         raise bad_answer("balance answer has no usable balance_usd", None)
     return value

@@ -15,6 +15,7 @@ from urllib.parse import quote, urlencode
 import aiohttp
 from yarl import URL
 
+from batch_runner import catalog
 from batch_runner.api.answers import (
     CancelOutcome,
     Poll,
@@ -78,7 +79,15 @@ class RunComfyClient:
     async def submit(self, model: str, inputs: dict) -> Submitted:
         """POST the inputs to the model; the answer's request_id identifies the new job."""
         url = f"{self._base}/v1/models/{_model_path(model)}"
-        body = await self._call("POST", url, None, json_body=inputs, limit=self._submit_limit)
+        try:
+            body = await self._call("POST", url, None, json_body=inputs, limit=self._submit_limit)
+        except ApiError as exc:
+            if exc.error_code == 400001:  # the model, which validation could not check
+                said = f" ({exc.message})" if exc.message else ""
+                text = catalog.unknown_model_text(model, catalog.known_ids(self._base))
+                exc.message = f"model {model}: {text}; the API refused it{said}"
+                exc.args = (exc.message,)
+            raise
         request_id = body.get("request_id")
         if not usable_id(request_id):
             raise bad_answer("submit answer has no usable request_id", None)
@@ -114,12 +123,19 @@ class RunComfyClient:
         return parse_cancel(body, request_id)
 
     async def catalog_page(
-        self, *, search: str | None = None, kind: str | None = None, limit: int, offset: int
+        self,
+        *,
+        search: str | None = None,
+        category: str | None = None,
+        schemas: bool = True,
+        limit: int,
+        offset: int,
     ) -> dict[str, Any]:
-        """GET /v1/models?...&include_schema=true: one page of the catalogue (an envelope
+        """GET /v1/models?...[&include_schema=true]: one page of the catalogue (an envelope
         `catalog.entries_from_answer` reads)."""
-        query = {"include_schema": "true", "limit": str(limit), "offset": str(offset)}
-        query |= {k: v for k, v in (("search", search), ("kind", kind)) if v}
+        query = {"include_schema": "true"} if schemas else {}
+        query |= {"limit": str(limit), "offset": str(offset)}
+        query |= {k: v for k, v in (("search", search), ("category", category)) if v}
         url = f"{self._base}/v1/models?{urlencode(query)}"
         return await self._call("GET", url, None, bare_list=True)
 

@@ -121,6 +121,7 @@ def _load(
         model=args.model,
         schemas=resolution.schemas(),
         media=Limits.of(settings.max_inline_mb, settings.allow_input_host),
+        refused=resolution.refused,
     )
     for warning in expansion.warnings:
         say(f"warning: {warning}")
@@ -324,6 +325,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         debug=args.debug,
     )
     money = validate_money(est, prices, entries, settings.max_cost)
+    # models no catalogue could confirm (offline): listed, as the API may refuse them
+    unknown = [m for m in models if m in expansion.entries and expansion.entries[m] is None]
     if args.json:
         print_json(
             {
@@ -332,6 +335,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 "estimated_cost_usd": est.known_total,
                 "sweeps": [{"source": str(loc), "jobs": n} for loc, n in expansion.sweep_counts],
                 "warnings": expansion.warnings,
+                "unknown_models": unknown,
             }
             | money
         )
@@ -339,6 +343,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     names = ", ".join(f"{m}: {n}" for m, n in models.items()) if len(models) > 1 else None
     one = next(iter(models), expansion.model)
     print(f"{args.manifest}: {len(expansion.jobs)} jobs, valid ({names or one})")
+    if unknown:
+        print(f"  in no catalogue (inputs not checked; the API may refuse): {', '.join(unknown)}")
     for loc, n in expansion.sweep_counts:
         print(f"  sweep at {loc}: {n} jobs")
     print(format_preview(expansion.jobs))

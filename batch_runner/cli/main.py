@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="words to search for, or a model id (it contains '/') to show its inputs",
     )
     models.add_argument("--kind", choices=("image", "video", "audio"), default=None)
+    models.add_argument(
+        "--category",
+        default=None,
+        help="only models in this catalogue category, e.g. image-to-video",
+    )
     models.add_argument("--json", action="store_true", help="JSON on stdout")
     _api_options(models)
     _offline_option(models)

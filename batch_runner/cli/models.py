@@ -7,7 +7,7 @@ anything else is SEARCH words matched against ids and names.
 from __future__ import annotations
 
 import argparse
-import difflib
+import json
 import os
 from typing import Any
 
@@ -27,16 +27,19 @@ def cmd_models(args: argparse.Namespace) -> int:
     token = None if settings.offline else token_if_any(args.token_file)
     query = args.query.strip() if args.query else None
     if query and "/" in query:
-        entry, warnings = run_async(model_entry(query, settings, token), debug=args.debug)
+        found = run_async(model_entry(query, settings, token), debug=args.debug)
+        entry, warnings, refusal = found
         _warn(warnings)
         if entry is None:
-            raise UsageError(_unknown(query))
+            raise UsageError(_unknown(query, base, refusal))
         if args.json:
             print_json(entry.to_json(schema=True))
         else:
             print(format_model(entry))
         return 0
-    found, warnings = run_async(list_models(settings, token, query, args.kind), debug=args.debug)
+    category = getattr(args, "category", None)
+    listing = list_models(settings, token, query, args.kind, category)
+    found, warnings = run_async(listing, debug=args.debug)
     _warn(warnings)
     if args.json:
         print_json({"models": [e.to_json() for e in found]})
@@ -50,11 +53,10 @@ def _warn(warnings: list[str]) -> None:
         say(f"warning: {warning}")
 
 
-def _unknown(model: str) -> str:
-    ids = list(catalog.bundled())
-    guesses = difflib.get_close_matches(model, ids, n=3, cutoff=0.5)
-    hint = f"; did you mean {' or '.join(repr(g) for g in guesses)}?" if guesses else ""
-    return f"unknown model {model!r}{hint} (`batch-runner models SEARCH` lists the models)"
+def _unknown(model: str, api_base: str, refusal: str | None) -> str:
+    """`model MODEL`: an unknown model, with the ids nearest to it that batch_runner knows."""
+    text = refusal or catalog.unknown_model_text(model, catalog.known_ids(api_base.rstrip("/")))
+    return f"model {model}: {text}"
 
 
 # ---- pure formatting ------------------------------------------------------------------------
@@ -80,18 +82,25 @@ def format_listing(entries: list[catalog.CatalogEntry]) -> str:
 
 
 def format_model(entry: catalog.CatalogEntry) -> str:
+    what = entry.kind or "unknown kind"
+    if entry.categories:
+        what += f"; {', '.join(entry.categories)}"
     head = [
-        f"{entry.model_id} ({entry.kind or 'unknown kind'}; from the {entry.source} catalogue)",
+        f"{entry.model_id} ({what}; from the {entry.source} catalogue)",
         f"price: {price_text(entry).replace('-', 'unknown')}"
         + (f" ({entry.pricing_note})" if entry.pricing_note else ""),
     ]
+    if not entry.runnable:
+        head.append(f"not runnable: {catalog.not_runnable_text(str(entry.endpoint_kind))}")
     schema = entry.input_schema or {}
     props = schema.get("properties") or {}
     if not props:
         return "\n".join([*head, "inputs: not described by the catalogue"])
     media = catalog.media_fields(schema)
     required = set(entry.required)
-    rows = [("INPUT", "TYPE", "REQUIRED", "DEFAULT", "ALLOWED", "MEDIA")]
+    rows: list[tuple[str | list[str], ...]] = [
+        ("INPUT", "TYPE", "REQUIRED", "DEFAULT", "ALLOWED", "MEDIA")
+    ]
     for name, prop in props.items():
         prop = prop if isinstance(prop, dict) else {}
         kind, many = media.get(name, (None, False))
@@ -101,17 +110,20 @@ def format_model(entry: catalog.CatalogEntry) -> str:
                 _type(prop),
                 "yes" if name in required else "",
                 _short(prop["default"]) if "default" in prop else "",
-                allowed_text(prop),
+                _wrapped(allowed_text(prop), ALLOWED_WIDTH),
                 f"{kind}{' (list)' if many else ''}" if kind else "",
             )
         )
     return "\n".join([*head, "", *_table(rows)])
 
 
+ALLOWED_WIDTH = 48  # the ALLOWED column wraps here: every value is shown, none cut off
+
+
 def allowed_text(prop: dict[str, Any]) -> str:
-    """Allowed values or bounds of one input, e.g. "2K, 3K" or "1..15"."""
+    """Allowed values or bounds of one input, e.g. "2K, 3K" or "1..15" (all of them)."""
     if isinstance(prop.get("enum"), list):
-        return _short(", ".join(str(v) for v in prop["enum"]), 60)
+        return ", ".join(str(v) for v in prop["enum"])
     low, high = prop.get("minimum"), prop.get("maximum")
     if low is not None or high is not None:
         return f"{'' if low is None else low}..{'' if high is None else high}"
@@ -119,6 +131,20 @@ def allowed_text(prop: dict[str, Any]) -> str:
         return f"at most {prop['maxLength']} characters"
     items = prop.get("items")
     return allowed_text(items) if isinstance(items, dict) else ""
+
+
+def _wrapped(text: str, width: int) -> list[str]:
+    """`text` in lines of at most `width` characters, broken after the commas (a value longer
+    than the width keeps a line of its own)."""
+    lines: list[str] = []
+    for part in text.split(", "):
+        if lines and len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += ", " + part
+        else:
+            if lines:
+                lines[-1] += ","
+            lines.append(part)
+    return lines or [""]
 
 
 def _type(prop: dict[str, Any]) -> str:
@@ -131,11 +157,20 @@ def _type(prop: dict[str, Any]) -> str:
 
 
 def _short(value: Any, width: int = 30) -> str:
-    text = value if isinstance(value, str) else repr(value)
+    text = value if isinstance(value, str) else json.dumps(value)
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+def _table(rows: list[tuple[str | list[str], ...]]) -> list[str]:
+    """Rows of cells in aligned columns; a cell given as lines spans as many table lines."""
+    cells = [[c if isinstance(c, list) else [c] for c in row] for row in rows]
+    widths = [max(len(line) for row in cells for line in row[i]) for i in range(len(cells[0]))]
+    out = []
+    for row in cells:
+        for k in range(max(len(c) for c in row)):
+            parts = [
+                (c[k] if k < len(c) else "").ljust(w) for c, w in zip(row, widths, strict=True)
+            ]
+            out.append("  ".join(parts).rstrip())
+    return out

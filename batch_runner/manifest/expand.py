@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,11 +66,19 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
-        # only scalars are typed: "a: b" must stay a prompt, not become a mapping
+        # only scalars are typed: "a: b" must stay a prompt, not become a mapping; a
+        # structured input is given as JSON ('[{"prompt": "a"}]')
         if not (value is None or isinstance(value, str | int | float | bool)):
-            value = raw
+            value = _json_or(raw)
         out[key] = value
     return out
+
+
+def _json_or(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
 
 
 def count_jobs(manifest: Manifest) -> int:

@@ -4,7 +4,7 @@ validate them against their model's schema, check their output names; every prob
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,15 @@ def load_jobs(
     model: str | None = None,
     schemas: Schemas | None = None,
     media: Limits | None = None,
+    refused: Mapping[str, str] | None = None,
 ) -> Expansion:
     """Read, expand and validate a manifest (and check output names when a template is given).
 
     `parsed` is what `read_manifest(path)` gave, when the caller has read it already; `model`
     replaces the manifest's model for jobs that name none (`--model`); `schemas` maps models
     to the schemas resolved for this run (others: the bundled catalogue's); `media`: the
-    limits for media inputs (--max-inline-mb, --allow-input-host).
+    limits for media inputs (--max-inline-mb, --allow-input-host); `refused`: the models the
+    catalogue says cannot be run (unknown, not a model endpoint), each a problem where named.
     Raises ManifestError with every problem found, UsageError for a bad name template.
     """
     if name_template is not None:
@@ -68,7 +70,8 @@ def load_jobs(
         raise ManifestError(_sorted(problems + exc.problems)) from None
     problems += found
     lines = {e.source: e.field_lines for e in manifest.entries if e.field_lines}
-    found, warnings = validate_jobs(expansion.jobs, schemas, field_lines=lines)
+    found, warnings = validate_jobs(expansion.jobs, schemas, field_lines=lines, refused=refused)
+    problems += _refused_problems(expansion.jobs, refused or {}, lines, manifest, model)
     # a bad default shows in every job: it is reported once, at the defaults
     reported = {(p.model, p.field.partition(".")[2], p.message) for p in bases.top if p.field}
     problems += [p for p in found if (p.model, p.field, p.message) not in reported]
@@ -174,6 +177,32 @@ class _Bases:
             )
         own = {k: v for k, v in own.items() if k in checker.props}
         return {**defaults, **own}, overrides
+
+
+def _refused_problems(
+    jobs: list[JobSpec],
+    refused: Mapping[str, str],
+    lines: dict[Location, dict[str, int]],
+    manifest: Manifest,
+    flag_model: str | None,
+) -> list[Problem]:
+    """One problem per place a refused model is named: a job's (or sweep's) `model:` line,
+    else the manifest's own `model:` line (a --model value: the file, no line)."""
+    top = None if flag_model else manifest.lines.get("model")
+    found: dict[tuple, Problem] = {}
+    for job in jobs:
+        if job.model not in refused:
+            continue
+        loc = _where(job)
+        line = lines.get(loc, {}).get("model")  # the job (or its sweep) names the model
+        if line is None and job.model == manifest.model:  # the manifest's model for every job
+            loc, line = manifest.source, top
+        elif line is None:
+            line = loc.line
+        key = (loc.file, line, job.model)
+        if key not in found:
+            found[key] = Problem(loc.file, line, None, refused[job.model], job.model)
+    return list(found.values())
 
 
 def _at(manifest: Manifest, key: str) -> Location:

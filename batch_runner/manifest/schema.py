@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -22,7 +23,16 @@ from batch_runner.manifest.expand import JOB_KEYS
 from batch_runner.manifest.rows import Entry, Manifest
 
 # top-level keywords field-by-field checking understands; any other means "validate whole"
-_SIMPLE_KEYWORDS = {"type", "title", "description", "properties", "required", "$schema", "$id"}
+_SIMPLE_KEYWORDS = {
+    "type",
+    "title",
+    "description",
+    "properties",
+    "required",
+    "$schema",
+    "$id",
+    "omitted_inputs",  # the curated catalogue's note of inputs it left undescribed
+}
 _TYPE_NAMES = {
     "string": "a string",
     "integer": "a whole number",
@@ -37,6 +47,9 @@ _ANNOTATIONS = {"title", "description", "default", "examples", "$comment"}
 _PLAIN = {"string": str, "integer": int, "number": int | float, "object": dict, "array": list}
 # a field stating only a type and an enum is checked by membership; jsonschema explains misses
 _EXACT = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,)}
+# CSV cells of these types are read as such (None: an input of any JSON, such as a structured
+# input the catalogue leaves undescribed)
+_CELL_TYPES = ("integer", "number", "boolean", "array", "object", None)
 _INTEGER = re.compile(r"[+-]?\d+")
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
@@ -64,9 +77,11 @@ def schema_of(model: str, schemas: Schemas | None = None) -> dict[str, Any] | No
 
 
 def unknown_model_warning(model: str) -> str:
+    guesses = catalog.suggestions(model, catalog.bundled())
+    hint = f"; did you mean {' or '.join(repr(g) for g in guesses)}?" if guesses else ""
     return (
         f"model '{model}' is in no catalogue: its inputs are only checked to be a JSON object "
-        "(--schema FILE gives a schema to check them with)"
+        f"(--schema FILE gives a schema to check them with){hint}"
     )
 
 
@@ -196,27 +211,33 @@ def validate_jobs(
     jobs: list[JobSpec],
     schemas: Schemas | None = None,
     field_lines: dict[Location, dict[str, int]] | None = None,
+    refused: Mapping[str, str] | None = None,
 ) -> tuple[list[Problem], list[str]]:
     """Check every job against its own model's schema; return (problems, warnings).
 
     `schemas` maps model → schema to use instead of the bundled ones (None: in no catalogue);
-    `field_lines` (job source → line of each field) lets a problem name its field's own line.
+    `field_lines` (job source → line of each field) lets a problem name its field's own line;
+    the jobs of a model in `refused` (one the catalogue says cannot be run) are not checked:
+    the caller reports the model itself.
     A problem repeated by many jobs from the same line is reported once; a model in no
     catalogue is warned about once.
     """
     field_lines = field_lines or {}
+    refused = refused or {}
     checkers: dict[str, Checker] = {}
     warnings: list[str] = []
     problems: list[Problem] = []
     seen: set[tuple] = set()
     for job in jobs:
+        loc = job.source or Location("<jobs>")
+        lines = field_lines.get(loc, {})
+        if job.model in refused:  # the caller reports it where the model is named
+            continue
         checker = checkers.get(job.model)
         if checker is None:
             checker = checkers[job.model] = Checker(schema_of(job.model, schemas))
             if not checker.known:
                 warnings.append(unknown_model_warning(job.model))
-        loc = job.source or Location("<jobs>")
-        lines = field_lines.get(loc, {})
         for field, message, at in checker.errors(job.inputs):
             line = lines.get(at, loc.line) if at else loc.line
             signature = (loc.file, line, field, message, job.model)
@@ -239,6 +260,11 @@ def _coerce(value: str, prop: dict[str, Any]) -> Any:
             return value
     if kind == "boolean" and text.lower() in _BOOLEANS:
         return _BOOLEANS[text.lower()]
+    if kind in ("array", "object", None) and text[:1] in ("[", "{"):
+        try:  # a structured input written as JSON in its cell
+            return json.loads(text)
+        except ValueError:
+            return value
     return value
 
 
@@ -302,7 +328,7 @@ def _typed_row(entry: Entry, checker: Checker, drop: set[str]) -> Entry:
     typed = {
         k: p
         for k, p in checker.props.items()
-        if isinstance(p, dict) and p.get("type") in ("integer", "number", "boolean")
+        if isinstance(p, dict) and p.get("type") in _CELL_TYPES
     }
     if isinstance(data, dict) and (drop or typed.keys() & data.keys()):
         data = {

@@ -9,6 +9,7 @@ from typing import Any
 
 from batch_runner import catalog
 from batch_runner.catalog import SchemaFile
+from batch_runner.catalog_shape import normalised_schema
 from batch_runner.errors import UsageError
 
 # a mapping with none of these keywords is not taken for a JSON Schema (a typo'd file would
@@ -51,6 +52,9 @@ def _entries(name: str, data: Any, objects: list[dict]) -> dict[str, catalog.Cat
 
 
 def _checked(name: str, schema: Any, what: str) -> dict[str, Any]:
+    """The schema as batch_runner reads it (RunComfy's "float" is a number: CONTRACT §1),
+    checked to be a JSON Schema."""
+    schema = normalised_schema(schema)
     if not isinstance(schema, dict) or not _SCHEMA_WORDS & schema.keys():
         raise UsageError(
             f"--schema {name}: {what} is not a JSON Schema (expected an object with "

@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from batch_runner import catalog
-from batch_runner.api.catalog import Fetch, Resolution, fetch_entry, fetch_listing, resolve
+from batch_runner.api.catalog import (
+    Fetch,
+    Listing,
+    Resolution,
+    fetch_entry,
+    fetch_listing,
+    resolve,
+)
 from batch_runner.api.client import RunComfyClient
 from batch_runner.errors import AccountError, RemoteError
 from batch_runner.settings import RunSettings
@@ -32,6 +39,7 @@ async def resolve_models(
     """Each model's catalogue entry for a run with these settings (CONTRACT §2/§3)."""
     cache_base = None if settings.simulate else settings.api_base.rstrip("/")
     async with _live(settings, token) as client:
+        listing: Listing | None = None
         if settings.simulate:  # the simulator is the API (and its prices), --offline or not
             fetch: Fetch | None = _simulated()
         elif client is not None:
@@ -39,16 +47,27 @@ async def resolve_models(
             async def fetch(model: str) -> dict[str, Any] | None:
                 return await fetch_entry(client, model)
 
+            async def listing() -> list[dict[str, Any]]:
+                return await fetch_listing(client, schemas=False)
+
         else:
             fetch = None
-        return await resolve(models, fetch=fetch, api_base=cache_base, schema_file=schema_file)
+        return await resolve(
+            models, fetch=fetch, api_base=cache_base, schema_file=schema_file, listing=listing
+        )
 
 
 async def list_models(
-    settings: RunSettings, token: str | None, search: str | None, kind: str | None
+    settings: RunSettings,
+    token: str | None,
+    search: str | None,
+    kind: str | None,
+    category: str | None = None,
 ) -> tuple[list[catalog.CatalogEntry], list[str]]:
-    """Every known model matching `search`/`kind` (bundled, then cached, then live entries
-    laid over each other), and the warnings to print."""
+    """Every known model endpoint matching `search`, media `kind` and `category`: the live
+    catalogue's when it can be read, else the bundled entries with the cached ones laid
+    over them; and the warnings to print. `workflow`/`inference` endpoints are left out:
+    the Model API does not run them."""
     base = settings.api_base.rstrip("/")
     by_id = dict(catalog.bundled())
     for model in by_id:
@@ -59,22 +78,39 @@ async def list_models(
     async with _live(settings, token) as client:
         if client is not None:
             try:
-                for raw in await fetch_listing(client, search, kind):
-                    catalog.write_cached(base, raw)
-                    entry = catalog.entry_from(raw, "live")
-                    if entry is not None:
-                        by_id[entry.model_id] = _filled(entry, by_id.get(entry.model_id))
+                raws = await fetch_listing(client, search, category)
             except (RemoteError, AccountError) as exc:
                 warnings.append(f"the live model catalogue could not be read ({exc}); bundled data")
-    return catalog.search(by_id.values(), search, kind), warnings
+            else:
+                by_id = _laid_over(base, by_id, raws, whole=not search and not category)
+    runnable = (e for e in by_id.values() if e.runnable)
+    return catalog.search(runnable, search, kind, category), warnings
+
+
+def _laid_over(
+    base: str, by_id: dict[str, catalog.CatalogEntry], raws: list[dict[str, Any]], whole: bool
+) -> dict[str, catalog.CatalogEntry]:
+    """The live listing is the catalogue (each entry kept in the cache, a schema it lacks
+    filled from the known entry): models it does not list are not offered; a whole listing's
+    ids become the index that tells an unknown model offline."""
+    live = {}
+    for raw in raws:
+        catalog.write_cached(base, raw)
+        entry = catalog.entry_from(raw, "live")
+        if entry is not None:
+            live[entry.model_id] = _filled(entry, by_id.get(entry.model_id))
+    if whole and live:
+        catalog.write_index(base, raws)
+    return live
 
 
 async def model_entry(
     model: str, settings: RunSettings, token: str | None
-) -> tuple[catalog.CatalogEntry | None, list[str]]:
-    """One model's entry as `run` would use it (live, cached, bundled), and warnings."""
+) -> tuple[catalog.CatalogEntry | None, list[str], str | None]:
+    """One model's entry as `run` would use it (live, cached, bundled), the warnings, and why
+    the catalogue refuses it (unknown; a workflow endpoint still has its entry shown)."""
     found = await resolve_models([model], settings, token)
-    return found.entries[model], found.warnings
+    return found.catalogue.get(model), found.warnings, found.refused.get(model)
 
 
 def _filled(entry: catalog.CatalogEntry, under: catalog.CatalogEntry | None):

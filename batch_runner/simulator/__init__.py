@@ -1,8 +1,11 @@
 """A faithful RunComfy Model API simulator with fault injection, for tests and benchmarks.
 
 It serves the queue API of CONTRACT §1 (submit, status, result, cancel) with RunComfy's error
-bodies, the model catalogue (GET /v1/models, GET /v1/models/{model_path}: the 121 bundled
-models with made-up prices), the account balance (GET /prod/v2/balance), output files on its
+bodies, the model catalogue in the live shape (GET /v1/models, GET /v1/models/categories,
+GET /v1/models/{model_path}: the 121 bundled models with made-up prices and `kind`,
+`categories`, "float" numbers, sample media defaults, plus a workflow and an inference
+endpoint that cannot be submitted; or the entries of `--catalog FILE`), the account balance
+(GET /prod/v2/balance, with `balance_microdollars`), output files on its
 own host (PNG/JPEG/WebP images, a real MP4, a real WAV, by the model's output type), and
 control endpoints without a token: GET /_sim/stats, GET /_sim/jobs, GET|POST /_sim/config
 (live overrides), POST /_sim/reset (forgets jobs and counters, not the balance).
@@ -17,9 +20,10 @@ POST /_sim/config keys beyond the fault settings of SimConfig:
 - ``prices``: ``{MODEL: USD}``, the models' ``base_price_usd`` (as ``--price``; replaces the
   previous mapping).
 - ``models``: ``{MODEL: {field: value}}``, catalogue fields (``input_schema``,
-  ``base_price_usd``, ``output_type``, ``price_unit``, ``display_name``, ...) laid over the
-  bundled entry of MODEL, or making a new model (IMAGE, schema ``{"type": "object"}`` unless
-  given). It replaces the previous overrides; tests use it to serve a catalogue that differs
+  ``base_price_usd``, ``categories``, ``kind``, ``price_unit``, ``display_name``, ...; an
+  ``output_type`` becomes the category naming it) laid over the served entry of MODEL, or
+  making a new model (images, schema ``{"type": "object"}`` unless given). It replaces the
+  previous overrides; tests use it to serve a catalogue that differs
   from the bundled one.
 
 Directives in the prompt text make single jobs behave deterministically:

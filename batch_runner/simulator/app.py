@@ -20,12 +20,11 @@ from batch_runner.simulator.faults import DropResponse, Faults, json_error
 from batch_runner.simulator.files import FileServer
 from batch_runner.simulator.images import CONTENT_TYPES, EXTENSIONS, FORMATS
 from batch_runner.simulator.inputs import input_problems
-from batch_runner.simulator.models import DEFAULT_LIMIT, MAX_LIMIT
+from batch_runner.simulator.models import DEFAULT_LIMIT, ENDPOINT_KINDS, MAX_LIMIT
 from batch_runner.simulator.store import FAILED_ERROR, JobStore, SimJob, directives
 
 _TRUE = ("true", "1", "yes")
 MAX_BODY = 64 * 1024 * 1024  # RunComfy's limit on one request body (inline media included)
-_KINDS = ("image", "video", "audio")
 
 
 def _iso(stamp: float | None) -> str | None:
@@ -41,8 +40,9 @@ def _invalid(detail: list[dict[str, Any]]) -> web.Response:
     return web.json_response(body, status=422)
 
 
-def _paging(query: Any) -> tuple[int, int, str | None] | list[dict[str, Any]]:
-    """(limit, offset, kind) of a catalogue query, or the 422 details of what is wrong."""
+def _paging(query: Any) -> tuple[int, int] | list[dict[str, Any]]:
+    """(limit, offset) of a catalogue query, or the 422 details of what is wrong (`kind` is
+    the endpoint kind: a media kind such as `image` is refused, as no endpoint has it)."""
     detail = []
     numbers = {}
     for name, default, low, high in (
@@ -58,10 +58,10 @@ def _paging(query: Any) -> tuple[int, int, str | None] | list[dict[str, Any]]:
             msg = f"must be a whole number {bounds}"
             detail.append({"loc": ["query", name], "msg": msg, "type": "value"})
     kind = query.get("kind") or None
-    if kind is not None and kind not in _KINDS:
-        msg = f"must be one of {', '.join(_KINDS)}"
+    if kind is not None and kind not in ENDPOINT_KINDS:
+        msg = f"must be one of {', '.join(ENDPOINT_KINDS)}"
         detail.append({"loc": ["query", "kind"], "msg": msg, "type": "enum"})
-    return detail or (numbers["limit"], numbers["offset"], kind)
+    return detail or (numbers["limit"], numbers["offset"])
 
 
 class Simulator:
@@ -121,11 +121,20 @@ class Simulator:
         entry = self.catalog.entry(model)
         return entry if entry is not None else json_error(status, 400001, f"unknown model: {model}")
 
+    def _runnable(self, request: web.Request) -> Any:
+        """The entry a submit names, or its refusal: an unknown model, or an endpoint that is
+        not a `kind: model` one (a workflow is listed, but not run by the Model API)."""
+        entry = self._model(request, "submit", 400)
+        if isinstance(entry, dict) and entry.get("kind", "model") != "model":
+            text = f"unknown model: {entry['model_id']} is a {entry['kind']}, not a model endpoint"
+            return json_error(400, 400001, text)
+        return entry
+
     # --- API --------------------------------------------------------------------------------
 
     async def submit(self, request: web.Request) -> web.StreamResponse:
         """POST /v1/models/{model_path}: validate the inputs and create a job."""
-        entry = self._model(request, "submit", 400)
+        entry = self._runnable(request)
         if not isinstance(entry, dict):
             return entry
         model = entry["model_id"]
@@ -135,7 +144,8 @@ class Simulator:
             body, echo = None, None
             detail = [{"loc": ["body"], "msg": "body is not valid JSON", "type": "json_invalid"}]
         else:
-            validator = self.catalog.validator(model, entry["input_schema"])
+            schema = entry.get("input_schema") or {"type": "object"}
+            validator = self.catalog.validator(model, schema)
             detail, echo = input_problems(validator, body)
         if detail:
             return _invalid(detail)
@@ -223,7 +233,8 @@ class Simulator:
     # --- catalogue and account -------------------------------------------------------------
 
     async def models(self, request: web.Request) -> web.StreamResponse:
-        """GET /v1/models?search=&kind=&include_schema=&limit=&offset=: a page of entries."""
+        """GET /v1/models?search=&category=&kind=&include_schema=&limit=&offset=: a page of
+        entries (`kind`: the endpoint kind, CONTRACT §1)."""
         refusal = self._gate(request, "catalog")
         if refusal is not None:
             return refusal
@@ -231,10 +242,16 @@ class Simulator:
         paging = _paging(query)
         if isinstance(paging, list):
             return _invalid(paging)
-        limit, offset, kind = paging
+        limit, offset = paging
         schema = query.get("include_schema", "").lower() in _TRUE
-        listing = self.catalog.listing(query.get("search"), kind, schema, limit, offset)
-        return web.json_response(listing)
+        return web.json_response(self.catalog.listing(dict(query), schema, limit, offset))
+
+    async def categories(self, request: web.Request) -> web.StreamResponse:
+        """GET /v1/models/categories: every category of the catalogue."""
+        refusal = self._gate(request, "catalog")
+        if refusal is not None:
+            return refusal
+        return web.json_response({"categories": self.catalog.categories()})
 
     async def model(self, request: web.Request) -> web.StreamResponse:
         """GET /v1/models/{model_path}: one entry with its input_schema."""
@@ -246,7 +263,10 @@ class Simulator:
         refusal = self._gate(request, "balance")
         if refusal is not None:
             return refusal
-        return web.json_response({"balance_usd": self.config.balance, "currency": "USD"})
+        balance = self.config.balance
+        micro = round(balance * 1_000_000)  # exact; the dollars are rounded to a millionth
+        body = {"balance_usd": balance, "balance_microdollars": micro, "currency": "USD"}
+        return web.json_response(body)
 
     # --- /_sim/ controls ------------------------------------------------------------------
 
@@ -295,6 +315,7 @@ def create_app(config: SimConfig) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[SIM_KEY] = sim
     app.router.add_get("/v1/models", sim.models)
+    app.router.add_get("/v1/models/categories", sim.categories)  # before the model paths
     app.router.add_get("/v1/models/{model_path:.+}", sim.model)  # POST on the same path submits
     app.router.add_post("/v1/models/{model_path:.+}", sim.submit)
     app.router.add_get("/prod/v2/balance", sim.balance)

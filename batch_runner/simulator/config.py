@@ -55,6 +55,8 @@ class SimConfig:
     balance: float = DEFAULT_BALANCE  # USD left; each completed job's cost is taken from it
     prices: dict[str, float] = dataclasses.field(default_factory=dict)  # --price MODEL=USD
     models: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # live overrides
+    # `--catalog FILE`: the live-shaped entries served instead of the bundled ones, by id
+    catalog: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-ready mapping (the token included: it is the simulator's own)."""
@@ -134,7 +136,48 @@ def validate(config: SimConfig) -> SimConfig:
     config.balance = _check_price("balance", config.balance)
     config.prices = _check_prices(config.prices)
     config.models = _check_models(config.models)
+    config.catalog = check_catalog(config.catalog)
     return config
+
+
+def check_catalog(entries: Any, where: str = "catalog") -> dict[str, dict[str, Any]] | None:
+    """Live-shaped catalogue entries by model id: a list (or an answer of `GET /v1/models`,
+    or such a mapping already); UsageError naming `where` when one has no model_id."""
+    if entries is None:
+        return None
+    if isinstance(entries, dict) and not isinstance(entries.get("models"), list):
+        entries = list(entries.values())
+    from batch_runner.catalog import entries_from_answer
+
+    found = entries_from_answer(entries)
+    listed = entries if isinstance(entries, list) else entries.get("models")
+    if not found or len(found) != len(listed or []):
+        raise UsageError(f"{where}: expected a JSON list of catalogue entries (objects)")
+    out = {}
+    for i, raw in enumerate(found, 1):
+        model = raw.get("model_id")
+        if not isinstance(model, str) or not model:
+            raise UsageError(f"{where}: entry {i} has no model_id")
+        if "input_schema" in raw and not isinstance(raw["input_schema"], dict):
+            raise UsageError(f"{where}: {model}: input_schema must be a JSON object")
+        out[model] = raw
+    return out
+
+
+def read_catalog(path: str) -> dict[str, dict[str, Any]]:
+    """`--catalog FILE`: the entries of a JSON file (UsageError when unreadable or odd)."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise UsageError(f"--catalog {path}: cannot read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise UsageError(f"--catalog {path}: not a JSON file ({exc})") from None
+    found = check_catalog(data, f"--catalog {path}")
+    assert found is not None
+    return found
 
 
 def _check_price(name: str, value: Any) -> float:
@@ -160,7 +203,7 @@ def _check_models(models: Any) -> dict[str, dict[str, Any]]:
             raise UsageError(f"models: {model}: input_schema must be a JSON object")
         if "base_price_usd" in fields:
             _check_price(f"models: {model}: base_price_usd", fields["base_price_usd"])
-        if fields.get("output_type", "IMAGE") not in OUTPUT_TYPES:
+        if fields.get("output_type", "IMAGE") not in OUTPUT_TYPES:  # release 2's kind
             raise UsageError(f"models: {model}: output_type must be one of {OUTPUT_TYPES}")
     return models
 
@@ -224,6 +267,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "$0.001-0.01 per second), NOT RunComfy's real prices",
     )
     add(
+        "--catalog",
+        default=None,
+        metavar="FILE",
+        help="serve this catalogue instead of the bundled one: a JSON list of live-shaped "
+        "entries (e.g. the real catalogue's GET /v1/models?include_schema=true answer, saved)",
+    )
+    add(
         "--balance",
         type=float,
         default=DEFAULT_BALANCE,
@@ -255,6 +305,7 @@ def config_from_args(args: argparse.Namespace) -> SimConfig:
         hostile=args.hostile,
         balance=args.balance,
         prices=parse_prices(args.price),
+        catalog=read_catalog(args.catalog) if getattr(args, "catalog", None) else None,
     )
     return validate(config)
 

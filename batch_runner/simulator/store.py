@@ -23,7 +23,7 @@ from batch_runner.simulator import money
 from batch_runner.simulator.av import wav_seconds
 from batch_runner.simulator.config import SimConfig, parse_hostile
 from batch_runner.simulator.images import hue_bucket, image_size
-from batch_runner.simulator.models import SimCatalog
+from batch_runner.simulator.models import SimCatalog, output_type
 
 FAILED_ERROR = "generation failed (simulated)"
 _DIRECTIVE = re.compile(r"\[sim:([a-z0-9_]+)(?:=([^\]]*))?\]")
@@ -227,7 +227,10 @@ class JobStore:
         if "latency" in found:
             with contextlib.suppress(ValueError):  # a malformed directive is just prompt text
                 latency = max(0.0, float(found["latency"]))
-        entry = self.catalog.entry(model) or {"output_type": "IMAGE", "price_unit": "output"}
+        entry = self.catalog.entry(model) or {
+            "categories": ["text-to-image"],
+            "price_unit": "output",
+        }
         outputs = _outputs(entry, body, rng, config.image_scale, echo)
         if parse_hostile(config.hostile)[0] == "weird_request_id":
             request_id = f"../../etc/passwd?x=%2F&n={seq}"
@@ -309,7 +312,7 @@ def _outputs(
 ) -> dict[str, Any]:
     """What a job will return: n_files, fmt, width, height, sequential (SimJob fields)."""
     schema = entry.get("input_schema") or {}
-    kind = catalog.KINDS.get(str(entry.get("output_type")).upper(), "image")
+    kind = catalog.KINDS[output_type(entry)]  # from the categories: the files of that kind
     if kind == "video":
         return {"n_files": 1, "fmt": "mp4", "width": 32, "height": 32, "sequential": False}
     if kind == "audio":
