@@ -112,7 +112,7 @@ class ParquetSampleWriter:
 
     def close(self) -> list[Path]:
         """Finish the last shard (an empty export is one file with no rows, so it loads)."""
-        if self._writer is not None or not self._files.done:
+        if self._rows or self._writer is not None or not self._files.done:
             self._finish_shard()
         self._files.remove_stale()
         return self._files.done
