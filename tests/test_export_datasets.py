@@ -107,7 +107,7 @@ def test_parquet_loads_with_datasets_images_decoded_and_metadata_intact(mixed_ru
     res = export(out, "parquet")
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == (
-        f"{out / 'export.parquet'} (4 samples, 1 file; 1 jobs without files not exported)"
+        f"{out / 'export.parquet'} (4 samples, 1 file; 1 job without files not exported)"
     )
     lines = in_order(read_metadata(out))
     rows = load_parquet(str(out / "export.parquet"), tmp_path)
@@ -142,7 +142,7 @@ def test_webdataset_samples_read_back_and_two_exports_are_identical(mixed_run, t
     res = export(out, "webdataset")
     assert res.returncode == 0, res.stderr
     folder = out / "export-webdataset"
-    assert res.stdout.strip() == f"{folder} (4 samples, 1 file; 1 jobs without files not exported)"
+    assert res.stdout.strip() == f"{folder} (4 samples, 1 file; 1 job without files not exported)"
     assert sorted(p.name for p in folder.iterdir()) == ["00000.tar", "_stats.json"]
     lines = in_order(read_metadata(out))
     samples = read_shards(folder)

@@ -293,7 +293,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    if args.format in ("parquet", "webdataset") or args.shard_size is not None:
+    from batch_runner.exports.dataset import DATASET_FORMATS
+
+    if args.format in DATASET_FORMATS or args.shard_size is not None:
         return _export_dataset(args)
     refuse_shard_folder(args.run_dir, "export")
     with open_store(args.run_dir) as store:
@@ -303,20 +305,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def _export_dataset(args: argparse.Namespace) -> int:
-    from batch_runner.exports.dataset import export_dataset, parse_size
+    from batch_runner.exports.dataset import DATASET_FORMATS, export_dataset, parse_size
 
-    if args.format not in ("parquet", "webdataset"):
+    if args.format not in DATASET_FORMATS:
         raise UsageError(f"--shard-size is for --format parquet or webdataset, not {args.format}")
     size = parse_size(args.shard_size) if args.shard_size is not None else None
     try:
         done = export_dataset(args.run_dir, args.format, args.out, size)
     except OSError as exc:
-        raise StateError(f"{exc.filename or args.run_dir}: cannot export ({exc.strerror})") from None
+        where = exc.filename or args.run_dir
+        raise StateError(f"{where}: cannot export ({exc.strerror})") from None
     tally = done.tally
     left = sum(tally.not_exported.values())
     print(
         f"{done.path} ({tally.samples} samples, {done.files} file{'s' * (done.files != 1)}"
-        + (f"; {left} jobs without files not exported" if left else "")
+        + (f"; {left} job{'s' * (left != 1)} without files not exported" if left else "")
         + ")"
     )
     if tally.waiting:

@@ -106,9 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = add("export", "write the run's metadata as CSV or JSONL")
     exp.add_argument("run_dir", type=Path)
-    exp.add_argument(
-        "--format", choices=("csv", "jsonl", "parquet", "webdataset"), default="csv"
-    )
+    exp.add_argument("--format", choices=("csv", "jsonl", "parquet", "webdataset"), default="csv")
     exp.add_argument(
         "--out",
         type=Path,
