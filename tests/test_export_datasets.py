@@ -20,7 +20,14 @@ from PIL import Image
 
 from batch_runner.errors import UsageError
 from batch_runner.exports.dataset import parse_size
+from batch_runner.exports.parquet import ParquetSampleWriter, plan
+from batch_runner.exports.samples import Sample
+from batch_runner.jobs import FileRecord, JobRecord, JobState
 
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de"
+    "0000000c49444154789c63606060000000040001f61738550000000049454e44ae426082"
+)
 VIDEO = "alibaba/happyhorse-1.1/text-to-video"
 IMAGES = """\
 defaults: {output_format: png}
@@ -277,3 +284,32 @@ def test_parse_size():
     for bad in ("", "0", "12XB", "-1GB", "MB"):
         with pytest.raises(UsageError, match="--shard-size"):
             parse_size(bad)
+
+
+def test_parquet_columns_get_one_type_each(tmp_path):
+    """Pure writer over samples in memory: the type each column gets from its values."""
+    values = [
+        {"seed": 2**64 - 1, "n": 1, "flag": True, "tags": ["a", "b"], "image": "in.png"},
+        {"seed": 7, "n": 2.5, "flag": False, "tags": "c"},
+    ]
+    samples = []
+    for i, inputs in enumerate(values, 1):
+        path = tmp_path / f"{i}.png"
+        path.write_bytes(PNG)
+        f = FileRecord(path.name, 1, "0" * 64, len(PNG))
+        job = JobRecord(f"k{i}", i, "m", {"prompt": "p", **inputs}, JobState.DONE, files=[f])
+        samples.append(Sample(job, f, path, f"{i:05d}_1"))
+    layout = plan(samples)
+    writer = ParquetSampleWriter(tmp_path / "out.parquet", layout)
+    for sample in samples:
+        writer.write(sample)
+    assert writer.close() == [tmp_path / "out.parquet"]
+    table = pq.read_table(tmp_path / "out.parquet")
+    types = {f.name: str(f.type) for f in table.schema}
+    assert types["seed"] == "string" and types["n"] == "double" and types["flag"] == "bool"
+    assert types["tags"] == "string" and types["inputs.image"] == "string"
+    rows = table.to_pylist()
+    assert [r["seed"] for r in rows] == [str(2**64 - 1), "7"]
+    assert [r["tags"] for r in rows] == ['["a", "b"]', "c"] and rows[1]["n"] == 2.5
+    assert rows[0]["image"] == {"bytes": PNG, "path": "1.png"}
+    assert rows[0]["inputs.image"] == "in.png"

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batch_runner.errors import StateError
 from batch_runner.exports.samples import Sample
 from batch_runner.exports.shardfiles import OneFile, ShardFiles
 from batch_runner.report.export import RESERVED, columns
@@ -35,6 +36,7 @@ _FIXED = {"index": pa.int64(), "bytes": pa.int64(), "job_cost_usd": pa.float64()
 # a row group is flushed at this many media bytes or rows, whichever comes first
 ROW_GROUP_BYTES = 32 * 1024 * 1024
 ROW_GROUP_ROWS = 1000
+_INT64 = (-(2**63), 2**63 - 1)
 _text = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str).encode
 
 
@@ -56,7 +58,9 @@ def plan(samples: Iterable[Sample]) -> Plan:
         kinds.add(MEDIA_COLUMNS[sample.media_type])
         for name, value in sample.row(ROW_RESERVED).items():
             types = seen.setdefault(name, set())
-            if value is not None:
+            if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+                types.add(str)  # too big for int64: kept whole as text
+            elif value is not None:
                 types.add(type(value))
     media = tuple(name for name in MEDIA_COLUMNS.values() if name in kinds)
     fields = [pa.field(name, FILE_TYPE) for name in media]
@@ -139,7 +143,15 @@ class ParquetSampleWriter:
     def _flush(self) -> None:
         writer = self._writer or self._open()
         if self._rows:
-            table = pa.Table.from_pylist(self._rows, schema=self.plan.schema)
+            try:
+                table = pa.Table.from_pylist(self._rows, schema=self.plan.schema)
+            except (pa.ArrowException, OverflowError) as exc:
+                # the columns come from a first pass: a run writing meanwhile can add a value
+                # of another type (the export reads a live run as it is)
+                raise StateError(
+                    f"{self._files.part}: a value does not fit its column ({exc}); did the run "
+                    "change during the export? Export again once it is finished"
+                ) from None
             writer.write_table(table, row_group_size=len(self._rows))
         self._rows, self._buffered = [], 0
 
