@@ -22,6 +22,7 @@ from batch_runner.errors import UsageError
 from batch_runner.exports.dataset import parse_size
 from batch_runner.exports.parquet import ParquetSampleWriter, plan
 from batch_runner.exports.samples import Sample
+from batch_runner.exports.webdataset import WebDatasetSampleWriter
 from batch_runner.jobs import FileRecord, JobRecord, JobState
 
 PNG = bytes.fromhex(
@@ -313,3 +314,23 @@ def test_parquet_columns_get_one_type_each(tmp_path):
     assert [r["tags"] for r in rows] == ['["a", "b"]', "c"] and rows[1]["n"] == 2.5
     assert rows[0]["image"] == {"bytes": PNG, "path": "1.png"}
     assert rows[0]["inputs.image"] == "in.png"
+
+
+def test_a_job_with_several_files_gives_one_sample_per_file(tmp_path):
+    files = []
+    for k, ext in ((1, "png"), (2, "png"), (3, "jpg")):
+        (tmp_path / f"00001-a.{k}.{ext}").write_bytes(PNG + bytes([k]))  # dots in the name
+        files.append(FileRecord(f"00001-a.{k}.{ext}", k, "0" * 64, len(PNG) + 1))
+    job = JobRecord("key1", 1, "m", {"prompt": "p"}, JobState.DONE, files=files)
+    writer = WebDatasetSampleWriter(tmp_path / "wds", 10**9)
+    for f in files:
+        writer.write(Sample(job, f, tmp_path / f.file_name, f"00001_{f.k}"))
+    assert [s.as_json() for s in writer.close()][0]["samples"] == 3
+    samples = read_shards(tmp_path / "wds")
+    assert [(s["__key__"], sorted(set(s) & {"png", "jpg", "json"})) for s in samples] == [
+        ("00001_1", ["json", "png"]),
+        ("00001_2", ["json", "png"]),
+        ("00001_3", ["jpg", "json"]),
+    ]
+    assert [s.get("png", s.get("jpg"))[-1] for s in samples] == [1, 2, 3]
+    assert [json.loads(s["json"])["k"] for s in samples] == [1, 2, 3]
