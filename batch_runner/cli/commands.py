@@ -294,10 +294,37 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from batch_runner.exports.dataset import DATASET_FORMATS
+
+    if args.format in DATASET_FORMATS or args.shard_size is not None:
+        return _export_dataset(args)
     refuse_shard_folder(args.run_dir, "export")
     with open_store(args.run_dir) as store:
         out, n = _export(args.run_dir, store, args.format, args.out)
     print(f"{out} ({n} rows)")
+    return 0
+
+
+def _export_dataset(args: argparse.Namespace) -> int:
+    from batch_runner.exports.dataset import DATASET_FORMATS, export_dataset, parse_size
+
+    if args.format not in DATASET_FORMATS:
+        raise UsageError(f"--shard-size is for --format parquet or webdataset, not {args.format}")
+    size = parse_size(args.shard_size) if args.shard_size is not None else None
+    try:
+        done = export_dataset(args.run_dir, args.format, args.out, size)
+    except OSError as exc:
+        where = exc.filename or args.run_dir
+        raise StateError(f"{where}: cannot export ({exc.strerror})") from None
+    tally = done.tally
+    left = sum(tally.not_exported.values())
+    print(
+        f"{done.path} ({tally.samples} samples, {done.files} file{'s' * (done.files != 1)}"
+        + (f"; {left} job{'s' * (left != 1)} without files not exported" if left else "")
+        + ")"
+    )
+    if tally.waiting:
+        say(f"not started yet (nothing exported from them): {', '.join(tally.waiting)}")
     return 0
 
 

@@ -111,8 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     exp = add("export", "write the run's metadata as CSV or JSONL")
     exp.add_argument("run_dir", type=Path)
-    exp.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    exp.add_argument("--out", type=Path, help="output file (default RUN_DIR/export.<format>)")
+    exp.add_argument("--format", choices=("csv", "jsonl", "parquet", "webdataset"), default="csv")
+    exp.add_argument(
+        "--out",
+        type=Path,
+        help="output file or folder (default RUN_DIR/export.<format>, "
+        "RUN_DIR/export-webdataset/ for tar shards)",
+    )
+    exp.add_argument(
+        "--shard-size",
+        metavar="SIZE",
+        help="parquet/webdataset shards of at most SIZE (e.g. 500MB; default 1GB)",
+    )
 
     merge = add("merge", "one metadata.jsonl and report.html over a run directory's shards")
     merge.add_argument("run_dir", type=Path)

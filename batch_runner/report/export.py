@@ -20,7 +20,7 @@ FORMATS = ("csv", "jsonl")
 EXPORT_STEM = "export"
 # the file names Hugging Face `datasets` reads as a folder's metadata (any one of them, once)
 DATASET_METADATA_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
-_RESERVED = frozenset(HEAD + TAIL)
+RESERVED = frozenset(HEAD + TAIL)
 
 
 def export_path(run_dir: Path, fmt: str, out: Path | None) -> Path:
@@ -45,7 +45,7 @@ def export_rows(records: Iterable[JobRecord]) -> Iterator[dict[str, Any]]:
     """One row per file, and one with empty file fields for a job without files, in index order."""
     for rec in sorted(records, key=lambda r: r.index):
         for f in rec.files or [None]:
-            yield _row(rec, f)
+            yield export_row(rec, f)
 
 
 def write_export(jobs: StateStore | Iterable[JobRecord], out_path: Path, fmt: str) -> int:
@@ -61,7 +61,7 @@ def write_export(jobs: StateStore | Iterable[JobRecord], out_path: Path, fmt: st
         store = jobs
 
         def rows() -> Iterator[dict[str, Any]]:
-            return (_row(rec, f) for rec in store.iter_jobs() for f in rec.files or [None])
+            return (export_row(rec, f) for rec in store.iter_jobs() for f in rec.files or [None])
     else:
         kept = list(export_rows(jobs))
 
@@ -82,12 +82,16 @@ def write_export(jobs: StateStore | Iterable[JobRecord], out_path: Path, fmt: st
 def columns(rows: Iterable[dict[str, Any]]) -> list[str]:
     """Union of the rows' keys: fixed columns, inputs, meta.*, vars.*, then file columns."""
     seen = dict.fromkeys(k for row in rows for k in row)
-    middle = [k for k in seen if k not in _RESERVED]
+    middle = [k for k in seen if k not in RESERVED]
     middle.sort(key=lambda k: 1 if k.startswith("meta.") else 2 if k.startswith("vars.") else 0)
     return [*HEAD, *middle, *TAIL]
 
 
-def _row(rec: JobRecord, f: FileRecord | None) -> dict[str, Any]:
+def export_row(
+    rec: JobRecord, f: FileRecord | None, reserved: frozenset[str] = RESERVED
+) -> dict[str, Any]:
+    """The export row of one file (or of a job without files): CSV, JSONL and the parquet
+    data set share it; `reserved` adds the names of columns a format puts beside it."""
     row: dict[str, Any] = {
         "file_name": f.file_name if f else None,
         "key": rec.key,
@@ -99,7 +103,7 @@ def _row(rec: JobRecord, f: FileRecord | None) -> dict[str, Any]:
     }
     for k, v in rec.inputs.items():
         # an input that shares a name with a fixed column must not overwrite it
-        row[f"inputs.{k}" if k in _RESERVED else k] = shown_input(v)
+        row[f"inputs.{k}" if k in reserved else k] = shown_input(v)
     row.update({f"meta.{k}": v for k, v in rec.meta.items()})
     row.update({f"vars.{k}": v for k, v in rec.vars.items()})
     row["sha256"] = f.sha256 if f else None
