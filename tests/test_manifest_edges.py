@@ -142,3 +142,92 @@ def test_csv_with_a_bom_reads_its_first_column(tmp_path):
     res = validate("bom.csv", "--json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["jobs"] == 1
+
+
+# ---- media files: every problem names its file ---------------------------------------------
+
+I2V = "alibaba/happyhorse-1.1/image-to-video"  # image_url: image_uri
+EDIT = "bytedance/seedream-5.0-pro/image-to-image"  # image: image_uris
+
+
+def stills(folder: Path) -> None:
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(["dawn", "forest"]):
+        Image.new("RGB", (32, 24), (i * 90, 80, 120)).save(folder / f"{name}.png")
+    (folder / "notreally.png").write_bytes(b"%PDF-1.7\n...")
+
+
+ANIMATE = (
+    f"model: {I2V}\n"
+    'options: {name_template: "{input_stem}-{index:03d}.{ext}"}\n'
+    "sweep:\n"
+    '  - prompt: ["slow zoom in", "pan left"]\n'
+    '    image_url: {files: "stills/*.png"}\n'
+)
+
+
+def test_a_bad_file_in_a_folder_sweep_is_named_and_nothing_else_is_blamed(tmp_path):
+    stills(tmp_path / "stills")
+    write(tmp_path / "animate.yaml", ANIMATE)
+    res = validate("animate.yaml", cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr == (
+        f"error: animate.yaml:5: model {I2V}: image_url: stills/notreally.png: "
+        "expected image data, got a PDF document\n"
+    )
+    (tmp_path / "stills" / "notreally.png").unlink()
+    res = validate("animate.yaml", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+
+
+def test_validate_json_prints_its_object_with_the_problems(tmp_path):
+    stills(tmp_path / "stills")
+    write(tmp_path / "animate.yaml", ANIMATE)
+    res = validate("animate.yaml", "--json", cwd=tmp_path)
+    assert res.returncode == 2
+    out = json.loads(res.stdout)
+    assert out["valid"] is False and out["jobs"] is None
+    assert out["problems"] == [
+        {
+            "file": "animate.yaml",
+            "line": 5,
+            "field": "image_url",
+            "message": "stills/notreally.png: expected image data, got a PDF document",
+            "model": I2V,
+        }
+    ]
+    assert "notreally.png" in res.stderr  # the person at the terminal still reads it
+    # a problem that is not about a line of the manifest comes the same way
+    res = validate("animate.yaml", "--json", "--set", "noequals", cwd=tmp_path)
+    assert res.returncode == 2
+    [problem] = json.loads(res.stdout)["problems"]
+    assert problem["file"] is None and "--set 'noequals'" in problem["message"]
+    (tmp_path / "stills" / "notreally.png").unlink()
+    res = validate("animate.yaml", "--json", cwd=tmp_path)
+    out = json.loads(res.stdout)
+    assert (
+        res.returncode == 0 and out["valid"] is True and out["problems"] == [] and out["jobs"] == 4
+    )
+
+
+def test_local_files_and_urls_in_plain_jobs_and_lists_are_named(tmp_path):
+    stills(tmp_path / "pics")
+    write(
+        tmp_path / "m.yaml",
+        f"model: {EDIT}\n"
+        "jobs:\n"
+        "  - {prompt: a, image: [pics/dawn.png, pics/notreally.png]}\n"
+        "  - {prompt: b, image: [pics/dawn.png, pics/gone.png]}\n"
+        "  - {prompt: c, image: ['http://example.com/x.png']}\n"
+        "  - {prompt: d, image: [pics]}\n",
+    )
+    res = validate("m.yaml", cwd=tmp_path)
+    assert res.returncode == 2
+    err = res.stderr
+    assert "m.yaml:3: model" in err and "image.1: pics/notreally.png: expected image data" in err
+    assert f"image.1: pics/gone.png: no such file ({tmp_path / 'pics' / 'gone.png'})" in err
+    assert "image.0: http://example.com/x.png: http:// URLs are refused" in err
+    assert "image.0: pics: a folder, not a file" in err
+    assert "dawn.png" not in err

@@ -29,7 +29,7 @@ from batch_runner.cli.sharding import (
     status_of_shards,
 )
 from batch_runner.cli.token import read_token, token_if_any
-from batch_runner.errors import StateError, UsageError
+from batch_runner.errors import BatchRunnerError, ManifestError, StateError, UsageError
 from batch_runner.run.lock import RunLock
 from batch_runner.settings import ACCOUNT_BASE_ENV, API_BASE_ENV, RunSettings, default_run_dir
 from batch_runner.store.state import STATE_FILE, StateStore
@@ -316,7 +316,12 @@ def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tup
 def cmd_validate(args: argparse.Namespace) -> int:
     from batch_runner.run.pricing import estimate_specs
 
-    expansion, settings, _ = _load(args)
+    try:
+        expansion, settings, _ = _load(args)
+    except BatchRunnerError as exc:
+        if args.json:  # the object still comes, with the problems (stderr says them too)
+            print_json({"valid": False, "jobs": None, "problems": _problems(exc)})
+        raise
     token = None if settings.offline else token_if_any(args.token_file)
     models = expansion.model_counts()
     est, prices, entries = run_async(
@@ -332,6 +337,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 "estimated_cost_usd": est.known_total,
                 "sweeps": [{"source": str(loc), "jobs": n} for loc, n in expansion.sweep_counts],
                 "warnings": expansion.warnings,
+                "valid": True,
+                "problems": [],
             }
             | money
         )
@@ -344,6 +351,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(format_preview(expansion.jobs))
     print(format_estimate(est, money))
     return 0
+
+
+def _problems(exc: BatchRunnerError) -> list[dict[str, Any]]:
+    """`validate --json`'s problems: each with its file, line, field (and model) when known."""
+    if isinstance(exc, ManifestError):
+        return [dataclasses.asdict(p) for p in exc.problems]
+    return [{"file": None, "line": None, "field": None, "message": str(exc), "model": None}]
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
