@@ -192,7 +192,7 @@ def test_wrong_kind_urls_and_missing_files_all_reported_at_once(tmp_path):
     assert "m.yaml:4:" in err and "http://example.com/a.png: http:// URLs are refused" in err
     assert "m.yaml:5:" in err and "a.png: 192.168.1.20 is a private-network host" in err
     assert "m.yaml:6:" in err and "file:///etc/passwd: file:// URLs are not sent" in err
-    assert f"m.yaml:7:" in err and f"nowhere.png: no such file ({tmp_path / 'nowhere.png'})" in err
+    assert "m.yaml:7:" in err and f"nowhere.png: no such file ({tmp_path / 'nowhere.png'})" in err
     assert "m.yaml:8:" in err and "example.com/a.png: no such file" in err
     assert "a URL needs https:// in front" in err
     assert "m.yaml:9:" in err and "broken.png: this png image cannot be read" in err
