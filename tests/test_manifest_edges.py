@@ -231,3 +231,71 @@ def test_local_files_and_urls_in_plain_jobs_and_lists_are_named(tmp_path):
     assert "image.0: http://example.com/x.png: http:// URLs are refused" in err
     assert "image.0: pics: a folder, not a file" in err
     assert "dawn.png" not in err
+
+
+# ---- YAML and JSONL ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        (
+            "model: x\njobs:\n  - prompt: a\n\t- prompt: b\n",
+            "tab.yaml:4: a tab character at column 1",
+        ),
+        ("jobs:\n  - prompt: a\n  \t- prompt: b\n", "tab.yaml:3: a tab character at column 3"),
+        ("defaults:\n\tresolution: 2K\njobs: [a]\n", "tab.yaml:2: a tab character at column 1"),
+        ("jobs:\n  -\tprompt: a\n", "tab.yaml:2: a tab character at column 4"),
+    ],
+)
+def test_yaml_tab_says_tab_with_its_line_and_column(tmp_path, text, where):
+    write(tmp_path / "tab.yaml", text)
+    res = validate("tab.yaml", cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr == f"error: {where}: YAML indents with spaces only\n"
+
+
+def test_yaml_keys_written_twice_at_any_depth(tmp_path):
+    write(
+        tmp_path / "dup.yaml",
+        "defaults:\n  resolution: 2K\n  resolution: 3K\n"
+        "jobs:\n  - prompt: a\n    meta: {split: train, split: test}\n"
+        "  - prompt: b\n    prompt: c\n"
+        'sweep:\n  - prompt: "{x}"\n    vars:\n      x: [a]\n      x: [c]\n',
+    )
+    res = validate("dup.yaml", cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [
+        "error: dup.yaml:3: 'resolution' written twice (first on line 2)",
+        "dup.yaml:6: 'split' written twice on this line",
+        "dup.yaml:8: 'prompt' written twice (first on line 7)",
+        "dup.yaml:13: 'x' written twice (first on line 12)",
+    ]
+
+
+def test_yaml_merge_keys_are_not_taken_for_keys_written_twice(tmp_path):
+    write(
+        tmp_path / "merge.yaml",
+        "jobs:\n  - &b {prompt: a, resolution: 2K}\n  - {<<: *b, prompt: b, resolution: 3K}\n",
+    )
+    res = validate("merge.yaml", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["jobs"] == 2
+
+
+def test_jsonl_keys_written_twice_and_numbers_json_cannot_carry(tmp_path):
+    write(
+        tmp_path / "e.jsonl",
+        '{"prompt": "a", "prompt": "b"}\n{"prompt": "c", "meta": {"score": NaN}}\n'
+        '{"prompt": "d"}\r\n  \r\n{"prompt": "e",}\n',
+    )
+    res = validate("e.jsonl", cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [
+        "error: e.jsonl:1: 'prompt' written twice",
+        "e.jsonl:2: nan is not a number JSON can carry (write a number or null)",
+        "e.jsonl:5: invalid JSON: Expecting property name enclosed in double quotes (column 16)",
+    ]
+    write(tmp_path / "n.yaml", "jobs:\n  - prompt: a\n    meta: {score: .inf}\n")
+    res = validate("n.yaml", cwd=tmp_path)
+    assert res.returncode == 2 and "n.yaml:2: inf is not a number JSON can carry" in res.stderr
