@@ -3,6 +3,7 @@ their file, YAML tabs, run directories given as manifests; each through the comm
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -299,3 +300,73 @@ def test_jsonl_keys_written_twice_and_numbers_json_cannot_carry(tmp_path):
     write(tmp_path / "n.yaml", "jobs:\n  - prompt: a\n    meta: {score: .inf}\n")
     res = validate("n.yaml", cwd=tmp_path)
     assert res.returncode == 2 and "n.yaml:2: inf is not a number JSON can carry" in res.stderr
+
+
+# ---- the command line: help, and what is not a manifest ------------------------------------
+
+
+def _parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ("batch-runner",)):
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _parsers(sub, (*path, name))
+
+
+def test_every_option_of_every_command_has_a_help_text():
+    """Like sqlite-utils' test_docs.py: an option added without help fails here."""
+    from batch_runner.cli.main import build_parser
+
+    missing = [
+        f"{' '.join(path)} {'/'.join(action.option_strings) or action.dest}"
+        for path, parser in _parsers(build_parser())
+        for action in parser._actions
+        if not isinstance(action, argparse._SubParsersAction) and not (action.help or "").strip()
+    ]
+    assert missing == []
+    for path, parser in _parsers(build_parser()):
+        assert parser.format_help(), path  # every help text formats (no stray %)
+    res = run_cli("validate", "--help")
+    assert res.returncode == 0 and "override an input for every job" in res.stdout
+
+
+def test_a_run_directory_given_as_the_manifest_points_at_resume(tmp_path):
+    write(tmp_path / "night.txt", "a fox\n")
+    res = run_cli("run", "night.txt", "--simulate", "--out", "jobs/night", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = run_cli("run", "jobs/night", "--simulate", cwd=tmp_path)
+    assert res.returncode == 2
+    assert res.stderr.startswith(
+        "error: jobs/night is a run directory: use `batch-runner resume jobs/night` to continue it"
+    )
+    res = validate("jobs/night", cwd=tmp_path)
+    assert res.returncode == 2 and "`batch-runner resume jobs/night`" in res.stderr
+    assert "`batch-runner status jobs/night`" in res.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("missing", "missing: no such file"),  # no suffix: missing, not "unknown type"
+        ("missing.yaml", "missing.yaml: no such file"),
+        ("folder", "folder: is a directory, not a manifest file"),
+        ("loop.yaml", "loop.yaml: cannot read: Too many levels of symbolic links"),
+        ("jobs.json", "jobs.json: unknown manifest type (allowed: .yaml .yml .csv .jsonl .txt); "
+         "a file of one JSON job per line is .jsonl"),
+        ("utf16.csv", "utf16.csv:1: UTF-16 text"),
+    ],
+)  # fmt: skip
+def test_paths_that_are_no_manifest_get_one_clear_message(tmp_path, name, message):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "loop.yaml").symlink_to("loop.yaml")
+    write(tmp_path / "jobs.json", '[{"prompt": "a"}]')
+    write(tmp_path / "utf16.csv", "prompt\na fox\n".encode("utf-16"))
+    for command in ("validate", "run"):
+        res = run_cli(
+            command, name, "--simulate" if command == "run" else "--offline", cwd=tmp_path
+        )
+        assert res.returncode == 2
+        assert res.stderr.startswith(f"error: {message}") and res.stderr.count("\n") == 1, (
+            res.stderr
+        )
+    assert not (tmp_path / "jobs").exists()

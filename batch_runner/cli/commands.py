@@ -102,7 +102,9 @@ def _load(
     from batch_runner.manifest.read import read_manifest
 
     overrides = parse_set(args.set)
-    parsed = parsed if parsed is not None else read_manifest(args.manifest)
+    if parsed is None:
+        _refuse_run_dir(args.manifest, args.command)
+        parsed = read_manifest(args.manifest)
     manifest = parsed[0]  # None: load_jobs says what is wrong with it
     options = manifest.options if manifest is not None else {}
     origin = manifest.options_origin if manifest is not None else "options"
@@ -125,6 +127,21 @@ def _load(
     for warning in expansion.warnings:
         say(f"warning: {warning}")
     return dataclasses.replace(expansion, entries=resolution.catalogue), settings, shards
+
+
+def _refuse_run_dir(path: Path, command: str) -> None:
+    """A run directory given where a manifest goes: say which command reads it."""
+    if (path / STATE_FILE).is_file():
+        more = f" (or `batch-runner run MANIFEST --out {path}` to add jobs to it)"
+        raise UsageError(
+            f"{path} is a run directory: use `batch-runner resume {path}` to continue it"
+            + (more if command == "run" else f", `batch-runner status {path}` to see it")
+        )
+    if is_shard_folder(path):
+        raise UsageError(
+            f"{path} is a folder of shards, not a manifest: `batch-runner status {path}` adds "
+            f"them up; `batch-runner resume {path}/shard-K-of-N` continues one"
+        )
 
 
 def _resolve(args: argparse.Namespace, manifest: Manifest | None, settings: RunSettings):
