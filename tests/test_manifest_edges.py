@@ -354,6 +354,7 @@ def test_a_run_directory_given_as_the_manifest_points_at_resume(tmp_path):
         ("jobs.json", "jobs.json: unknown manifest type (allowed: .yaml .yml .csv .jsonl .txt); "
          "a file of one JSON job per line is .jsonl"),
         ("utf16.csv", "utf16.csv:1: UTF-16 text"),
+        ("nul.csv", "nul.csv:2: a NUL byte: this is not UTF-8 text"),  # UTF-16 without a BOM?
     ],
 )  # fmt: skip
 def test_paths_that_are_no_manifest_get_one_clear_message(tmp_path, name, message):
@@ -361,6 +362,7 @@ def test_paths_that_are_no_manifest_get_one_clear_message(tmp_path, name, messag
     (tmp_path / "loop.yaml").symlink_to("loop.yaml")
     write(tmp_path / "jobs.json", '[{"prompt": "a"}]')
     write(tmp_path / "utf16.csv", "prompt\na fox\n".encode("utf-16"))
+    write(tmp_path / "nul.csv", b"prompt\na\0fox\n")
     for command in ("validate", "run"):
         res = run_cli(
             command, name, "--simulate" if command == "run" else "--offline", cwd=tmp_path

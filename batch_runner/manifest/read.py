@@ -86,6 +86,11 @@ def _read_text(path: Path) -> tuple[str, Problem | None]:
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         msg = "UTF-16 text (as spreadsheets save 'Unicode text'); save the file as UTF-8"
         return "", Problem(name, 1, None, msg)
+    nul = raw.find(b"\0")
+    if nul >= 0:  # no manifest format allows one: UTF-16 without its BOM, or not text at all
+        line = raw[:nul].count(b"\n") + 1
+        msg = "a NUL byte: this is not UTF-8 text (UTF-16? a binary file?); save it as UTF-8"
+        return "", Problem(name, line, None, msg)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
