@@ -372,3 +372,16 @@ def test_paths_that_are_no_manifest_get_one_clear_message(tmp_path, name, messag
             res.stderr
         )
     assert not (tmp_path / "jobs").exists()
+
+
+def test_a_meta_field_needs_a_name(tmp_path):
+    write(tmp_path / "me.csv", "prompt,meta.\na fox,x\n")
+    res = validate("me.csv", cwd=tmp_path)
+    assert res.returncode == 2
+    assert (
+        res.stderr
+        == "error: me.csv:1: column 2 is 'meta.' with no name after it (write meta.NAME)\n"
+    )
+    write(tmp_path / "me.yaml", 'jobs:\n  - prompt: a fox\n    meta: {"": x}\n')
+    res = validate("me.yaml", cwd=tmp_path)
+    assert res.returncode == 2 and "me.yaml:2: meta.: a meta field needs a name" in res.stderr

@@ -166,6 +166,16 @@ def _csv_header(row: list[str], name: str, line: int, problems: list[Problem]) -
         if not col:
             problems.append(Problem(name, line, None, f"column {i} has no name in the header row"))
             ok = False
+        elif col.startswith("meta.") and not col[5:].strip():
+            problems.append(
+                Problem(
+                    name,
+                    line,
+                    None,
+                    f"column {i} is 'meta.' with no name after it (write meta.NAME)",
+                )
+            )
+            ok = False
         elif col in seen:
             problems.append(
                 Problem(name, line, None, f"column {col!r} appears twice in the header")
