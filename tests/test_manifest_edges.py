@@ -385,3 +385,19 @@ def test_a_meta_field_needs_a_name(tmp_path):
     write(tmp_path / "me.yaml", 'jobs:\n  - prompt: a fox\n    meta: {"": x}\n')
     res = validate("me.yaml", cwd=tmp_path)
     assert res.returncode == 2 and "me.yaml:2: meta.: a meta field needs a name" in res.stderr
+
+
+def test_a_folder_sweep_needs_a_glob_that_matches(tmp_path):
+    sweep = f"model: {I2V}\nsweep:\n  - prompt: a\n    image_url: {{files: GLOB}}\n"
+    write(tmp_path / "f.yaml", sweep.replace("GLOB", "3"))
+    res = validate("f.yaml", cwd=tmp_path)
+    assert res.returncode == 2
+    assert "f.yaml:4: image_url: files: must be a glob pattern such as 'stills/*.png', not 3" in (
+        res.stderr
+    )
+    write(tmp_path / "f.yaml", sweep.replace("GLOB", "'none/*.png'"))
+    res = validate("f.yaml", cwd=tmp_path)
+    assert res.returncode == 2
+    assert f"f.yaml:4: image_url: no file matches 'none/*.png' (relative to {tmp_path})" in (
+        res.stderr
+    )
