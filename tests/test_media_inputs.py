@@ -134,7 +134,9 @@ def test_each_image_validation_rule(tmp_path, size, rule):
     )
     res = run_cli("validate", manifest)
     assert res.returncode == 2
-    assert f"m.yaml:4: model {EDIT}: image.1: fails the model's validation {rule}" in res.stderr
+    assert (
+        f"m.yaml:4: model {EDIT}: image.1: p.png: fails the model's validation {rule}" in res.stderr
+    )
     assert "image.0" not in res.stderr
 
 
@@ -149,7 +151,9 @@ def test_file_size_rule_and_data_uris_are_checked_too(tmp_path):
     )
     res = run_cli("validate", manifest, "--max-inline-mb", "20")
     assert res.returncode == 2
-    assert "video_url: fails the model's validation file_size_mb< 16 (this file: 17" in res.stderr
+    assert "video_url: clip.mp4: fails the model's validation file_size_mb< 16 (this file: 17" in (
+        res.stderr
+    )
     data_manifest = write(
         tmp_path / "d.yaml", f"model: {EDIT}\njobs:\n  - {{prompt: b, image: ['{data}']}}\n"
     )
@@ -181,13 +185,17 @@ def test_wrong_kind_urls_and_missing_files_all_reported_at_once(tmp_path):
     res = run_cli("validate", manifest)
     assert res.returncode == 2
     err = res.stderr
-    assert f"m.yaml:3: model {I2V}: image_url: expected image data, got a PDF document" in err
-    assert "m.yaml:4:" in err and "http:// URLs are refused" in err
-    assert "m.yaml:5:" in err and "192.168.1.20 is a private-network host" in err
-    assert "m.yaml:6:" in err and "file:// URLs are not sent" in err
-    assert "m.yaml:7:" in err and "no such file" in err
-    assert "m.yaml:8:" in err and "a URL needs https:// in front" in err
-    assert "m.yaml:9:" in err and "this png image cannot be read" in err
+    # each names the file or URL it is about, as the manifest wrote it
+    assert (
+        f"m.yaml:3: model {I2V}: image_url: doc.pdf: expected image data, got a PDF document" in err
+    )
+    assert "m.yaml:4:" in err and "http://example.com/a.png: http:// URLs are refused" in err
+    assert "m.yaml:5:" in err and "a.png: 192.168.1.20 is a private-network host" in err
+    assert "m.yaml:6:" in err and "file:///etc/passwd: file:// URLs are not sent" in err
+    assert "m.yaml:7:" in err and f"nowhere.png: no such file ({tmp_path / 'nowhere.png'})" in err
+    assert "m.yaml:8:" in err and "example.com/a.png: no such file" in err
+    assert "a URL needs https:// in front" in err
+    assert "m.yaml:9:" in err and "broken.png: this png image cannot be read" in err
     assert "m.yaml:11:" in err and "no file matches 'none/*.png'" in err
     assert "Traceback" not in err
 
@@ -404,6 +412,7 @@ def test_a_users_schema_declares_media_fields_too(tmp_path):
     manifest = write(tmp_path / "m.yaml", "model: my/own-model\njobs:\n  - {photo: p.png}\n")
     res = run_cli("validate", manifest, "--schema", tmp_path / "s.json", "--offline")
     assert res.returncode == 2
-    assert "m.yaml:3: model my/own-model: photo: fails the model's validation width_pixels> 14" in (
-        res.stderr
+    assert (
+        "m.yaml:3: model my/own-model: photo: p.png: fails the model's validation width_pixels> 14"
+        in (res.stderr)
     )

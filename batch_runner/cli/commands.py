@@ -29,7 +29,7 @@ from batch_runner.cli.sharding import (
     status_of_shards,
 )
 from batch_runner.cli.token import read_token, token_if_any
-from batch_runner.errors import StateError, UsageError
+from batch_runner.errors import BatchRunnerError, ManifestError, StateError, UsageError
 from batch_runner.run.lock import RunLock
 from batch_runner.settings import ACCOUNT_BASE_ENV, API_BASE_ENV, RunSettings, default_run_dir
 from batch_runner.store.state import STATE_FILE, StateStore
@@ -102,7 +102,9 @@ def _load(
     from batch_runner.manifest.read import read_manifest
 
     overrides = parse_set(args.set)
-    parsed = parsed if parsed is not None else read_manifest(args.manifest)
+    if parsed is None:
+        _refuse_run_dir(args.manifest, args.command)
+        parsed = read_manifest(args.manifest)
     manifest = parsed[0]  # None: load_jobs says what is wrong with it
     options = manifest.options if manifest is not None else {}
     origin = manifest.options_origin if manifest is not None else "options"
@@ -126,6 +128,21 @@ def _load(
     for warning in expansion.warnings:
         say(f"warning: {warning}")
     return dataclasses.replace(expansion, entries=resolution.catalogue), settings, shards
+
+
+def _refuse_run_dir(path: Path, command: str) -> None:
+    """A run directory given where a manifest goes: say which command reads it."""
+    if (path / STATE_FILE).is_file():
+        more = f" (or `batch-runner run MANIFEST --out {path}` to add jobs to it)"
+        raise UsageError(
+            f"{path} is a run directory: use `batch-runner resume {path}` to continue it"
+            + (more if command == "run" else f", `batch-runner status {path}` to see it")
+        )
+    if is_shard_folder(path):
+        raise UsageError(
+            f"{path} is a folder of shards, not a manifest: `batch-runner status {path}` adds "
+            f"them up; `batch-runner resume {path}/shard-K-of-N` continues one"
+        )
 
 
 def _resolve(args: argparse.Namespace, manifest: Manifest | None, settings: RunSettings):
@@ -344,7 +361,12 @@ def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tup
 def cmd_validate(args: argparse.Namespace) -> int:
     from batch_runner.run.pricing import estimate_specs
 
-    expansion, settings, _ = _load(args)
+    try:
+        expansion, settings, _ = _load(args)
+    except BatchRunnerError as exc:
+        if args.json:  # the object still comes, with the problems (stderr says them too)
+            print_json({"valid": False, "jobs": None, "problems": _problems(exc)})
+        raise
     token = None if settings.offline else token_if_any(args.token_file)
     models = expansion.model_counts()
     est, prices, entries = run_async(
@@ -363,6 +385,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 "sweeps": [{"source": str(loc), "jobs": n} for loc, n in expansion.sweep_counts],
                 "warnings": expansion.warnings,
                 "unknown_models": unknown,
+                "valid": True,
+                "problems": [],
             }
             | money
         )
@@ -377,6 +401,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(format_preview(expansion.jobs))
     print(format_estimate(est, money))
     return 0
+
+
+def _problems(exc: BatchRunnerError) -> list[dict[str, Any]]:
+    """`validate --json`'s problems: each with its file, line, field (and model) when known."""
+    if isinstance(exc, ManifestError):
+        return [dataclasses.asdict(p) for p in exc.problems]
+    return [{"file": None, "line": None, "field": None, "message": str(exc), "model": None}]
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

@@ -26,6 +26,10 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+_MANIFEST = "YAML, CSV, JSONL or text (.txt) manifest"
+_RUN_DIR = "a run directory (made by `batch-runner run`)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="batch-runner", description="Run batches of RunComfy image, video and audio jobs."
@@ -45,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, parents=[common])  # --debug after it works too
 
     run = add("run", "expand, validate, then submit/poll/download every job")
-    run.add_argument("manifest", type=Path, help="YAML, CSV, JSONL or text (.txt) manifest")
+    run.add_argument("manifest", type=Path, help=_MANIFEST)
     run.add_argument("--out", type=Path, help="run directory (default jobs/<manifest stem>)")
     run.add_argument(
         "--set",
@@ -59,24 +63,40 @@ def build_parser() -> argparse.ArgumentParser:
     add_shard_options(run)
 
     resume = add("resume", "continue a run from its state file alone")
-    resume.add_argument("run_dir", type=Path)
+    resume.add_argument("run_dir", type=Path, help=_RUN_DIR)
     _run_options(resume)
 
     status = add("status", "counts per state and failures of a run directory")
-    status.add_argument("run_dir", type=Path)
+    status.add_argument("run_dir", type=Path, help=_RUN_DIR + " (or a folder of its shards)")
     status.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
     cancel = add("cancel", "cancel every job still queued on the server")
-    cancel.add_argument("run_dir", type=Path)
+    cancel.add_argument("run_dir", type=Path, help=_RUN_DIR)
     _api_options(cancel)
-    cancel.add_argument("--json", action="store_true")
+    cancel.add_argument("--json", action="store_true", help="what was cancelled, as JSON on stdout")
 
     val = add("validate", "expand and validate a manifest offline (exit 2 on error)")
-    val.add_argument("manifest", type=Path)
-    val.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    val.add_argument("--max-jobs", type=int, default=None)
-    val.add_argument("--name-template", default=None)
-    val.add_argument("--json", action="store_true")
+    val.add_argument("manifest", type=Path, help=_MANIFEST)
+    val.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an input for every job (repeatable)",
+    )
+    val.add_argument(
+        "--max-jobs", type=int, default=None, help="refuse more jobs than this (default 100000)"
+    )
+    val.add_argument(
+        "--name-template",
+        default=None,
+        help="check output file names, e.g. '{style}/{subject}-{k}.{ext}' (clashes, fields)",
+    )
+    val.add_argument(
+        "--json",
+        action="store_true",
+        help='one JSON object on stdout (also on failure: "valid": false, "problems")',
+    )
     _media_options(val)
     _model_options(val)
     _api_options(val)
@@ -91,7 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SEARCH|MODEL_ID",
         help="words to search for, or a model id (it contains '/') to show its inputs",
     )
-    models.add_argument("--kind", choices=("image", "video", "audio"), default=None)
+    models.add_argument(
+        "--kind",
+        choices=("image", "video", "audio"),
+        default=None,
+        help="only models that make this kind of output",
+    )
     models.add_argument(
         "--category",
         default=None,
@@ -107,11 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(sim)
 
     rep = add("report", "write RUN_DIR/report.html")
-    rep.add_argument("run_dir", type=Path)
+    rep.add_argument("run_dir", type=Path, help=_RUN_DIR)
 
-    exp = add("export", "write the run's metadata as CSV or JSONL")
-    exp.add_argument("run_dir", type=Path)
-    exp.add_argument("--format", choices=("csv", "jsonl", "parquet", "webdataset"), default="csv")
+    exp = add("export", "write the run's metadata as a table, or its files as a data set")
+    exp.add_argument("run_dir", type=Path, help=_RUN_DIR)
+    exp.add_argument(
+        "--format",
+        choices=("csv", "jsonl", "parquet", "webdataset"),
+        default="csv",
+        help="csv/jsonl: a metadata table; parquet/webdataset: the files as a data set "
+        "(default csv)",
+    )
     exp.add_argument(
         "--out",
         type=Path,
@@ -125,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     merge = add("merge", "one metadata.jsonl and report.html over a run directory's shards")
-    merge.add_argument("run_dir", type=Path)
+    merge.add_argument("run_dir", type=Path, help="a run directory holding shard-K-of-N folders")
     return p
 
 

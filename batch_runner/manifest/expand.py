@@ -367,10 +367,14 @@ class _SweepPlan:
 
     def _folder(self, key: str, value: dict[str, Any]) -> list[str]:
         """A folder sweep axis: one value per matching file, sorted; none is a problem."""
+        pattern = value["files"]
+        if not isinstance(pattern, str) or not pattern.strip():
+            self.bad(key, f"files: must be a glob pattern such as 'stills/*.png', not {pattern!r}")
+            return []
         found = list(_files(self.entry, value))
         if not found:
-            where = Path(self.entry.source.file).parent
-            self.bad(key, f"no file matches {value['files']!r} (relative to {where})")
+            where = Path(self.entry.source.file).parent.resolve()
+            self.bad(key, f"no file matches {pattern!r} (relative to {where})")
         return found
 
     def _add_vars(self, value: Any) -> set[str]:

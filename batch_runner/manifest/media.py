@@ -250,15 +250,16 @@ def data_uri_facts(value: str, limits: Limits) -> Facts | str:
 
 
 def file_facts(path: Path, limits: Limits) -> Facts | str:
-    """Facts of a local file (hashed in chunks: never held whole), or why it cannot be sent."""
+    """Facts of a local file (hashed in chunks: never held whole), or why it cannot be sent
+    (without the file's name: the caller puts the path as the user wrote it in front)."""
     try:
         st = path.stat()
         if stat.S_ISDIR(st.st_mode):
-            return f"{path} is a folder, not a file (a folder sweep is FIELD: {{files: 'GLOB'}})"
+            return "a folder, not a file (a folder sweep is FIELD: {files: 'GLOB'})"
         if not stat.S_ISREG(st.st_mode):
-            return f"{path} is not a regular file"
+            return "not a regular file"
         if st.st_size > limits.max_inline_bytes:
-            return inline_limit_problem(str(path), st.st_size, limits)
+            return inline_limit_problem("the file", st.st_size, limits)
         with open(path, "rb") as fh:
             head = fh.read(_CHUNK)
             digest = hashlib.sha256(head)
@@ -267,9 +268,11 @@ def file_facts(path: Path, limits: Limits) -> Facts | str:
                 digest.update(chunk)
                 n_bytes += len(chunk)
     except FileNotFoundError:
-        return f"no such file: {path}"
+        return f"no such file ({path})"
+    except NotADirectoryError:
+        return f"no such file ({path}: a part of it is a file, not a folder)"
     except OSError as exc:
-        return f"{path}: cannot read ({exc.strerror or exc})"
+        return f"cannot read it ({exc.strerror or exc})"
     return facts_of(head, n_bytes, digest.hexdigest(), path)
 
 

@@ -106,7 +106,7 @@ class MediaCheck:
             where.report(label, self._file_problem(facts, kind, rules))
             return value
         if not m.is_local_path(value):
-            where.report(label, m.url_problem(value, self.limits))
+            where.report(label, _naming(value, m.url_problem(value, self.limits)))
             return value
         if not value.strip():
             where.report(label, "empty: give an https URL, a data: URI or a file path")
@@ -117,7 +117,7 @@ class MediaCheck:
         problem = self._file_problem(facts, kind, rules)
         if problem is not None and problem.startswith("no such file"):
             problem += m.missing_hint(value)
-        where.report(label, problem)
+        where.report(label, _naming(value, problem))
         if problem is not None or isinstance(facts, str):
             return value
         return m.file_ref(path, facts)
@@ -174,6 +174,15 @@ class _Where:
             self.check.problems.append(Problem(*signature))
 
 
+def _naming(value: str, problem: str | None) -> str | None:
+    """A problem about a file or URL, naming it as the manifest (or a folder sweep) wrote it:
+    in a sweep or a list, the field alone does not say which value is wrong."""
+    if problem is None:
+        return None
+    shown = value if len(value) <= 120 else value[:117] + "..."
+    return f"{shown}: {problem}"
+
+
 def _named(job: JobSpec, fields: list[Field]) -> JobSpec:
     """Add {input_stem} (the file name without its extension of the first media input: a file
     or a URL) to the job's vars, for name templates; a var of the user's with that name wins.
@@ -189,8 +198,14 @@ def _named(job: JobSpec, fields: list[Field]) -> JobSpec:
 
 
 def _file_name(value: Any) -> str | None:
+    """The file name of a media input; a path that could not be used still has one (its job
+    is refused for that, not also for a name template's {input_stem})."""
     if m.is_file_ref(value):
         return Path(value[m.LOCAL_FILE]).name
-    if isinstance(value, str) and value.startswith(("https://", "http://")):
+    if not isinstance(value, str):
+        return None
+    if value.startswith(("https://", "http://")):
         return posixpath.basename(urlsplit(value).path) or None
+    if m.is_local_path(value) and value.strip():
+        return Path(value).name or None
     return None

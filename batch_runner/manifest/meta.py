@@ -44,6 +44,8 @@ def meta_problems(jobs: Iterable[JobSpec]) -> list[Problem]:
 
 
 def _name_problem(name: str, inputs: dict[str, Any]) -> str | None:
+    if not name.strip():
+        return "a meta field needs a name (a column of metadata.jsonl without one breaks loaders)"
     if name in RESERVED or name.endswith(("_file_name", "_file_names")):
         return (
             f"'{name}' is a reserved column name of metadata.jsonl and data set loaders "

@@ -6,6 +6,8 @@ them are pure.
 
 from __future__ import annotations
 
+import codecs
+import stat
 from pathlib import Path
 
 from batch_runner.errors import ManifestError, Problem
@@ -23,6 +25,11 @@ READERS = {
     ".txt": read_txt,
 }
 MAX_FILE_BYTES = 512 * 1024 * 1024
+_ALLOWED = "allowed: " + " ".join(READERS)
+_HINTS = {  # likely mistakes
+    ".json": "; a file of one JSON job per line is .jsonl",
+    ".tsv": "; save it as comma-separated .csv",
+}
 
 
 def load_manifest(path: str | Path) -> Manifest:
@@ -36,28 +43,54 @@ def load_manifest(path: str | Path) -> Manifest:
 def read_manifest(path: str | Path) -> tuple[Manifest | None, list[Problem]]:
     """Parse what can be parsed and return it with the problems found (None if nothing usable)."""
     path = Path(path)
-    reader = READERS.get(path.suffix.lower())
-    if reader is None:
-        allowed = " ".join(READERS)
-        return None, [Problem(str(path), None, None, f"unknown manifest type (allowed: {allowed})")]
-    text, problem = _read_text(path)
-    if problem is not None:
-        return None, [problem]
-    return reader(path, text)
+    # first: a missing file is missing whatever its name says
+    problem = _not_a_file(path) or _unknown_type(path)
+    if problem is None:
+        text, problem = _read_text(path)
+        if problem is None:
+            return READERS[path.suffix.lower()](path, text)
+    return None, [problem]
+
+
+def _not_a_file(path: Path) -> Problem | None:
+    name = str(path)
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return Problem(name, None, None, "no such file")
+    except OSError as exc:
+        return Problem(name, None, None, f"cannot read: {exc.strerror or exc}")
+    if stat.S_ISDIR(st.st_mode):
+        return Problem(name, None, None, "is a directory, not a manifest file")
+    if stat.S_ISREG(st.st_mode) and st.st_size > MAX_FILE_BYTES:
+        return Problem(name, None, None, f"file larger than {MAX_FILE_BYTES} bytes")
+    return None
+
+
+def _unknown_type(path: Path) -> Problem | None:
+    suffix = path.suffix.lower()
+    if suffix in READERS:
+        return None
+    hint = _HINTS.get(suffix, "")
+    return Problem(str(path), None, None, f"unknown manifest type ({_ALLOWED}){hint}")
 
 
 def _read_text(path: Path) -> tuple[str, Problem | None]:
     name = str(path)
     try:
-        if path.is_dir():
-            return "", Problem(name, None, None, "is a directory, not a manifest file")
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return "", Problem(name, None, None, f"file larger than {MAX_FILE_BYTES} bytes")
         raw = path.read_bytes()
     except FileNotFoundError:
         return "", Problem(name, None, None, "no such file")
     except OSError as exc:
         return "", Problem(name, None, None, f"cannot read: {exc.strerror or exc}")
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        msg = "UTF-16 text (as spreadsheets save 'Unicode text'); save the file as UTF-8"
+        return "", Problem(name, 1, None, msg)
+    nul = raw.find(b"\0")
+    if nul >= 0:  # no manifest format allows one: UTF-16 without its BOM, or not text at all
+        line = raw[:nul].count(b"\n") + 1
+        msg = "a NUL byte: this is not UTF-8 text (UTF-16? a binary file?); save it as UTF-8"
+        return "", Problem(name, line, None, msg)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

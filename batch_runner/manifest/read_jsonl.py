@@ -26,13 +26,30 @@ def read_jsonl(path: Path, text: str) -> tuple[Manifest | None, list[Problem]]:
         if not line.strip():
             continue
         try:
-            items.append((number, json.loads(line)))
+            items.append((number, _loads(line)))
         except json.JSONDecodeError as exc:
             msg = f"invalid JSON: {exc.msg} (column {exc.colno})"
             problems.append(Problem(name, number, None, msg))
+        except _WrittenTwice as exc:
+            problems.append(Problem(name, number, None, f"{str(exc)!r} written twice"))
         except RecursionError:
             problems.append(Problem(name, number, None, "invalid JSON: nested too deeply"))
     return read_items(path, items, problems)
+
+
+class _WrittenTwice(Exception):
+    """A key written twice in one object (json.loads would silently keep the last)."""
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        raise _WrittenTwice(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return obj
+
+
+_loads = json.JSONDecoder(object_pairs_hook=_object).decode
 
 
 def read_items(

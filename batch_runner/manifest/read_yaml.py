@@ -29,6 +29,7 @@ TOP_LEVEL_KEYS = ("model", "defaults", "model_defaults", "repeat", "options", "j
 MAX_ALIAS_EXPANSION = 1_000_000
 
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE = "tag:yaml.org,2002:merge"
 # an anchor: '&' then a name, at the start of a token; without one there can be no alias
 _ANCHOR = re.compile(r"(?:^|[\s,\[{])&[^\s,\[\]{}]")
 
@@ -41,6 +42,16 @@ class _Loader(_BaseLoader):  # type: ignore[misc, valid-type]
     """
 
     _first_chars = frozenset(k for k in _BaseLoader.yaml_implicit_resolvers if k is not None)
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.twice: list[tuple[int, str, int]] = []  # keys written twice: line, key, first line
+
+    def flatten_mapping(self, node: yaml.MappingNode) -> None:
+        # every mapping passes here once, before merge keys (`<<`) add theirs: a key the user
+        # wrote twice in any mapping (defaults, vars, meta...) would otherwise just keep the last
+        self.twice += _written_twice(node)
+        super().flatten_mapping(node)
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
         if self.yaml_path_resolvers or None in self.yaml_implicit_resolvers:
@@ -75,20 +86,30 @@ def read_yaml(path: Path, text: str) -> tuple[Manifest | None, list[Problem]]:
         return empty_manifest(path, "yaml", problems)
     if isinstance(root, yaml.SequenceNode):
         entries = _yaml_entries(loader, root, "job", name, problems)
-        if not entries and not problems:
+        if not entries and not problems and not loader.twice:
             problems.append(Problem(name, 1, None, "no jobs (the list is empty)"))
-        return build_manifest(path, "yaml", entries), problems
-    if not isinstance(root, yaml.MappingNode):
+        manifest = build_manifest(path, "yaml", entries)
+    elif isinstance(root, yaml.MappingNode):
+        manifest = _yaml_top(path, loader, root, problems)
+    else:
         line = root.start_mark.line + 1
         msg = "a manifest must be a mapping (model, defaults, jobs, ...) or a list of jobs"
         return None, [Problem(name, line, None, msg)]
-    return _yaml_top(path, loader, root, problems), problems
+    for line, key, first in loader.twice:
+        where = "on this line" if first == line else f"(first on line {first})"
+        problems.append(Problem(name, line, None, f"'{key}' written twice {where}"))
+    return manifest, problems
 
 
 def _syntax_problem(name: str, text: str, exc: yaml.MarkedYAMLError) -> Problem:
     """Name the line where the mistake most likely is, and the other line when there are two."""
     msg = " ".join(str(p) for p in (exc.context, exc.problem) if p) or "invalid YAML"
     problem, context = exc.problem_mark, exc.context_mark
+    if problem is not None and (
+        "tab character" in str(exc.problem) or text[problem.index : problem.index + 1] == "\t"
+    ):  # PyYAML's words for it ("cannot start any token") do not say tab
+        msg = f"a tab character at column {problem.column + 1}: YAML indents with spaces only"
+        return Problem(name, problem.line + 1, None, msg)
     line = problem.line + 1 if problem is not None else None
     if context is not None and (problem is None or not text[problem.index :].strip()):
         line = context.line + 1  # the file ended inside something opened there
@@ -158,19 +179,28 @@ def _construct(loader: Any, node: yaml.Node, name: str, problems: list[Problem])
 _FAILED = object()
 
 
-def _key_lines(node: yaml.MappingNode, name: str, problems: list[Problem]) -> dict[str, int]:
-    """Line of each plain key of a mapping node; a key written twice is a problem."""
+def _key_lines(node: yaml.MappingNode) -> dict[str, int]:
+    """Line of each plain key of a mapping node (the first, for a key written twice)."""
     lines: dict[str, int] = {}
     for key, _ in node.value:
-        if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
-            continue
-        line = key.start_mark.line + 1
-        if key.value in lines:
-            msg = f"'{key.value}' written twice (first on line {lines[key.value]})"
-            problems.append(Problem(name, line, None, msg))
-        else:
-            lines[key.value] = line
+        if isinstance(key, yaml.ScalarNode) and key.tag != _MERGE:
+            lines.setdefault(key.value, key.start_mark.line + 1)
     return lines
+
+
+def _written_twice(node: yaml.MappingNode) -> list[tuple[int, str, int]]:
+    """(line, key, line of its first time) of each plain key written again in this mapping."""
+    first: dict[tuple[str, str], int] = {}
+    found = []
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE:
+            continue
+        line, k = key.start_mark.line + 1, (key.tag, key.value)
+        if k in first:
+            found.append((line, key.value, first[k]))
+        else:
+            first[k] = line
+    return found
 
 
 def _yaml_entries(
@@ -188,7 +218,7 @@ def _yaml_entries(
     entries = []
     for item in items:
         loc = Location(name, item.start_mark.line + 1)
-        lines = _key_lines(item, name, problems) if isinstance(item, yaml.MappingNode) else {}
+        lines = _key_lines(item) if isinstance(item, yaml.MappingNode) else {}
         data = _construct(loader, item, name, problems)
         if data is _FAILED:
             continue
@@ -200,7 +230,8 @@ def _yaml_entries(
 
 def _yaml_top(path: Path, loader: Any, root: yaml.MappingNode, problems: list[Problem]) -> Manifest:
     name = str(path)
-    lines = _key_lines(root, name, problems)
+    lines = _key_lines(root)
+    loader.twice += _written_twice(root)  # the top mapping is read key by key, not constructed
     top: dict[str, Any] = {}
     jobs: list[Entry] = []
     sweeps: list[Entry] = []

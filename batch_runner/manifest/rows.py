@@ -4,6 +4,7 @@ checks all readers share (plain JSON data, a usable repeat count)."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,8 @@ def build_manifest(path: Path, fmt: str, entries: list[Entry], **top: Any) -> Ma
 
 def jsonable(value: Any, depth: int = 0) -> Any:
     """Check that a value is plain JSON data; dates become ISO strings (what the user meant)."""
+    if isinstance(value, float) and not math.isfinite(value):  # NaN in JSON breaks readers
+        raise BadValue(f"{value} is not a number JSON can carry (write a number or null)")
     if value is None or isinstance(value, str | bool | int | float):
         return value
     if depth >= MAX_DEPTH:
