@@ -123,11 +123,9 @@ def _checked(given: dict[str, tuple[Any, str]]) -> ShardOptions:
         shards = value
     if "max_cost_total" in given:
         value, where = given["max_cost_total"]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise UsageError(f"{where} must be a number of US dollars, got {value!r}")
+        if not math.isfinite(value):  # nan passes every comparison, inf is no budget
             raise UsageError(f"{where} must be a finite number of US dollars, got {value!r}")
         if value < 0:
             raise UsageError(f"{where} must be 0 or more US dollars, got {value:g}")
