@@ -83,7 +83,9 @@ def _say_estimate(
     if budget.used:
         spent = "spent or committed to jobs at the API" if budget.reserved else "spent"
         head += f", {dollars(budget.used)} of it already {spent}"
-    line = f"{head}: about {n} of {plural(todo.jobs, 'job')} fit ({dollars(cost)})"
+    line = f"{head}: about {n} of {plural(todo.jobs, 'job')} fit"
+    if n:
+        line += f" ({dollars(cost)})"
     if todo.unknown:
         line += (
             f"; {plural(todo.unknown, 'job')} without a known price never "
