@@ -71,9 +71,10 @@ class RunSettings:
     def from_layers(cls, *layers: tuple[str, Mapping[str, Any]]) -> RunSettings:
         """The defaults, then each (origin, options) layer in turn, a later one winning.
 
-        A run's layers are its manifest's `options:` then the command line; a resume's (and a
-        cancel's) the settings stored in the state file then the command line. `origin` names
-        the layer in error messages.
+        A run's layers are the settings its run directory remembers, its manifest's `options:`
+        changed since they were last run (cli/layers.py), then the command line; a resume's
+        (and a cancel's) the remembered settings then the command line. `origin` names the
+        layer in error messages.
         """
         settings = cls()
         for origin, values in layers:
