@@ -346,9 +346,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 0
     names = ", ".join(f"{m}: {n}" for m, n in models.items()) if len(models) > 1 else None
     one = next(iter(models), expansion.model)
-    print(f"{args.manifest}: {len(expansion.jobs)} jobs, valid ({names or one})")
+    print(f"{args.manifest}: {plural(len(expansion.jobs), 'job')}, valid ({names or one})")
     for loc, n in expansion.sweep_counts:
-        print(f"  sweep at {loc}: {n} jobs")
+        print(f"  sweep at {loc}: {plural(n, 'job')}")
     print(format_preview(expansion.jobs))
     print(format_estimate(est, money))
     return 0
