@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from batch_runner.catalog import CatalogEntry, duration_seconds, max_outputs
+from batch_runner.words import plural
 
 DIGITS = 6  # money is kept to a millionth of a dollar (sums of floats drift otherwise)
 
@@ -70,14 +71,15 @@ class Estimate:
         """The estimate when every price is known, else None (a partial sum is no estimate)."""
         return None if self.unknown else self.total
 
-    def text(self) -> str:
-        """One line: "estimated cost of 12 jobs: $0.36 (unknown for 2 jobs)"."""
-        line = f"estimated cost of {self.jobs} jobs: "
+    def text(self, what: str | None = None) -> str:
+        """One line: "estimated cost of 12 jobs: $0.36 (unknown for 2 jobs: ...)"; `what`
+        names the jobs counted instead (e.g. "the 12 jobs left to send")."""
+        line = f"estimated cost of {what or plural(self.jobs, 'job')}: "
         if self.unknown == self.jobs:
             return line + "unknown (no price in the catalogue)"
         line += dollars(self.total)
         if self.unknown:
-            line += f" (unknown for {self.unknown} jobs: no price in the catalogue)"
+            line += f" (unknown for {plural(self.unknown, 'job')}: no price in the catalogue)"
         return line
 
     def model_lines(self) -> list[str]:
@@ -86,7 +88,7 @@ class Estimate:
         lines = []
         for model, row in sorted(self.per_model.items()):
             cost = row["estimated_cost_usd"]
-            lines.append(f"  {model}: {row['jobs']} jobs, {dollars(cost)}")
+            lines.append(f"  {model}: {plural(row['jobs'], 'job')}, {dollars(cost)}")
         return lines
 
 

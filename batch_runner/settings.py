@@ -62,16 +62,19 @@ class RunSettings:
         "max_cost",
         "balance_check",
     )
-    # options remembered in the state file so `resume RUN_DIR` behaves like the run
+    # options the run directory remembers: a later `run MANIFEST` or `resume` without the flag
+    # keeps the value last given (README "Budgets and remembered options"); the others
+    # (progress, json, retry_failed, tqdm_auto) are for one run only
     STORED_KEYS = MANIFEST_KEYS + ("api_base", "simulate", "account_base")
 
     @classmethod
     def from_layers(cls, *layers: tuple[str, Mapping[str, Any]]) -> RunSettings:
         """The defaults, then each (origin, options) layer in turn, a later one winning.
 
-        A run's layers are its manifest's `options:` then the command line; a resume's (and a
-        cancel's) the settings stored in the state file then the command line. `origin` names
-        the layer in error messages.
+        A run's layers are the settings its run directory remembers, its manifest's `options:`
+        changed since they were last run (cli/layers.py), then the command line; a resume's
+        (and a cancel's) the remembered settings then the command line. `origin` names the
+        layer in error messages.
         """
         settings = cls()
         for origin, values in layers:
@@ -122,7 +125,7 @@ class RunSettings:
         if self.max_jobs < 0:
             raise UsageError("--max-jobs must be 0 or more")
         if self.max_cost is not None and self.max_cost < 0:
-            raise UsageError("--max-cost must be 0 or more US dollars")
+            raise UsageError(f"--max-cost must be 0 or more US dollars, got {self.max_cost:g}")
         for name in ("api_base", "account_base"):
             value = getattr(self, name)
             if value is not None and not value.startswith(("http://", "https://")):
@@ -160,18 +163,22 @@ _BOOLS = (
 )
 
 
+# what each number counts, for the messages about a wrong one
+_UNITS = {
+    "concurrency": "jobs",
+    "retries": "attempts",
+    "max_file_bytes": "bytes",
+    "max_jobs": "jobs",
+    "rate": "requests per second",
+    "job_timeout": "seconds",
+    "max_inline_mb": "megabytes",
+    "max_cost": "US dollars",
+}
+
+
 def _coerce(key: str, value: Any, origin: str) -> Any:
     if key in _TYPES and value is not None:
-        kind = _TYPES[key]
-        if isinstance(value, bool) or not isinstance(value, int | float | str):
-            raise UsageError(f"{origin}: option '{key}' must be a number, got {value!r}")
-        try:
-            number = kind(value)
-        except ValueError:
-            raise UsageError(f"{origin}: option '{key}' must be a number, got {value!r}") from None
-        if not math.isfinite(number):  # nan slips through every comparison, inf is no limit
-            raise UsageError(f"{origin}: option '{key}' must be a finite number, got {value!r}")
-        return number
+        return _number(key, value, origin)
     if key in ("allow_download_host", "allow_input_host"):
         if isinstance(value, str):
             return [value]
@@ -183,6 +190,28 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
     if key == "name_template" and value is not None and not isinstance(value, str):
         raise UsageError(f"{origin}: option '{key}' must be a string")
     return value
+
+
+def _number(key: str, value: Any, origin: str) -> float | int:
+    """A numeric option, named as its flag when given on the command line."""
+    kind = _TYPES[key]
+    flag = "--" + key.replace("_", "-")
+    where = flag if origin == "command line" else f"{origin}: option '{key}'"
+    wanted = f"a {'whole' if kind is int else 'finite'} number of {_UNITS[key]}"
+    bad = UsageError(f"{where} must be {wanted}, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise bad
+    try:
+        number = kind(value)
+    except ValueError:
+        raise bad from None
+    if not math.isfinite(number):  # nan slips through every comparison, inf is no limit
+        if key == "max_cost":
+            raise UsageError(f"{bad} (no budget at all: --no-max-cost)")
+        raise bad
+    if kind is int and number != value and not isinstance(value, str):
+        raise bad  # 2.5 jobs is no number of jobs (int() would quietly make it 2)
+    return number
 
 
 def default_run_dir(manifest: Path) -> Path:

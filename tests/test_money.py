@@ -51,7 +51,7 @@ def test_the_estimate_sums_per_model_and_counts_unknown_jobs():
     assert est.known_total is None  # a partial sum is no estimate
     assert est.per_model[SEEDREAM] == {"jobs": 10, "estimated_cost_usd": 0.3}
     assert est.per_model[VIDEO]["estimated_cost_usd"] is None
-    assert "unknown for 1 jobs" in est.text() and "$0.30" in est.text()
+    assert "unknown for 1 job:" in est.text() and "$0.30" in est.text()
     assert prices[-1] is None and prices[0] == 0.03
     all_unknown = Estimate()
     all_unknown.add(VIDEO, None)

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from batch_runner.cli.formatting import (
     format_summary,
     validate_money,
 )
+from batch_runner.cli.layers import Remembered, plain, run_place
 from batch_runner.cli.models import cmd_models
 from batch_runner.cli.sharding import (
     SHARD_KEYS,
@@ -31,8 +33,9 @@ from batch_runner.cli.sharding import (
 from batch_runner.cli.token import read_token, token_if_any
 from batch_runner.errors import BatchRunnerError, ManifestError, StateError, UsageError
 from batch_runner.run.lock import RunLock
-from batch_runner.settings import ACCOUNT_BASE_ENV, API_BASE_ENV, RunSettings, default_run_dir
+from batch_runner.settings import ACCOUNT_BASE_ENV, API_BASE_ENV, RunSettings
 from batch_runner.store.state import STATE_FILE, StateStore
+from batch_runner.words import plural
 
 if TYPE_CHECKING:
     from batch_runner.manifest.expand import Expansion
@@ -67,6 +70,10 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
         for key in RunSettings.MANIFEST_KEYS
         if getattr(args, key, None) is not None
     }
+    if getattr(args, "no_max_cost", False):  # the budget the run directory remembers, dropped
+        if flags.get("max_cost") is not None:
+            raise UsageError("give --max-cost USD or --no-max-cost, not both")
+        flags["max_cost"] = None
     if getattr(args, "retry_failed", False):
         flags["retry_failed"] = True
     simulate = getattr(args, "simulate", None)
@@ -89,13 +96,22 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
 _NOT_SETTINGS = ("out", *SHARD_KEYS)  # manifest options that prepare_run and shard_run read
 
 
-def _load(
-    args: argparse.Namespace, parsed: Parsed | None = None
-) -> tuple[Expansion, RunSettings, ShardOptions]:
+@dataclass
+class Loaded:
+    """What `run` and `validate` read before anything is sent."""
+
+    expansion: Expansion
+    settings: RunSettings
+    shards: ShardOptions
+    run_dir: Path | None = None  # `run`: the run directory (before any shard folder)
+    manifest_options: dict[str, Any] = field(default_factory=dict)  # `plain`, to remember
+
+
+def _load(args: argparse.Namespace, parsed: Parsed | None = None, *, run: bool = False) -> Loaded:
     """The offline pipeline of `run` and `validate`: the manifest's jobs, and the settings and
     shard options its `options:` and the command line give (read first: --max-jobs etc. shape
-    the checks). `parsed`: the manifest already read (the Python API's list of jobs), else the
-    file is read."""
+    the checks), over what the run directory remembers (`run`). `parsed`: the manifest
+    already read (the Python API's list of jobs), else the file is read."""
     from batch_runner.manifest.expand import parse_set
     from batch_runner.manifest.load import load_jobs
     from batch_runner.manifest.media import Limits
@@ -106,13 +122,16 @@ def _load(
         _refuse_run_dir(args.manifest, args.command)
         parsed = read_manifest(args.manifest)
     manifest = parsed[0]  # None: load_jobs says what is wrong with it
-    options = manifest.options if manifest is not None else {}
+    options = plain(manifest.options) if manifest is not None else {}
     origin = manifest.options_origin if manifest is not None else "options"
     shards = shard_options(args, options, origin)
-    run_options = {
-        k: v for k, v in options.items() if str(k).replace("-", "_") not in _NOT_SETTINGS
-    }
-    settings = RunSettings.from_layers((origin, run_options), ("command line", command_line(args)))
+    run_dir, remembered = None, Remembered()
+    if run and manifest is not None:
+        run_dir, remembered, shards = run_place(args, options, shards)
+    given = {k: v for k, v in remembered.given(options).items() if k not in _NOT_SETTINGS}
+    settings = RunSettings.from_layers(
+        ("state file", remembered.settings), (origin, given), ("command line", command_line(args))
+    )
     resolution = _resolve(args, parsed[0], settings)
     expansion = load_jobs(
         args.manifest,
@@ -127,7 +146,8 @@ def _load(
     )
     for warning in expansion.warnings:
         say(f"warning: {warning}")
-    return dataclasses.replace(expansion, entries=resolution.catalogue), settings, shards
+    expansion = dataclasses.replace(expansion, entries=resolution.catalogue)
+    return Loaded(expansion, settings, shards, run_dir, options)
 
 
 def _refuse_run_dir(path: Path, command: str) -> None:
@@ -195,30 +215,17 @@ def prepare_run(args: argparse.Namespace, parsed: Parsed | None = None) -> RunIn
     """Everything `run` does before the event loop: jobs, settings, token, run directory."""
     from batch_runner.run.runner import RunInput
 
-    expansion, settings, shards = _load(args, parsed)
-    run_dir = args.out or Path(str(expansion.options.get("out") or ""))
-    if not run_dir.parts:
-        run_dir = default_run_dir(args.manifest)
-        _check_same_stem(run_dir, args.manifest)
-    run_dir, specs = shard_run(shards, run_dir, expansion.jobs, settings)
+    loaded = _load(args, parsed, run=True)
+    expansion, settings = loaded.expansion, loaded.settings
+    if loaded.run_dir is None:  # never: a manifest that cannot be read stops in _load
+        raise UsageError(f"{args.manifest}: no run directory")
+    run_dir, specs = shard_run(loaded.shards, loaded.run_dir, expansion.jobs, settings)
     token = _token(args, settings)
-    say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
+    say(f"{plural(len(expansion.jobs), 'job')} in {args.manifest}; run directory {run_dir}")
     manifest = args.manifest if parsed is None else None  # a list of jobs has no file to copy
-    return RunInput(run_dir, settings, token, specs, manifest, expansion.entries)
-
-
-def _check_same_stem(run_dir: Path, manifest: Path) -> None:
-    """jobs/<stem> is named for the manifest's file name only: another manifest of the same
-    name must not slip its jobs into this run (and be billed as one run)."""
-    if not (run_dir / STATE_FILE).is_file():
-        return
-    with open_store(run_dir) as store:
-        other = store.get_meta("manifest_path") or store.get_meta("manifest")
-    if other and Path(other).resolve() != manifest.resolve():
-        raise UsageError(
-            f"{run_dir} holds the run of another manifest with the same name ({other}); "
-            f"give this one its own run directory with --out DIR"
-        )
+    return RunInput(
+        run_dir, settings, token, specs, manifest, expansion.entries, loaded.manifest_options
+    )
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -362,11 +369,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from batch_runner.run.pricing import estimate_specs
 
     try:
-        expansion, settings, _ = _load(args)
+        loaded = _load(args)
     except BatchRunnerError as exc:
         if args.json:  # the object still comes, with the problems (stderr says them too)
             print_json({"valid": False, "jobs": None, "problems": _problems(exc)})
         raise
+    expansion, settings = loaded.expansion, loaded.settings
     token = None if settings.offline else token_if_any(args.token_file)
     models = expansion.model_counts()
     est, prices, entries = run_async(
@@ -393,11 +401,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return 0
     names = ", ".join(f"{m}: {n}" for m, n in models.items()) if len(models) > 1 else None
     one = next(iter(models), expansion.model)
-    print(f"{args.manifest}: {len(expansion.jobs)} jobs, valid ({names or one})")
+    print(f"{args.manifest}: {plural(len(expansion.jobs), 'job')}, valid ({names or one})")
     if unknown:
         print(f"  in no catalogue (inputs not checked; the API may refuse): {', '.join(unknown)}")
     for loc, n in expansion.sweep_counts:
-        print(f"  sweep at {loc}: {n} jobs")
+        print(f"  sweep at {loc}: {plural(n, 'job')}")
     print(format_preview(expansion.jobs))
     print(format_estimate(est, money))
     return 0

@@ -8,6 +8,7 @@ from batch_runner.catalog import CatalogEntry
 from batch_runner.jobs import JobSpec, shown_input
 from batch_runner.money import Estimate, dollars, fitting
 from batch_runner.sizes import size_text
+from batch_runner.words import plural
 
 STATE_ORDER = (
     "pending",
@@ -75,10 +76,13 @@ def format_cost(cost: dict[str, Any] | None) -> list[str]:
     lines = [line]
     left = cost.get("left_by_budget")
     if left:
-        lines.append(
-            f"left pending by --max-cost: {left['jobs']} jobs "
-            f"(would cost {dollars(left['estimated_usd'])}; resume with a larger --max-cost)"
+        would = left["estimated_usd"]
+        advice = (
+            f"would cost {dollars(would)}; resume with a larger --max-cost"
+            if would is not None  # a job of unknown price never fits any budget
+            else "some have no known price, which no budget admits: resume with --no-max-cost"
         )
+        lines.append(f"left pending by --max-cost: {plural(left['jobs'], 'job')} ({advice})")
     return lines
 
 
@@ -111,14 +115,13 @@ def format_estimate(est: Estimate, money: dict[str, Any]) -> str:
         price = row["base_price_usd"]
         unit = f"{dollars(price)} per {row['price_unit']}" if price is not None else "no price"
         note = f"; {row['pricing_note']}" if row.get("pricing_note") else ""
-        lines.append(
-            f"  {model}: {row['jobs']} jobs, {dollars(row['estimated_cost_usd'])} ({unit}{note})"
-        )
+        jobs = plural(row["jobs"], "job")
+        lines.append(f"  {model}: {jobs}, {dollars(row['estimated_cost_usd'])} ({unit}{note})")
     fit = money.get("max_cost")
     if fit:
         lines.append(
-            f"--max-cost {dollars(fit['usd'])}: {fit['jobs_fit']} of {est.jobs} jobs fit "
-            f"({dollars(fit['cost_usd'])})"
+            f"--max-cost {dollars(fit['usd'])}: {fit['jobs_fit']} of {plural(est.jobs, 'job')} "
+            f"fit ({dollars(fit['cost_usd'])})"
         )
     return "\n".join(lines)
 

@@ -219,7 +219,8 @@ def _money_option(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="USD",
-        help="spend at most USD: jobs that do not fit stay pending with the reason 'budget'",
+        help="spend at most USD: jobs that do not fit stay pending with the reason 'budget' "
+        "(run and resume: the run directory remembers it)",
     )
 
 
@@ -232,7 +233,19 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         dest="balance_check",
         action="store_false",
         default=None,
-        help="do not read the account balance before the first submit",
+        help="do not read the account balance before the first submit (remembered)",
+    )
+    p.add_argument(
+        "--balance-check",
+        dest="balance_check",
+        action="store_true",
+        default=None,
+        help="read the balance again after an earlier --no-balance-check",
+    )
+    p.add_argument(
+        "--no-max-cost",
+        action="store_true",
+        help="drop the budget the run directory remembers from an earlier --max-cost",
     )
     p.add_argument(
         "--account-base",

@@ -86,7 +86,10 @@ def shard_options(
         raise UsageError("give --shard K/N or --shards N, not both")
     if "shard" in options and "shards" in options:
         raise UsageError(f"{origin}: give shard or shards, not both")
-    flag_budget = getattr(args, "max_cost", None) is not None
+    dropped = bool(getattr(args, "no_max_cost", False))  # --no-max-cost: no budget at all
+    flag_budget = getattr(args, "max_cost", None) is not None or dropped
+    if "max_cost_total" in flags and dropped:
+        raise UsageError("give --no-max-cost or --max-cost-total, not both")
     if "max_cost_total" in flags and flag_budget:
         raise UsageError("give --max-cost (per shard) or --max-cost-total (all shards), not both")
     if "max_cost_total" in options and "max_cost" in options:
@@ -120,14 +123,12 @@ def _checked(given: dict[str, tuple[Any, str]]) -> ShardOptions:
         shards = value
     if "max_cost_total" in given:
         value, where = given["max_cost_total"]
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        if isinstance(value, bool) or not isinstance(value, int | float):
             raise UsageError(f"{where} must be a number of US dollars, got {value!r}")
+        if not math.isfinite(value):  # nan passes every comparison, inf is no budget
+            raise UsageError(f"{where} must be a finite number of US dollars, got {value!r}")
         if value < 0:
-            raise UsageError(f"{where} must be 0 or more")
+            raise UsageError(f"{where} must be 0 or more US dollars, got {value:g}")
         total = float(value)
     return ShardOptions(shard, shards, total, origin)
 

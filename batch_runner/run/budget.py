@@ -31,6 +31,11 @@ class Budget:
     def committed(self) -> float:
         return usd(sum(self.reserved.values()))
 
+    @property
+    def used(self) -> float:
+        """What the budget already holds: spent and committed."""
+        return usd(self.spent + self.committed)
+
     def fits(self, price: float | None) -> bool:
         if self.limit is None:
             return True

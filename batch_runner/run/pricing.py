@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 from batch_runner.api.catalog import prices_for, with_retries
 from batch_runner.errors import AccountError, ApiError
 from batch_runner.jobs import WITHOUT_REQUEST
-from batch_runner.money import Estimate, dollars, estimate, fitting, job_price
+from batch_runner.money import Estimate, dollars, estimate, fitting, job_price, usd
 from batch_runner.run.budget import Budget
-from batch_runner.store.costs import budget_start, cost_summary
+from batch_runner.store.costs import AT_API, budget_start, cost_summary
+from batch_runner.words import plural
 
 if TYPE_CHECKING:
     from batch_runner.api.client import RunComfyClient
@@ -38,7 +39,7 @@ async def prepare(
     models = store.model_counts()
     live = None if settings.offline and not settings.simulate else client  # --offline: cache only
     entries = await _entries(live, base, models, resolved, cache=not settings.simulate)
-    todo, prices, changed = Estimate(), [], []
+    todo, prices, changed, at_api = Estimate(), [], [], 0
     for job in store.iter_jobs(with_files=False):
         price = job_price(entries.get(job.model), job.inputs)
         if price != job.estimate_usd:
@@ -46,34 +47,61 @@ async def prepare(
         if job.state in WITHOUT_REQUEST:
             todo.add(job.model, price)
             prices.append(price)
+        elif job.state in AT_API:
+            at_api += 1
     if changed:
         store.set_estimates(changed)
     cost = cost_summary(store)
     tally.spent, tally.estimated = cost["spent_usd"], cost["estimated_usd"]
+    spent, reserved = budget_start(store.money_jobs())
+    budget = Budget(settings.max_cost, spent, reserved)
     if todo.jobs:
-        _say_estimate(todo, prices, settings.max_cost)
+        resumed = todo.jobs < sum(row["jobs"] for row in models.values())
+        _say_estimate(todo, prices, budget, resumed=resumed, at_api=at_api)
         if settings.balance_check:
             account = base if settings.simulate else settings.balance_base
-            await check_balance(client, account, todo, settings.max_cost)
-    spent, reserved = budget_start(store.money_jobs())
-    return Budget(settings.max_cost, spent, reserved)
+            await check_balance(client, account, todo, budget)
+    return budget
 
 
-def _say_estimate(todo: Estimate, prices: list[float | None], max_cost: float | None) -> None:
-    _say(todo.text())
+def _say_estimate(
+    todo: Estimate, prices: list[float | None], budget: Budget, *, resumed: bool, at_api: int
+) -> None:
+    """The estimate of the jobs to send and, under a budget, how many of them fit in what is
+    left of it once the money already spent (and reserved by jobs at the API) is counted."""
+    what = f"the {plural(todo.jobs, 'job')} left to send" if resumed else None
+    line = todo.text(what)
+    if at_api:
+        line += f" (besides {plural(at_api, 'job')} already at the API)"
+    _say(line)
     for line in todo.model_lines():
         _say(line)
-    if max_cost is not None:
-        n, cost = fitting(prices, max_cost)
-        _say(f"--max-cost {dollars(max_cost)}: about {n} of {todo.jobs} jobs fit ({dollars(cost)})")
+    if budget.limit is None:
+        return
+    n, cost = fitting(prices, max(0.0, usd(budget.limit - budget.used)))
+    head = f"--max-cost {dollars(budget.limit)}"
+    if budget.used:
+        spent = "spent or committed to jobs at the API" if budget.reserved else "spent"
+        head += f", {dollars(budget.used)} of it already {spent}"
+    line = f"{head}: about {n} of {plural(todo.jobs, 'job')} fit"
+    if n:
+        line += f" ({dollars(cost)})"
+    if todo.unknown:
+        line += (
+            f"; {plural(todo.unknown, 'job')} without a known price never "
+            f"{'fits' if todo.unknown == 1 else 'fit'} a budget (--no-max-cost drops it)"
+        )
+    _say(line)
 
 
 async def check_balance(
-    client: RunComfyClient, account_base: str, todo: Estimate, max_cost: float | None
+    client: RunComfyClient, account_base: str, todo: Estimate, budget: Budget
 ) -> None:
-    """Stop (exit 3) when the balance is below the smaller of the estimate and the budget;
-    a balance that cannot be read is a warning (the API refuses what it cannot cover)."""
-    need = todo.total if max_cost is None else min(todo.total, max_cost)
+    """Stop (exit 3) when the balance is below the smaller of the estimate and what is left of
+    the budget; a balance that cannot be read is a warning (the API refuses what it cannot
+    cover)."""
+    room = None if budget.limit is None else max(0.0, usd(budget.limit - budget.used))
+    need = todo.total if room is None else min(todo.total, room)
     if need <= 0:
         return
     try:
@@ -82,11 +110,14 @@ async def check_balance(
         _say(f"warning: could not read the balance at {account_base} ({exc.message}); going on")
         return
     if balance < need:
-        what = f"the estimated cost {dollars(todo.total)} of the {todo.jobs} jobs to submit"
+        jobs = plural(todo.jobs, "job")
+        what = f"the estimated cost {dollars(todo.total)} of the {jobs} to submit"
         if todo.unknown:
             what += f" (unknown for {todo.unknown} of them)"
-        if max_cost is not None:
-            what += f" and --max-cost {dollars(max_cost)}"
+        if budget.limit is not None:
+            what += f" and --max-cost {dollars(budget.limit)}"
+            if budget.used:
+                what += f" ({dollars(room)} of it left)"
         raise AccountError(
             f"balance {dollars(balance)} is below {what}; nothing was submitted. Top up, lower "
             "--max-cost, or skip this check with --no-balance-check"

@@ -37,6 +37,7 @@ from batch_runner.run.progress import Progress, Tally
 from batch_runner.run.scheduler import Scheduler, Stop, plan
 from batch_runner.settings import DEFAULT_API_BASE, REAL_DOWNLOAD_HOSTS, RunSettings
 from batch_runner.store.state import StateStore
+from batch_runner.words import plural
 
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 SIM_DEMO_LATENCY = (1.0, 3.0)
@@ -61,6 +62,9 @@ class RunInput:
     manifest: Path | None = None
     # the catalogue entries validation resolved per model (Expansion.entries): prices from them
     entries: dict[str, CatalogEntry | None] | None = None
+    # the manifest's options (cli/layers.plain): remembered, so that a later run of the same
+    # manifest gives anew only the ones that changed
+    manifest_options: dict[str, Any] | None = None
 
 
 def open_run(inp: RunInput, lock: RunLock) -> StateStore:
@@ -76,17 +80,17 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
         if inp.specs is not None:
             added, missing = store.sync_jobs(inp.specs)
             edited = store.update_meta(inp.specs)
-            meta = {"settings": inp.settings.stored(), "manifest": str(inp.manifest)}
+            meta = {"manifest": str(inp.manifest)}
             if inp.manifest is not None:  # runs seeded from jobs alone have no manifest file
                 meta["manifest_path"] = str(Path(inp.manifest).resolve())
             store.set_meta(meta)
             _copy_manifest(inp)
             if added or missing:
-                _say(
-                    f"{added} new jobs" + (f", {missing} not in manifest (kept)" if missing else "")
-                )
+                kept = f", {missing} not in manifest (kept)" if missing else ""
+                _say(f"{added} new {'job' if added == 1 else 'jobs'}{kept}")
             if edited:
-                _say(f"meta changed for {edited} jobs: metadata.jsonl updated (nothing sent)")
+                jobs = plural(edited, "job")
+                _say(f"meta changed for {jobs}: metadata.jsonl updated (nothing sent)")
         _recover(store, inp.run_dir, rebuild=edited > 0)
     except BaseException:
         store.close()
@@ -132,6 +136,7 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             f"this run would submit {new} new jobs, more than --max-jobs {settings.max_jobs}; "
             "raise --max-jobs to go ahead (nothing was submitted)"
         )
+    _remember(inp, store)
     _warn_concurrency(settings.concurrency)
     # the handlers go in before the first request: a Ctrl-C while the catalogue, the prices or
     # the balance are asked for stops the run before anything is submitted (never lost)
@@ -221,6 +226,15 @@ async def _execute(
     if round_start:
         result.summary["retried_failed"] = len(round_start)
     return result
+
+
+def _remember(inp: RunInput, store: StateStore) -> None:
+    """The options this run uses, for later runs and resumes of the directory (cli/layers.py);
+    a run refused before this point (--max-jobs) leaves what was remembered as it was."""
+    meta: dict[str, Any] = {"settings": inp.settings.stored()}
+    if inp.manifest_options is not None:
+        meta["manifest_options"] = inp.manifest_options
+    store.set_meta(meta)
 
 
 def _retry_failed(store: StateStore) -> dict[int, int]:
