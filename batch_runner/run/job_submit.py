@@ -1,0 +1,141 @@
+"""One job's submit: the intent on disk, the POST, and what a lost or refused answer means
+(the request_id is durable before anything else happens with it)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from batch_runner.api.policy import Action, Decision, classify, retry_delay
+from batch_runner.errors import ApiError
+from batch_runner.jobs import JobRecord
+from batch_runner.run.inline import InputChanged, has_files, inline_body
+from batch_runner.run.job_base import MAX_CALL_RETRIES, MAX_LOST_SUBMITS, Giveup, JobSteps, S
+from batch_runner.store.costs import BUDGET_REASON
+
+
+class SubmitSteps(JobSteps):
+    async def _submit(self, job: JobRecord, deadline: float) -> bool:
+        """Send the job until the API takes it (True) or it is to wait (False: stopping, or
+        uncertain and not to be sent again); a job that cannot be sent ends in Giveup."""
+        lost = self._lost_before(job)
+        body = await self._body(job)
+        tries = 0
+        while True:
+            uncertain = job.state in (S.UNCERTAIN, S.SUBMITTING)
+            if uncertain and not self.settings.resubmit_uncertain:
+                return False
+            if self.stop.is_set() or not await self._reserve(job):
+                return self._back_to_pending(job)
+            try:
+                # a few POSTs at once: the job waits its turn as it was (never `submitting`
+                # while it waits, so a crash then leaves nothing uncertain), and a stop that
+                # comes meanwhile is seen before it is sent
+                async with self._submits:
+                    if not await self._intent(job):
+                        return False
+                    sent = self.planner.clock()
+                    answer = await self.client.submit(job.model, body)
+            except ApiError as exc:
+                decision = classify(exc, "submit")
+                if not await self._submit_failed(job, exc, decision):
+                    return False
+                if decision.action is Action.AMBIGUOUS:
+                    lost += 1
+                    if lost >= MAX_LOST_SUBMITS:
+                        why = f"{lost} submit answers lost or unreadable ({exc.message})"
+                        self._fail(job, f"{why}; the job may exist", keep=True)
+                if await self._offline_wait(exc):
+                    continue  # an outage is not this job's fault: it does not use up its tries
+                tries += 1
+                if time.monotonic() > deadline or tries > MAX_CALL_RETRIES:
+                    self._fail(
+                        job, f"submit kept failing: {exc.message}", keep=job.state is S.UNCERTAIN
+                    )
+                await asyncio.sleep(retry_delay(exc, tries, self.rng))
+                continue
+            self.outage.answered()
+            self._tracks[job.index] = self.planner.track(sent, self.planner.clock())
+            await self._accepted(job, answer.request_id)
+            return True
+
+    async def _intent(self, job: JobRecord) -> bool:
+        """Right before the POST: the intent to submit on disk (True), or False when the job
+        is to wait (a stop came while it waited for room in the budget or a submit slot)."""
+        uncertain = job.state in (S.UNCERTAIN, S.SUBMITTING)
+        if self.stop.is_set():
+            return self._back_to_pending(job)
+        job.move(S.SUBMITTING)
+        self.store.mark_submitting(job.index, job.state, duplicate_risk=uncertain)
+        await self.store.durable()  # the intent is on disk before the POST leaves
+        return True
+
+    def _lost_before(self, job: JobRecord) -> int:
+        """Submit answers of this job lost in earlier runs: each resend after a loss was
+        counted as a duplicate, and an uncertain job lost one more. At the bound it stays."""
+        if job.state is not S.UNCERTAIN:
+            return 0
+        lost = job.duplicates + 1
+        if lost >= MAX_LOST_SUBMITS:
+            self._finished()
+            raise Giveup  # uncertain it stays: another submit could be paid a third time
+        return lost
+
+    async def _body(self, job: JobRecord) -> dict[str, Any]:
+        """What is sent: local files put inline now (in a thread: reading takes a while);
+        a file changed or gone since the job was made fails the job instead of being sent."""
+        if not has_files(job.inputs):
+            return job.inputs
+        try:
+            return await asyncio.to_thread(inline_body, job.inputs)
+        except InputChanged as exc:
+            self._fail(job, str(exc), keep=job.state is S.UNCERTAIN)
+
+    async def _submit_failed(self, job: JobRecord, exc: ApiError, decision: Decision) -> bool:
+        """Record what a failed submit means; False when the job is to wait as uncertain."""
+        match decision.action:
+            case Action.STOP:
+                raise exc
+            case Action.FAIL:
+                self._fail(job, f"submit refused: {exc.message}")
+            case Action.AMBIGUOUS:
+                self.budget.settle(job.index, None)  # it may be charged: its estimate is spent
+                reason = f"submit answer lost ({exc.message}); the job may exist"
+                self._move(job, S.UNCERTAIN, reason)
+                await self.store.durable()
+                if not self.settings.resubmit_uncertain:
+                    self._finished()
+                    return False
+            case _:  # RETRY: nothing was created
+                self._move(job, S.PENDING, f"submit retry ({decision.cause})")
+        self.store.count_retry(decision.cause)
+        return True
+
+    async def _accepted(self, job: JobRecord, request_id: str) -> None:
+        job.request_ids.append(request_id)
+        job.attempts += 1
+        job.cost_usd = None  # a new attempt, not charged yet
+        job.move(S.QUEUED)
+        self.store.record_request_id(job.index, job.state, job.attempts, request_id)
+        await self.store.durable()  # the request_id is on disk before anything else happens
+        self.tally.count_submitted()
+
+    async def _reserve(self, job: JobRecord) -> bool:
+        """Room in the --max-cost budget for this job's estimate (reserved before its POST);
+        a job that does not fit is left out with the reason "budget"."""
+        if await self.budget.wait_reserve(job.index, job.estimate_usd, self.stop.is_set):
+            return True
+        if not self.stop.is_set():
+            if job.state is S.UNCERTAIN:
+                why = "its lost submit may have created it; not sent again"
+                self._move(job, S.UNCERTAIN, f"{BUDGET_REASON}: {why} (--max-cost)")
+            else:
+                self._move(job, S.PENDING, BUDGET_REASON)
+        return False
+
+    def _back_to_pending(self, job: JobRecord) -> bool:
+        self.budget.release(job.index)
+        if job.state is S.SUBMITTING:
+            self._move(job, S.PENDING)
+        return False
