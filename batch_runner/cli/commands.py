@@ -69,6 +69,8 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
     }
     if getattr(args, "retry_failed", False):
         flags["retry_failed"] = True
+    if getattr(args, "resubmit_uncertain_now", False):  # this run only, like --retry-failed
+        flags["resubmit_uncertain_now"] = True
     simulate = getattr(args, "simulate", None)
     if simulate:
         flags["simulate"] = True
@@ -275,7 +277,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        print(format_summary(summary))
+        print(format_summary(summary, run_dir=args.run_dir))
     return 0
 
 

@@ -30,7 +30,10 @@ def format_retries(retries: dict[str, int]) -> str:
     return ", ".join(f"{cause} ×{n}" for cause, n in retries.items()) or "none"
 
 
-def format_summary(summary: dict[str, Any], *, max_failures: int = 20) -> str:
+def format_summary(
+    summary: dict[str, Any], *, max_failures: int = 20, run_dir: object = None
+) -> str:
+    """`run_dir`: named in the advice (else the summary's own, else RUN_DIR)."""
     lines = [
         f"jobs: {summary['jobs']} ({format_counts(summary['counts'])})",
         f"files: {summary['files']} ({summary.get('bytes', 0) / 1e6:.1f} MB)",
@@ -57,6 +60,15 @@ def format_summary(summary: dict[str, Any], *, max_failures: int = 20) -> str:
             )
         if len(failures) > max_failures:
             lines.append(f"  … and {len(failures) - max_failures} more (status --json lists them)")
+    uncertain = summary["counts"].get("uncertain", 0)
+    if uncertain:
+        where = run_dir or summary.get("run_dir") or "RUN_DIR"
+        lines.append(
+            f"uncertain: {uncertain} {'job' if uncertain == 1 else 'jobs'} whose submit "
+            "answer was lost may exist at the API; "
+            f"to submit each once more (it may be charged twice): "
+            f"batch-runner resume {where} --resubmit-uncertain"
+        )
     if summary.get("error"):
         lines.append(f"stopped: {summary['error']}")
     return "\n".join(lines)

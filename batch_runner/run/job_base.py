@@ -33,9 +33,6 @@ MAX_URL_REFRESHES = 3
 # an answer that arrived but could not be read is no network blip: asking again rarely helps,
 # and each submit of this kind may have created a paid job
 MAX_BAD_ANSWERS = 3  # polls in a row
-# submits of one job whose answer was lost or unreadable (HTML, 502/504, reset, timeout): each
-# may have created a paid job, so the second such loss ends it uncertain, whatever the cause
-MAX_LOST_SUBMITS = 2
 # POSTs in flight at once, apart from the jobs in flight: thousands of submits at one moment
 # only make each answer slow, and a slow answer given up on is a possible duplicate
 SUBMITS_IN_FLIGHT = 32

@@ -11,7 +11,8 @@ from batch_runner.api.policy import Action, Decision, classify, retry_delay
 from batch_runner.errors import ApiError
 from batch_runner.jobs import JobRecord
 from batch_runner.run.inline import InputChanged, has_files, inline_body
-from batch_runner.run.job_base import MAX_CALL_RETRIES, MAX_LOST_SUBMITS, Giveup, JobSteps, S
+from batch_runner.run.job_base import MAX_CALL_RETRIES, Giveup, JobSteps, S
+from batch_runner.run.uncertain import loss_bound, lost_before, lost_reason, sends
 from batch_runner.store.costs import BUDGET_REASON
 
 
@@ -19,13 +20,10 @@ class SubmitSteps(JobSteps):
     async def _submit(self, job: JobRecord, deadline: float) -> bool:
         """Send the job until the API takes it (True) or it is to wait (False: stopping, or
         uncertain and not to be sent again); a job that cannot be sent ends in Giveup."""
-        lost = self._lost_before(job)
+        lost, bound = self._lost_before(job)
         body = await self._body(job)
         tries = 0
         while True:
-            uncertain = job.state in (S.UNCERTAIN, S.SUBMITTING)
-            if uncertain and not self.settings.resubmit_uncertain:
-                return False
             if self.stop.is_set() or not await self._reserve(job):
                 return self._back_to_pending(job)
             try:
@@ -39,13 +37,11 @@ class SubmitSteps(JobSteps):
                     answer = await self.client.submit(job.model, body)
             except ApiError as exc:
                 decision = classify(exc, "submit")
-                if not await self._submit_failed(job, exc, decision):
-                    return False
+                await self._submit_failed(job, exc, decision)
                 if decision.action is Action.AMBIGUOUS:
                     lost += 1
-                    if lost >= MAX_LOST_SUBMITS:
-                        why = f"{lost} submit answers lost or unreadable ({exc.message})"
-                        self._fail(job, f"{why}; the job may exist", keep=True)
+                    if lost >= bound:  # uncertain it stays (run/uncertain.py)
+                        self._fail(job, lost_reason(lost, exc.message), keep=True)
                 if await self._offline_wait(exc):
                     continue  # an outage is not this job's fault: it does not use up its tries
                 tries += 1
@@ -71,16 +67,15 @@ class SubmitSteps(JobSteps):
         await self.store.durable()  # the intent is on disk before the POST leaves
         return True
 
-    def _lost_before(self, job: JobRecord) -> int:
-        """Submit answers of this job lost in earlier runs: each resend after a loss was
-        counted as a duplicate, and an uncertain job lost one more. At the bound it stays."""
-        if job.state is not S.UNCERTAIN:
-            return 0
-        lost = job.duplicates + 1
-        if lost >= MAX_LOST_SUBMITS:
+    def _lost_before(self, job: JobRecord) -> tuple[int, int]:
+        """Submit answers of this job lost in earlier runs, and how many lost answers in all
+        leave it uncertain in this run (run/uncertain.py); a job not to be sent stays as it is
+        (the plan leaves such jobs out: this is the last guard)."""
+        if not sends(self.settings, job.state, job.duplicates):
             self._finished()
-            raise Giveup  # uncertain it stays: another submit could be paid a third time
-        return lost
+            raise Giveup  # uncertain it stays: another submit could be paid once more
+        lost = lost_before(job.state, job.duplicates)
+        return lost, loss_bound(self.settings, job.state, job.duplicates)
 
     async def _body(self, job: JobRecord) -> dict[str, Any]:
         """What is sent: local files put inline now (in a thread: reading takes a while);
@@ -92,8 +87,8 @@ class SubmitSteps(JobSteps):
         except InputChanged as exc:
             self._fail(job, str(exc), keep=job.state is S.UNCERTAIN)
 
-    async def _submit_failed(self, job: JobRecord, exc: ApiError, decision: Decision) -> bool:
-        """Record what a failed submit means; False when the job is to wait as uncertain."""
+    async def _submit_failed(self, job: JobRecord, exc: ApiError, decision: Decision) -> None:
+        """Record what a failed submit means (whether it is sent again is the caller's)."""
         match decision.action:
             case Action.STOP:
                 raise exc
@@ -104,13 +99,9 @@ class SubmitSteps(JobSteps):
                 reason = f"submit answer lost ({exc.message}); the job may exist"
                 self._move(job, S.UNCERTAIN, reason)
                 await self.store.durable()
-                if not self.settings.resubmit_uncertain:
-                    self._finished()
-                    return False
             case _:  # RETRY: nothing was created
                 self._move(job, S.PENDING, f"submit retry ({decision.cause})")
         self.store.count_retry(decision.cause)
-        return True
 
     async def _accepted(self, job: JobRecord, request_id: str) -> None:
         job.request_ids.append(request_id)

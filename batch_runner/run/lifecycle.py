@@ -2,7 +2,8 @@
 
 Each step lives in its own module, as a mixin of JobRunner: `job_submit.py` (the intent on
 disk, the POST, lost answers), `job_poll.py` (polls as planned, what the API said),
-`job_download.py` (files, `done`, metadata); `job_base.py` holds what they share."""
+`job_download.py` (files, `done`, metadata); `job_base.py` holds what they share, and
+`uncertain.py` which jobs whose submit answer was lost are sent again."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from batch_runner.jobs import JobRecord
 from batch_runner.outputs.metadata import MetadataLog
 from batch_runner.run.budget import Budget
 from batch_runner.run.job_base import (
-    MAX_LOST_SUBMITS,
     SUBMITS_IN_FLIGHT,
     ApiClient,
     Fetch,
@@ -33,8 +33,6 @@ from batch_runner.run.progress import Tally
 from batch_runner.run.scheduler import Slot, Stop
 from batch_runner.settings import RunSettings
 from batch_runner.store.state import StateStore
-
-__all__ = ["MAX_LOST_SUBMITS", "SUBMITS_IN_FLIGHT", "JobRunner"]
 
 
 @dataclass

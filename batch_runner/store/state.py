@@ -293,10 +293,12 @@ class StateStore(Money):
         """`model_id`, or NULL in a file from before version 4 (opened read-only)."""
         return "model_id" if self.version >= MODEL_ID_VERSION else "NULL"
 
-    def todo_rows(self) -> Iterator[tuple[int, str]]:
-        """(idx, state) of every job not failed or cancelled, in index order."""
+    def todo_rows(self) -> Iterator[tuple[int, str, int]]:
+        """(idx, state, possible duplicates) of every job not failed or cancelled, by index."""
         yield from self._conn.execute(
-            "SELECT idx, state FROM jobs WHERE state NOT IN (?, ?) ORDER BY idx", _FINISHED
+            "SELECT idx, state, possible_duplicates FROM jobs WHERE state NOT IN (?, ?) "
+            "ORDER BY idx",
+            _FINISHED,
         )
 
     def done_files(self) -> Iterator[tuple[int, str, int]]:
