@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from batch_runner.cli.console import print_json, run_async, say
 from batch_runner.cli.formatting import (
+    format_cancelled,
     format_estimate,
     format_preview,
     format_summary,
@@ -389,16 +390,5 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        _print_cancelled(result)
+        print(format_cancelled(result))
     return 0
-
-
-def _print_cancelled(result: dict[str, Any]) -> None:
-    print(
-        f"cancelled: {len(result['cancelled'])}, not cancellable: "
-        f"{len(result['not_cancellable'])}, errors: {len(result['errors'])}"
-    )
-    for rid in result["not_cancellable"]:
-        print(f"  not cancellable (already running or finished): {rid}")
-    for err in result["errors"]:
-        print(f"  error: {err}")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from batch_runner.api.policy import unreachable
 from batch_runner.errors import ApiError, UnreachableError
-from batch_runner.jobs import JobRecord, JobState
+from batch_runner.jobs import NOT_POLLED, JobRecord, JobState
 
 if TYPE_CHECKING:
     from batch_runner.outputs.metadata import MetadataLog
@@ -100,8 +100,9 @@ class JobSteps:
 
     def _note(self, job: JobRecord, state: JobState) -> None:
         """A state the API reported (queued, running) or one a resumed run finds again
-        (downloading): journaled lazily, with the next commit."""
-        if job.state is not state:
+        (downloading): journaled lazily, with the next commit. The first poll of a job also
+        clears its "not polled yet" reason: now it is known to be queued."""
+        if job.state is not state or job.reason == NOT_POLLED:
             job.move(state)
             self.store.set_state(job.index, job.state, job.reason, lazy=True)
 

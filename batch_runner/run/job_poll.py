@@ -142,4 +142,9 @@ class PollSteps(JobSteps):
             self.store.count_retry("generation_failed")
             self._move(job, S.PENDING, f"attempt {job.attempts} failed: {error}")
             raise Retry
-        self._fail(job, f"generation failed: {error}")
+        self._fail(job, _said_once("generation failed", error))
+
+
+def _said_once(what: str, error: str) -> str:
+    """`what: error`, unless the API's error already says it ("generation failed (...)")."""
+    return error if error.lower().startswith(what) else f"{what}: {error}"

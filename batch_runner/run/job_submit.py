@@ -7,13 +7,15 @@ import asyncio
 import time
 from typing import Any
 
-from batch_runner.api.policy import Action, Decision, classify, retry_delay
+from batch_runner.api.policy import Action, Decision, classify, retry_delay, unreachable
 from batch_runner.errors import ApiError
-from batch_runner.jobs import JobRecord
+from batch_runner.jobs import NOT_POLLED, JobRecord
 from batch_runner.run.inline import InputChanged, has_files, inline_body
 from batch_runner.run.job_base import MAX_CALL_RETRIES, Giveup, JobSteps, S
 from batch_runner.run.uncertain import loss_bound, lost_before, lost_reason, sends
 from batch_runner.store.costs import BUDGET_REASON
+
+UNREACHABLE = "unreachable"  # the retry cause of a submit that found no connection
 
 
 class SubmitSteps(JobSteps):
@@ -34,7 +36,11 @@ class SubmitSteps(JobSteps):
                     if not await self._intent(job):
                         return False
                     sent = self.planner.clock()
-                    answer = await self.client.submit(job.model, body)
+                    self.tally.count_sending(1)
+                    try:
+                        answer = await self.client.submit(job.model, body)
+                    finally:
+                        self.tally.count_sending(-1)
             except ApiError as exc:
                 decision = classify(exc, "submit")
                 await self._submit_failed(job, exc, decision)
@@ -101,14 +107,16 @@ class SubmitSteps(JobSteps):
                 await self.store.durable()
             case _:  # RETRY: nothing was created
                 self._move(job, S.PENDING, f"submit retry ({decision.cause})")
-        self.store.count_retry(decision.cause)
+        # no connection at all (refused, DNS, TLS): the API is unreachable, nothing "dropped"
+        cause = UNREACHABLE if unreachable(exc) and not exc.sent else decision.cause
+        self.store.count_retry(cause)
 
     async def _accepted(self, job: JobRecord, request_id: str) -> None:
         job.request_ids.append(request_id)
         job.attempts += 1
         job.cost_usd = None  # a new attempt, not charged yet
-        job.move(S.QUEUED)
-        self.store.record_request_id(job.index, job.state, job.attempts, request_id)
+        job.move(S.QUEUED, NOT_POLLED)  # queued or running: the first poll will say
+        self.store.record_request_id(job.index, job.state, job.attempts, request_id, job.reason)
         await self.store.durable()  # the request_id is on disk before anything else happens
         self.tally.count_submitted()
 
