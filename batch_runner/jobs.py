@@ -46,6 +46,9 @@ TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 
 # no request the API knows the job by: its next step is a submit
 WITHOUT_REQUEST = frozenset({S.PENDING, S.SUBMITTING, S.UNCERTAIN})
+# the reason of a `queued` job that no poll has seen yet: the API took it, and whether it waits
+# in its queue or already runs is not known (status shows it apart from jobs seen in_queue)
+NOT_POLLED = "submitted; not polled yet"
 
 
 class TransitionError(RuntimeError):

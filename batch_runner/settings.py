@@ -42,6 +42,8 @@ class RunSettings:
     balance_check: bool = True
     account_base: str | None = None  # None: see `balance_base`
     retry_failed: bool = False  # this run only: failed jobs get a new round (never stored)
+    # this run only (--resubmit-uncertain): every uncertain job is sent once more (never stored)
+    resubmit_uncertain_now: bool = False
     tqdm_auto: bool = False  # the Python API's progress=True: tqdm.auto bars (notebook widgets)
 
     # options a manifest may set (never api_base: a copied manifest must not redirect the token)
@@ -159,6 +161,7 @@ _BOOLS = (
     "offline",
     "balance_check",
     "retry_failed",
+    "resubmit_uncertain_now",
     "tqdm_auto",
 )
 

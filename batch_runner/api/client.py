@@ -229,7 +229,9 @@ def _translated(exc: OSError | aiohttp.ClientError) -> TransportError:
     dropped, timeout = ErrorKind.DROPPED, ErrorKind.TIMEOUT
     match exc:
         case aiohttp.ClientConnectorError():
-            reason = exc.os_error or exc
+            # a closed port reads "[Errno 111] Connect call failed (...)": say it in words
+            refused = isinstance(exc.os_error, ConnectionRefusedError)
+            reason = "connection refused" if refused else (exc.os_error or exc)
             message, sent, kind = f"cannot connect to the API: {reason}", False, dropped
         case ConnectionRefusedError():
             message, sent, kind = "cannot connect to the API: connection refused", False, dropped

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from batch_runner.cli.console import print_json, run_async, say
 from batch_runner.cli.formatting import (
+    format_cancelled,
     format_estimate,
     format_preview,
     format_summary,
@@ -76,6 +77,8 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
         flags["max_cost"] = None
     if getattr(args, "retry_failed", False):
         flags["retry_failed"] = True
+    if getattr(args, "resubmit_uncertain_now", False):  # this run only, like --retry-failed
+        flags["resubmit_uncertain_now"] = True
     simulate = getattr(args, "simulate", None)
     if simulate:
         flags["simulate"] = True
@@ -300,7 +303,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        print(format_summary(summary))
+        print(format_summary(summary, run_dir=args.run_dir))
     return 0
 
 
@@ -459,16 +462,5 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result)
     else:
-        _print_cancelled(result)
+        print(format_cancelled(result))
     return 0
-
-
-def _print_cancelled(result: dict[str, Any]) -> None:
-    print(
-        f"cancelled: {len(result['cancelled'])}, not cancellable: "
-        f"{len(result['not_cancellable'])}, errors: {len(result['errors'])}"
-    )
-    for rid in result["not_cancellable"]:
-        print(f"  not cancellable (already running or finished): {rid}")
-    for err in result["errors"]:
-        print(f"  error: {err}")

@@ -23,18 +23,43 @@ STATE_ORDER = (
 )
 
 
-def format_counts(counts: dict[str, int]) -> str:
-    parts = [f"{s} {counts[s]}" for s in STATE_ORDER if counts.get(s)]
+def format_counts(counts: dict[str, int], not_polled: int = 0) -> str:
+    """`not_polled`: of the queued jobs, those no poll has seen yet (the API took them; whether
+    they wait or already run is not known), shown apart rather than called queued."""
+    counts = dict(counts)
+    if not_polled:
+        counts["queued"] = counts.get("queued", 0) - not_polled
+    parts = []
+    for s in STATE_ORDER:
+        if s == "queued" and not_polled:
+            parts.append(f"submitted (not polled yet) {not_polled}")
+        if counts.get(s):
+            parts.append(f"{s} {counts[s]}")
     return ", ".join(parts) if parts else "no jobs"
 
 
+# retry causes (ErrorKind values and a few of the run's own) in words; others as they are
+_CAUSES = {
+    "unreachable": "API unreachable (no connection)",
+    "dropped": "connection dropped",
+    "timeout": "timed out",
+    "429": "throttled (429)",
+    "bad_answer": "unreadable answer",
+    "generation_failed": "generation failed",
+}
+
+
 def format_retries(retries: dict[str, int]) -> str:
-    return ", ".join(f"{cause} ×{n}" for cause, n in retries.items()) or "none"
+    return ", ".join(f"{_CAUSES.get(c, c)} ×{n}" for c, n in retries.items()) or "none"
 
 
-def format_summary(summary: dict[str, Any], *, max_failures: int = 20) -> str:
+def format_summary(
+    summary: dict[str, Any], *, max_failures: int = 20, run_dir: object = None
+) -> str:
+    """`run_dir`: named in the advice (else the summary's own, else RUN_DIR)."""
     lines = [
-        f"jobs: {summary['jobs']} ({format_counts(summary['counts'])})",
+        f"jobs: {summary['jobs']} "
+        f"({format_counts(summary['counts'], summary.get('not_polled', 0))})",
         f"files: {summary['files']} ({size_text(summary.get('bytes', 0))})",
     ]
     if "wall_seconds" in summary:
@@ -59,9 +84,38 @@ def format_summary(summary: dict[str, Any], *, max_failures: int = 20) -> str:
             )
         if len(failures) > max_failures:
             lines.append(f"  … and {len(failures) - max_failures} more (status --json lists them)")
+    uncertain = summary["counts"].get("uncertain", 0)
+    if uncertain:
+        where = run_dir or summary.get("run_dir") or "RUN_DIR"
+        lines.append(
+            f"uncertain: {uncertain} {'job' if uncertain == 1 else 'jobs'} whose submit "
+            "answer was lost may exist at the API; "
+            f"to submit each once more (it may be charged twice): "
+            f"batch-runner resume {where} --resubmit-uncertain"
+        )
     if summary.get("error"):
         lines.append(f"stopped: {summary['error']}")
     return "\n".join(lines)
+
+
+def format_cancelled(result: dict[str, Any], shown: int = 3) -> str:
+    """`cancel`'s counts first, then a few of the ids (--json lists them all)."""
+    stuck, errors = result["not_cancellable"], result["errors"]
+    lines = [
+        f"cancelled: {len(result['cancelled'])}, not cancellable: {len(stuck)}"
+        + (" (already running or finished)" if stuck else "")
+        + f", errors: {len(errors)}"
+    ]
+    if stuck:
+        lines.append(f"  not cancellable: {_few(stuck, shown)}")
+    if errors:
+        lines.append(f"  errors: {_few(errors, shown, sep='; ')}")
+    return "\n".join(lines)
+
+
+def _few(items: list[str], shown: int, sep: str = ", ") -> str:
+    more = len(items) - shown
+    return sep.join(items[:shown]) + (f" … and {more} more (--json lists all)" if more > 0 else "")
 
 
 def format_cost(cost: dict[str, Any] | None) -> list[str]:

@@ -267,16 +267,18 @@ def _run_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--resubmit-uncertain",
-        dest="resubmit_uncertain",
+        dest="resubmit_uncertain_now",
         action="store_true",
-        default=None,
-        help="resubmit jobs whose submit answer was lost (default)",
+        help="this run: submit every 'uncertain' job once more, even after 2 lost answers "
+        "(each counted as a possible duplicate)",
     )
     p.add_argument(
         "--no-resubmit-uncertain",
         dest="resubmit_uncertain",
         action="store_false",
-        help="leave such jobs 'uncertain' instead (never risk paying twice)",
+        default=None,
+        help="never resubmit a job whose submit answer was lost on its own: leave it "
+        "'uncertain' (never risk paying twice; by default it is resubmitted once)",
     )
     p.add_argument("--name-template", help="output file names, e.g. '{style}/{subject}-{k}.{ext}'")
     p.add_argument(

@@ -12,6 +12,7 @@ from batch_runner.errors import AccountError, ApiError
 from batch_runner.jobs import WITHOUT_REQUEST
 from batch_runner.money import Estimate, dollars, estimate, fitting, job_price, usd
 from batch_runner.run.budget import Budget
+from batch_runner.run.uncertain import sends
 from batch_runner.store.costs import AT_API, budget_start, cost_summary
 from batch_runner.words import plural
 
@@ -44,7 +45,7 @@ async def prepare(
         price = job_price(entries.get(job.model), job.inputs)
         if price != job.estimate_usd:
             changed.append((job.index, price))
-        if job.state in WITHOUT_REQUEST:
+        if job.state in WITHOUT_REQUEST and sends(settings, job.state, job.duplicates):
             todo.add(job.model, price)
             prices.append(price)
         elif job.state in AT_API:

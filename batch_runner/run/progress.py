@@ -24,6 +24,7 @@ class Tally:
     tells the listeners ("submitted", "finished" or "file")."""
 
     submitted: int = 0
+    sending: int = 0  # POSTs on their way, not answered yet (not yet submitted, as far as known)
     finished: int = 0
     files: int = 0
     bytes: int = 0
@@ -34,6 +35,11 @@ class Tally:
     def count_submitted(self) -> None:
         self.submitted += 1
         self._tell("submitted")
+
+    def count_sending(self, change: int) -> None:
+        """A submit left (+1) or its answer came, whatever it was (-1)."""
+        self.sending += change
+        self._tell("sending")
 
     def count_finished(self) -> None:
         self.finished += 1
@@ -84,6 +90,9 @@ class Progress:
             tally.listeners.append(self._on_event)
 
     def _on_event(self, event: str) -> None:
+        if event == "sending" and self.bars:
+            self._sending(self.bars["submitted"])
+            return
         bar = self.bars.get(event)
         if bar is not None:
             bar.update(1)
@@ -92,6 +101,15 @@ class Progress:
         elif self._log and time.monotonic() - self._last_log >= LOG_EVERY:
             self._last_log = time.monotonic()
             print(self.line(), file=sys.stderr, flush=True)
+
+    def _sending(self, bar: tqdm) -> None:
+        """The submits on their way beside the submitted count ("0/16, 16 sending" while the
+        first answers are awaited, not a bare 0/16); redrawn at once only until the first
+        submit is answered (after that the next count redraws it: no redraw per POST)."""
+        sending = self.tally.sending
+        bar.set_postfix_str(f"{sending} sending" if sending else "", refresh=False)
+        if not self.tally.submitted:
+            bar.refresh()
 
     def say(self, text: str) -> None:
         """A message for the person at the terminal, printed above the bars, not through them."""
@@ -102,8 +120,9 @@ class Progress:
 
     def line(self) -> str:
         t = self.tally
+        sending = f" ({t.sending} sending)" if t.sending else ""
         return (
-            f"progress: {t.submitted} submitted, {t.finished}/{self.total} finished, "
+            f"progress: {t.submitted} submitted{sending}, {t.finished}/{self.total} finished, "
             f"{t.files} files ({size_text(t.bytes)}), {self.money()}"
         )
 

@@ -35,6 +35,7 @@ from batch_runner.run.polling import PollPlanner
 from batch_runner.run.pricing import prepare
 from batch_runner.run.progress import Progress, Tally
 from batch_runner.run.scheduler import Scheduler, Stop, plan
+from batch_runner.run.uncertain import sends
 from batch_runner.settings import DEFAULT_API_BASE, REAL_DOWNLOAD_HOSTS, RunSettings
 from batch_runner.store.state import StateStore
 from batch_runner.words import plural
@@ -129,7 +130,7 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
     settings, started = inp.settings, time.monotonic()
     tally, stop = Tally(), Stop()
     round_start = _retry_failed(store) if settings.retry_failed else {}
-    todo = plan(store, inp.run_dir, resubmit_uncertain=settings.resubmit_uncertain)
+    todo = plan(store, inp.run_dir, sends=partial(sends, settings))
     new = store.count_new()
     if new > settings.max_jobs:
         raise UsageError(

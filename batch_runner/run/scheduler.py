@@ -85,19 +85,21 @@ class Stop:
         return self.signals > 0 and self.fatal is None
 
 
+Sends = Callable[[JobState, int], bool]  # (state, possible duplicates) -> submitted this run
 RunOne = Callable[[JobRecord, Slot], Awaitable[None]]  # carry one job as far as it goes
 Load = Callable[[list[int]], list[JobRecord]]  # the records at these (ascending) indexes
 
 
-def plan(store: StateStore, run_dir: Path, *, resubmit_uncertain: bool) -> list[Todo]:
-    """The jobs that need work, in the order to take them: paid-for ones before new ones."""
+def plan(store: StateStore, run_dir: Path, *, sends: Sends) -> list[Todo]:
+    """The jobs that need work, in the order to take them: paid-for ones before new ones.
+    `sends`: whether this run submits a job waiting in this state (run/uncertain.py)."""
     complete = _complete_jobs(store, run_dir)
     todo = []
-    for idx, state in store.todo_rows():
+    for idx, state, duplicates in store.todo_rows():
         state = JobState(state)
         if state is S.DONE and idx in complete:
             continue
-        if state is S.UNCERTAIN and not resubmit_uncertain:
+        if state in WITHOUT_REQUEST and not sends(state, duplicates):
             continue
         todo.append(Todo(idx, state))
     todo.sort(key=lambda j: (_ORDER.get(j.state, 5), j.index))

@@ -20,6 +20,7 @@ from typing import Any
 from batch_runner import jsonenc
 from batch_runner.errors import StateError
 from batch_runner.jobs import (
+    NOT_POLLED,
     FileRecord,
     JobRecord,
     JobSpec,
@@ -293,10 +294,12 @@ class StateStore(Money):
         """`model_id`, or NULL in a file from before version 4 (opened read-only)."""
         return "model_id" if self.version >= MODEL_ID_VERSION else "NULL"
 
-    def todo_rows(self) -> Iterator[tuple[int, str]]:
-        """(idx, state) of every job not failed or cancelled, in index order."""
+    def todo_rows(self) -> Iterator[tuple[int, str, int]]:
+        """(idx, state, possible duplicates) of every job not failed or cancelled, by index."""
         yield from self._conn.execute(
-            "SELECT idx, state FROM jobs WHERE state NOT IN (?, ?) ORDER BY idx", _FINISHED
+            "SELECT idx, state, possible_duplicates FROM jobs WHERE state NOT IN (?, ?) "
+            "ORDER BY idx",
+            _FINISHED,
         )
 
     def done_files(self) -> Iterator[tuple[int, str, int]]:
@@ -333,7 +336,14 @@ class StateStore(Money):
 
     def summary(self) -> dict[str, Any]:
         """The object `status --json` prints (CONTRACT §2)."""
-        counts = self.counts()
+        # the counts and the queued jobs not polled yet in one statement: one snapshot, also
+        # while a run commits
+        counts, not_polled = {}, 0
+        for state, n, unseen in self._conn.execute(
+            "SELECT state, count(*), sum(reason IS ?) FROM jobs GROUP BY state", (NOT_POLLED,)
+        ):
+            counts[state] = n
+            not_polled += unseen if state == S.QUEUED.value else 0
         files, size = self.file_totals()
         dups = self._conn.execute(
             "SELECT coalesce(sum(possible_duplicates), 0) FROM jobs"
@@ -363,6 +373,7 @@ class StateStore(Money):
             "bytes": size,
             "possible_duplicates": dups,
             "not_in_manifest": not_in,
+            "not_polled": not_polled,  # of the queued: submitted, not seen by a poll yet
             "retries": self.retry_counts(),
             "failures": failures,
         }
@@ -414,13 +425,15 @@ class StateStore(Money):
             (state.value, 1 if duplicate_risk else 0, time.time(), idx),
         )
 
-    def record_request_id(self, idx: int, state: JobState, attempt: int, request_id: str) -> None:
+    def record_request_id(
+        self, idx: int, state: JobState, attempt: int, request_id: str, reason: str | None = None
+    ) -> None:
         """Attempt number `attempt` was accepted as `request_id` (the one record of it)."""
         now = time.time()
         self._write(
-            "UPDATE jobs SET state = ?, reason = NULL, attempts = ?, outputs = NULL, "
+            "UPDATE jobs SET state = ?, reason = ?, attempts = ?, outputs = NULL, "
             "updated_at = ? WHERE idx = ?",
-            (state.value, attempt, now, idx),
+            (state.value, reason, attempt, now, idx),
         )
         self._write(
             "INSERT OR REPLACE INTO attempts(job_idx, n, request_id, submitted_at) "
