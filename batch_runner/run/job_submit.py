@@ -10,7 +10,7 @@ from typing import Any
 from batch_runner.api.policy import Action, Decision, classify, retry_delay, unreachable
 from batch_runner.errors import ApiError
 from batch_runner.jobs import NOT_POLLED, JobRecord
-from batch_runner.run.inline import InputChanged, has_files, inline_body
+from batch_runner.run.inline import InputChanged, has_files, read_inline_body
 from batch_runner.run.job_base import MAX_CALL_RETRIES, Giveup, JobSteps, S
 from batch_runner.run.uncertain import loss_bound, lost_before, lost_reason, sends
 from batch_runner.store.costs import BUDGET_REASON
@@ -89,7 +89,7 @@ class SubmitSteps(JobSteps):
         if not has_files(job.inputs):
             return job.inputs
         try:
-            return await asyncio.to_thread(inline_body, job.inputs)
+            return await read_inline_body(job.inputs)
         except InputChanged as exc:
             self._fail(job, str(exc), keep=job.state is S.UNCERTAIN)
 
