@@ -84,7 +84,7 @@ class SubmitSteps(JobSteps):
         return lost, loss_bound(self.settings, job.state, job.duplicates)
 
     async def _body(self, job: JobRecord) -> dict[str, Any]:
-        """What is sent: local files put inline now (in a thread: reading takes a while);
+        """What is sent: local files put inline now (read through aiofiles, off the loop);
         a file changed or gone since the job was made fails the job instead of being sent."""
         if not has_files(job.inputs):
             return job.inputs
