@@ -121,6 +121,7 @@ def _load(
         model=args.model,
         schemas=resolution.schemas(),
         media=Limits.of(settings.max_inline_mb, settings.allow_input_host),
+        entries=resolution.catalogue,
     )
     for warning in expansion.warnings:
         say(f"warning: {warning}")
@@ -324,12 +325,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
         debug=args.debug,
     )
     money = validate_money(est, prices, entries, settings.max_cost)
+    stages = None
+    if expansion.stages:  # a pipeline: every stage estimated, later ones at their most
+        from batch_runner.cli.stages import stage_lines, total_cost, validate_stages
+
+        stages = validate_stages(expansion, settings.api_base, token, debug=args.debug)
+        money |= {"stages": stages, "estimated_cost_usd": total_cost(stages)}
     if args.json:
         print_json(
             {
                 "jobs": len(expansion.jobs),
                 "models": models,
-                "estimated_cost_usd": est.known_total,
+                "estimated_cost_usd": money.pop("estimated_cost_usd", est.known_total),
                 "sweeps": [{"source": str(loc), "jobs": n} for loc, n in expansion.sweep_counts],
                 "warnings": expansion.warnings,
             }
@@ -343,6 +350,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  sweep at {loc}: {n} jobs")
     print(format_preview(expansion.jobs))
     print(format_estimate(est, money))
+    if stages:
+        print("\n".join(["pipeline stages:", *stage_lines(stages)]))
     return 0
 
 

@@ -4,10 +4,11 @@ validate them against their model's schema, check their output names; every prob
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from batch_runner.catalog import CatalogEntry
 from batch_runner.errors import ManifestError, Problem
 from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.expand import Expansion, collect_expansion, manifest_models
@@ -40,13 +41,15 @@ def load_jobs(
     model: str | None = None,
     schemas: Schemas | None = None,
     media: Limits | None = None,
+    entries: Mapping[str, CatalogEntry | None] | None = None,
 ) -> Expansion:
     """Read, expand and validate a manifest (and check output names when a template is given).
 
     `parsed` is what `read_manifest(path)` gave, when the caller has read it already; `model`
     replaces the manifest's model for jobs that name none (`--model`); `schemas` maps models
     to the schemas resolved for this run (others: the bundled catalogue's); `media`: the
-    limits for media inputs (--max-inline-mb, --allow-input-host).
+    limits for media inputs (--max-inline-mb, --allow-input-host); `entries`: the catalogue
+    entries resolved per model (a pipeline's `{from:}` kinds are checked with them).
     Raises ManifestError with every problem found, UsageError for a bad name template.
     """
     if name_template is not None:
@@ -57,6 +60,10 @@ def load_jobs(
         raise ManifestError(problems)
     if model:
         manifest = dataclasses.replace(manifest, model=model)
+    if manifest.stages:  # a pipeline: each stage loaded as a manifest of its own
+        if problems:
+            raise ManifestError(problems)
+        return _load_stages(manifest, overrides, max_jobs, name_template, schemas, media, entries)
     bases = _Bases(manifest, overrides or {}, schemas)
     if manifest.format == "csv":
         manifest, found = typed_csv(manifest, bases.checker)
@@ -89,6 +96,35 @@ def load_jobs(
         raise ManifestError(_sorted(problems))
     warnings = expansion.warnings + bases.warnings + warnings
     return dataclasses.replace(expansion, warnings=warnings)
+
+
+def _load_stages(
+    manifest: Manifest,
+    overrides: dict[str, Any] | None,
+    max_jobs: int,
+    name_template: str | None,
+    schemas: Schemas | None,
+    media: Limits | None,
+    entries: Mapping[str, CatalogEntry | None] | None,
+) -> Expansion:
+    from batch_runner.catalog import bundled
+    from batch_runner.manifest.stages import load_stages
+
+    def load_one(stage: Manifest) -> Expansion:
+        parsed = (stage, [])
+        return load_jobs(
+            stage.path, overrides, max_jobs, name_template, parsed, schemas=schemas, media=media
+        )
+
+    def kind_of(model: str) -> str | None:
+        entry = (entries or {}).get(model) or bundled().get(model)
+        return entry.kind if entry is not None else None
+
+    def schema_of(model: str) -> dict[str, Any] | None:
+        checker = checker_for(model, schemas)
+        return checker.schema if checker.known else None
+
+    return load_stages(manifest, load_one, schema_of, kind_of)
 
 
 class _Bases:
