@@ -187,7 +187,9 @@ def prepare_run(args: argparse.Namespace, parsed: Parsed | None = None) -> RunIn
     token = _token(args, settings)
     say(f"{len(expansion.jobs)} jobs in {args.manifest}; run directory {run_dir}")
     manifest = args.manifest if parsed is None else None  # a list of jobs has no file to copy
-    return RunInput(run_dir, settings, token, specs, manifest, expansion.entries)
+    inp = RunInput(run_dir, settings, token, specs, manifest, expansion.entries)
+    inp.stages = expansion.stages  # a pipeline's stage plans (None: a single stage)
+    return inp
 
 
 def _check_same_stem(run_dir: Path, manifest: Path) -> None:

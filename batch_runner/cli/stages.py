@@ -35,9 +35,11 @@ def total_cost(stages: dict[str, dict[str, Any]]) -> float | None:
 def stage_lines(stages: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     for name, row in stages.items():
-        cost = dollars(row["estimated_cost_usd"])
+        known = row["estimated_cost_usd"] is not None
+        cost = dollars(row["estimated_cost_usd"]) if known else "price unknown"
         if row["jobs"] is None:
-            lines.append(f"  stage {name}: up to {row['max_jobs']} jobs, up to {cost}")
+            cost = f"up to {cost}" if known else cost
+            lines.append(f"  stage {name}: up to {row['max_jobs']} jobs, {cost}")
         else:
             lines.append(f"  stage {name}: {row['jobs']} jobs, {cost}")
     return lines

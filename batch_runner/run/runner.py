@@ -29,6 +29,7 @@ from batch_runner.outputs.download import download
 from batch_runner.outputs.hosts import HostPolicy
 from batch_runner.outputs.metadata import OUTPUT_DIRS, count_metadata_lines, rebuild_metadata
 from batch_runner.run.budget import Budget
+from batch_runner.run.children import Children, record_stages
 from batch_runner.run.lifecycle import JobRunner
 from batch_runner.run.lock import CANCEL_SIGNAL, RunLock
 from batch_runner.run.polling import PollPlanner
@@ -61,6 +62,7 @@ class RunInput:
     manifest: Path | None = None
     # the catalogue entries validation resolved per model (Expansion.entries): prices from them
     entries: dict[str, CatalogEntry | None] | None = None
+    stages: list[Any] | None = None  # a pipeline's stage plans (manifest/stages.py)
 
 
 def open_run(inp: RunInput, lock: RunLock) -> StateStore:
@@ -81,6 +83,8 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
                 meta["manifest_path"] = str(Path(inp.manifest).resolve())
             store.set_meta(meta)
             _copy_manifest(inp)
+            if inp.stages:  # a pipeline: stages kept for resume, children of done parents made
+                record_stages(store, inp.stages)
             if added or missing:
                 _say(
                     f"{added} new jobs" + (f", {missing} not in manifest (kept)" if missing else "")
@@ -111,7 +115,8 @@ def _recover(store: StateStore, run_dir: Path, *, rebuild: bool = False) -> None
     store.move_all(
         JobState.SUBMITTING, JobState.UNCERTAIN, "the run stopped during submit; the job may exist"
     )
-    for folder in OUTPUT_DIRS:
+    stages = [p["name"] for p in store.stage_plans()] if store._has_lineage() else []
+    for folder in (f"{stage}/{f}" if stage else f for stage in ["", *stages] for f in OUTPUT_DIRS):
         if (run_dir / folder).is_dir():
             for part in (run_dir / folder).rglob("*.part"):
                 with contextlib.suppress(OSError):
@@ -186,6 +191,9 @@ async def _execute(
                 raise  # not ours
             asyncio.current_task().uncancel()  # nothing new is sent; jobs at the API finish
             budget = Budget(None)
+        children = Children.of(store)
+        if children is not None:
+            await children.price(client, base, settings, inp.entries)
         runner = JobRunner(
             store,
             client,
@@ -198,6 +206,7 @@ async def _execute(
             random.Random(),
             budget,
             round_start=round_start,
+            children=children,
         )
         progress = Progress(
             tally,
@@ -208,6 +217,8 @@ async def _execute(
         )
         try:
             scheduler = Scheduler(runner.run, store.jobs_at, stop.is_set, settings.concurrency)
+            if children is not None:  # children join the pool as their parents finish
+                scheduler.streaming, children.enqueue = True, scheduler.add
             hooks.waiting, hooks.say = (lambda: scheduler.waiting), progress.say
             hooks.started = True
             cut_short = stop.signals >= 2 or await _run_workers(scheduler, todo)
