@@ -43,12 +43,14 @@ class Problem:
     field: str | None
     message: str
     model: str | None = None  # the model whose schema the problem is about
+    stage: str | None = None  # the pipeline stage it is in (manifest/stages.py)
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        stage = f" stage {self.stage}:" if self.stage else ""
         model = f" model {self.model}:" if self.model else ""
         field = f" {self.field}:" if self.field else ""
-        return f"{where}:{model}{field} {self.message}"
+        return f"{where}:{stage}{model}{field} {self.message}"
 
 
 class ManifestError(BatchRunnerError):

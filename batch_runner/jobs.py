@@ -177,6 +177,9 @@ class JobRecord:
     cost_usd: float | None = None  # what its current attempt cost, once the API said
     duplicates: int = 0  # submits sent again after a lost answer (each possibly paid twice)
     shard: str | None = None  # read by `merge` from this shard folder (shard-K-of-N)
+    stage: str | None = None  # a pipeline's stage (store/lineage.py), None outside pipelines
+    parent_key: str | None = None  # a later stage's job: the job it was made from
+    parent_file: str | None = None  # … and that job's file (its file_name)
 
     @property
     def request_id(self) -> str | None:

@@ -146,6 +146,7 @@ def _load(args: argparse.Namespace, parsed: Parsed | None = None, *, run: bool =
         schemas=resolution.schemas(),
         media=Limits.of(settings.max_inline_mb, settings.allow_input_host),
         refused=resolution.refused,
+        entries=resolution.catalogue,
     )
     for warning in expansion.warnings:
         say(f"warning: {warning}")
@@ -226,9 +227,11 @@ def prepare_run(args: argparse.Namespace, parsed: Parsed | None = None) -> RunIn
     token = _token(args, settings)
     say(f"{plural(len(expansion.jobs), 'job')} in {args.manifest}; run directory {run_dir}")
     manifest = args.manifest if parsed is None else None  # a list of jobs has no file to copy
-    return RunInput(
+    inp = RunInput(
         run_dir, settings, token, specs, manifest, expansion.entries, loaded.manifest_options
     )
+    inp.stages = expansion.stages  # a pipeline's stage plans (None: a single stage)
+    return inp
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -387,12 +390,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     money = validate_money(est, prices, entries, settings.max_cost)
     # models no catalogue could confirm (offline): listed, as the API may refuse them
     unknown = [m for m in models if m in expansion.entries and expansion.entries[m] is None]
+    stages = None
+    if expansion.stages:  # a pipeline: every stage estimated, later ones at their most
+        from batch_runner.cli.stages import stage_lines, total_cost, validate_stages
+
+        stages = validate_stages(expansion, settings.api_base, token, debug=args.debug)
+        money |= {"stages": stages, "estimated_cost_usd": total_cost(stages)}
     if args.json:
         print_json(
             {
                 "jobs": len(expansion.jobs),
                 "models": models,
-                "estimated_cost_usd": est.known_total,
+                "estimated_cost_usd": money.pop("estimated_cost_usd", est.known_total),
                 "sweeps": [{"source": str(loc), "jobs": n} for loc, n in expansion.sweep_counts],
                 "warnings": expansion.warnings,
                 "unknown_models": unknown,
@@ -411,6 +420,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  sweep at {loc}: {plural(n, 'job')}")
     print(format_preview(expansion.jobs))
     print(format_estimate(est, money))
+    if stages:
+        print("\n".join(["pipeline stages:", *stage_lines(stages)]))
     return 0
 
 

@@ -71,6 +71,12 @@ def format_summary(
         + (" (submissions sent again after their answer was lost)" if dups else "")
     )
     lines += format_cost(summary.get("cost"))
+    for stage, row in (summary.get("stages") or {}).items():  # a pipeline, stage by stage
+        lost = (row.get("not_created") or {}).get("parent_failed")
+        lost_text = f"; not created: parent failed ({lost} parent jobs)" if lost else ""
+        lines.append(
+            f"stage {stage}: {row['jobs']} jobs ({format_counts(row['counts'])}){lost_text}"
+        )
     if summary.get("not_in_manifest"):
         lines.append(
             f"not in manifest: {summary['not_in_manifest']} (kept in the state, untouched)"

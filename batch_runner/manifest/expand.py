@@ -45,6 +45,7 @@ class Expansion:
     # no catalogue): what its jobs' prices come from. A model missing here (its schema given
     # by a --schema file, or named by a template) is priced by run/pricing.py on its own
     entries: dict[str, CatalogEntry | None] = dataclasses.field(default_factory=dict)
+    stages: list[Any] | None = None  # a pipeline's stage plans (manifest/stages.py: StagePlan)
 
     def model_counts(self) -> dict[str, int]:
         """Jobs per model, in first-use order."""
@@ -133,6 +134,8 @@ def manifest_models(manifest: Manifest) -> list[str]:
     """Every model a manifest's jobs may use, in first-use order: the one of jobs that name
     none, then those named by entries (a string, or a list of them in a sweep)."""
     found = {manifest.job_model: None}
+    for stage in manifest.stages:  # a pipeline: every stage's models
+        found |= dict.fromkeys(manifest_models(stage.manifest))
     for entry in manifest.entries:
         value = entry.data.get("model") if isinstance(entry.data, dict) else None
         for model in value if isinstance(value, list) else [value]:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from batch_runner.catalog import CatalogEntry
 from batch_runner.errors import ManifestError, Problem
 from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.expand import Expansion, collect_expansion, manifest_models
@@ -41,6 +42,7 @@ def load_jobs(
     schemas: Schemas | None = None,
     media: Limits | None = None,
     refused: Mapping[str, str] | None = None,
+    entries: Mapping[str, CatalogEntry | None] | None = None,
 ) -> Expansion:
     """Read, expand and validate a manifest (and check output names when a template is given).
 
@@ -48,7 +50,9 @@ def load_jobs(
     replaces the manifest's model for jobs that name none (`--model`); `schemas` maps models
     to the schemas resolved for this run (others: the bundled catalogue's); `media`: the
     limits for media inputs (--max-inline-mb, --allow-input-host); `refused`: the models the
-    catalogue says cannot be run (unknown, not a model endpoint), each a problem where named.
+    catalogue says cannot be run (unknown, not a model endpoint), each a problem where named;
+    `entries`: the catalogue entries resolved per model (a pipeline's `{from:}` kinds are
+    checked with them).
     Raises ManifestError with every problem found, UsageError for a bad name template.
     """
     if name_template is not None:
@@ -59,6 +63,10 @@ def load_jobs(
         raise ManifestError(problems)
     if model:
         manifest = dataclasses.replace(manifest, model=model)
+    if manifest.stages:  # a pipeline: each stage loaded as a manifest of its own
+        if problems:
+            raise ManifestError(problems)
+        return _load_stages(manifest, overrides, max_jobs, name_template, schemas, media, entries)
     bases = _Bases(manifest, overrides or {}, schemas)
     if manifest.format == "csv":
         manifest, found = typed_csv(manifest, bases.checker)
@@ -92,6 +100,35 @@ def load_jobs(
         raise ManifestError(_sorted(problems))
     warnings = expansion.warnings + bases.warnings + warnings
     return dataclasses.replace(expansion, warnings=warnings)
+
+
+def _load_stages(
+    manifest: Manifest,
+    overrides: dict[str, Any] | None,
+    max_jobs: int,
+    name_template: str | None,
+    schemas: Schemas | None,
+    media: Limits | None,
+    entries: Mapping[str, CatalogEntry | None] | None,
+) -> Expansion:
+    from batch_runner.catalog import bundled
+    from batch_runner.manifest.stages import load_stages
+
+    def load_one(stage: Manifest) -> Expansion:
+        parsed = (stage, [])
+        return load_jobs(
+            stage.path, overrides, max_jobs, name_template, parsed, schemas=schemas, media=media
+        )
+
+    def kind_of(model: str) -> str | None:
+        entry = (entries or {}).get(model) or bundled().get(model)
+        return entry.kind if entry is not None else None
+
+    def schema_of(model: str) -> dict[str, Any] | None:
+        checker = checker_for(model, schemas)
+        return checker.schema if checker.known else None
+
+    return load_stages(manifest, load_one, schema_of, kind_of)
 
 
 class _Bases:

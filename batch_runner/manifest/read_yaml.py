@@ -22,8 +22,10 @@ from batch_runner.manifest.rows import (
     repeat_problem,
     short_error,
 )
+from batch_runner.manifest.stages import read_stages
 
 TOP_LEVEL_KEYS = ("model", "defaults", "model_defaults", "repeat", "options", "jobs", "sweep")
+TOP_LEVEL_KEYS += ("stages",)  # a pipeline (manifest/stages.py)
 
 # Aliases may re-use a node this many extra times in total; beyond it is an alias bomb.
 MAX_ALIAS_EXPANSION = 1_000_000
@@ -228,7 +230,9 @@ def _yaml_entries(
     return entries
 
 
-def _yaml_top(path: Path, loader: Any, root: yaml.MappingNode, problems: list[Problem]) -> Manifest:
+def _yaml_top(
+    path: Path, loader: Any, root: yaml.MappingNode, problems: list[Problem], stage: bool = False
+) -> Manifest:
     name = str(path)
     lines = _key_lines(root)
     loader.twice += _written_twice(root)  # the top mapping is read key by key, not constructed
@@ -242,6 +246,9 @@ def _yaml_top(path: Path, loader: Any, root: yaml.MappingNode, problems: list[Pr
             jobs = _yaml_entries(loader, value_node, "job", name, problems)
         elif key == "sweep":
             sweeps = _yaml_entries(loader, value_node, "sweep", name, problems)
+        elif key == "stages":  # a pipeline: each stage read like a top level (stages.py)
+            parse = lambda node: _yaml_top(path, loader, node, problems, stage=True)  # noqa: E731
+            top["stages"] = read_stages(value_node, name, parse, problems)
         elif key in TOP_LEVEL_KEYS:
             value = _construct(loader, value_node, name, problems)
             if value is not _FAILED:
@@ -250,8 +257,9 @@ def _yaml_top(path: Path, loader: Any, root: yaml.MappingNode, problems: list[Pr
             allowed = ", ".join(TOP_LEVEL_KEYS)
             msg = f"unknown top-level key {key_node.value!r} (allowed: {allowed})"
             problems.append(Problem(name, line, None, msg))
-    if not jobs and not sweeps and not problems:
-        problems.append(Problem(name, lines.get("jobs", 1), None, "no jobs (add jobs: or sweep:)"))
+    if not jobs and not sweeps and not problems and "stages" not in top:
+        where = root.start_mark.line + 1 if stage else lines.get("jobs", 1)
+        problems.append(Problem(name, where, None, "no jobs (add jobs: or sweep:)"))
     return build_manifest(path, "yaml", jobs + sweeps, lines=lines, **top)
 
 

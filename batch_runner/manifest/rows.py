@@ -41,6 +41,7 @@ class Manifest:
     model_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # MODEL -> inputs
     lines: dict[str, int] = field(default_factory=dict)  # line of each top-level key
     default_model: str | None = None  # `defaults: {model: M}`: beats --model, not a job's own
+    stages: tuple[Any, ...] = ()  # `stages:` of a pipeline (manifest/stages.py: Stage)
 
     @property
     def options_origin(self) -> str:
@@ -77,6 +78,7 @@ def build_manifest(path: Path, fmt: str, entries: list[Entry], **top: Any) -> Ma
         model_defaults=top.get("model_defaults", {}),
         lines=top.get("lines", {}),
         default_model=top.get("default_model"),
+        stages=top.get("stages", ()),
     )
 
 

@@ -71,6 +71,8 @@ def metadata_line(job: JobRecord, f: FileRecord, request_id: str | None) -> dict
     }
     if job.model_id is not None:
         line["model_id"] = job.model_id  # as /result named it
+    if job.stage is not None:  # a pipeline's lineage (CONTRACT §4)
+        line |= {"stage": job.stage, "parent_key": job.parent_key, "parent_file": job.parent_file}
     for name, value in job.inputs.items():
         line.setdefault(name, shown_input(value))  # a local file by its path, never its data
     inputs = input_files(job.inputs)

@@ -4,6 +4,7 @@ the file records and `done` in one commit, then its metadata lines."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 
 from batch_runner.api.policy import Action, classify, retry_delay
@@ -46,14 +47,17 @@ class DownloadSteps(PollSteps):
             record = await self._download_one(job, urls, k)
             self.store.record_file(job.index, record)
             got.append(record)
-        await self._complete(job, got)
+        await self._complete(job, got, urls)
 
-    async def _complete(self, job: JobRecord, got: list[FileRecord]) -> None:
-        """The file records and `done` on disk in one commit, then the metadata lines (each
-        exactly once: a crash before them leaves fewer lines than files, which the next start
-        rebuilds from the state)."""
+    async def _complete(self, job: JobRecord, got: list[FileRecord], urls: list[str]) -> None:
+        """The file records, `done` and (in a pipeline) the children on disk in one commit,
+        then the metadata lines (each exactly once: a crash before them leaves fewer lines than
+        files, which the next start rebuilds from the state)."""
         self._move(job, S.DONE)
+        kids = self.children.create(job, _with_urls(job, got, urls)) if self.children else []
         await self.store.durable()
+        if kids:
+            self.children.queue(kids)  # type: ignore[union-attr]
         for record in got:
             if any(f.k == record.k for f in job.files):
                 job.files = [f for f in job.files if f.k != record.k]
@@ -78,7 +82,7 @@ class DownloadSteps(PollSteps):
             try:
                 got = await self.fetch(
                     urls[k - 1],
-                    run_dir=self.run_dir,
+                    run_dir=self.run_dir / job.stage if job.stage else self.run_dir,
                     name_for=name_for,
                     parameters=parameters_text(job.model, job.inputs),
                     expect=expect,
@@ -99,7 +103,14 @@ class DownloadSteps(PollSteps):
                     case _:
                         self._fail(job, f"download failed: {exc.message}")
                 continue
-            return FileRecord(got.name, k, got.sha256, got.bytes)
+            name = f"{job.stage}/{got.name}" if job.stage else got.name  # RUN_DIR/STAGE/...
+            return FileRecord(name, k, got.sha256, got.bytes, urls[k - 1])
+
+
+def _with_urls(job: JobRecord, got: list[FileRecord], urls: list[str]) -> list[FileRecord]:
+    """Every file of a done job with the URL it was (or would be) fetched from."""
+    files = {f.k: f for f in job.files} | {f.k: f for f in got}
+    return [dataclasses.replace(f, url=urls[f.k - 1]) for f in files.values() if f.k <= len(urls)]
 
 
 @functools.lru_cache(maxsize=256)

@@ -17,6 +17,7 @@ from batch_runner.errors import AccountError, StateError
 from batch_runner.jobs import JobRecord
 from batch_runner.outputs.metadata import MetadataLog
 from batch_runner.run.budget import Budget
+from batch_runner.run.children import Children
 from batch_runner.run.job_base import (
     SUBMITS_IN_FLIGHT,
     ApiClient,
@@ -50,6 +51,7 @@ class JobRunner(SubmitSteps, DownloadSteps):
     outage: Outage = field(default_factory=lambda: Outage(outage_window()))
     # attempts a job had before this run's --retry-failed gave it a new round
     round_start: dict[int, int] = field(default_factory=dict)
+    children: Children | None = None  # a pipeline's later stages (run/children.py)
     metadata_stale: bool = field(default=False, init=False)  # a line was replaced: rebuild it
     _tracks: dict[int, PollTrack] = field(default_factory=dict, init=False, repr=False)
     # set once, when the planner has learned a first duration: wakes the blind polls

@@ -29,6 +29,7 @@ from batch_runner.outputs.download import download
 from batch_runner.outputs.hosts import HostPolicy
 from batch_runner.outputs.metadata import OUTPUT_DIRS, metadata_whole, rebuild_metadata
 from batch_runner.run.budget import Budget
+from batch_runner.run.children import Children, record_stages
 from batch_runner.run.lifecycle import JobRunner
 from batch_runner.run.lock import CANCEL_SIGNAL, RunLock
 from batch_runner.run.polling import PollPlanner
@@ -66,6 +67,7 @@ class RunInput:
     # the manifest's options (cli/layers.plain): remembered, so that a later run of the same
     # manifest gives anew only the ones that changed
     manifest_options: dict[str, Any] | None = None
+    stages: list[Any] | None = None  # a pipeline's stage plans (manifest/stages.py)
 
 
 def open_run(inp: RunInput, lock: RunLock) -> StateStore:
@@ -86,6 +88,8 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
                 meta["manifest_path"] = str(Path(inp.manifest).resolve())
             store.set_meta(meta)
             _copy_manifest(inp)
+            if inp.stages:  # a pipeline: stages kept for resume, children of done parents made
+                record_stages(store, inp.stages)
             if added or missing:
                 kept = f", {missing} not in manifest (kept)" if missing else ""
                 _say(f"{added} new {'job' if added == 1 else 'jobs'}{kept}")
@@ -116,7 +120,8 @@ def _recover(store: StateStore, run_dir: Path, *, rebuild: bool = False) -> None
     store.move_all(
         JobState.SUBMITTING, JobState.UNCERTAIN, "the run stopped during submit; the job may exist"
     )
-    for folder in OUTPUT_DIRS:
+    stages = [p["name"] for p in store.stage_plans()] if store._has_lineage() else []
+    for folder in (f"{stage}/{f}" if stage else f for stage in ["", *stages] for f in OUTPUT_DIRS):
         if (run_dir / folder).is_dir():
             for part in (run_dir / folder).rglob("*.part"):
                 with contextlib.suppress(OSError):
@@ -192,6 +197,9 @@ async def _execute(
                 raise  # not ours
             asyncio.current_task().uncancel()  # nothing new is sent; jobs at the API finish
             budget = Budget(None)
+        children = Children.of(store)
+        if children is not None:
+            await children.price(client, base, settings, inp.entries)
         runner = JobRunner(
             store,
             client,
@@ -204,6 +212,7 @@ async def _execute(
             random.Random(),
             budget,
             round_start=round_start,
+            children=children,
         )
         progress = Progress(
             tally,
@@ -214,6 +223,8 @@ async def _execute(
         )
         try:
             scheduler = Scheduler(runner.run, store.jobs_at, stop.is_set, settings.concurrency)
+            if children is not None:  # children join the pool as their parents finish
+                scheduler.streaming, children.enqueue = True, scheduler.add
             hooks.waiting, hooks.say = (lambda: scheduler.waiting), progress.say
             hooks.started = True
             cut_short = stop.signals >= 2 or await _run_workers(scheduler, todo)

@@ -138,10 +138,32 @@ class Scheduler:
         self._queue: deque[Todo] = deque()
         self._places = asyncio.Semaphore(concurrency)
         self._loaded: dict[int, JobRecord] = {}  # records read ahead, by index
+        # a pipeline: jobs in flight may add children (`add`), so idle workers wait for them
+        # until no job is in flight any more
+        self.streaming = False
+        self._busy = 0
+        self._seen: set[int] = set()
+        self._changed = asyncio.Event()
+
+    def add(self, todo: list[tuple[int, str]]) -> None:
+        """New jobs (children of a job just done) join the queue, each once."""
+        for idx, state in todo:
+            if idx not in self._seen:
+                self._seen.add(idx)
+                self._queue.append(Todo(idx, JobState(state)))
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     async def run(self, todo: list[Todo]) -> None:
         self._queue = deque(todo)
+        if self.streaming:
+            self._seen = {t.index for t in todo}
         n = min(2 * self.concurrency, len(self._queue))
+        if self.streaming:
+            n = 2 * self.concurrency
         workers = [asyncio.create_task(self._worker()) for _ in range(n)]
         try:
             await asyncio.gather(*workers)
@@ -174,7 +196,18 @@ class Scheduler:
             try:
                 job = self._next()
                 if job is None:
-                    return
-                await self._run_one(job, slot)
+                    if not (self.streaming and self._busy):
+                        self._wake()  # the others see that nothing more will come
+                        return
+                    slot.release()
+                    await self._changed.wait()  # a job finished or children were added
+                    continue
+                self._busy += 1
+                try:
+                    await self._run_one(job, slot)
+                finally:
+                    self._busy -= 1
+                    if self.streaming:
+                        self._wake()
             finally:
                 slot.release()

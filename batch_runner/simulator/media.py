@@ -39,7 +39,7 @@ def media_problems(schema: dict[str, Any], body: dict[str, Any]) -> tuple[list[D
 
 
 def _check_one(value: str, kind: str, rules: list[Any]) -> tuple[dict[str, str] | None, Any]:
-    if value.startswith("https://"):
+    if value.startswith("https://") or _own_file(value):
         return None, None
     if not value.startswith("data:"):
         msg = f"a {kind} input must be an https:// URL or a data: URI"
@@ -55,6 +55,16 @@ def _check_one(value: str, kind: str, rules: list[Any]) -> tuple[dict[str, str] 
     if kind == "image" and size is None:
         return {"msg": "image data cannot be read", "type": "media_kind"}, None
     return _rule_problem(rules, len(data), size), size
+
+
+def _own_file(value: str) -> bool:
+    """A URL of the simulator's own output files (served over http on a loopback address):
+    what a pipeline's child is sent (CONTRACT §5). Accepted unfetched, like https URLs."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    return parts.scheme == "http" and loopback and parts.path.startswith("/files/")
 
 
 def _rule_problem(rules: list[Any], n_bytes: int, size: Any) -> dict[str, str] | None:

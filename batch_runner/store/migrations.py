@@ -100,6 +100,20 @@ ALTER TABLE jobs ADD COLUMN estimate_usd REAL;
     # the model that ran each attempt, as /result names it (`model_id`, CONTRACT §1); reads
     # of an older file opened read-only leave it out
     Migration(4, "model ids of attempts", "ALTER TABLE attempts ADD COLUMN model_id TEXT;"),
+    # pipelines (CONTRACT §3): each staged job's stage, and a child's parent job and file
+    Migration(
+        5,
+        "pipeline lineage",
+        """
+CREATE TABLE lineage (
+    job_idx INTEGER PRIMARY KEY,
+    stage TEXT NOT NULL,
+    parent_key TEXT,
+    parent_file TEXT
+);
+CREATE INDEX lineage_stage ON lineage(stage);
+""",
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 # the oldest version the reads understand as it is (a read-only open cannot migrate); every

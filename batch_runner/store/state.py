@@ -31,6 +31,7 @@ from batch_runner.jobs import (
 )
 from batch_runner.store.costs import Money, cost_summary
 from batch_runner.store.journal import os_message
+from batch_runner.store.lineage import Lineage
 from batch_runner.store.migrations import SCHEMA_VERSION, check_readable, migrate, schema_version
 
 STATE_FILE = "state.db"
@@ -82,7 +83,7 @@ def _unusable(path: Path, exc: sqlite3.DatabaseError) -> str:
     return f"{path}: not a usable state file ({exc})"
 
 
-class StateStore(Money):
+class StateStore(Money, Lineage):
     """Jobs, attempts, files and retry counts of one run directory."""
 
     # ---- opening -------------------------------------------------------------------------
@@ -288,6 +289,7 @@ class StateStore(Money):
         ]
         for rec in records:
             rec.model_id = model_ids.get(rec.index)
+        self.attach_lineage(records, conn)
         return records
 
     def _model_id_column(self) -> str:
@@ -372,6 +374,7 @@ class StateStore(Money):
             "files": files,
             "bytes": size,
             "possible_duplicates": dups,
+            **({"stages": stages} if (stages := self.stage_summary()) else {}),
             "not_in_manifest": not_in,
             "not_polled": not_polled,  # of the queued: submitted, not seen by a poll yet
             "retries": self.retry_counts(),
@@ -461,7 +464,7 @@ class StateStore(Money):
         self._write(
             "INSERT OR REPLACE INTO files(job_idx, k, file_name, sha256, bytes, url) "
             "VALUES (?,?,?,?,?,?)",
-            (idx, f.k, f.file_name, f.sha256, f.bytes, None),
+            (idx, f.k, f.file_name, f.sha256, f.bytes, f.url),  # a child is sent the url
         )
 
     def count_retry(self, cause: str) -> None:

@@ -1,0 +1,80 @@
+"""What `validate` says about a pipeline's stages: jobs (or "up to"), estimates per stage."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from batch_runner.catalog import CatalogEntry, max_outputs
+from batch_runner.cli.console import run_async
+from batch_runner.jobs import JobSpec
+from batch_runner.manifest.expand import Expansion
+from batch_runner.manifest.stages import StagePlan
+from batch_runner.money import dollars, job_price
+
+
+def validate_stages(
+    expansion: Expansion, api_base: str, token: str | None, *, debug: bool = False
+) -> dict[str, dict[str, Any]]:
+    """`validate --json`'s `stages` (CONTRACT §2): each stage's jobs, most jobs, estimate."""
+    from batch_runner.run.pricing import estimate_specs
+
+    specs = [spec for plan in expansion.stages or [] for spec in plan.specs]
+    _, _, entries = run_async(
+        estimate_specs(specs, api_base, token, expansion.entries), debug=debug
+    )
+    return stage_counts(expansion.stages or [], entries)
+
+
+def total_cost(stages: dict[str, dict[str, Any]]) -> float | None:
+    """Every stage at its most; None when any stage's price is unknown."""
+    costs = [row["estimated_cost_usd"] for row in stages.values()]
+    return None if None in costs else round(sum(costs), 6)
+
+
+def stage_lines(stages: dict[str, dict[str, Any]]) -> list[str]:
+    lines = []
+    for name, row in stages.items():
+        known = row["estimated_cost_usd"] is not None
+        cost = dollars(row["estimated_cost_usd"]) if known else "price unknown"
+        if row["jobs"] is None:
+            cost = f"up to {cost}" if known else cost
+            lines.append(f"  stage {name}: up to {row['max_jobs']} jobs, {cost}")
+        else:
+            lines.append(f"  stage {name}: {row['jobs']} jobs, {cost}")
+    return lines
+
+
+def stage_counts(
+    plans: list[StagePlan], entries: Mapping[str, CatalogEntry | None]
+) -> dict[str, dict[str, Any]]:
+    """Per stage: `jobs` (known for first stages, else None), `max_jobs` (the most a later
+    stage can make: every file its parents may return) and `estimated_cost_usd` (at that most;
+    None when a price is unknown)."""
+    out: dict[str, dict[str, Any]] = {}
+    most: dict[str, list[tuple[JobSpec, int]]] = {}  # stage -> (spec, most copies of it)
+    for plan in plans:
+        if plan.parent is None:
+            made = [(s, 1) for s in plan.specs]
+        else:
+            files = sum(
+                n * (1 if plan.first else _outputs(entries.get(s.model), s))
+                for s, n in most[plan.parent]
+            )
+            made = [(s, files) for s in plan.specs]
+        most[plan.name] = made
+        cost: float | None = 0.0
+        for spec, n in made:
+            price = job_price(entries.get(spec.model), spec.inputs)
+            cost = None if price is None or cost is None else round(cost + price * n, 6)
+        out[plan.name] = {
+            "jobs": len(plan.specs) if plan.parent is None else None,
+            "max_jobs": sum(n for _, n in made),
+            "estimated_cost_usd": cost,
+        }
+    return out
+
+
+def _outputs(entry: CatalogEntry | None, spec: JobSpec) -> int:
+    schema = entry.input_schema if entry is not None else None
+    return max_outputs(schema, spec.inputs)

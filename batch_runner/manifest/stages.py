@@ -1,0 +1,325 @@
+"""Pipelines (CONTRACT §3): a YAML manifest's `stages:`, read, linked and validated up front.
+
+A stage is a manifest of its own (model, defaults, model_defaults, repeat, jobs, sweep). In a
+later stage, one media field may be `{from: STAGE}` (optionally `first: true`): its jobs are
+*templates*, made into real jobs at run time, one per matching output file of each done job of
+STAGE (run/children.py). Here each template is expanded and validated like any job, with a
+stand-in URL in the `{from:}` field, and the field's media kind is checked against what the
+parent stage's models make. `{STAGE.NAME}` in a string reads a parent's (or an earlier
+ancestor's) inputs, vars and meta when the child is made.
+
+Stages run in the order written: `{from:}` may only name an earlier stage, so there are no
+cycles. Problems name the stage: `FILE:LINE: stage S: model M: field: ...`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from batch_runner.catalog import media_fields
+from batch_runner.errors import ManifestError, Problem
+from batch_runner.jobs import JobSpec, Location
+from batch_runner.manifest.expand import Expansion
+from batch_runner.manifest.rows import Entry, Manifest
+
+# what a `{from:}` field holds while its template is expanded and validated (a public https
+# URL, so the media checks take it as they would the parent's real output URL)
+STAND_IN = "https://stage-output.invalid/{stage}"
+STAGE_KEYS = ("model", "defaults", "model_defaults", "repeat", "jobs", "sweep")
+# {STAGE.NAME}: a dot inside braces, which no other placeholder has
+PARENT_REF = re.compile(r"\{([A-Za-z_][\w-]*)\.([A-Za-z_][\w-]*)\}")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One entry of `stages:` as read: its name, its own manifest and where it was written."""
+
+    name: str
+    manifest: Manifest
+    line: int | None
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """A validated stage: a first stage's jobs, or a later stage's templates and its link."""
+
+    name: str
+    specs: list[JobSpec]
+    parent: str | None = None  # the stage named by `{from:}`
+    field: str | None = None  # the media field that takes the parent's files
+    kind: str | None = None  # that field's media kind (image, video, audio)
+    many: bool = False  # the field takes a list (the file is sent as a one-item list)
+    first: bool = False  # only each parent job's first file
+
+    def to_json(self) -> dict[str, Any]:
+        """What the state file keeps, so `resume` makes children without the manifest."""
+        return {
+            "name": self.name,
+            "parent": self.parent,
+            "field": self.field,
+            "kind": self.kind,
+            "many": self.many,
+            "first": self.first,
+            "templates": [
+                {
+                    "key": s.key,
+                    "model": s.model,
+                    "inputs": s.inputs,
+                    "meta": s.meta,
+                    "vars": s.vars,
+                    "source": str(s.source) if s.source else None,
+                    "sweep": s.sweep,
+                }
+                for s in (self.specs if self.parent else [])
+            ],
+        }
+
+
+# ---- reading (called by read_yaml.py) -------------------------------------------------------
+
+
+def read_stages(
+    node: Any, name: str, parse: Callable[[Any], Manifest], problems: list[Problem]
+) -> tuple[Stage, ...]:
+    """`stages:` as a mapping node of NAME: mapping; `parse` reads one stage's mapping like a
+    manifest's top level."""
+    import yaml
+
+    if not isinstance(node, yaml.MappingNode) or not node.value:
+        problems.append(Problem(name, node.start_mark.line + 1, "stages", _STAGES_SHAPE))
+        return ()
+    stages = []
+    for key_node, value_node in node.value:
+        line = key_node.start_mark.line + 1
+        stage = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+        if not isinstance(stage, str) or not re.fullmatch(r"[A-Za-z_][\w-]*", stage):
+            msg = f"stage names are words (letters, digits, _ or -), not {stage!r}"
+            problems.append(Problem(name, line, "stages", msg))
+            continue
+        if not isinstance(value_node, yaml.MappingNode):
+            problems.append(Problem(name, line, f"stages.{stage}", _STAGES_SHAPE))
+            continue
+        own: list[Problem] = []
+        sub = parse(value_node)
+        for key in sub.lines:
+            if key not in STAGE_KEYS:
+                allowed = ", ".join(STAGE_KEYS)
+                msg = f"{key!r} is not a stage key (a stage has {allowed})"
+                own.append(Problem(name, sub.lines[key], None, msg))
+        problems += [dataclasses.replace(p, stage=stage) for p in own]
+        stages.append(Stage(stage, sub, line))
+    return tuple(stages)
+
+
+_STAGES_SHAPE = "must be a mapping of stage name to {model, defaults, jobs, sweep, ...}"
+
+
+# ---- linking and validating (called by load.py) ---------------------------------------------
+
+
+LoadOne = Callable[[Manifest], Expansion]  # load_jobs on one stage's manifest
+
+
+def load_stages(
+    manifest: Manifest,
+    load_one: LoadOne,
+    schema_of: Callable[[str], dict[str, Any] | None],
+    kind_of: Callable[[str], str | None],
+) -> Expansion:
+    """Every stage loaded and checked; the Expansion's jobs are the first stages' jobs, its
+    `stages` the plans of all. ManifestError with every problem of every stage."""
+    problems: list[Problem] = []
+    if manifest.entries:
+        line = manifest.lines.get("jobs") or manifest.lines.get("sweep")
+        msg = "with stages:, jobs and sweeps go inside a stage"
+        problems.append(Problem(manifest.source.file, line, None, msg))
+    plans: dict[str, StagePlan] = {}
+    warnings: list[str] = []
+    sweeps: list[tuple[Location, int]] = []
+    order = [s.name for s in manifest.stages]
+    for stage in manifest.stages:
+        own: list[Problem] = []
+        sub = _inherit(manifest, stage.manifest)
+        link = _Link(stage, sub, order, own)
+        expansion = None
+        if not own:
+            try:
+                expansion = load_one(link.manifest)
+            except ManifestError as exc:
+                own += exc.problems
+        if expansion is not None:
+            plan = link.plan(expansion.jobs, plans, schema_of, kind_of)
+            if plan is not None:
+                plans[stage.name] = plan
+            warnings += [f"stage {stage.name}: {w}" for w in expansion.warnings]
+            sweeps += expansion.sweep_counts
+        problems += [p if p.stage else dataclasses.replace(p, stage=stage.name) for p in own]
+    if problems:
+        raise ManifestError(sorted(problems, key=lambda p: (p.file, p.line or 0)))
+    roots = [spec for plan in plans.values() if plan.parent is None for spec in plan.specs]
+    return Expansion(
+        manifest.job_model,
+        manifest.options,
+        roots,
+        sweeps,
+        warnings,
+        stages=list(plans.values()),
+    )
+
+
+def _inherit(top: Manifest, own: Manifest) -> Manifest:
+    """A stage takes the top level's model, defaults and model_defaults where it sets none."""
+    has_model = "model" in own.lines or own.default_model is not None
+    model_defaults = {
+        m: {**top.model_defaults.get(m, {}), **own.model_defaults.get(m, {})}
+        for m in {**top.model_defaults, **own.model_defaults}
+    }
+    return dataclasses.replace(
+        own,
+        model=own.model if has_model else top.model,
+        default_model=own.default_model if has_model else top.default_model,
+        defaults={**top.defaults, **own.defaults},
+        model_defaults=model_defaults,
+        options=top.options,
+    )
+
+
+class _Link:
+    """One stage's `{from:}` field found, checked and replaced by the stand-in URL."""
+
+    def __init__(self, stage: Stage, sub: Manifest, order: list[str], problems: list[Problem]):
+        self.stage = stage
+        self.problems = problems
+        self.parent: str | None = None
+        self.field: str | None = None
+        self.first = False
+        self.line: int | None = None
+        earlier = order[: order.index(stage.name)]
+        entries = [self._entry(e, earlier, order) for e in sub.entries]
+        self.manifest = dataclasses.replace(sub, entries=entries)
+
+    def _problem(self, line: int | None, field: str | None, message: str) -> None:
+        self.problems.append(Problem(str(self.stage.manifest.path), line, field, message))
+
+    def _entry(self, entry: Entry, earlier: list[str], order: list[str]) -> Entry:
+        if not isinstance(entry.data, dict):
+            return entry
+        data = dict(entry.data)
+        for field, value in entry.data.items():
+            if not (isinstance(value, dict) and "from" in value):
+                continue
+            line = entry.field_lines.get(field, entry.source.line)
+            parent = self._from(value, line, field, earlier, order)
+            if parent is None:
+                continue
+            if self.parent is not None and (self.parent, self.field) != (parent, field):
+                msg = (
+                    f"one {{from:}} field per stage (already {self.field}: {{from: {self.parent}}})"
+                )
+                self._problem(line, field, msg)
+                continue
+            self.parent, self.field, self.line = parent, field, line
+            self.first = bool(value.get("first", False))
+            data[field] = STAND_IN.format(stage=parent)
+        return dataclasses.replace(entry, data=data)
+
+    def _from(
+        self, value: dict, line: int | None, field: str, earlier: list[str], order: list[str]
+    ) -> str | None:
+        parent = value.get("from")
+        extra = set(value) - {"from", "first"}
+        if extra:
+            self._problem(line, field, f"{{from:}} takes from and first, not {sorted(extra)}")
+            return None
+        if not isinstance(value.get("first", False), bool):
+            self._problem(line, field, f"first: must be true or false, not {value['first']!r}")
+            return None
+        if parent in earlier:
+            return parent
+        if parent == self.stage.name:
+            self._problem(line, field, "a stage cannot take its own outputs")
+        elif parent in order:
+            self._problem(
+                line, field, f"stage {parent} comes later (stages run in the order written)"
+            )
+        else:
+            known = ", ".join(earlier) or "none"
+            self._problem(line, field, f"no stage {parent!r} (earlier stages: {known})")
+        return None
+
+    def plan(
+        self,
+        specs: list[JobSpec],
+        plans: Mapping[str, StagePlan],
+        schema_of: Callable[[str], dict[str, Any] | None],
+        kind_of: Callable[[str], str | None],
+    ) -> StagePlan | None:
+        name = self.stage.name
+        self._check_refs(specs, plans)
+        if self.parent is None:
+            return StagePlan(name, specs)
+        parent = plans.get(self.parent)
+        if parent is None:
+            return None  # the parent stage had problems of its own
+        made = {kind_of(m) for m in {s.model for s in parent.specs}}
+        kind, many = None, False
+        for model in dict.fromkeys(s.model for s in specs):
+            schema = schema_of(model)
+            fields = media_fields(schema)
+            if schema is not None and self.field not in fields:
+                msg = "{from:} needs a media input (an image, video or audio URL field)"
+                self.problems.append(self._at(model, msg))
+                continue
+            kind, many = fields.get(self.field, (None, False))
+            if kind is not None and None not in made and kind not in made:
+                makes = " or ".join(sorted(k for k in made if k))
+                msg = f"takes {kind} files, but stage {self.parent} makes {makes} files"
+                self.problems.append(self._at(model, msg))
+        if self.problems:
+            return None
+        return StagePlan(name, specs, self.parent, self.field, kind, many, self.first)
+
+    def _at(self, model: str, message: str) -> Problem:
+        file = str(self.stage.manifest.path)
+        return Problem(file, self.line, self.field, message, model, self.stage.name)
+
+    def _check_refs(self, specs: list[JobSpec], plans: Mapping[str, StagePlan]) -> None:
+        """Each `{STAGE.NAME}` names an ancestor stage and one of its inputs, vars or meta."""
+        ancestors: dict[str, set[str]] = {}
+        parent = self.parent
+        while parent is not None and parent in plans:
+            ancestors[parent] = set().union(
+                *({*s.inputs, *s.vars, *s.meta} for s in plans[parent].specs)
+            )
+            parent = plans[parent].parent
+        seen: set[tuple[str, str]] = set()
+        for spec in specs:
+            for field, text in _strings(spec):
+                for stage, name in PARENT_REF.findall(text):
+                    if (stage, name) in seen:
+                        continue
+                    seen.add((stage, name))
+                    line = spec.source.line if spec.source else None
+                    if stage not in ancestors:
+                        known = ", ".join(ancestors) or "none: no {from:} field"
+                        msg = f"{{{stage}.{name}}}: {stage} is not a parent stage ({known})"
+                        self._problem(line, field, msg)
+                    elif name not in ancestors[stage]:
+                        msg = (
+                            f"{{{stage}.{name}}}: stage {stage}'s jobs have no input, var "
+                            f"or meta {name!r}"
+                        )
+                        self._problem(line, field, msg)
+
+
+def _strings(spec: JobSpec) -> Iterable[tuple[str, str]]:
+    for field, value in spec.inputs.items():
+        if isinstance(value, str) and "{" in value:
+            yield field, value
+    for field, value in spec.meta.items():
+        if isinstance(value, str) and "{" in value:
+            yield f"meta.{field}", value

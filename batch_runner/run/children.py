@@ -1,0 +1,186 @@
+"""A pipeline's later stages at run time (CONTRACT §3): when a parent job is done, its child
+jobs are made from the stage templates (manifest/stages.py) and run in the same pool.
+
+Each child is one template × one of the parent's files (of the `{from:}` field's media kind;
+only the first with `first: true`). Its key derives from the parent's key, the template's key
+and the file's position, so however often a parent is seen done (resumes, re-downloads, a
+stage added later) its children are the same rows, created once (`INSERT OR IGNORE`). The
+child is sent the parent's output URL as the API returned it (no download and re-upload).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from batch_runner.catalog import CatalogEntry
+from batch_runner.jobs import FileRecord, JobRecord
+from batch_runner.money import job_price
+from batch_runner.outputs.metadata import media_type
+from batch_runner.settings import RunSettings
+from batch_runner.store.lineage import ChildRow
+from batch_runner.store.state import StateStore
+
+PARENT_REF = re.compile(r"\{([A-Za-z_][\w-]*)\.([A-Za-z_][\w-]*)\}")
+
+Enqueue = Callable[[list[tuple[int, str]]], None]  # (idx, state) of new jobs for the pool
+
+
+def child_key(parent_key: str, template_key: str, k: int) -> str:
+    """A child's identity: its parent, its template and the parent file's position."""
+    blob = f"{parent_key}/{template_key}/{k}".encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class Children:
+    """The stage plans of a run directory, and the making of children from done parents."""
+
+    def __init__(self, store: StateStore, plans: list[dict[str, Any]]):
+        self.store = store
+        self.plans = plans
+        self.by_parent: dict[str, list[dict[str, Any]]] = {}
+        for plan in plans:
+            if plan.get("parent"):
+                self.by_parent.setdefault(plan["parent"], []).append(plan)
+        self.entries: Mapping[str, CatalogEntry | None] = {}
+        self.enqueue: Enqueue | None = None  # set once the pool runs
+        self._no_url_warned = False
+
+    @classmethod
+    def of(cls, store: StateStore) -> Children | None:
+        plans = store.stage_plans() if store._has_lineage() else []
+        return cls(store, plans) if any(p.get("parent") for p in plans) else None
+
+    def models(self) -> set[str]:
+        return {t["model"] for plan in self.plans for t in plan.get("templates", [])}
+
+    async def price(
+        self,
+        client: Any,
+        base: str,
+        settings: RunSettings,
+        resolved: Mapping[str, CatalogEntry | None] | None,
+    ) -> None:
+        """The catalogue entries children are priced by (each child's estimate, which
+        --max-cost reserves before its submit): those validation resolved, else asked now."""
+        from batch_runner.api.catalog import prices_for
+
+        wanted = self.models()
+        entries = {m: e for m, e in (resolved or {}).items() if m in wanted}
+        missing = wanted - entries.keys()
+        if missing:
+            live = None if settings.offline and not settings.simulate else client
+            entries |= await prices_for(live, base, missing, cache=not settings.simulate)
+        self.entries = entries
+
+    # ---- making children -------------------------------------------------------------------
+
+    def create(self, parent: JobRecord, files: Iterable[FileRecord]) -> list[str]:
+        """Journal the children of a done parent (the caller commits them with its `done`);
+        returns their keys."""
+        keys: list[str] = []
+        for plan in self.by_parent.get(parent.stage or "", []):
+            for row in self._rows(plan, parent, list(files)):
+                self.store.add_child(row)
+                keys.append(row.key)
+        return keys
+
+    def queue(self, keys: list[str]) -> None:
+        """Hand the pending ones of `keys` to the pool (after their commit)."""
+        if keys and self.enqueue is not None:
+            found: list[tuple[int, str]] = []
+            for i in range(0, len(keys), 500):
+                found += self.store.pending_keys(keys[i : i + 500])
+            self.enqueue(found)
+
+    def catch_up(self) -> int:
+        """Children of parents already done (a stage added to the manifest, or parents done
+        before a crash): created now, nothing sent for the parents. Returns how many keys."""
+        made = 0
+        for stage in self.by_parent:
+            for parent in self.store.done_of_stage(stage):
+                made += len(self.create(parent, parent.files))
+        self.store.flush()
+        return made
+
+    def _rows(
+        self, plan: dict[str, Any], parent: JobRecord, files: list[FileRecord]
+    ) -> Iterable[ChildRow]:
+        kind = plan.get("kind")
+        chosen = [f for f in sorted(files, key=lambda f: f.k) if kind is None or _kind(f) == kind]
+        if plan.get("first"):
+            chosen = chosen[:1]
+        for f in chosen:
+            if not f.url:
+                self._warn_no_url(parent)
+                continue
+            value: Any = [f.url] if plan.get("many") else f.url
+            for template in plan.get("templates", []):
+                inputs = {k: self._fill(v, parent) for k, v in template["inputs"].items()}
+                inputs[plan["field"]] = value
+                meta = {k: self._fill(v, parent) for k, v in template["meta"].items()}
+                variables = dict(template["vars"])
+                if "input_stem" in variables:  # named for the parent's file, not the stand-in
+                    variables["input_stem"] = f.file_name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+                yield ChildRow(
+                    key=child_key(parent.key, template["key"], f.k),
+                    model=template["model"],
+                    inputs=inputs,
+                    meta=meta,
+                    vars=variables,
+                    source=template.get("source"),
+                    sweep=template.get("sweep"),
+                    stage=plan["name"],
+                    parent_key=parent.key,
+                    parent_file=f.file_name,
+                    estimate_usd=job_price(self.entries.get(template["model"]), inputs),
+                )
+
+    def _fill(self, value: Any, parent: JobRecord) -> Any:
+        """`{STAGE.NAME}` from the parent (or an earlier ancestor): its vars, inputs, meta."""
+        if not isinstance(value, str) or "{" not in value:
+            return value
+
+        def one(m: re.Match[str]) -> str:
+            job = self._ancestor(parent, m.group(1))
+            if job is None:
+                return m.group(0)
+            values = {**job.meta, **job.inputs, **job.vars}
+            found = values.get(m.group(2))
+            return m.group(0) if found is None else str(found)
+
+        return PARENT_REF.sub(one, value)
+
+    def _ancestor(self, job: JobRecord | None, stage: str) -> JobRecord | None:
+        while job is not None and job.stage != stage:
+            job = self.store.job_by_key(job.parent_key) if job.parent_key else None
+        return job
+
+    def _warn_no_url(self, parent: JobRecord) -> None:
+        if not self._no_url_warned:
+            self._no_url_warned = True
+            print(
+                f"warning: job {parent.index} was downloaded before its file URLs were kept; "
+                "its children cannot be made yet (refreshing URLs from /result is not built)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def _kind(f: FileRecord) -> str:
+    return media_type(f.file_name)
+
+
+def record_stages(store: StateStore, plans: list[Any]) -> None:
+    """A pipeline's plans kept in the state (a resume makes children without the manifest),
+    each first-stage job's stage recorded, and the children of parents already done made."""
+    from batch_runner.store.lineage import STAGES_META, stage_of_roots
+
+    store.set_meta({STAGES_META: [plan.to_json() for plan in plans]})
+    store.record_roots(stage_of_roots(plans))
+    children = Children.of(store)
+    if children is not None:
+        children.catch_up()
