@@ -43,11 +43,12 @@ def test_a_spec_hashes_its_key_once(monkeypatch):
 
 def test_duplicates_are_found_by_the_key_itself(tmp_path):
     """Same inputs (as the key sees them) are further copies; different ones are not, even
-    where Python's equality says otherwise (NaN is not equal to itself, -0.0 equals 0.0)."""
+    where Python's equality says otherwise (-0.0 equals 0.0). NaN never gets this far: a
+    manifest may not hold it (tests/test_manifest_edges.py)."""
     manifest = tmp_path / "d.yaml"
     manifest.write_text(
         "model: acme/no-schema\njobs:\n"
-        "  - {prompt: a, weight: .nan}\n  - {prompt: a, weight: .nan}\n"
+        "  - {prompt: a, weight: 0.5}\n  - {prompt: a, weight: 0.5}\n"
         "  - {prompt: b, weight: 0.0}\n  - {prompt: b, weight: -0.0}\n",
         encoding="utf-8",
     )
