@@ -23,7 +23,10 @@ from batch_runner.manifest.rows import (
     short_error,
 )
 
-TOP_LEVEL_KEYS = ("model", "defaults", "model_defaults", "repeat", "options", "jobs", "sweep")
+TOP_LEVEL_KEYS = (
+    *("model", "defaults", "model_defaults", "repeat", "options", "jobs", "sweep"),
+    *("sample", "seed"),  # manifest/sampling.py: checked where the sample is drawn
+)
 
 # Aliases may re-use a node this many extra times in total; beyond it is an alias bomb.
 MAX_ALIAS_EXPANSION = 1_000_000
@@ -270,6 +273,8 @@ def _top_value(key: str, value: Any, loc: Location, top: dict, problems: list[Pr
             top["repeat"] = value
         else:
             bad(problem)
+    elif key in ("sample", "seed"):
+        top[key] = value
     elif value is None:
         top[key] = {}
     elif not isinstance(value, dict):

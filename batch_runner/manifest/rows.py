@@ -41,6 +41,8 @@ class Manifest:
     model_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # MODEL -> inputs
     lines: dict[str, int] = field(default_factory=dict)  # line of each top-level key
     default_model: str | None = None  # `defaults: {model: M}`: beats --model, not a job's own
+    sample: int | None = None  # top-level `sample: N`: N combinations of all entries' (sampling.py)
+    seed: int | str | None = None  # top-level `seed: S`: the sample's and --pilot's
 
     @property
     def options_origin(self) -> str:
@@ -77,6 +79,8 @@ def build_manifest(path: Path, fmt: str, entries: list[Entry], **top: Any) -> Ma
         model_defaults=top.get("model_defaults", {}),
         lines=top.get("lines", {}),
         default_model=top.get("default_model"),
+        sample=top.get("sample"),
+        seed=top.get("seed"),
     )
 
 
