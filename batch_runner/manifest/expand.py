@@ -47,6 +47,7 @@ class Expansion:
     # no catalogue): what its jobs' prices come from. A model missing here (its schema given
     # by a --schema file, or named by a template) is priced by run/pricing.py on its own
     entries: dict[str, CatalogEntry | None] = dataclasses.field(default_factory=dict)
+    seed: Any = None  # the manifest's top-level `seed:` (its sample's; --pilot's too)
 
     def model_counts(self) -> dict[str, int]:
         """Jobs per model, in first-use order."""
@@ -141,7 +142,12 @@ def collect_expansion(
             "they were numbered as further copies of it"
         )
     expansion = Expansion(
-        manifest.job_model, manifest.options, builder.jobs, sweep_counts, warnings
+        manifest.job_model,
+        manifest.options,
+        builder.jobs,
+        sweep_counts,
+        warnings,
+        seed=manifest.seed,
     )
     return expansion, builder.problems
 
@@ -341,7 +347,7 @@ class _Builder:
             inputs = {k: self._fill(entry, k, v, variables) for k, v in inputs.items()}
             self._emit(entry, inputs, n, plan.meta, variables, index)
         made = len(self.jobs) - before
-        if made == 0:
+        if made == 0 and only is None:  # a top-level sample may pick none of it
             self.warnings.append(f"{entry.source}: this sweep produces no jobs")
         return made
 
