@@ -19,11 +19,17 @@ import yaml
 from batch_runner.catalog import CatalogEntry
 from batch_runner.errors import ManifestError, Problem, UsageError
 from batch_runner.jobs import JobSpec, Location
-from batch_runner.manifest import sampling
 from batch_runner.manifest.media import glob_files, is_files_axis
 from batch_runner.manifest.naming import template_tokens
 from batch_runner.manifest.rows import Entry, Manifest, repeat_problem
-from batch_runner.manifest.sampling import DEFAULT_SEED, sample_problem, seed_problem, unrank
+from batch_runner.manifest.sampling import (
+    DEFAULT_SEED,
+    draw,
+    draw_across,
+    sample_problem,
+    seed_problem,
+    unrank,
+)
 from batch_runner.manifest.variant_axes import MediaFields, lift_entries
 
 JOB_KEYS = frozenset({"repeat", "meta", "vars"})
@@ -327,7 +333,7 @@ class _Builder:
             return plan is None or plan.combo(index) is not None
 
         seed = DEFAULT_SEED if m.seed is None else m.seed
-        chosen, complete = sampling.draw_across(spaces, m.sample, seed, keep)
+        chosen, complete = draw_across(spaces, m.sample, seed, keep)
         if not complete:
             self.warnings.append(f"sample: {m.sample}: most combinations are excluded; kept fewer")
         return chosen
@@ -433,7 +439,7 @@ class _SweepPlan:
         if self.sample is None:
             return range(self.size)
         if self._drawn is None:
-            self._drawn, complete = sampling.draw(self.size, self.sample, self.seed, self._kept)
+            self._drawn, complete = draw(self.size, self.sample, self.seed, self._kept)
             if not complete:
                 self.builder.warnings.append(
                     f"{self.entry.source}: sample: {self.sample}: most combinations are "
