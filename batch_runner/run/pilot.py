@@ -183,5 +183,5 @@ def _rank(seed: Any, key: str) -> str:
     return hashlib.sha256(f"{seed!r}:{key}".encode()).hexdigest()
 
 
-def _short(text: str, most: int = 24) -> str:
+def _short(text: str, most: int = 40) -> str:
     return text if len(text) <= most else text[: most - 1] + "…"
