@@ -45,6 +45,7 @@ class RunSettings:
     # this run only (--resubmit-uncertain): every uncertain job is sent once more (never stored)
     resubmit_uncertain_now: bool = False
     tqdm_auto: bool = False  # the Python API's progress=True: tqdm.auto bars (notebook widgets)
+    pilot: int | None = None  # this run only (--pilot N): N of the new jobs (run/pilot.py)
 
     # options a manifest may set (never api_base: a copied manifest must not redirect the token)
     MANIFEST_KEYS = (
@@ -145,6 +146,7 @@ _TYPES: dict[str, type] = {
     "retries": int,
     "max_file_bytes": int,
     "max_jobs": int,
+    "pilot": int,
     "rate": float,
     "job_timeout": float,
     "max_inline_mb": float,
@@ -172,6 +174,7 @@ _UNITS = {
     "retries": "attempts",
     "max_file_bytes": "bytes",
     "max_jobs": "jobs",
+    "pilot": "jobs",
     "rate": "requests per second",
     "job_timeout": "seconds",
     "max_inline_mb": "megabytes",

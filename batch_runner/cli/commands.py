@@ -75,10 +75,7 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
         if flags.get("max_cost") is not None:
             raise UsageError("give --max-cost USD or --no-max-cost, not both")
         flags["max_cost"] = None
-    if getattr(args, "retry_failed", False):
-        flags["retry_failed"] = True
-    if getattr(args, "resubmit_uncertain_now", False):  # this run only, like --retry-failed
-        flags["resubmit_uncertain_now"] = True
+    flags |= _this_run_only(args)
     simulate = getattr(args, "simulate", None)
     if simulate:
         flags["simulate"] = True
@@ -93,6 +90,20 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
     if hasattr(args, "no_progress"):
         flags["progress"] = not args.no_progress and not args.json
         flags["json"] = args.json
+    return flags
+
+
+def _this_run_only(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags for this run only, never remembered by the run directory."""
+    flags: dict[str, Any] = {}
+    if getattr(args, "retry_failed", False):
+        flags["retry_failed"] = True
+    if getattr(args, "resubmit_uncertain_now", False):
+        flags["resubmit_uncertain_now"] = True
+    if getattr(args, "pilot", None) is not None:
+        if args.pilot < 1:
+            raise UsageError(f"--pilot must be at least 1 job, got {args.pilot}")
+        flags["pilot"] = args.pilot
     return flags
 
 
@@ -231,6 +242,7 @@ def prepare_run(args: argparse.Namespace, parsed: Parsed | None = None) -> RunIn
         run_dir, settings, token, specs, manifest, expansion.entries, loaded.manifest_options
     )
     inp.stages = expansion.stages  # a pipeline's stage plans (None: a single stage)
+    inp.pilot_seed = expansion.seed
     return inp
 
 
@@ -270,6 +282,11 @@ def _execute(inp: RunInput, args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.summary)
     say(format_summary(result.summary))
+    if result.summary.get("pilot_pending"):
+        say(
+            f"pilot: {plural(result.summary['pilot_pending'], 'new job')} left pending; "
+            "run the manifest again without --pilot to send them"
+        )
     if result.exit_code == 130:
         say(f"interrupted: state saved; continue with `batch-runner resume {inp.run_dir}`")
     return result.exit_code
@@ -388,6 +405,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         debug=args.debug,
     )
     money = validate_money(est, prices, entries, settings.max_cost)
+    pilot = _pilot(expansion, settings.pilot)
     # models no catalogue could confirm (offline): listed, as the API may refuse them
     unknown = [m for m in models if m in expansion.entries and expansion.entries[m] is None]
     stages = None
@@ -409,6 +427,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 "problems": [],
             }
             | money
+            | pilot
         )
         return 0
     names = ", ".join(f"{m}: {n}" for m, n in models.items()) if len(models) > 1 else None
@@ -422,7 +441,22 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(format_estimate(est, money))
     if stages:
         print("\n".join(["pipeline stages:", *stage_lines(stages)]))
+    if pilot:
+        print("\n".join(pilot["pilot"]["table"]))
+        picked = [expansion.jobs[i - 1] for i in pilot["pilot"]["picked"]]
+        print(format_preview(picked, limit=50, numbers=pilot["pilot"]["picked"]))
     return 0
+
+
+def _pilot(expansion: Expansion, n: int | None) -> dict[str, Any]:
+    """`validate --pilot N`: the jobs a first `run --pilot N` would send (every job is new)."""
+    from batch_runner.run.pilot import pick
+
+    if n is None:
+        return {}
+    chosen = pick(expansion.jobs, n, expansion.seed)
+    picked = [i + 1 for i in chosen.picked]
+    return {"pilot": {"jobs": len(picked), "picked": picked, "table": chosen.table()}}
 
 
 def _problems(exc: BatchRunnerError) -> list[dict[str, Any]]:

@@ -186,10 +186,13 @@ def format_estimate(est: Estimate, money: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_preview(jobs: list[JobSpec], *, limit: int = 10, width: int = 60) -> str:
+def format_preview(
+    jobs: list[JobSpec], *, limit: int = 10, width: int = 60, numbers: list[int] | None = None
+) -> str:
+    """The first jobs, one line each, numbered from 1 (or by `numbers`)."""
     rows = []
     several = len({job.model for job in jobs}) > 1
-    for i, job in enumerate(jobs[:limit], 1):
+    for i, job in zip(numbers or range(1, len(jobs) + 1), jobs[:limit], strict=False):
         prompt = printable(str(job.inputs.get("prompt", "")))
         prompt = prompt if len(prompt) <= width else prompt[: width - 1] + "…"
         prompt = f"{job.model}: {prompt}" if several else prompt

@@ -60,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _model_options(run)
     _run_options(run)
+    _pilot_option(run)
     add_shard_options(run)
 
     resume = add("resume", "continue a run from its state file alone")
@@ -102,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _api_options(val)
     _offline_option(val)
     _money_option(val)
+    _pilot_option(val)
 
     models = add("models", "list the models batch_runner knows, or show one model's inputs")
     models.add_argument(
@@ -221,6 +223,17 @@ def _money_option(p: argparse.ArgumentParser) -> None:
         metavar="USD",
         help="spend at most USD: jobs that do not fit stay pending with the reason 'budget' "
         "(run and resume: the run directory remembers it)",
+    )
+
+
+def _pilot_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pilot",
+        type=int,
+        metavar="N",
+        default=None,
+        help="send only N of the new jobs, covering every model and every sweep value when N "
+        "allows (the rest stay pending for a later run without --pilot)",
     )
 
 

@@ -7,7 +7,6 @@ that describes a billion jobs is refused before any of them is built.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 import math
 from collections.abc import Callable
@@ -23,9 +22,18 @@ from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.media import glob_files, is_files_axis
 from batch_runner.manifest.naming import template_tokens
 from batch_runner.manifest.rows import Entry, Manifest, repeat_problem
+from batch_runner.manifest.sampling import (
+    DEFAULT_SEED,
+    draw,
+    draw_across,
+    sample_problem,
+    seed_problem,
+    unrank,
+)
+from batch_runner.manifest.variant_axes import MediaFields, lift_entries
 
 JOB_KEYS = frozenset({"repeat", "meta", "vars"})
-SWEEP_KEYS = frozenset({"repeat", "meta", "vars", "zip", "exclude"})
+SWEEP_KEYS = frozenset({"repeat", "meta", "vars", "zip", "exclude", "sample"})
 
 Axis = list[tuple[dict[str, Any], dict[str, Any]]]  # each choice: (inputs part, vars part)
 # a model -> (defaults, overrides) its jobs get: defaults under the job's inputs, overrides over
@@ -46,6 +54,7 @@ class Expansion:
     # by a --schema file, or named by a template) is priced by run/pricing.py on its own
     entries: dict[str, CatalogEntry | None] = dataclasses.field(default_factory=dict)
     stages: list[Any] | None = None  # a pipeline's stage plans (manifest/stages.py: StagePlan)
+    seed: Any = None  # the manifest's top-level `seed:` (its sample's; --pilot's too)
 
     def model_counts(self) -> dict[str, int]:
         """Jobs per model, in first-use order."""
@@ -83,8 +92,15 @@ def _json_or(raw: str) -> Any:
 
 
 def count_jobs(manifest: Manifest) -> int:
-    """How many jobs the manifest describes (an upper bound: sweep excludes are not subtracted)."""
-    return sum(_entry_count(e) for e in manifest.entries) * manifest.repeat
+    """How many jobs the manifest describes (an upper bound: sweep excludes are not subtracted;
+    variants count once their entries are lifted, see collect_expansion)."""
+    total = sum(_entry_count(e) for e in manifest.entries)
+    if manifest.sample is not None and sample_problem(manifest.sample) is None:
+        most = max(
+            (_repeat_of(e.data) for e in manifest.entries if isinstance(e.data, dict)), default=1
+        )
+        total = min(total, manifest.sample * most)
+    return total * manifest.repeat
 
 
 def expand(
@@ -102,21 +118,29 @@ def collect_expansion(
     overrides: dict[str, Any] | None = None,
     max_jobs: int = 100_000,
     base: Base | None = None,
+    media: MediaFields | None = None,
 ) -> tuple[Expansion, list[Problem]]:
     """Like expand() but returns the problems (entries with problems give no jobs).
 
     `base(model)` gives the defaults and overrides of a model's jobs (default: the manifest's
-    `defaults` and `model_defaults`, and `overrides`, all kept). Only a count above `max_jobs`
-    raises, since then nothing is built.
+    `defaults` and `model_defaults`, and `overrides`, all kept); `media(model)` its media
+    fields (never read as variants). Variants become sweep axes first (variant_axes.py);
+    `sample:` keeps some combinations (sampling.py). Only a count above `max_jobs` raises,
+    since then nothing is built.
     """
+    entries, lifted = lift_entries(manifest, media)
+    manifest = dataclasses.replace(manifest, entries=entries)
     _check_count(manifest, max_jobs)
     builder = _Builder(manifest, overrides or {}, base)
+    builder.problems += lifted
+    plans = [_SweepPlan(e, builder) if e.kind == "sweep" else None for e in entries]
+    chosen = builder.top_sample(plans)
     sweep_counts = []
-    for entry in manifest.entries:
-        if entry.kind == "sweep":
-            made = builder.add_sweep(entry, len(sweep_counts))
+    for entry, plan, only in zip(entries, plans, chosen, strict=True):
+        if plan is not None:
+            made = builder.add_sweep(plan, len(sweep_counts), only)
             sweep_counts.append((entry.source, made))
-        else:
+        elif only is None or only:
             builder.add_job(entry)
     warnings = list(builder.warnings)
     if builder.duplicates:
@@ -125,7 +149,12 @@ def collect_expansion(
             "they were numbered as further copies of it"
         )
     expansion = Expansion(
-        manifest.job_model, manifest.options, builder.jobs, sweep_counts, warnings
+        manifest.job_model,
+        manifest.options,
+        builder.jobs,
+        sweep_counts,
+        warnings,
+        seed=manifest.seed,
     )
     return expansion, builder.problems
 
@@ -160,18 +189,22 @@ def _entry_count(entry: Entry) -> int:
     n = _repeat_of(data)
     if entry.kind != "sweep":
         return n
+    combos = 1
+    reserved = _reserved(data)
     for key, value in data.items():
-        if key not in SWEEP_KEYS and isinstance(value, list):
-            n *= len(value)
-        elif key not in SWEEP_KEYS and is_files_axis(value):
-            n *= len(_files(entry, value))
+        if key not in reserved and isinstance(value, list):
+            combos *= len(value)
+        elif key not in reserved and is_files_axis(value):
+            combos *= len(_files(entry, value))
     variables = data.get("vars")
     if isinstance(variables, dict):
-        n *= math.prod(len(v) if isinstance(v, list) else 1 for v in variables.values())
+        combos *= math.prod(len(v) if isinstance(v, list) else 1 for v in variables.values())
     zipped = data.get("zip")
     if isinstance(zipped, dict):
-        n *= max((len(v) for v in zipped.values() if isinstance(v, list)), default=1)
-    return n
+        combos *= max((len(v) for v in zipped.values() if isinstance(v, list)), default=1)
+    if sample_problem(data.get("sample")) is None:
+        combos = min(combos, data["sample"])
+    return n * combos
 
 
 def _files(entry: Entry, value: dict[str, Any]) -> tuple[str, ...]:
@@ -286,26 +319,44 @@ class _Builder:
             inputs = {k: v for k, v in data.items() if k not in JOB_KEYS}
             self._emit(entry, inputs, repeat * self.m.repeat, meta, variables, None)
 
-    def add_sweep(self, entry: Entry, index: int) -> int:
-        """Expand one sweep entry; return how many jobs it made."""
-        assert isinstance(entry.data, dict)  # the manifest reader refuses other sweeps
-        plan = _SweepPlan(entry, self)
+    def top_sample(self, plans: list[_SweepPlan | None]) -> list[list[int] | None]:
+        """The top-level `sample:`: which combinations of each entry are kept (None: all)."""
+        m = self.m
+        if m.sample is None:
+            return [None] * len(plans)
+        bad = sample_problem(m.sample) or seed_problem(m.seed)
+        if bad is not None:
+            key = "sample" if sample_problem(m.sample) else "seed"
+            self.problems.append(Problem(m.source.file, m.lines.get(key), key, bad))
+            return [[] for _ in plans]
+        spaces = [p.chosen() if p is not None and p.ok else range(p is None) for p in plans]
+
+        def keep(entry: int, index: int) -> bool:
+            plan = plans[entry]
+            return plan is None or plan.combo(index) is not None
+
+        seed = DEFAULT_SEED if m.seed is None else m.seed
+        chosen, complete = draw_across(spaces, m.sample, seed, keep)
+        if not complete:
+            self.warnings.append(f"sample: {m.sample}: most combinations are excluded; kept fewer")
+        return chosen
+
+    def add_sweep(self, plan: _SweepPlan, index: int, only: list[int] | None = None) -> int:
+        """Expand one sweep entry (`only`: these combinations); return how many jobs it made."""
         if not plan.ok:
             return 0
+        entry = plan.entry
         before = len(self.jobs)
         n = plan.repeat * self.m.repeat
-        for combo in itertools.product(*plan.axes):
-            inputs = dict(plan.fixed)
-            variables: dict[str, Any] = {}
-            for part_inputs, part_vars in combo:
-                inputs.update(part_inputs)
-                variables.update(part_vars)
-            if plan.excluded(inputs, variables):
+        for number in plan.chosen() if only is None else only:
+            combo = plan.combo(number)
+            if combo is None:
                 continue
+            inputs, variables = combo
             inputs = {k: self._fill(entry, k, v, variables) for k, v in inputs.items()}
             self._emit(entry, inputs, n, plan.meta, variables, index)
         made = len(self.jobs) - before
-        if made == 0:
+        if made == 0 and only is None:  # a top-level sample may pick none of it
             self.warnings.append(f"{entry.source}: this sweep produces no jobs")
         return made
 
@@ -343,7 +394,9 @@ class _SweepPlan:
         self.repeat, self.meta, self.ok = builder._extras(entry, data)
         self.fixed: dict[str, Any] = {}
         self.axes: list[Axis] = []
-        fields = {k: v for k, v in data.items() if k not in SWEEP_KEYS}
+        self.sample, self.seed = self._sampling(data)
+        reserved = _reserved(data)
+        fields = {k: v for k, v in data.items() if k not in reserved}
         used = set().union(*(_placeholders(v) for v in fields.values()))
         var_names: set[str] = set()
         for key, value in data.items():
@@ -351,7 +404,7 @@ class _SweepPlan:
                 var_names |= self._add_vars(value)
             elif key == "zip":
                 var_names |= self._add_zip(value, fields, used)
-            elif key not in SWEEP_KEYS:
+            elif key not in reserved:
                 if is_files_axis(value):
                     value = self._folder(key, value)
                 if isinstance(value, list):
@@ -367,6 +420,49 @@ class _SweepPlan:
     def bad(self, field: str | None, message: str) -> None:
         self.builder.problem(self.entry, field, message)
         self.ok = False
+
+    @property
+    def size(self) -> int:
+        """Combinations in the whole product (excluded ones too); never built."""
+        return math.prod(len(axis) for axis in self.axes)
+
+    def combo(self, number: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """Combination `number` of the product (itertools.product's order) as (inputs, vars);
+        None when `exclude:` leaves it out."""
+        inputs = dict(self.fixed)
+        variables: dict[str, Any] = {}
+        for axis, at in zip(self.axes, unrank(number, [len(a) for a in self.axes]), strict=True):
+            part_inputs, part_vars = axis[at]
+            inputs.update(part_inputs)
+            variables.update(part_vars)
+        return None if self.excluded(inputs, variables) else (inputs, variables)
+
+    def chosen(self) -> range | list[int]:
+        """The combinations this entry keeps: all, or its `sample:` (drawn once)."""
+        if self.sample is None:
+            return range(self.size)
+        if self._drawn is None:
+            self._drawn, complete = draw(self.size, self.sample, self.seed, self._kept)
+            if not complete:
+                self.builder.warnings.append(
+                    f"{self.entry.source}: sample: {self.sample}: most combinations are "
+                    f"excluded; kept {len(self._drawn)}"
+                )
+        return self._drawn
+
+    def _kept(self, number: int) -> bool:
+        return self.combo(number) is not None
+
+    def _sampling(self, data: dict[str, Any]) -> tuple[int | None, Any]:
+        """`sample: N` and its `seed: S` (a list `seed:` stays the model's input axis)."""
+        self._drawn: list[int] | None = None
+        if "sample" not in data:
+            return None, None
+        sample, seed = data["sample"], data.get("seed") if "seed" in _reserved(data) else None
+        for key, problem in (("sample", sample_problem(sample)), ("seed", seed_problem(seed))):
+            if problem is not None and (key == "sample" or seed is not None):
+                self.bad(key, problem)
+        return sample, DEFAULT_SEED if seed is None else seed
 
     def _folder(self, key: str, value: dict[str, Any]) -> list[str]:
         """A folder sweep axis: one value per matching file, sorted; none is a problem."""
@@ -443,3 +539,10 @@ class _SweepPlan:
 
 
 _MISSING = object()
+
+
+def _reserved(data: dict[str, Any]) -> frozenset[str]:
+    """A sweep entry's keys that are no inputs: with `sample:`, a scalar `seed:` is its seed."""
+    if "sample" in data and not isinstance(data.get("seed"), list):
+        return SWEEP_KEYS | {"seed"}
+    return SWEEP_KEYS

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from batch_runner.catalog import CatalogEntry
+from batch_runner.catalog import CatalogEntry, media_fields
 from batch_runner.errors import ManifestError, Problem
 from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.expand import Expansion, collect_expansion, manifest_models
@@ -73,7 +73,7 @@ def load_jobs(
         problems += found
     problems += bases.check_top()
     try:
-        expansion, found = collect_expansion(manifest, None, max_jobs, bases.base)
+        expansion, found = collect_expansion(manifest, None, max_jobs, bases.base, bases.media)
     except ManifestError as exc:
         raise ManifestError(_sorted(problems + exc.problems)) from None
     problems += found
@@ -154,6 +154,10 @@ class _Bases:
         """The schema this run resolved for `model` (None when none is known)."""
         checker = self.checker(model)
         return checker.schema if checker.known else None
+
+    def media(self, model: str) -> list[str]:
+        """The model's media fields (URLs and files: never read as variants)."""
+        return list(media_fields(self.schema(model) or {}))
 
     def check_top(self) -> list[Problem]:
         """Problems of the values given for every job, found once: not once per job."""

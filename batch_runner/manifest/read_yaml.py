@@ -24,8 +24,11 @@ from batch_runner.manifest.rows import (
 )
 from batch_runner.manifest.stages import read_stages
 
-TOP_LEVEL_KEYS = ("model", "defaults", "model_defaults", "repeat", "options", "jobs", "sweep")
-TOP_LEVEL_KEYS += ("stages",)  # a pipeline (manifest/stages.py)
+TOP_LEVEL_KEYS = (
+    *("model", "defaults", "model_defaults", "repeat", "options", "jobs", "sweep"),
+    *("sample", "seed"),  # manifest/sampling.py: checked where the sample is drawn
+    "stages",  # a pipeline (manifest/stages.py)
+)
 
 # Aliases may re-use a node this many extra times in total; beyond it is an alias bomb.
 MAX_ALIAS_EXPANSION = 1_000_000
@@ -278,6 +281,8 @@ def _top_value(key: str, value: Any, loc: Location, top: dict, problems: list[Pr
             top["repeat"] = value
         else:
             bad(problem)
+    elif key in ("sample", "seed"):
+        top[key] = value
     elif value is None:
         top[key] = {}
     elif not isinstance(value, dict):

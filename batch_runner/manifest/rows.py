@@ -42,6 +42,8 @@ class Manifest:
     lines: dict[str, int] = field(default_factory=dict)  # line of each top-level key
     default_model: str | None = None  # `defaults: {model: M}`: beats --model, not a job's own
     stages: tuple[Any, ...] = ()  # `stages:` of a pipeline (manifest/stages.py: Stage)
+    sample: int | None = None  # top-level `sample: N`: N combinations of all entries' (sampling.py)
+    seed: int | str | None = None  # top-level `seed: S`: the sample's and --pilot's
 
     @property
     def options_origin(self) -> str:
@@ -79,6 +81,8 @@ def build_manifest(path: Path, fmt: str, entries: list[Entry], **top: Any) -> Ma
         lines=top.get("lines", {}),
         default_model=top.get("default_model"),
         stages=top.get("stages", ()),
+        sample=top.get("sample"),
+        seed=top.get("seed"),
     )
 
 

@@ -4,7 +4,7 @@ estimate, read the balance, and open the `--max-cost` ledger where the state lef
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from batch_runner.api.catalog import prices_for, with_retries
@@ -32,11 +32,12 @@ async def prepare(
     base: str,
     tally: Tally,
     resolved: Mapping[str, CatalogEntry | None] | None = None,
+    skip: Collection[int] = frozenset(),
 ) -> Budget:
     """Estimates stored per job, the estimate said, the balance checked; the run's budget.
     `tally` starts from what the state says was spent and the run's whole estimate. `resolved`:
     the catalogue entries validation already resolved (Expansion.entries); only the models
-    of the state it lacks are asked for."""
+    of the state it lacks are asked for. `skip`: new jobs this run leaves pending (--pilot)."""
     models = store.model_counts()
     live = None if settings.offline and not settings.simulate else client  # --offline: cache only
     entries = await _entries(live, base, models, resolved, cache=not settings.simulate)
@@ -45,6 +46,8 @@ async def prepare(
         price = job_price(entries.get(job.model), job.inputs)
         if price != job.estimate_usd:
             changed.append((job.index, price))
+        if job.index in skip:
+            continue
         if job.state in WITHOUT_REQUEST and sends(settings, job.state, job.duplicates):
             todo.add(job.model, price)
             prices.append(price)

@@ -32,6 +32,7 @@ from batch_runner.run.budget import Budget
 from batch_runner.run.children import Children, record_stages
 from batch_runner.run.lifecycle import JobRunner
 from batch_runner.run.lock import CANCEL_SIGNAL, RunLock
+from batch_runner.run.pilot import hold_back, pilot_result
 from batch_runner.run.polling import PollPlanner
 from batch_runner.run.pricing import prepare
 from batch_runner.run.progress import Progress, Tally
@@ -68,6 +69,7 @@ class RunInput:
     # manifest gives anew only the ones that changed
     manifest_options: dict[str, Any] | None = None
     stages: list[Any] | None = None  # a pipeline's stage plans (manifest/stages.py)
+    pilot_seed: Any = None  # the manifest's `seed:` (--pilot picks with it; None: 0)
 
 
 def open_run(inp: RunInput, lock: RunLock) -> StateStore:
@@ -135,8 +137,9 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
     settings, started = inp.settings, time.monotonic()
     tally, stop = Tally(), Stop()
     round_start = _retry_failed(store) if settings.retry_failed else {}
-    todo = plan(store, inp.run_dir, sends=partial(sends, settings))
-    new = store.count_new()
+    held = hold_back(store, settings.pilot, inp.pilot_seed, _say)
+    todo = plan(store, inp.run_dir, sends=partial(sends, settings), skip=held)
+    new = store.count_new() - len(held)
     if new > settings.max_jobs:
         raise UsageError(
             f"this run would submit {new} new jobs, more than --max-jobs {settings.max_jobs}; "
@@ -149,7 +152,10 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
     hooks = _Hooks(waiting=lambda: len(todo), say=_say)
     _install_signals(stop, asyncio.current_task(), hooks)
     try:
-        return await _execute(inp, store, todo, new, round_start, stop, tally, hooks, started)
+        result = await _execute(
+            inp, store, (todo, new, held), round_start, stop, tally, hooks, started
+        )
+        return pilot_result(result, held)
     except asyncio.CancelledError:
         if not stop.signals:
             raise  # not ours
@@ -161,8 +167,7 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
 async def _execute(
     inp: RunInput,
     store: StateStore,
-    todo: list,
-    new: int,
+    work: tuple[list, int, set[int]],  # the jobs to take, how many new, the new ones held back
     round_start: dict[int, int],
     stop: Stop,
     tally: Tally,
@@ -170,6 +175,7 @@ async def _execute(
     started: float,
 ) -> RunResult:
     settings = inp.settings
+    todo, new, held = work
     async with _api(settings, inp.token) as (base, token), _sessions(settings) as sessions:
         deadlines = Deadlines()  # one timer for the time limits of every call in flight
         client = RunComfyClient(
@@ -188,7 +194,7 @@ async def _execute(
             deadlines=deadlines,
         )
         try:
-            budget = await prepare(store, client, settings, base, tally, inp.entries)
+            budget = await prepare(store, client, settings, base, tally, inp.entries, held)
         except AccountError as exc:  # nothing new is sent; jobs already at the API finish
             stop.fail(exc)
             budget = Budget(None)

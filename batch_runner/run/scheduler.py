@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
@@ -90,16 +90,19 @@ RunOne = Callable[[JobRecord, Slot], Awaitable[None]]  # carry one job as far as
 Load = Callable[[list[int]], list[JobRecord]]  # the records at these (ascending) indexes
 
 
-def plan(store: StateStore, run_dir: Path, *, sends: Sends) -> list[Todo]:
+def plan(
+    store: StateStore, run_dir: Path, *, sends: Sends, skip: Collection[int] = frozenset()
+) -> list[Todo]:
     """The jobs that need work, in the order to take them: paid-for ones before new ones.
-    `sends`: whether this run submits a job waiting in this state (run/uncertain.py)."""
+    `sends`: whether this run submits a job waiting in this state (run/uncertain.py);
+    `skip`: new jobs this run leaves pending (outside its --pilot)."""
     complete = _complete_jobs(store, run_dir)
     todo = []
     for idx, state, duplicates in store.todo_rows():
         state = JobState(state)
         if state is S.DONE and idx in complete:
             continue
-        if state in WITHOUT_REQUEST and not sends(state, duplicates):
+        if state in WITHOUT_REQUEST and (idx in skip or not sends(state, duplicates)):
             continue
         todo.append(Todo(idx, state))
     todo.sort(key=lambda j: (_ORDER.get(j.state, 5), j.index))
