@@ -30,7 +30,8 @@ S = JobState
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     # a submit that keeps being refused fails the job before it ever leaves `pending`
     # pending to pending: a job --max-cost leaves out is given the reason "budget"
-    S.PENDING: frozenset({S.PENDING, S.SUBMITTING, S.CANCELLED, S.FAILED}),
+    # pending to done: its files were taken from the --archive of an earlier run (never sent)
+    S.PENDING: frozenset({S.PENDING, S.SUBMITTING, S.CANCELLED, S.FAILED, S.DONE}),
     # a lost submit answer makes the job uncertain; a clear refusal sends it back or fails it
     S.SUBMITTING: frozenset({S.QUEUED, S.RUNNING, S.PENDING, S.UNCERTAIN, S.FAILED}),
     S.QUEUED: frozenset({S.QUEUED, S.RUNNING, S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED}),
@@ -177,6 +178,7 @@ class JobRecord:
     cost_usd: float | None = None  # what its current attempt cost, once the API said
     duplicates: int = 0  # submits sent again after a lost answer (each possibly paid twice)
     shard: str | None = None  # read by `merge` from this shard folder (shard-K-of-N)
+    archived_from: str | None = None  # the run directory its files were taken from (--archive)
 
     @property
     def request_id(self) -> str | None:

@@ -75,6 +75,7 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
         if flags.get("max_cost") is not None:
             raise UsageError("give --max-cost USD or --no-max-cost, not both")
         flags["max_cost"] = None
+    flags |= _archive_flag(args)
     if getattr(args, "retry_failed", False):
         flags["retry_failed"] = True
     if getattr(args, "resubmit_uncertain_now", False):  # this run only, like --retry-failed
@@ -94,6 +95,17 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
         flags["progress"] = not args.no_progress and not args.json
         flags["json"] = args.json
     return flags
+
+
+def _archive_flag(args: argparse.Namespace) -> dict[str, Any]:
+    """--archive FILE (kept as an absolute path: a later resume may start elsewhere) or
+    --no-archive (the remembered one dropped)."""
+    archive, dropped = getattr(args, "archive", None), getattr(args, "no_archive", False)
+    if archive is not None and dropped:
+        raise UsageError("give --archive FILE or --no-archive, not both")
+    if archive is not None:
+        return {"archive": str(archive.expanduser().absolute())}
+    return {"archive": None} if dropped else {}
 
 
 _NOT_SETTINGS = ("out", *SHARD_KEYS)  # manifest options that prepare_run and shard_run read

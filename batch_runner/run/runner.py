@@ -28,6 +28,7 @@ from batch_runner.jobs import JobSpec, JobState
 from batch_runner.outputs.download import download
 from batch_runner.outputs.hosts import HostPolicy
 from batch_runner.outputs.metadata import OUTPUT_DIRS, metadata_whole, rebuild_metadata
+from batch_runner.run.archived import archive_finished, take_archived
 from batch_runner.run.budget import Budget
 from batch_runner.run.lifecycle import JobRunner
 from batch_runner.run.lock import CANCEL_SIGNAL, RunLock
@@ -130,6 +131,8 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
     settings, started = inp.settings, time.monotonic()
     tally, stop = Tally(), Stop()
     round_start = _retry_failed(store) if settings.retry_failed else {}
+    # before planning and pricing: jobs the archive holds are done, never sent nor estimated
+    archived = take_archived(store, inp.run_dir, settings)
     todo = plan(store, inp.run_dir, sends=partial(sends, settings))
     new = store.count_new()
     if new > settings.max_jobs:
@@ -144,7 +147,9 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
     hooks = _Hooks(waiting=lambda: len(todo), say=_say)
     _install_signals(stop, asyncio.current_task(), hooks)
     try:
-        return await _execute(inp, store, todo, new, round_start, stop, tally, hooks, started)
+        result = await _execute(inp, store, todo, new, round_start, stop, tally, hooks, started)
+        archive_finished(archived, store, inp.run_dir)  # every done job, for later runs
+        return result
     except asyncio.CancelledError:
         if not stop.signals:
             raise  # not ours

@@ -100,6 +100,21 @@ ALTER TABLE jobs ADD COLUMN estimate_usd REAL;
     # the model that ran each attempt, as /result names it (`model_id`, CONTRACT §1); reads
     # of an older file opened read-only leave it out
     Migration(4, "model ids of attempts", "ALTER TABLE attempts ADD COLUMN model_id TEXT;"),
+    # jobs whose files were taken from an --archive (store/archived.py): the run directory
+    # they came from and what they cost there (the money this run did not spend)
+    Migration(
+        5,
+        "jobs taken from an archive",
+        """
+CREATE TABLE archived (
+    job_idx INTEGER PRIMARY KEY,
+    run_dir TEXT NOT NULL,
+    cost_usd REAL,
+    estimate_usd REAL,
+    taken_at REAL NOT NULL
+);
+""",
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 # the oldest version the reads understand as it is (a read-only open cannot migrate); every

@@ -29,6 +29,7 @@ from batch_runner.jobs import (
     current_request_id,
     input_files,
 )
+from batch_runner.store.archived import ArchivedJobs
 from batch_runner.store.costs import Money, cost_summary
 from batch_runner.store.journal import os_message
 from batch_runner.store.migrations import SCHEMA_VERSION, check_readable, migrate, schema_version
@@ -82,7 +83,7 @@ def _unusable(path: Path, exc: sqlite3.DatabaseError) -> str:
     return f"{path}: not a usable state file ({exc})"
 
 
-class StateStore(Money):
+class StateStore(ArchivedJobs, Money):
     """Jobs, attempts, files and retry counts of one run directory."""
 
     # ---- opening -------------------------------------------------------------------------
@@ -286,8 +287,10 @@ class StateStore(Money):
             _record(row, rids.get(row[0], []), files.get(row[0], []), costs.get(row[0]))
             for row in rows
         ]
+        sources = self.archived_sources(conn, lo, hi)
         for rec in records:
             rec.model_id = model_ids.get(rec.index)
+            rec.archived_from = sources.get(rec.index)
         return records
 
     def _model_id_column(self) -> str:
@@ -375,6 +378,7 @@ class StateStore(Money):
             "not_in_manifest": not_in,
             "not_polled": not_polled,  # of the queued: submitted, not seen by a poll yet
             "retries": self.retry_counts(),
+            "from_archive": self.archive_summary(),  # jobs whose files came from --archive
             "failures": failures,
         }
 
