@@ -75,8 +75,13 @@ def take_archived(store: StateStore, run_dir: Path, settings: RunSettings) -> Ar
             _take(store, run_dir, settings, archive, run)
     if forgotten:
         rebuild_metadata(run_dir, store.iter_jobs())  # their lines went with their files
-        _say(f"{plural(forgotten, 'job')} from the archive lost its files here: run again")
-    run.done_before = store.done_indexes()
+        _say(
+            f"{plural(forgotten, 'job')} taken from an archive earlier without "
+            f"{'its' if forgotten == 1 else 'their'} files here now: "
+            + ("taken again where the archive has them, else run" if path else "run again")
+        )
+    if path is not None:
+        run.done_before = store.done_indexes()
     if run.saved["jobs"] or run.untrusted:
         _say(_taken_line(run))
     return run
@@ -123,8 +128,9 @@ def _take(
                     job.index, job.state, entry.run_dir, files, (entry.cost_usd, entry.estimate_usd)
                 )
                 job.files, job.archived_from = files, entry.run_dir
+                rid = job.request_ids[-1] if job.request_ids else None  # as a rebuild says
                 for record in files:
-                    metadata.append(metadata_line(job, record, None))
+                    metadata.append(metadata_line(job, record, rid))
                 run.count(entry)
     finally:
         metadata.close()

@@ -85,7 +85,10 @@ class Archive:
         if path.is_dir():
             raise UsageError(f"--archive {path}: is a directory, not an archive file")
         if not path.parent.is_dir():
-            raise UsageError(f"--archive {path}: folder {path.parent} does not exist")
+            raise UsageError(
+                f"--archive {path}: folder {path.parent} does not exist "
+                "(--no-archive runs without the archive a run directory remembers)"
+            )
         try:
             conn = sqlite3.connect(path, timeout=BUSY_MS / 1000, isolation_level=None)
         except sqlite3.Error as exc:
