@@ -270,3 +270,28 @@ def test_what_is_not_an_archive_is_refused(sim, tmp_path):
     res = run_cli("resume", tmp_path / "a", "--archive", "x.db", "--no-archive", env=env)
     assert res.returncode == 2 and "not both" in res.stderr
     assert sim.stats()["submitted"] == 1
+
+
+def _add_many(path: str, n: int, start: int) -> int:
+    from batch_runner.store.archive import Archive, ArchivedFile, Entry
+
+    written = 0
+    with Archive.open(Path(path)) as archive:
+        for i in range(start, start + n, 50):  # many small writes, interleaved with the others
+            files = (ArchivedFile("images/x.png", "0" * 64, 1, "image"),)
+            entries = [Entry(f"k{j}", f"/runs/{start}", "m", files) for j in range(i, i + 50)]
+            written += archive.add(entries, replace=True)
+            assert len(archive.lookup([f"k{i}", f"k{i + 49}"])) == 2
+    return written
+
+
+def test_processes_write_one_archive_at_once_without_lock_errors(tmp_path):
+    import multiprocessing
+
+    path = str(tmp_path / "archive.db")
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        results = [pool.apply_async(_add_many, (path, 1000, n * 1000)) for n in range(4)]
+        assert [r.get(timeout=60) for r in results] == [1000] * 4
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone()[0] == 4000
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from batch_runner.errors import UsageError
 from batch_runner.jobs import FileRecord, JobRecord, JobState
 from batch_runner.manifest.naming import DEFAULT_TEMPLATE, job_file_name
 from batch_runner.money import archive_text, usd
@@ -99,9 +100,12 @@ def archive_finished(run: ArchiveRun, store: StateStore, run_dir: Path) -> None:
             continue
         entry = _entry(job, root)
         (older if job.index in run.done_before else fresh).append(entry)
-    with Archive.open(run.path) as archive:
-        archive.add(fresh, replace=True)
-        archive.add(older, replace=False)
+    try:
+        with Archive.open(run.path) as archive:
+            archive.add(fresh, replace=True)
+            archive.add(older, replace=False)
+    except UsageError as exc:  # the run itself is whole: say so, never fail it for this
+        _say(f"warning: {exc}; the jobs go into the archive with a later run of this directory")
 
 
 def _take(
