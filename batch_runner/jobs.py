@@ -30,7 +30,8 @@ S = JobState
 TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     # a submit that keeps being refused fails the job before it ever leaves `pending`
     # pending to pending: a job --max-cost leaves out is given the reason "budget"
-    S.PENDING: frozenset({S.PENDING, S.SUBMITTING, S.CANCELLED, S.FAILED}),
+    # pending to done: its files were taken from the --archive of an earlier run (never sent)
+    S.PENDING: frozenset({S.PENDING, S.SUBMITTING, S.CANCELLED, S.FAILED, S.DONE}),
     # a lost submit answer makes the job uncertain; a clear refusal sends it back or fails it
     S.SUBMITTING: frozenset({S.QUEUED, S.RUNNING, S.PENDING, S.UNCERTAIN, S.FAILED}),
     S.QUEUED: frozenset({S.QUEUED, S.RUNNING, S.DOWNLOADING, S.PENDING, S.FAILED, S.CANCELLED}),
@@ -180,6 +181,7 @@ class JobRecord:
     stage: str | None = None  # a pipeline's stage (store/lineage.py), None outside pipelines
     parent_key: str | None = None  # a later stage's job: the job it was made from
     parent_file: str | None = None  # … and that job's file (its file_name)
+    archived_from: str | None = None  # the run directory its files were taken from (--archive)
 
     @property
     def request_id(self) -> str | None:

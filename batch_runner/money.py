@@ -113,3 +113,17 @@ def fitting(prices: Iterable[float | None], budget: float) -> tuple[int, float]:
             n += 1
             spent = usd(spent + price)
     return n, spent
+
+
+def archive_text(saved: Mapping[str, Any]) -> str:
+    """ "12 from the archive, $0.36 not spent" of a `from_archive` object (store/archived.py):
+    recorded costs, "about" where estimates stand in for some, and those of unknown cost."""
+    text = dollars(saved["not_spent_usd"])
+    notes = []
+    if saved.get("estimated"):
+        text = "about " + text
+        notes.append(f"estimates for {saved['estimated']}")
+    if saved.get("unknown"):
+        notes.append(f"{saved['unknown']} of unknown cost")
+    more = f" ({', '.join(notes)})" if notes else ""
+    return f"{saved['jobs']} from the archive, {text} not spent{more}"

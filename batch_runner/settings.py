@@ -46,6 +46,7 @@ class RunSettings:
     resubmit_uncertain_now: bool = False
     tqdm_auto: bool = False  # the Python API's progress=True: tqdm.auto bars (notebook widgets)
     pilot: int | None = None  # this run only (--pilot N): N of the new jobs (run/pilot.py)
+    archive: str | None = None  # --archive FILE, an absolute path (run/archived.py)
 
     # options a manifest may set (never api_base: a copied manifest must not redirect the token)
     MANIFEST_KEYS = (
@@ -68,7 +69,7 @@ class RunSettings:
     # options the run directory remembers: a later `run MANIFEST` or `resume` without the flag
     # keeps the value last given (README "Budgets and remembered options"); the others
     # (progress, json, retry_failed, tqdm_auto) are for one run only
-    STORED_KEYS = MANIFEST_KEYS + ("api_base", "simulate", "account_base")
+    STORED_KEYS = MANIFEST_KEYS + ("api_base", "simulate", "account_base", "archive")
 
     @classmethod
     def from_layers(cls, *layers: tuple[str, Mapping[str, Any]]) -> RunSettings:
@@ -193,7 +194,7 @@ def _coerce(key: str, value: Any, origin: str) -> Any:
         return list(value)
     if key in _BOOLS and not isinstance(value, bool):
         raise UsageError(f"{origin}: option '{key}' must be true or false")
-    if key == "name_template" and value is not None and not isinstance(value, str):
+    if key in ("name_template", "archive") and value is not None and not isinstance(value, str):
         raise UsageError(f"{origin}: option '{key}' must be a string")
     return value
 

@@ -102,7 +102,7 @@ def test_move_all_checks_before_it_writes(tmp_path):
         store.mark_submitting(2, S.SUBMITTING, duplicate_risk=False)
         assert store.move_all(S.SUBMITTING, S.UNCERTAIN, "crashed") == 2
         with pytest.raises(TransitionError):
-            store.move_all(S.PENDING, S.DONE, "no")
+            store.move_all(S.PENDING, S.QUEUED, "no")
         assert [j.state for j in store.jobs()] == [S.UNCERTAIN, S.UNCERTAIN, S.PENDING]
     finally:
         store.close()

@@ -6,7 +6,7 @@ from typing import Any
 
 from batch_runner.catalog import CatalogEntry
 from batch_runner.jobs import JobSpec, shown_input
-from batch_runner.money import Estimate, dollars, fitting
+from batch_runner.money import Estimate, archive_text, dollars, fitting
 from batch_runner.sizes import size_text
 from batch_runner.words import plural
 
@@ -77,6 +77,8 @@ def format_summary(
         lines.append(
             f"stage {stage}: {row['jobs']} jobs ({format_counts(row['counts'])}){lost_text}"
         )
+    if (summary.get("from_archive") or {}).get("jobs"):
+        lines.append(archive_text(summary["from_archive"]))
     if summary.get("not_in_manifest"):
         lines.append(
             f"not in manifest: {summary['not_in_manifest']} (kept in the state, untouched)"

@@ -36,6 +36,7 @@ def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dic
         if flags.get("max_cost") is not None:
             raise UsageError("give --max-cost USD or --no-max-cost, not both")
         flags["max_cost"] = None
+    flags |= _archive_flag(args)
     flags |= _this_run_only(args)
     simulate = getattr(args, "simulate", None)
     if simulate:
@@ -66,6 +67,17 @@ def _this_run_only(args: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"--pilot must be at least 1 job, got {args.pilot}")
         flags["pilot"] = args.pilot
     return flags
+
+
+def _archive_flag(args: argparse.Namespace) -> dict[str, Any]:
+    """--archive FILE (kept as an absolute path: a later resume may start elsewhere) or
+    --no-archive (the remembered one dropped)."""
+    archive, dropped = getattr(args, "archive", None), getattr(args, "no_archive", False)
+    if archive is not None and dropped:
+        raise UsageError("give --archive FILE or --no-archive, not both")
+    if archive is not None:
+        return {"archive": str(archive.expanduser().absolute())}
+    return {"archive": None} if dropped else {}
 
 
 _NOT_SETTINGS = ("out", *SHARD_KEYS)  # manifest options that prepare_run and shard_run read

@@ -315,6 +315,18 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="give failed jobs a new round of attempts (without it they stay failed)",
     )
+    p.add_argument(
+        "--archive",
+        type=Path,
+        metavar="FILE",
+        help="a SQLite archive shared by runs on this machine: jobs it holds with their files "
+        "are copied from there, not submitted; every finished job is added (remembered)",
+    )
+    p.add_argument(
+        "--no-archive",
+        action="store_true",
+        help="stop using the archive the run directory remembers from an earlier --archive",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")
 

@@ -87,6 +87,8 @@ def metadata_line(job: JobRecord, f: FileRecord, request_id: str | None) -> dict
     line["sha256"] = f.sha256
     line["bytes"] = f.bytes
     line["job_cost_usd"] = job.cost_usd  # the whole job's, on each of its files (CONTRACT §4)
+    if job.archived_from is not None:  # its files were taken from this run's --archive
+        line["archived_from"] = job.archived_from
     return line
 
 

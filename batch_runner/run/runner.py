@@ -28,6 +28,7 @@ from batch_runner.jobs import JobSpec, JobState
 from batch_runner.outputs.download import download
 from batch_runner.outputs.hosts import HostPolicy
 from batch_runner.outputs.metadata import OUTPUT_DIRS, metadata_whole, rebuild_metadata
+from batch_runner.run.archived import archive_finished, take_archived
 from batch_runner.run.budget import Budget
 from batch_runner.run.children import Children, record_stages
 from batch_runner.run.lifecycle import JobRunner
@@ -137,6 +138,8 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
     settings, started = inp.settings, time.monotonic()
     tally, stop = Tally(), Stop()
     round_start = _retry_failed(store) if settings.retry_failed else {}
+    # before planning and pricing: jobs the archive holds are done, never sent nor estimated
+    archived = take_archived(store, inp.run_dir, settings)
     held = hold_back(store, settings.pilot, inp.pilot_seed, _say)
     todo = plan(store, inp.run_dir, sends=partial(sends, settings), skip=held)
     new = store.count_new() - len(held)
@@ -155,6 +158,7 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
         result = await _execute(
             inp, store, (todo, new, held), round_start, stop, tally, hooks, started
         )
+        archive_finished(archived, store, inp.run_dir)  # every done job, for later runs
         return pilot_result(result, held)
     except asyncio.CancelledError:
         if not stop.signals:

@@ -129,7 +129,8 @@ def cost_summary(store: Money) -> dict[str, Any]:
         if job.duplicates:
             unknown_extra |= job.estimate is None
             extra += job.duplicates * (job.estimate or 0.0)
-        if job.state not in CLOSED and (job.state != S.DONE.value or not known):
+        # a done job never submitted here took its files from an --archive: nothing to come
+        if job.state not in CLOSED and (job.state != S.DONE.value or (job.costs and not known)):
             unknown_ahead |= job.estimate is None
             ahead += job.estimate or 0.0
         if job.state == S.PENDING.value and job.reason == BUDGET_REASON:

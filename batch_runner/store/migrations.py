@@ -114,6 +114,21 @@ CREATE TABLE lineage (
 CREATE INDEX lineage_stage ON lineage(stage);
 """,
     ),
+    # jobs whose files were taken from an --archive (store/archived.py): the run directory
+    # they came from and what they cost there (the money this run did not spend)
+    Migration(
+        6,
+        "jobs taken from an archive",
+        """
+CREATE TABLE archived (
+    job_idx INTEGER PRIMARY KEY,
+    run_dir TEXT NOT NULL,
+    cost_usd REAL,
+    estimate_usd REAL,
+    taken_at REAL NOT NULL
+);
+""",
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 # the oldest version the reads understand as it is (a read-only open cannot migrate); every

@@ -29,6 +29,7 @@ from batch_runner.jobs import (
     current_request_id,
     input_files,
 )
+from batch_runner.store.archived import ArchivedJobs
 from batch_runner.store.costs import Money, cost_summary
 from batch_runner.store.journal import os_message
 from batch_runner.store.lineage import Lineage
@@ -83,7 +84,7 @@ def _unusable(path: Path, exc: sqlite3.DatabaseError) -> str:
     return f"{path}: not a usable state file ({exc})"
 
 
-class StateStore(Money, Lineage):
+class StateStore(ArchivedJobs, Money, Lineage):
     """Jobs, attempts, files and retry counts of one run directory."""
 
     # ---- opening -------------------------------------------------------------------------
@@ -287,8 +288,10 @@ class StateStore(Money, Lineage):
             _record(row, rids.get(row[0], []), files.get(row[0], []), costs.get(row[0]))
             for row in rows
         ]
+        sources = self.archived_sources(conn, lo, hi)
         for rec in records:
             rec.model_id = model_ids.get(rec.index)
+            rec.archived_from = sources.get(rec.index)
         self.attach_lineage(records, conn)
         return records
 
@@ -378,6 +381,7 @@ class StateStore(Money, Lineage):
             "not_in_manifest": not_in,
             "not_polled": not_polled,  # of the queued: submitted, not seen by a poll yet
             "retries": self.retry_counts(),
+            "from_archive": self.archive_summary(),  # jobs whose files came from --archive
             "failures": failures,
         }
 
