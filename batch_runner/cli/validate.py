@@ -90,6 +90,7 @@ def _pilot(expansion: Expansion, n: int | None) -> dict[str, Any]:
 
 def _problems(exc: BatchRunnerError) -> list[dict[str, Any]]:
     """`validate --json`'s problems: each with its file, line, field (and model) when known."""
-    if isinstance(exc, ManifestError):
-        return [dataclasses.asdict(p) for p in exc.problems]
+    if isinstance(exc, ManifestError):  # `stage` only in pipelines
+        rows = [dataclasses.asdict(p) for p in exc.problems]
+        return [{k: v for k, v in r.items() if k != "stage" or v is not None} for r in rows]
     return [{"file": None, "line": None, "field": None, "message": str(exc), "model": None}]
