@@ -6,15 +6,23 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from batch_runner.manifest.media import glob_files, is_files_axis
 from batch_runner.manifest.naming import template_tokens
 from batch_runner.manifest.rows import Entry
 from batch_runner.manifest.sampling import DEFAULT_SEED, draw, sample_problem, seed_problem, unrank
 
-if TYPE_CHECKING:
-    from batch_runner.manifest.expand import _Builder
+
+class Builder(Protocol):
+    """What a plan needs of expand.py's job builder (named here: no import back into expand)."""
+
+    def _extras(self, entry: Entry, data: dict[str, Any]) -> tuple[int, dict, bool]: ...
+
+    warnings: list[str]
+
+    def problem(self, entry: Entry, field: str | None, message: str) -> None: ...
+
 
 SWEEP_KEYS = frozenset({"repeat", "meta", "vars", "zip", "exclude", "sample"})
 Axis = list[tuple[dict[str, Any], dict[str, Any]]]  # each choice: (inputs part, vars part)
@@ -23,7 +31,7 @@ Axis = list[tuple[dict[str, Any], dict[str, Any]]]  # each choice: (inputs part,
 class SweepPlan:
     """A sweep entry checked and split into fixed inputs, axes (in written order) and excludes."""
 
-    def __init__(self, entry: Entry, builder: _Builder):
+    def __init__(self, entry: Entry, builder: Builder):
         self.entry = entry
         self.builder = builder
         data: dict[str, Any] = entry.data  # type: ignore[assignment]
