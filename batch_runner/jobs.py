@@ -174,6 +174,7 @@ class JobRecord:
     cost_usd: float | None = None  # what its current attempt cost, once the API said
     duplicates: int = 0  # submits sent again after a lost answer (each possibly paid twice)
     shard: str | None = None  # read by `merge` from this shard folder (shard-K-of-N)
+    mark: str | None = None  # keep/reject, set from `serve` (store/marks.py)
 
     @property
     def request_id(self) -> str | None:

@@ -300,8 +300,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _export_dataset(args)
     refuse_shard_folder(args.run_dir, "export")
     with open_store(args.run_dir) as store:
-        out, n = _export(args.run_dir, store, args.format, args.out)
-    print(f"{out} ({n} rows)")
+        out, n = _export(args.run_dir, store, args.format, args.out, args.marked)
+    print(f"{out} ({n} rows" + (f" marked {args.marked})" if args.marked else ")"))
     return 0
 
 
@@ -312,7 +312,7 @@ def _export_dataset(args: argparse.Namespace) -> int:
         raise UsageError(f"--shard-size is for --format parquet or webdataset, not {args.format}")
     size = parse_size(args.shard_size) if args.shard_size is not None else None
     try:
-        done = export_dataset(args.run_dir, args.format, args.out, size)
+        done = export_dataset(args.run_dir, args.format, args.out, size, args.marked)
     except OSError as exc:
         where = exc.filename or args.run_dir
         raise StateError(f"{where}: cannot export ({exc.strerror})") from None
@@ -321,6 +321,7 @@ def _export_dataset(args: argparse.Namespace) -> int:
     print(
         f"{done.path} ({tally.samples} samples, {done.files} file{'s' * (done.files != 1)}"
         + (f"; {left} job{'s' * (left != 1)} without files not exported" if left else "")
+        + (f"; only jobs marked {args.marked}" if args.marked else "")
         + ")"
     )
     if tally.waiting:
@@ -328,12 +329,14 @@ def _export_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tuple[Path, int]:
+def _export(
+    run_dir: Path, store: StateStore, fmt: str, out: Path | None, marked: str | None = None
+) -> tuple[Path, int]:
     from batch_runner.report.export import export_path, write_export
 
     out = export_path(run_dir, fmt, out)
     try:
-        return out, write_export(store, out, fmt)
+        return out, write_export(store, out, fmt, marked)
     except OSError as exc:
         raise StateError(f"{out}: cannot write ({exc.strerror})") from None
 

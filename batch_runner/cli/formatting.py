@@ -45,6 +45,9 @@ def format_summary(summary: dict[str, Any], *, max_failures: int = 20) -> str:
         + (" (submissions sent again after their answer was lost)" if dups else "")
     )
     lines += format_cost(summary.get("cost"))
+    marks = summary.get("marks")
+    if marks:
+        lines.append(f"marks: keep {marks.get('keep', 0)}, reject {marks.get('reject', 0)}")
     if summary.get("not_in_manifest"):
         lines.append(
             f"not in manifest: {summary['not_in_manifest']} (kept in the state, untouched)"

@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help="parquet/webdataset shards of at most SIZE (e.g. 500MB; default 1GB)",
     )
+    exp.add_argument(
+        "--marked",
+        choices=("keep", "reject"),
+        default=None,
+        help="only the outputs marked so (marks are set in `batch-runner serve`)",
+    )
 
     merge = add("merge", "one metadata.jsonl and report.html over a run directory's shards")
     merge.add_argument("run_dir", type=Path)

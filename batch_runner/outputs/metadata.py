@@ -85,6 +85,8 @@ def metadata_line(job: JobRecord, f: FileRecord, request_id: str | None) -> dict
     line["sha256"] = f.sha256
     line["bytes"] = f.bytes
     line["job_cost_usd"] = job.cost_usd  # the whole job's, on each of its files (CONTRACT §4)
+    if job.mark is not None:  # keep/reject from `serve` (unmarked files have no `mark`)
+        line["mark"] = job.mark
     return line
 
 

@@ -28,6 +28,7 @@ from batch_runner.jobs import JobSpec, JobState
 from batch_runner.outputs.download import download
 from batch_runner.outputs.hosts import HostPolicy
 from batch_runner.outputs.metadata import OUTPUT_DIRS, metadata_whole, rebuild_metadata
+from batch_runner.report.marked import write_marks
 from batch_runner.run.budget import Budget
 from batch_runner.run.lifecycle import JobRunner
 from batch_runner.run.lock import CANCEL_SIGNAL, RunLock
@@ -217,6 +218,7 @@ async def _execute(
         store.flush()
     if runner.metadata_stale:
         rebuild_metadata(inp.run_dir, store.iter_jobs())
+    write_marks(inp.run_dir, store, report=False)  # set in `serve` meanwhile (report: _finish)
     result = _finish(inp, store, stop, cut_short, time.monotonic() - started)
     if round_start:
         result.summary["retried_failed"] = len(round_start)

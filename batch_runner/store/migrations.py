@@ -100,6 +100,12 @@ ALTER TABLE jobs ADD COLUMN estimate_usd REAL;
     # the model that ran each attempt, as /result names it (`model_id`, CONTRACT §1); reads
     # of an older file opened read-only leave it out
     Migration(4, "model ids of attempts", "ALTER TABLE attempts ADD COLUMN model_id TEXT;"),
+    # keep/reject marks set from `serve` (store/marks.py): one per job key, NULL once cleared
+    Migration(
+        5,
+        "keep/reject marks",
+        "CREATE TABLE marks (key TEXT PRIMARY KEY, mark TEXT, marked_at REAL NOT NULL);",
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 # the oldest version the reads understand as it is (a read-only open cannot migrate); every

@@ -30,6 +30,7 @@ from batch_runner.jobs import (
 )
 from batch_runner.store.costs import Money, cost_summary
 from batch_runner.store.journal import os_message
+from batch_runner.store.marks import mark_counts, marks_between, unwritten
 from batch_runner.store.migrations import SCHEMA_VERSION, check_readable, migrate, schema_version
 
 STATE_FILE = "state.db"
@@ -285,8 +286,10 @@ class StateStore(Money):
             _record(row, rids.get(row[0], []), files.get(row[0], []), costs.get(row[0]))
             for row in rows
         ]
+        marks = marks_between(conn, self.version, lo, hi)
         for rec in records:
             rec.model_id = model_ids.get(rec.index)
+            rec.mark = marks.get(rec.index)
         return records
 
     def _model_id_column(self) -> str:
@@ -354,7 +357,7 @@ class StateStore(Money):
                 _FAILURES,
             )
         ]
-        return {
+        out = {
             "jobs": sum(counts.values()),
             "counts": counts,
             "cost": cost_summary(self),
@@ -366,6 +369,14 @@ class StateStore(Money):
             "retries": self.retry_counts(),
             "failures": failures,
         }
+        marks = mark_counts(self._conn, self.version)
+        if marks:  # CONTRACT §2: only when there are marks
+            out["marks"] = marks
+        return out
+
+    def unwritten_marks(self) -> float | None:
+        """When marks last changed, if metadata.jsonl does not show that yet (store/marks.py)."""
+        return unwritten(self._conn, self.version)
 
     def last_activity(self) -> float | None:
         """When a job last changed (epoch seconds; None without jobs)."""
