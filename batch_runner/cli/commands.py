@@ -53,6 +53,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "export": cmd_export,
         "models": cmd_models,
         "merge": cmd_merge,
+        "serve": cmd_serve,
     }[args.command]
     return handler(args)
 
@@ -393,6 +394,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             f"simulate: cannot listen on {args.host}:{args.port} ({exc.strerror})"
         ) from None
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from batch_runner.serve.app import LOOPBACK, serve
+    from batch_runner.serve.view import RunView
+
+    if args.host not in LOOPBACK:
+        if not args.allow_remote:
+            raise UsageError(
+                f"serve --host {args.host} would show this run to every machine that can reach "
+                "it, with nothing authenticated; add --allow-remote to do so anyway"
+            )
+        say(f"warning: serving on {args.host}: anyone who reaches it sees the outputs and marks")
+    view = RunView.of(args.run_dir)
+    try:
+        run_async(serve(view, args.host, args.port, announce=_announce), debug=args.debug)
+    except OSError as exc:
+        raise UsageError(
+            f"serve: cannot listen on {args.host}:{args.port} ({exc.strerror})"
+        ) from None
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _announce(text: str) -> None:
+    print(text, flush=True)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

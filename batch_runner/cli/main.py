@@ -130,6 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="only the outputs marked so (marks are set in `batch-runner serve`)",
     )
 
+    srv = add("serve", "a live local web page of a run directory: outputs, counts, marks")
+    srv.add_argument("run_dir", type=Path, help="a run directory, or a folder of shards")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
+    srv.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other than loopback (nothing is authenticated: anyone who can "
+        "reach the port sees the outputs and can set marks)",
+    )
+
     merge = add("merge", "one metadata.jsonl and report.html over a run directory's shards")
     merge.add_argument("run_dir", type=Path)
     return p

@@ -296,6 +296,22 @@ class StateStore(Money):
         """`model_id`, or NULL in a file from before version 4 (opened read-only)."""
         return "model_id" if self.version >= MODEL_ID_VERSION else "NULL"
 
+    def recent_done(self, limit: int) -> list[tuple[float, JobRecord]]:
+        """The `limit` jobs done last, newest first, each with when it was done (epoch s)."""
+        rows = self._conn.execute(
+            "SELECT idx, updated_at FROM jobs WHERE state = ? "
+            "ORDER BY updated_at DESC, idx DESC LIMIT ?",
+            (S.DONE.value, limit),
+        ).fetchall()
+        when = dict(rows)
+        found: dict[int, JobRecord] = {}
+        order = sorted(when)
+        for i in range(0, len(order), 500):
+            chunk = order[i : i + 500]
+            where = f"idx IN ({','.join('?' * len(chunk))}) ORDER BY idx"
+            found |= {rec.index: rec for rec in self._load(where, tuple(chunk), True)}
+        return [(when[idx] or 0.0, found[idx]) for idx, _ in rows if idx in found]
+
     def todo_rows(self) -> Iterator[tuple[int, str]]:
         """(idx, state) of every job not failed or cancelled, in index order."""
         yield from self._conn.execute(
