@@ -29,7 +29,7 @@ from batch_runner.cli.sharding import (
     status_of_shards,
 )
 from batch_runner.cli.token import read_token, token_if_any
-from batch_runner.errors import StateError, UsageError
+from batch_runner.errors import BatchRunnerError, StateError, UsageError
 from batch_runner.run.lock import RunLock
 from batch_runner.settings import ACCOUNT_BASE_ENV, API_BASE_ENV, RunSettings, default_run_dir
 from batch_runner.store.state import STATE_FILE, StateStore
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from batch_runner.manifest.expand import Expansion
     from batch_runner.manifest.load import Parsed
     from batch_runner.manifest.rows import Manifest
+    from batch_runner.run.notify import EndHooks
     from batch_runner.run.runner import RunInput, RunResult
 
 
@@ -236,8 +237,14 @@ def _check_template(template: str, store: StateStore) -> None:
         raise UsageError(f"--name-template gives jobs {a.key} and {b.key} the same name '{name}'")
 
 
+def end_hooks(args: argparse.Namespace) -> EndHooks:
+    from batch_runner.run.notify import EndHooks
+
+    return EndHooks(getattr(args, "notify", None), getattr(args, "on_done", None))
+
+
 def _execute(inp: RunInput, args: argparse.Namespace) -> int:
-    result = run_async(run_batch(inp), debug=args.debug)
+    result = run_async(run_batch(inp, end_hooks(args)), debug=args.debug)
     if args.json:
         print_json(result.summary)
     say(format_summary(result.summary))
@@ -246,8 +253,9 @@ def _execute(inp: RunInput, args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-async def run_batch(inp: RunInput) -> RunResult:
-    """The one coroutine of a run, for the command line and the Python API alike."""
+async def run_batch(inp: RunInput, hooks: EndHooks | None = None) -> RunResult:
+    """The one coroutine of a run, for the command line and the Python API alike; `hooks`
+    (--notify, --on-done) are told once however it ends or stops, after the lock is freed."""
     from batch_runner.run.runner import execute, open_run
 
     lock = RunLock(inp.run_dir)
@@ -256,14 +264,38 @@ async def run_batch(inp: RunInput) -> RunResult:
     except BaseException:
         lock.release()
         raise
+    ended: tuple[int, dict[str, Any], bool] | None = None
     try:
         result = await execute(inp, store)
+        ended = (result.exit_code, result.summary, result.cancelled)
         if inp.settings.export_csv:
             _export(inp.run_dir, store, "csv", None)
+    except (BatchRunnerError, KeyboardInterrupt) as exc:  # stopped before it could summarise
+        if ended is None:
+            ended = _stopped(store, exc)
+        raise
     finally:
         store.close()
         lock.release()
+        if hooks and ended is not None:
+            await _tell_end(hooks, inp.run_dir, *ended)
     return result
+
+
+def _stopped(store: StateStore, exc: BaseException) -> tuple[int, dict[str, Any], bool]:
+    summary = store.summary()
+    if isinstance(exc, BatchRunnerError):
+        return exc.exit_code, summary | {"error": str(exc)}, False
+    return 130, summary, False
+
+
+async def _tell_end(
+    hooks: EndHooks, run_dir: Path, code: int, summary: dict[str, Any], cancelled: bool
+) -> None:
+    from batch_runner.run.notify import event_of, run_end
+
+    event = event_of(code, summary, cancelled=cancelled)
+    await run_end(hooks, code, run_dir, summary, event=event)
 
 
 # ---- status / report / export ---------------------------------------------------------------

@@ -273,6 +273,17 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="give failed jobs a new round of attempts (without it they stay failed)",
     )
+    p.add_argument(
+        "--notify",
+        metavar="URL",
+        help="POST one JSON message (Slack/Discord webhooks show its text) when the run ends",
+    )
+    p.add_argument(
+        "--on-done",
+        metavar="CMD",
+        help="run CMD through the shell when the run ends (BATCH_RUNNER_EXIT_CODE, "
+        "BATCH_RUNNER_RUN_DIR, BATCH_RUNNER_SUMMARY in its environment)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")
 

@@ -51,6 +51,7 @@ class RunResult:
     exit_code: int
     summary: dict[str, Any]
     run_dir: Path
+    cancelled: bool = False  # stopped by `batch-runner cancel` (an exit 1 of its own kind)
 
 
 @dataclass
@@ -286,7 +287,7 @@ def _finish(
         code = EXIT_FAILED
     else:
         code = EXIT_OK
-    return RunResult(code, summary, inp.run_dir)
+    return RunResult(code, summary, inp.run_dir, cancelled=stop.cancelled)
 
 
 def _write_report(run_dir: Path, store: StateStore) -> None:
