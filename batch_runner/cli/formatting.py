@@ -45,6 +45,8 @@ def format_summary(summary: dict[str, Any], *, max_failures: int = 20) -> str:
         + (" (submissions sent again after their answer was lost)" if dups else "")
     )
     lines += format_cost(summary.get("cost"))
+    if summary.get("eta_s"):
+        lines.append(f"ETA: about {eta_text(summary['eta_s'])} (from the durations so far)")
     marks = summary.get("marks")
     if marks:
         lines.append(f"marks: keep {marks.get('keep', 0)}, reject {marks.get('reject', 0)}")
@@ -64,6 +66,13 @@ def format_summary(summary: dict[str, Any], *, max_failures: int = 20) -> str:
     if summary.get("error"):
         lines.append(f"stopped: {summary['error']}")
     return "\n".join(lines)
+
+
+def eta_text(seconds: float) -> str:
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"
 
 
 def format_cost(cost: dict[str, Any] | None) -> list[str]:

@@ -207,6 +207,7 @@ async def _execute(
             to_submit=new,
             enabled=settings.progress,
             auto=settings.tqdm_auto,
+            eta=store.eta,
         )
         try:
             scheduler = Scheduler(runner.run, store.jobs_at, stop.is_set, settings.concurrency)

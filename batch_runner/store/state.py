@@ -29,6 +29,7 @@ from batch_runner.jobs import (
     input_files,
 )
 from batch_runner.store.costs import Money, cost_summary
+from batch_runner.store.eta import eta_seconds
 from batch_runner.store.journal import os_message
 from batch_runner.store.marks import mark_counts, marks_between, unwritten
 from batch_runner.store.migrations import SCHEMA_VERSION, check_readable, migrate, schema_version
@@ -384,11 +385,16 @@ class StateStore(Money):
             "not_in_manifest": not_in,
             "retries": self.retry_counts(),
             "failures": failures,
+            "eta_s": eta_seconds(self._conn),
         }
         marks = mark_counts(self._conn, self.version)
         if marks:  # CONTRACT §2: only when there are marks
             out["marks"] = marks
         return out
+
+    def eta(self) -> float | None:
+        """Seconds until every job now known is finished (`eta_s`, store/eta.py)."""
+        return eta_seconds(self._conn)
 
     def unwritten_marks(self) -> float | None:
         """When marks last changed, if metadata.jsonl does not show that yet (store/marks.py)."""
