@@ -182,6 +182,7 @@ class JobRecord:
     parent_key: str | None = None  # a later stage's job: the job it was made from
     parent_file: str | None = None  # … and that job's file (its file_name)
     archived_from: str | None = None  # the run directory its files were taken from (--archive)
+    mark: str | None = None  # keep/reject, set from `serve` (store/marks.py)
 
     @property
     def request_id(self) -> str | None:

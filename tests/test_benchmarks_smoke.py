@@ -22,6 +22,7 @@ CASES = {
     "shards": "### 7. Shards",
     "media": "### 8. Media inputs",
     "file_io": "### 9. File I/O on the event loop",
+    "eta": "### 10. ETA honesty",
 }
 
 

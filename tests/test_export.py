@@ -73,7 +73,7 @@ def test_csv_columns_are_a_stable_union(tmp_path: Path):
         "file_name", "key", "index", "state", "request_id", "model", "media_type",
         "prompt", "seed", "tags", "inputs.index", "resolution",
         "meta.source", "meta.split", "vars.subject",
-        "sha256", "bytes", "job_cost_usd", "reason",
+        "sha256", "bytes", "job_cost_usd", "reason", "mark",
     ]  # fmt: skip
     failed, first, _ = rows
     assert failed["file_name"] == "" and failed["bytes"] == "" and failed["resolution"] == ""
@@ -100,7 +100,7 @@ def test_empty_export_and_bad_format(tmp_path: Path):
     assert write_export([], tmp_path / "e.csv", "csv") == 0
     header = (tmp_path / "e.csv").read_text(encoding="utf-8").strip()
     header_cells = "file_name,key,index,state,request_id,model,media_type,sha256,bytes,job_cost_usd"
-    assert header == header_cells + ",reason"
+    assert header == header_cells + ",reason,mark"
     with pytest.raises(UsageError, match="xlsx"):
         write_export(records(), tmp_path / "e.xlsx", "xlsx")
     assert not (tmp_path / "e.xlsx").exists()

@@ -6,7 +6,7 @@ import argparse
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from batch_runner.cli.console import print_json, run_async, say
 from batch_runner.cli.formatting import (
@@ -24,7 +24,7 @@ from batch_runner.cli.sharding import (
 )
 from batch_runner.cli.token import read_token
 from batch_runner.cli.validate import cmd_validate
-from batch_runner.errors import StateError, UsageError
+from batch_runner.errors import BatchRunnerError, StateError, UsageError
 from batch_runner.run.lock import RunLock
 from batch_runner.settings import RunSettings
 from batch_runner.store.state import STATE_FILE, StateStore
@@ -32,6 +32,7 @@ from batch_runner.words import plural
 
 if TYPE_CHECKING:
     from batch_runner.manifest.load import Parsed
+    from batch_runner.run.notify import EndHooks
     from batch_runner.run.runner import RunInput, RunResult
 
 
@@ -47,6 +48,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "export": cmd_export,
         "models": cmd_models,
         "merge": cmd_merge,
+        "serve": cmd_serve,
     }[args.command]
     return handler(args)
 
@@ -128,8 +130,14 @@ def _check_template(template: str, store: StateStore) -> None:
         raise UsageError(f"--name-template gives jobs {a.key} and {b.key} the same name '{name}'")
 
 
+def end_hooks(args: argparse.Namespace) -> EndHooks:
+    from batch_runner.run.notify import EndHooks
+
+    return EndHooks(getattr(args, "notify", None), getattr(args, "on_done", None))
+
+
 def _execute(inp: RunInput, args: argparse.Namespace) -> int:
-    result = run_async(run_batch(inp), debug=args.debug)
+    result = run_async(run_batch(inp, end_hooks(args)), debug=args.debug)
     if args.json:
         print_json(result.summary)
     say(format_summary(result.summary))
@@ -143,8 +151,9 @@ def _execute(inp: RunInput, args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-async def run_batch(inp: RunInput) -> RunResult:
-    """The one coroutine of a run, for the command line and the Python API alike."""
+async def run_batch(inp: RunInput, hooks: EndHooks | None = None) -> RunResult:
+    """The one coroutine of a run, for the command line and the Python API alike; `hooks`
+    (--notify, --on-done) are told once however it ends or stops, after the lock is freed."""
     from batch_runner.run.runner import execute, open_run
 
     lock = RunLock(inp.run_dir)
@@ -153,14 +162,38 @@ async def run_batch(inp: RunInput) -> RunResult:
     except BaseException:
         lock.release()
         raise
+    ended: tuple[int, dict[str, Any], bool] | None = None
     try:
         result = await execute(inp, store)
+        ended = (result.exit_code, result.summary, result.cancelled)
         if inp.settings.export_csv:
             _export(inp.run_dir, store, "csv", None)
+    except (BatchRunnerError, KeyboardInterrupt) as exc:  # stopped before it could summarise
+        if ended is None:
+            ended = _stopped(store, exc)
+        raise
     finally:
         store.close()
         lock.release()
+        if hooks and ended is not None:
+            await _tell_end(hooks, inp.run_dir, *ended)
     return result
+
+
+def _stopped(store: StateStore, exc: BaseException) -> tuple[int, dict[str, Any], bool]:
+    summary = store.summary()
+    if isinstance(exc, BatchRunnerError):
+        return exc.exit_code, summary | {"error": str(exc)}, False
+    return 130, summary, False
+
+
+async def _tell_end(
+    hooks: EndHooks, run_dir: Path, code: int, summary: dict[str, Any], cancelled: bool
+) -> None:
+    from batch_runner.run.notify import event_of, run_end
+
+    event = event_of(code, summary, cancelled=cancelled)
+    await run_end(hooks, code, run_dir, summary, event=event)
 
 
 # ---- status / report / export ---------------------------------------------------------------
@@ -198,8 +231,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         return _export_dataset(args)
     refuse_shard_folder(args.run_dir, "export")
     with open_store(args.run_dir) as store:
-        out, n = _export(args.run_dir, store, args.format, args.out)
-    print(f"{out} ({n} rows)")
+        out, n = _export(args.run_dir, store, args.format, args.out, args.marked)
+    print(f"{out} ({n} rows" + (f" marked {args.marked})" if args.marked else ")"))
     return 0
 
 
@@ -210,7 +243,7 @@ def _export_dataset(args: argparse.Namespace) -> int:
         raise UsageError(f"--shard-size is for --format parquet or webdataset, not {args.format}")
     size = parse_size(args.shard_size) if args.shard_size is not None else None
     try:
-        done = export_dataset(args.run_dir, args.format, args.out, size)
+        done = export_dataset(args.run_dir, args.format, args.out, size, args.marked)
     except OSError as exc:
         where = exc.filename or args.run_dir
         raise StateError(f"{where}: cannot export ({exc.strerror})") from None
@@ -219,6 +252,7 @@ def _export_dataset(args: argparse.Namespace) -> int:
     print(
         f"{done.path} ({tally.samples} samples, {done.files} file{'s' * (done.files != 1)}"
         + (f"; {left} job{'s' * (left != 1)} without files not exported" if left else "")
+        + (f"; only jobs marked {args.marked}" if args.marked else "")
         + ")"
     )
     if tally.waiting:
@@ -226,12 +260,14 @@ def _export_dataset(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(run_dir: Path, store: StateStore, fmt: str, out: Path | None) -> tuple[Path, int]:
+def _export(
+    run_dir: Path, store: StateStore, fmt: str, out: Path | None, marked: str | None = None
+) -> tuple[Path, int]:
     from batch_runner.report.export import export_path, write_export
 
     out = export_path(run_dir, fmt, out)
     try:
-        return out, write_export(store, out, fmt)
+        return out, write_export(store, out, fmt, marked)
     except OSError as exc:
         raise StateError(f"{out}: cannot write ({exc.strerror})") from None
 
@@ -250,6 +286,33 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             f"simulate: cannot listen on {args.host}:{args.port} ({exc.strerror})"
         ) from None
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from batch_runner.serve.app import LOOPBACK, serve
+    from batch_runner.serve.view import RunView
+
+    if args.host not in LOOPBACK:
+        if not args.allow_remote:
+            raise UsageError(
+                f"serve --host {args.host} would show this run to every machine that can reach "
+                "it, with nothing authenticated; add --allow-remote to do so anyway"
+            )
+        say(f"warning: serving on {args.host}: anyone who reaches it sees the outputs and marks")
+    view = RunView.of(args.run_dir)
+    try:
+        run_async(serve(view, args.host, args.port, announce=_announce), debug=args.debug)
+    except OSError as exc:
+        raise UsageError(
+            f"serve: cannot listen on {args.host}:{args.port} ({exc.strerror})"
+        ) from None
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+def _announce(text: str) -> None:
+    print(text, flush=True)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

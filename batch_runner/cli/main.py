@@ -156,6 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help="parquet/webdataset shards of at most SIZE (e.g. 500MB; default 1GB)",
     )
+    exp.add_argument(
+        "--marked",
+        choices=("keep", "reject"),
+        default=None,
+        help="only the outputs marked so (marks are set in `batch-runner serve`)",
+    )
+
+    srv = add("serve", "a live local web page of a run directory: outputs, counts, marks")
+    srv.add_argument("run_dir", type=Path, help="a run directory, or a folder of shards")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    srv.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
+    srv.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host other than loopback (nothing is authenticated: anyone who can "
+        "reach the port sees the outputs and can set marks)",
+    )
 
     merge = add("merge", "one metadata.jsonl and report.html over a run directory's shards")
     merge.add_argument("run_dir", type=Path, help="a run directory holding shard-K-of-N folders")
@@ -326,6 +343,17 @@ def _run_options(p: argparse.ArgumentParser) -> None:
         "--no-archive",
         action="store_true",
         help="stop using the archive the run directory remembers from an earlier --archive",
+    )
+    p.add_argument(
+        "--notify",
+        metavar="URL",
+        help="POST one JSON message (Slack/Discord webhooks show its text) when the run ends",
+    )
+    p.add_argument(
+        "--on-done",
+        metavar="CMD",
+        help="run CMD through the shell when the run ends (BATCH_RUNNER_EXIT_CODE, "
+        "BATCH_RUNNER_RUN_DIR, BATCH_RUNNER_SUMMARY in its environment)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars or progress lines")
     p.add_argument("--json", action="store_true", help="print the final summary as JSON on stdout")

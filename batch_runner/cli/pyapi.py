@@ -66,7 +66,7 @@ async def arun(
     manifest: Manifest, *, out: str | os.PathLike | None = None, simulate: bool = False, **options
 ) -> RunResult:
     """`run` as a coroutine: `result = await batch_runner.arun([...], out="jobs/x")`."""
-    from batch_runner.cli.commands import prepare_run, run_batch
+    from batch_runner.cli.commands import end_hooks, prepare_run, run_batch
 
     progress = bool(options.pop("progress", False))
     args, parsed = _arguments(manifest, out, simulate, options)
@@ -75,7 +75,7 @@ async def arun(
     inp = await asyncio.to_thread(prepare_run, args, parsed)
     inp.settings.progress = False  # no periodic log lines: bars when asked, else silence
     inp.settings.tqdm_auto = progress
-    return await run_batch(inp)
+    return await run_batch(inp, end_hooks(args))
 
 
 def _arguments(

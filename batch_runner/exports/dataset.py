@@ -54,11 +54,16 @@ def parse_size(text: str, origin: str = "--shard-size") -> int:
 
 
 def export_dataset(
-    run_dir: Path, fmt: str, out: Path | None, shard_size: int | None = None
+    run_dir: Path,
+    fmt: str,
+    out: Path | None,
+    shard_size: int | None = None,
+    marked: str | None = None,
 ) -> DatasetExport:
-    """Write the data set of `run_dir` (a run directory or a folder of shards) as `fmt`."""
+    """Write the data set of `run_dir` (a run directory or a folder of shards) as `fmt`
+    (`marked`: only the outputs of jobs marked keep, or reject)."""
     target, shard_bytes = _target(run_dir, fmt, out, shard_size)
-    with open_samples(run_dir) as (run, tally):
+    with open_samples(run_dir, marked) as (run, tally):
         writer: SampleWriter
         if fmt == "parquet":
             from batch_runner.exports.parquet import ParquetSampleWriter, plan

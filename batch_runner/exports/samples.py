@@ -76,6 +76,8 @@ class Tally:
     stages: Counter[str] = field(default_factory=Counter)
     not_exported: Counter[str] = field(default_factory=Counter)  # jobs without files, by state
     waiting: list[str] = field(default_factory=list)  # shard folders without a state file yet
+    marked: str | None = None  # `export --marked`: only the files of jobs so marked ...
+    not_marked: int = 0  # ... and the jobs with files left out for it
 
     def add(self, sample: Sample) -> None:
         self.samples += 1
@@ -96,6 +98,9 @@ class Tally:
             out["stages"] = dict(sorted(self.stages.items()))
         if self.waiting:
             out["shards_not_started"] = self.waiting
+        if self.marked is not None:
+            out["marked"] = self.marked
+            out["not_marked"] = self.not_marked
         return out
 
 
@@ -107,9 +112,15 @@ def _stage(job: JobRecord) -> str | None:
 class RunSamples:
     """The samples of one run directory, or of every shard of a folder of shards."""
 
-    def __init__(self, run_dir: Path, parts: list[tuple[str | None, StateStore]]):
+    def __init__(
+        self,
+        run_dir: Path,
+        parts: list[tuple[str | None, StateStore]],
+        marked: str | None = None,
+    ):
         self.run_dir = run_dir
         self._parts = parts  # (shard folder name or None, its state), in shard order
+        self.marked = marked  # keep/reject: only the files of jobs so marked
 
     def samples(self, tally: Tally | None = None) -> Iterator[Sample]:
         """Every file in order (shard, job index, file number); counted into `tally`."""
@@ -117,6 +128,10 @@ class RunSamples:
             for job in store.iter_jobs():
                 if not job.files and tally is not None:
                     tally.not_exported[job.state.value] += 1
+                if self.marked is not None and job.mark != self.marked:
+                    if job.files and tally is not None:
+                        tally.not_marked += 1
+                    continue
                 for f in job.files:
                     sample = _sample(self.run_dir, folder, job, f)
                     if tally is not None:
@@ -133,18 +148,19 @@ def _sample(run_dir: Path, folder: str | None, job: JobRecord, f: FileRecord) ->
 
 
 @contextlib.contextmanager
-def open_samples(run_dir: Path) -> Iterator[tuple[RunSamples, Tally]]:
+def open_samples(run_dir: Path, marked: str | None = None) -> Iterator[tuple[RunSamples, Tally]]:
     """The samples of `run_dir` (a run directory, or a folder of `shard-K-of-N/` runs), its
-    state files opened read-only, and a fresh tally that lists the shards not started yet."""
+    state files opened read-only, and a fresh tally that lists the shards not started yet;
+    `marked` (keep/reject): only the files of jobs so marked."""
     if (run_dir / STATE_FILE).is_file() or not shard_dirs(run_dir):
         if not (run_dir / STATE_FILE).is_file():
             raise StateError(f"{run_dir}: no state file here ({STATE_FILE} is missing)")
         store = StateStore.open(run_dir, readonly=True)
         try:
-            yield RunSamples(run_dir, [(None, store)]), Tally()
+            yield RunSamples(run_dir, [(None, store)], marked), Tally(marked=marked)
         finally:
             store.close()
         return
     with open_shards(run_dir) as (runs, waiting):
         parts: list[tuple[str | None, StateStore]] = [(run.name, run.store) for run in runs]
-        yield RunSamples(run_dir, parts), Tally(waiting=waiting)
+        yield RunSamples(run_dir, parts, marked), Tally(waiting=waiting, marked=marked)

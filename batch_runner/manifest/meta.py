@@ -18,7 +18,7 @@ LOADER_COLUMNS = frozenset(
 )
 LINE_FIELDS = frozenset(
     ["key", "index", "k", "request_id", "model", "meta", "vars", "sha256", "bytes"]
-    + ["media_type", "job_cost_usd"]
+    + ["media_type", "job_cost_usd", "mark"]
 )
 RESERVED = LOADER_COLUMNS | LINE_FIELDS
 

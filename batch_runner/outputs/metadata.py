@@ -89,6 +89,8 @@ def metadata_line(job: JobRecord, f: FileRecord, request_id: str | None) -> dict
     line["job_cost_usd"] = job.cost_usd  # the whole job's, on each of its files (CONTRACT §4)
     if job.archived_from is not None:  # its files were taken from this run's --archive
         line["archived_from"] = job.archived_from
+    if job.mark is not None:  # keep/reject from `serve` (unmarked files have no `mark`)
+        line["mark"] = job.mark
     return line
 
 

@@ -29,6 +29,8 @@ h2 { margin: 0 0 4px; font-size: 17px; font-weight: 600; }
   background: var(--panel2); border: 1px solid var(--line); color: var(--text);
 }
 .badge b { font-weight: 600; margin-left: 4px; }
+.badge.m-keep { border-color: var(--ok); font-weight: 600; }
+.badge.m-reject { border-color: var(--bad); text-decoration: line-through; }
 .s-done { --st: var(--ok); } .s-failed { --st: var(--bad); } .s-uncertain { --st: var(--warn); }
 .s-cancelled { --st: var(--idle); }
 .s-pending, .s-submitting, .s-queued, .s-running, .s-downloading { --st: var(--accent); }

@@ -15,7 +15,7 @@ from batch_runner.outputs.metadata import media_type
 from batch_runner.store.state import StateStore
 
 HEAD = ("file_name", "key", "index", "state", "request_id", "model", "media_type")
-TAIL = ("sha256", "bytes", "job_cost_usd", "reason")
+TAIL = ("sha256", "bytes", "job_cost_usd", "reason", "mark")
 FORMATS = ("csv", "jsonl")
 EXPORT_STEM = "export"
 # the file names Hugging Face `datasets` reads as a folder's metadata (any one of them, once)
@@ -48,11 +48,14 @@ def export_rows(records: Iterable[JobRecord]) -> Iterator[dict[str, Any]]:
             yield export_row(rec, f)
 
 
-def write_export(jobs: StateStore | Iterable[JobRecord], out_path: Path, fmt: str) -> int:
+def write_export(
+    jobs: StateStore | Iterable[JobRecord], out_path: Path, fmt: str, marked: str | None = None
+) -> int:
     """Write the rows as "csv" or "jsonl" atomically; returns how many rows were written.
 
     Given a StateStore, jobs are read a batch at a time (CSV reads them twice: once for the
     union of the columns, once for the rows), so memory stays flat however many jobs there are.
+    `marked` (keep/reject): only the files of jobs so marked (no row for a job without files).
     """
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}: use one of {', '.join(FORMATS)}")
@@ -61,9 +64,10 @@ def write_export(jobs: StateStore | Iterable[JobRecord], out_path: Path, fmt: st
         store = jobs
 
         def rows() -> Iterator[dict[str, Any]]:
-            return (export_row(rec, f) for rec in store.iter_jobs() for f in rec.files or [None])
+            recs = (r for r in store.iter_jobs() if marked is None or r.mark == marked)
+            return (export_row(rec, f) for rec in recs for f in _files(rec, marked))
     else:
-        kept = list(export_rows(jobs))
+        kept = list(export_rows(r for r in jobs if marked is None or r.mark == marked))
 
         def rows() -> Iterator[dict[str, Any]]:
             return iter(kept)
@@ -77,6 +81,11 @@ def write_export(jobs: StateStore | Iterable[JobRecord], out_path: Path, fmt: st
                 fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
                 n += 1
     return n
+
+
+def _files(rec: JobRecord, marked: str | None) -> list[FileRecord | None]:
+    # a job without files has one row of its own, but a marked export is of files
+    return list(rec.files) if rec.files or marked else [None]
 
 
 def columns(rows: Iterable[dict[str, Any]]) -> list[str]:
@@ -110,6 +119,7 @@ def export_row(
     row["bytes"] = f.bytes if f else None
     row["job_cost_usd"] = rec.cost_usd
     row["reason"] = rec.reason
+    row["mark"] = rec.mark
     return row
 
 

@@ -68,7 +68,7 @@ def render_card(rec: JobRecord) -> str:
         f'<div class="card s-{state}" id="{job_anchor(rec)}">'
         f'<div class="media"{style}>{media}</div><div class="body">'
         f'<div class="line1"><span class="idx">{escape(label)}</span>'
-        f'<span class="badge s-{state}">{state}</span>{cost_html(rec)}</div>'
+        f'<span class="badge s-{state}">{state}</span>{mark_html(rec)}{cost_html(rec)}</div>'
         f'<p class="model">{breakable(rec.model)}</p>'
         f"{prompt_html}{inputs_html(rec)}{kv_list(rec)}{reason}"
         f'<div class="foot">{escape(rec.key)}{rid}</div></div></div>'
@@ -79,6 +79,14 @@ def breakable(text: str) -> str:
     """Escaped text that may wrap after each '/' and nowhere inside a word (model ids such as
     `bytedance/seedream-5/lite/text-to-image`; browsers also wrap after '-')."""
     return escape(text).replace("/", "/<wbr>")
+
+
+def mark_html(rec: JobRecord) -> str:
+    """The keep/reject mark set in `serve`, when there is one."""
+    if rec.mark is None:
+        return ""
+    mark = escape(rec.mark)
+    return f'<span class="badge m-{mark}" title="marked in serve">{mark}</span>'
 
 
 def cost_html(rec: JobRecord) -> str:

@@ -28,6 +28,9 @@ def shards_summary(run_dir: Path, *, now: float | None = None) -> dict[str, Any]
         for name in waiting:
             shards[name] = {"state": "waiting", "jobs": 0, "counts": {}, "files": 0}
     total["failures"] = total.get("failures", [])[:MAX_FAILURES]
+    # shards run side by side: the folder is done when its slowest shard is (None: unknown)
+    etas = [line.get("eta_s") for line in shards.values() if line["state"] != "waiting"]
+    total["eta_s"] = None if not etas or None in etas else max(etas)
     total["shards"] = dict(sorted(shards.items(), key=lambda item: _order(item[0])))
     return total
 
@@ -39,6 +42,7 @@ def _shard_line(summary: dict[str, Any], last: float | None, now: float) -> dict
         "jobs": summary["jobs"],
         "counts": counts,
         "files": summary["files"],
+        "eta_s": summary.get("eta_s"),
         "possible_duplicates": summary.get("possible_duplicates", 0),
         "last_activity": (
             time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(last)) if last is not None else None

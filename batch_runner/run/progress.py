@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
 LOG_EVERY = 10.0  # seconds between one-line updates when stdout is not a terminal
+ETA_EVERY = 5.0  # seconds between ETA estimates (each reads the state file)
 
 
 @dataclass
@@ -63,11 +64,22 @@ class Progress:
     """Listens to the run's tally and shows submitted / finished / downloaded."""
 
     def __init__(
-        self, tally: Tally, *, total: int, to_submit: int, enabled: bool, auto: bool = False
+        self,
+        tally: Tally,
+        *,
+        total: int,
+        to_submit: int,
+        enabled: bool,
+        auto: bool = False,
+        eta: Callable[[], float | None] | None = None,
     ):
-        """`auto`: tqdm.auto bars whatever stdout is (a notebook shows them as widgets)."""
+        """`auto`: tqdm.auto bars whatever stdout is (a notebook shows them as widgets);
+        `eta`: seconds until the run's jobs are finished (None: not known yet)."""
         self.tally = tally
         self.total = total
+        self._eta = eta
+        self._eta_at = -ETA_EVERY
+        self._eta_text = ""
         self.bars: dict[str, tqdm] = {}
         self._last_log = time.monotonic()
         bars = auto or (enabled and sys.stdout.isatty())
@@ -127,10 +139,26 @@ class Progress:
         )
 
     def money(self) -> str:
-        """$ spent / $ estimated for the whole run."""
-        return f"{dollars(self.tally.spent)} spent / {dollars(self.tally.estimated)} estimated"
+        """$ spent / $ estimated for the whole run, and the ETA."""
+        line = f"{dollars(self.tally.spent)} spent / {dollars(self.tally.estimated)} estimated"
+        return line + self.eta()
+
+    def eta(self) -> str:
+        """ ", ETA 12 min 5 s" (asked at most every ETA_EVERY seconds), or "" while unknown."""
+        if self._eta is not None and time.monotonic() - self._eta_at >= ETA_EVERY:
+            self._eta_at = time.monotonic()
+            seconds = self._eta()
+            self._eta_text = f", ETA {_duration(seconds)}" if seconds else ""
+        return self._eta_text
 
     def close(self) -> None:
         for bar in self.bars.values():
             bar.close()
         self.bars = {}
+
+
+def _duration(seconds: float) -> str:
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"

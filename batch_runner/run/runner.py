@@ -28,6 +28,7 @@ from batch_runner.jobs import JobSpec, JobState
 from batch_runner.outputs.download import download
 from batch_runner.outputs.hosts import HostPolicy
 from batch_runner.outputs.metadata import OUTPUT_DIRS, metadata_whole, rebuild_metadata
+from batch_runner.report.marked import write_marks
 from batch_runner.run.archived import archive_finished, take_archived
 from batch_runner.run.budget import Budget
 from batch_runner.run.children import Children, record_stages
@@ -55,6 +56,7 @@ class RunResult:
     exit_code: int
     summary: dict[str, Any]
     run_dir: Path
+    cancelled: bool = False  # stopped by `batch-runner cancel` (an exit 1 of its own kind)
 
 
 @dataclass
@@ -230,6 +232,7 @@ async def _execute(
             to_submit=new,
             enabled=settings.progress,
             auto=settings.tqdm_auto,
+            eta=store.eta,
         )
         try:
             scheduler = Scheduler(runner.run, store.jobs_at, stop.is_set, settings.concurrency)
@@ -244,6 +247,7 @@ async def _execute(
         store.flush()
     if runner.metadata_stale:
         rebuild_metadata(inp.run_dir, store.iter_jobs())
+    write_marks(inp.run_dir, store, report=False)  # set in `serve` meanwhile (report: _finish)
     result = _finish(inp, store, stop, cut_short, time.monotonic() - started)
     if round_start:
         result.summary["retried_failed"] = len(round_start)
@@ -320,7 +324,7 @@ def _finish(
         code = EXIT_FAILED
     else:
         code = EXIT_OK
-    return RunResult(code, summary, inp.run_dir)
+    return RunResult(code, summary, inp.run_dir, cancelled=stop.cancelled)
 
 
 def _write_report(run_dir: Path, store: StateStore) -> None:

@@ -129,6 +129,12 @@ CREATE TABLE archived (
 );
 """,
     ),
+    # keep/reject marks set from `serve` (store/marks.py): one per job key, NULL once cleared
+    Migration(
+        7,
+        "keep/reject marks",
+        "CREATE TABLE marks (key TEXT PRIMARY KEY, mark TEXT, marked_at REAL NOT NULL);",
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 # the oldest version the reads understand as it is (a read-only open cannot migrate); every

@@ -31,8 +31,10 @@ from batch_runner.jobs import (
 )
 from batch_runner.store.archived import ArchivedJobs
 from batch_runner.store.costs import Money, cost_summary
+from batch_runner.store.eta import eta_seconds
 from batch_runner.store.journal import os_message
 from batch_runner.store.lineage import Lineage
+from batch_runner.store.marks import mark_counts, marks_between, unwritten
 from batch_runner.store.migrations import SCHEMA_VERSION, check_readable, migrate, schema_version
 
 STATE_FILE = "state.db"
@@ -289,15 +291,33 @@ class StateStore(ArchivedJobs, Money, Lineage):
             for row in rows
         ]
         sources = self.archived_sources(conn, lo, hi)
+        marks = marks_between(conn, self.version, lo, hi)
         for rec in records:
             rec.model_id = model_ids.get(rec.index)
             rec.archived_from = sources.get(rec.index)
+            rec.mark = marks.get(rec.index)
         self.attach_lineage(records, conn)
         return records
 
     def _model_id_column(self) -> str:
         """`model_id`, or NULL in a file from before version 4 (opened read-only)."""
         return "model_id" if self.version >= MODEL_ID_VERSION else "NULL"
+
+    def recent_done(self, limit: int) -> list[tuple[float, JobRecord]]:
+        """The `limit` jobs done last, newest first, each with when it was done (epoch s)."""
+        rows = self._conn.execute(
+            "SELECT idx, updated_at FROM jobs WHERE state = ? "
+            "ORDER BY updated_at DESC, idx DESC LIMIT ?",
+            (S.DONE.value, limit),
+        ).fetchall()
+        when = dict(rows)
+        found: dict[int, JobRecord] = {}
+        order = sorted(when)
+        for i in range(0, len(order), 500):
+            chunk = order[i : i + 500]
+            where = f"idx IN ({','.join('?' * len(chunk))}) ORDER BY idx"
+            found |= {rec.index: rec for rec in self._load(where, tuple(chunk), True)}
+        return [(when[idx] or 0.0, found[idx]) for idx, _ in rows if idx in found]
 
     def todo_rows(self) -> Iterator[tuple[int, str, int]]:
         """(idx, state, possible duplicates) of every job not failed or cancelled, by index."""
@@ -369,7 +389,7 @@ class StateStore(ArchivedJobs, Money, Lineage):
                 _FAILURES,
             )
         ]
-        return {
+        out = {
             "jobs": sum(counts.values()),
             "counts": counts,
             "cost": cost_summary(self),
@@ -383,7 +403,20 @@ class StateStore(ArchivedJobs, Money, Lineage):
             "retries": self.retry_counts(),
             "from_archive": self.archive_summary(),  # jobs whose files came from --archive
             "failures": failures,
+            "eta_s": eta_seconds(self._conn),
         }
+        marks = mark_counts(self._conn, self.version)
+        if marks:  # CONTRACT §2: only when there are marks
+            out["marks"] = marks
+        return out
+
+    def eta(self) -> float | None:
+        """Seconds until every job now known is finished (`eta_s`, store/eta.py)."""
+        return eta_seconds(self._conn)
+
+    def unwritten_marks(self) -> float | None:
+        """When marks last changed, if metadata.jsonl does not show that yet (store/marks.py)."""
+        return unwritten(self._conn, self.version)
 
     def last_activity(self) -> float | None:
         """When a job last changed (epoch seconds; None without jobs)."""
