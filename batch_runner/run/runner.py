@@ -6,11 +6,9 @@ import asyncio
 import contextlib
 import random
 import shutil
-import signal
 import sys
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,12 +31,13 @@ from batch_runner.run.archived import archive_finished, take_archived
 from batch_runner.run.budget import Budget
 from batch_runner.run.children import Children, record_stages
 from batch_runner.run.lifecycle import JobRunner
-from batch_runner.run.lock import CANCEL_SIGNAL, RunLock
+from batch_runner.run.lock import RunLock
 from batch_runner.run.pilot import hold_back, pilot_result
 from batch_runner.run.polling import PollPlanner
 from batch_runner.run.pricing import prepare
 from batch_runner.run.progress import Progress, Tally
 from batch_runner.run.scheduler import Scheduler, Stop, plan
+from batch_runner.run.signals import Hooks, install_signals, remove_signals
 from batch_runner.run.uncertain import sends
 from batch_runner.settings import DEFAULT_API_BASE, REAL_DOWNLOAD_HOSTS, RunSettings
 from batch_runner.store.state import StateStore
@@ -154,8 +153,8 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
     _warn_concurrency(settings.concurrency)
     # the handlers go in before the first request: a Ctrl-C while the catalogue, the prices or
     # the balance are asked for stops the run before anything is submitted (never lost)
-    hooks = _Hooks(waiting=lambda: len(todo), say=_say)
-    _install_signals(stop, asyncio.current_task(), hooks)
+    hooks = Hooks(waiting=lambda: len(todo), say=_say)
+    install_signals(stop, asyncio.current_task(), hooks)
     try:
         result = await _execute(
             inp, store, (todo, new, held), round_start, stop, tally, hooks, started
@@ -167,7 +166,7 @@ async def execute(inp: RunInput, store: StateStore) -> RunResult:
             raise  # not ours
         raise KeyboardInterrupt from None  # stopped while setting up: nothing was submitted
     finally:
-        _remove_signals()
+        remove_signals()
 
 
 async def _execute(
@@ -177,7 +176,7 @@ async def _execute(
     round_start: dict[int, int],
     stop: Stop,
     tally: Tally,
-    hooks: _Hooks,
+    hooks: Hooks,
     started: float,
 ) -> RunResult:
     settings = inp.settings
@@ -298,15 +297,6 @@ async def _run_workers(scheduler: Scheduler, todo: list) -> bool:
     return False
 
 
-@dataclass
-class _Hooks:
-    """What the signal handlers read: the jobs not started, and where to print."""
-
-    waiting: Callable[[], int]
-    say: Callable[[str], None]
-    started: bool = False  # the workers run: before, a signal also ends what is awaited
-
-
 def _finish(
     inp: RunInput, store: StateStore, stop: Stop, cut_short: bool, wall: float
 ) -> RunResult:
@@ -371,54 +361,6 @@ def _hosts(settings: RunSettings, base: str) -> HostPolicy:
         return HostPolicy(REAL_DOWNLOAD_HOSTS + extra, require_https=True)
     host = urlsplit(base).hostname or ""
     return HostPolicy([host, *extra])
-
-
-def _install_signals(stop: Stop, main: asyncio.Task | None, hooks: _Hooks) -> None:
-    """Ctrl-C / SIGTERM: once drains, twice exits; `hooks.say` prints above the progress bars."""
-    loop = asyncio.get_running_loop()
-
-    def on_signal() -> None:
-        stop.signal()
-        if stop.signals == 1:
-            hooks.say(
-                "stopping: no new submissions; finishing the jobs in flight "
-                f"({hooks.waiting()} not started wait for a resume). "
-                "Press Ctrl-C again to exit now."
-            )
-        elif main is not None:
-            hooks.say("exiting now; the state file is consistent, resume to continue")
-        if main is not None and (stop.signals > 1 or not hooks.started):
-            main.cancel()  # before the workers start nothing is in flight: stop waiting now
-
-    def on_cancel() -> None:  # `batch-runner cancel RUN_DIR` signals the lock's owner
-        if not stop.cancelled:
-            stop.cancel()
-            hooks.say(
-                "cancel requested (batch-runner cancel): no new submissions; finishing the "
-                f"jobs in flight ({hooks.waiting()} not started stay pending)"
-            )
-
-    for sig in _signals():
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, on_signal)
-    if _signals():  # the cancel signal, like the others, belongs to the main thread
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(CANCEL_SIGNAL, on_cancel)
-
-
-def _remove_signals() -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (*_signals(), CANCEL_SIGNAL) if _signals() else ():
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.remove_signal_handler(sig)
-
-
-def _signals() -> tuple[signal.Signals, ...]:
-    """Signals are for the main thread only: the Python API inside a running event loop (a
-    notebook) runs on a worker thread, where the caller's own Ctrl-C handling stays as it is."""
-    if threading.current_thread() is not threading.main_thread():
-        return ()
-    return (signal.SIGINT, signal.SIGTERM)
 
 
 def _say(text: str) -> None:

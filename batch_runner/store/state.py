@@ -1,7 +1,7 @@
 """The SQLite state file: the only record of what was submitted (and possibly paid for).
 
-This module holds opening, the reads, and the events a run writes (each told the state it
-records: which move a job makes is decided and checked elsewhere). The schema and its
+This module holds opening, syncing the manifest's jobs and the reads of jobs; the events a
+run writes are `store/events.py`, the summary reads `store/summary.py`. The schema and its
 migrations live in `batch_runner.store.migrations`; how events are journaled and
 group-committed (durable before the caller acts on them) in `batch_runner.store.journal`,
 which StateStore extends.
@@ -20,22 +20,21 @@ from typing import Any
 from batch_runner import jsonenc
 from batch_runner.errors import StateError
 from batch_runner.jobs import (
-    NOT_POLLED,
     FileRecord,
     JobRecord,
     JobSpec,
     JobState,
     check_move,
-    current_request_id,
     input_files,
 )
 from batch_runner.store.archived import ArchivedJobs
-from batch_runner.store.costs import Money, cost_summary
-from batch_runner.store.eta import eta_seconds
+from batch_runner.store.costs import Money
+from batch_runner.store.events import Events
 from batch_runner.store.journal import os_message
 from batch_runner.store.lineage import Lineage
-from batch_runner.store.marks import mark_counts, marks_between, unwritten
+from batch_runner.store.marks import marks_between
 from batch_runner.store.migrations import SCHEMA_VERSION, check_readable, migrate, schema_version
+from batch_runner.store.summary import Summaries
 
 STATE_FILE = "state.db"
 MODEL_ID_VERSION = 4  # the schema version that added attempts.model_id
@@ -86,7 +85,7 @@ def _unusable(path: Path, exc: sqlite3.DatabaseError) -> str:
     return f"{path}: not a usable state file ({exc})"
 
 
-class StateStore(ArchivedJobs, Money, Lineage):
+class StateStore(ArchivedJobs, Money, Lineage, Summaries, Events):
     """Jobs, attempts, files and retry counts of one run directory."""
 
     # ---- opening -------------------------------------------------------------------------
@@ -355,161 +354,6 @@ class StateStore(ArchivedJobs, Money, Lineage):
                 (new.value, reason, time.time(), old.value),
             )
         return cur.rowcount
-
-    def counts(self) -> dict[str, int]:
-        return dict(self._conn.execute("SELECT state, count(*) FROM jobs GROUP BY state"))
-
-    def summary(self) -> dict[str, Any]:
-        """The object `status --json` prints (CONTRACT §2)."""
-        # the counts and the queued jobs not polled yet in one statement: one snapshot, also
-        # while a run commits
-        counts, not_polled = {}, 0
-        for state, n, unseen in self._conn.execute(
-            "SELECT state, count(*), sum(reason IS ?) FROM jobs GROUP BY state", (NOT_POLLED,)
-        ):
-            counts[state] = n
-            not_polled += unseen if state == S.QUEUED.value else 0
-        files, size = self.file_totals()
-        dups = self._conn.execute(
-            "SELECT coalesce(sum(possible_duplicates), 0) FROM jobs"
-        ).fetchone()[0]
-        not_in = self._conn.execute("SELECT count(*) FROM jobs WHERE in_manifest = 0").fetchone()[0]
-        failures = [
-            {
-                "index": idx,
-                "key": key,
-                "state": state,
-                "reason": reason,
-                "request_id": current_request_id(JobState(state), [rid] if rid else []),
-            }
-            for idx, key, state, reason, rid in self._conn.execute(
-                "SELECT j.idx, j.key, j.state, j.reason, a.request_id FROM jobs j "
-                "LEFT JOIN attempts a ON a.job_idx = j.idx AND a.n = j.attempts "
-                "WHERE j.state IN (?, ?, ?) ORDER BY j.idx LIMIT 1000",
-                _FAILURES,
-            )
-        ]
-        out = {
-            "jobs": sum(counts.values()),
-            "counts": counts,
-            "cost": cost_summary(self),
-            "models": self.model_counts(),
-            "files": files,
-            "bytes": size,
-            "possible_duplicates": dups,
-            **({"stages": stages} if (stages := self.stage_summary()) else {}),
-            "not_in_manifest": not_in,
-            "not_polled": not_polled,  # of the queued: submitted, not seen by a poll yet
-            "retries": self.retry_counts(),
-            "from_archive": self.archive_summary(),  # jobs whose files came from --archive
-            "failures": failures,
-            "eta_s": eta_seconds(self._conn),
-        }
-        marks = mark_counts(self._conn, self.version)
-        if marks:  # CONTRACT §2: only when there are marks
-            out["marks"] = marks
-        return out
-
-    def eta(self) -> float | None:
-        """Seconds until every job now known is finished (`eta_s`, store/eta.py)."""
-        return eta_seconds(self._conn)
-
-    def unwritten_marks(self) -> float | None:
-        """When marks last changed, if metadata.jsonl does not show that yet (store/marks.py)."""
-        return unwritten(self._conn, self.version)
-
-    def last_activity(self) -> float | None:
-        """When a job last changed (epoch seconds; None without jobs)."""
-        return self._conn.execute("SELECT max(updated_at) FROM jobs").fetchone()[0]
-
-    def retry_counts(self) -> dict[str, int]:
-        return dict(self._conn.execute("SELECT cause, n FROM retries ORDER BY n DESC"))
-
-    def file_count(self) -> int:
-        return self.file_totals()[0]
-
-    def files_under(self, folder: str) -> int:
-        """Files whose name starts with `folder` (e.g. "images/train/"; no LIKE: names may
-        hold `%` and `_`)."""
-        return self._conn.execute(
-            "SELECT count(*) FROM files WHERE substr(file_name, 1, ?) = ?", (len(folder), folder)
-        ).fetchone()[0]
-
-    def file_totals(self) -> tuple[int, int]:
-        """(files, bytes) over every job."""
-        files, size = self._conn.execute(
-            "SELECT count(*), coalesce(sum(bytes), 0) FROM files"
-        ).fetchone()
-        return files, size
-
-    # ---- events (journaled, committed per tick) ------------------------------------------
-    # Each records the state it is given: which move a job makes is decided (and checked
-    # against jobs.TRANSITIONS) by the caller, never here. Lazy ones (journal.py) record what
-    # the API said and would say again to a resumed run: they wait for the next commit.
-
-    def set_state(
-        self, idx: int, state: JobState, reason: str | None = None, *, lazy: bool = False
-    ) -> None:
-        """`lazy`: a state a poll saw (queued, running), not one this run decided."""
-        self._write(
-            "UPDATE jobs SET state = ?, reason = ?, updated_at = ? WHERE idx = ?",
-            (state.value, reason, time.time(), idx),
-            lazy=lazy,
-        )
-
-    def mark_submitting(self, idx: int, state: JobState, *, duplicate_risk: bool) -> None:
-        """The intent to submit (`duplicate_risk`: an earlier submit's answer was lost)."""
-        self._write(
-            "UPDATE jobs SET state = ?, reason = NULL, "
-            "possible_duplicates = possible_duplicates + ?, updated_at = ? WHERE idx = ?",
-            (state.value, 1 if duplicate_risk else 0, time.time(), idx),
-        )
-
-    def record_request_id(
-        self, idx: int, state: JobState, attempt: int, request_id: str, reason: str | None = None
-    ) -> None:
-        """Attempt number `attempt` was accepted as `request_id` (the one record of it)."""
-        now = time.time()
-        self._write(
-            "UPDATE jobs SET state = ?, reason = ?, attempts = ?, outputs = NULL, "
-            "updated_at = ? WHERE idx = ?",
-            (state.value, reason, attempt, now, idx),
-        )
-        self._write(
-            "INSERT OR REPLACE INTO attempts(job_idx, n, request_id, submitted_at) "
-            "VALUES (?,?,?,?)",
-            (idx, attempt, request_id, now),
-        )
-
-    def record_outputs(self, idx: int, state: JobState, urls: list[str]) -> None:
-        """The file URLs of a completed job (lazy: a resumed run asks /result again)."""
-        self._write(
-            "UPDATE jobs SET state = ?, reason = NULL, outputs = ?, updated_at = ? WHERE idx = ?",
-            (state.value, json.dumps(urls), time.time(), idx),
-            lazy=True,
-        )
-
-    def record_model_id(self, idx: int, attempt: int, model_id: str) -> None:
-        """The model /result says ran attempt number `attempt` (lazy, like the outputs)."""
-        self._write(
-            "UPDATE attempts SET model_id = ? WHERE job_idx = ? AND n = ?",
-            (model_id, idx, attempt),
-            lazy=True,
-        )
-
-    def record_file(self, idx: int, f: FileRecord) -> None:
-        self._write(
-            "INSERT OR REPLACE INTO files(job_idx, k, file_name, sha256, bytes, url) "
-            "VALUES (?,?,?,?,?,?)",
-            (idx, f.k, f.file_name, f.sha256, f.bytes, f.url),  # a child is sent the url
-        )
-
-    def count_retry(self, cause: str) -> None:
-        self._write(
-            "INSERT INTO retries(cause, n) VALUES (?, 1) "
-            "ON CONFLICT(cause) DO UPDATE SET n = n + 1",
-            (cause,),
-        )
 
 
 _STATES = {s.value: s for s in JobState}
