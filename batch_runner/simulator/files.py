@@ -101,10 +101,10 @@ class FileServer:
     def _find(self, request: web.Request) -> tuple[SimJob, int, str] | web.Response:
         info = request.match_info
         found = self._lookup(info["seq"], info["name"], request.query.get("exp"))
-        if isinstance(found, tuple) and len(found) == 3:
-            return found
+        if isinstance(found[0], SimJob):
+            return found  # type: ignore[return-value]
         status, code, message = found
-        return _xml_error(status, code, message)
+        return _xml_error(int(status), str(code), str(message))
 
     def url_problem(self, url: str) -> str | None:
         """Why one of its own file URLs, sent as a media input, cannot be fetched (None when
@@ -114,7 +114,7 @@ class FileServer:
         if match is None:
             return "HTTP 404 (NoSuchKey)"
         found = self._lookup(match[1], match[2], parse_qs(parts.query).get("exp", [None])[0])
-        if isinstance(found, tuple) and len(found) == 3 and isinstance(found[0], SimJob):
+        if isinstance(found[0], SimJob):
             return None
         status, code, message = found
         return f"HTTP {status} ({code}: {message})"
