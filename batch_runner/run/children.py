@@ -20,6 +20,7 @@ from batch_runner.catalog import CatalogEntry
 from batch_runner.jobs import FileRecord, JobRecord
 from batch_runner.money import job_price
 from batch_runner.outputs.metadata import media_type
+from batch_runner.run.parent_urls import ParentUrls
 from batch_runner.settings import RunSettings
 from batch_runner.store.lineage import ChildRow
 from batch_runner.store.state import StateStore
@@ -47,12 +48,18 @@ class Children:
                 self.by_parent.setdefault(plan["parent"], []).append(plan)
         self.entries: Mapping[str, CatalogEntry | None] = {}
         self.enqueue: Enqueue | None = None  # set once the pool runs
+        self.fields = {p["name"]: p["field"] for p in plans if p.get("parent")}
+        self.urls: ParentUrls | None = None  # dead parent URLs replaced (set once the pool runs)
         self._no_url_warned = False
 
     @classmethod
     def of(cls, store: StateStore) -> Children | None:
         plans = store.stage_plans() if store._has_lineage() else []
         return cls(store, plans) if any(p.get("parent") for p in plans) else None
+
+    def field_of(self, job: JobRecord) -> str | None:
+        """The media field a child was given its parent's file in (None for other jobs)."""
+        return self.fields.get(job.stage or "") if job.parent_key else None
 
     def models(self) -> set[str]:
         return {t["model"] for plan in self.plans for t in plan.get("templates", [])}

@@ -33,6 +33,7 @@ from batch_runner.run.budget import Budget
 from batch_runner.run.children import Children, record_stages
 from batch_runner.run.lifecycle import JobRunner
 from batch_runner.run.lock import CANCEL_SIGNAL, RunLock
+from batch_runner.run.parent_urls import ParentUrls
 from batch_runner.run.pilot import hold_back, pilot_result
 from batch_runner.run.polling import PollPlanner
 from batch_runner.run.pricing import prepare
@@ -210,6 +211,7 @@ async def _execute(
         children = Children.of(store)
         if children is not None:
             await children.price(client, base, settings, inp.entries)
+            children.urls = ParentUrls(store, client, inp.run_dir.resolve(), settings.max_inline_mb)
         runner = JobRunner(
             store,
             client,

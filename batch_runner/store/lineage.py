@@ -107,9 +107,18 @@ class Lineage(Journal):
         for i in range(0, len(indexes), 500):
             yield from self.jobs_at(indexes[i : i + 500])  # type: ignore[attr-defined]
 
-    def job_by_key(self, key: str) -> JobRecord | None:
-        found = self._load("key = ?", (key,), False)  # type: ignore[attr-defined]
+    def job_by_key(self, key: str, *, with_files: bool = False) -> JobRecord | None:
+        found = self._load("key = ?", (key,), with_files)  # type: ignore[attr-defined]
         return found[0] if found else None
+
+    def set_inputs(self, idx: int, inputs: dict[str, Any]) -> None:
+        """A child's inputs after its parent's URL was replaced (run/parent_urls.py): what it
+        is sent from now on, and what its metadata records."""
+        self._write("UPDATE jobs SET inputs = ? WHERE idx = ?", (jsonenc.text(inputs), idx))
+
+    def set_file_url(self, idx: int, k: int, url: str) -> None:
+        """A parent file's fresh URL, so children made later start with it."""
+        self._write("UPDATE files SET url = ? WHERE job_idx = ? AND k = ?", (url, idx, k))
 
     def attach_lineage(self, records: list[JobRecord], conn: Any) -> None:
         """Each record's stage, parent key and parent file (none outside pipelines)."""
