@@ -161,6 +161,15 @@ class Children:
 
         return PARENT_REF.sub(one, value)
 
+    def ancestry(self, job: JobRecord) -> dict[str, dict[str, Any]]:
+        """Each ancestor's values by stage (meta, inputs, vars), for `{STAGE.NAME}` in names."""
+        out: dict[str, dict[str, Any]] = {}
+        parent = self.store.job_by_key(job.parent_key) if job.parent_key else None
+        while parent is not None and parent.stage and parent.stage not in out:
+            out[parent.stage] = {**parent.meta, **parent.inputs, **parent.vars}
+            parent = self.store.job_by_key(parent.parent_key) if parent.parent_key else None
+        return out
+
     def _ancestor(self, job: JobRecord | None, stage: str) -> JobRecord | None:
         while job is not None and job.stage != stage:
             job = self.store.job_by_key(job.parent_key) if job.parent_key else None
