@@ -67,6 +67,7 @@ def test_a_stages_mapping_runs_from_python_with_stage_fields_in_names(api, tmp_p
     # the same mapping again sends nothing
     again = batch_runner.run(PIPELINE, out=out, api_base=api.base_url, name_template=template)
     assert again.exit_code == 0 and api.stats()["submitted"] == 6
+    assert again.summary["not_in_manifest"] == 0  # children derive from the manifest
 
 
 def test_a_mapping_needs_out_and_its_problems_name_the_stage(api, tmp_path):

@@ -190,9 +190,10 @@ def _kind(f: FileRecord) -> str:
     return media_type(f.file_name)
 
 
-def record_stages(store: StateStore, plans: list[Any]) -> None:
+def record_stages(store: StateStore, plans: list[Any]) -> int:
     """A pipeline's plans kept in the state (a resume makes children without the manifest),
-    each first-stage job's stage recorded, and the children of parents already done made."""
+    each first-stage job's stage recorded, and the children of parents already done made.
+    Returns how many children made before are in the manifest (of one of its stages)."""
     from batch_runner.store.lineage import STAGES_META, stage_of_roots
 
     store.set_meta({STAGES_META: [plan.to_json() for plan in plans]})
@@ -200,3 +201,4 @@ def record_stages(store: StateStore, plans: list[Any]) -> None:
     children = Children.of(store)
     if children is not None:
         children.catch_up()
+    return store.children_in_manifest([p.name for p in plans if p.parent])

@@ -93,7 +93,7 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
             store.set_meta(meta)
             _copy_manifest(inp)
             if inp.stages:  # a pipeline: stages kept for resume, children of done parents made
-                record_stages(store, inp.stages)
+                missing -= record_stages(store, inp.stages)
             if added or missing:
                 kept = f", {missing} not in manifest (kept)" if missing else ""
                 _say(f"{added} new {'job' if added == 1 else 'jobs'}{kept}")

@@ -64,6 +64,20 @@ class Lineage(Journal):
                 [(stage, key) for key, stage in stage_of.items()],
             )
 
+    def children_in_manifest(self, stages: list[str]) -> int:
+        """Children of the manifest's later stages count as in it (they derive from it);
+        returns how many were marked."""
+        if not stages:
+            return 0
+        marks = ",".join("?" * len(stages))
+        with self._tx():
+            cur = self._conn.execute(
+                "UPDATE jobs SET in_manifest = 1 WHERE in_manifest = 0 AND idx IN (SELECT job_idx "
+                f"FROM lineage WHERE parent_key IS NOT NULL AND stage IN ({marks}))",
+                stages,
+            )
+        return cur.rowcount
+
     def add_child(self, row: ChildRow) -> None:
         """Journal one child job (pending) and its lineage; nothing when its key exists."""
         self._write(
