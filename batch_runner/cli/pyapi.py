@@ -22,15 +22,18 @@ from batch_runner.errors import UsageError
 if TYPE_CHECKING:
     from batch_runner.run.runner import RunResult
 
-Manifest = str | os.PathLike | Sequence[str | Mapping[str, Any]]
+Manifest = str | os.PathLike | Sequence[str | Mapping[str, Any]] | Mapping[str, Any]
 LIST_NAME = "<jobs>"  # how problems name a list of jobs: "<jobs>:3: resolution: ..."
+MAPPING_NAME = "<manifest>"  # and a manifest given as a mapping (its YAML form's lines)
 
 
 def run(
     manifest: Manifest, *, out: str | os.PathLike | None = None, simulate: bool = False, **options
 ) -> RunResult:
-    """Run a batch and wait for it: `manifest` is a manifest file, or a list of prompt strings
-    and job mappings (then `out`, the run directory, is required). Returns a RunResult.
+    """Run a batch and wait for it: `manifest` is a manifest file, a list of prompt strings
+    and job mappings, or a mapping shaped like a YAML manifest (`{"stages": {...}}`, `{"jobs":
+    [...], "sweep": [...]}`; for a list or a mapping `out`, the run directory, is required).
+    Returns a RunResult.
 
     Inside a running event loop (a Jupyter cell) the run gets its own loop on a worker thread,
     so the call still simply blocks until the batch is finished.
@@ -87,13 +90,17 @@ def _arguments(
     parsed = None
     if isinstance(manifest, str | os.PathLike):
         path = str(manifest)
-    elif isinstance(manifest, Sequence):
+    elif isinstance(manifest, Sequence | Mapping):
         if out is None:
-            raise UsageError("run: a list of jobs needs out=RUN_DIR (where its files go)")
-        parsed, path = _read_list(manifest), LIST_NAME
+            what = "a list of jobs" if isinstance(manifest, Sequence) else "a manifest mapping"
+            raise UsageError(f"run: {what} needs out=RUN_DIR (where its files go)")
+        if isinstance(manifest, Mapping):
+            parsed, path = _read_mapping(manifest), MAPPING_NAME
+        else:
+            parsed, path = _read_list(manifest), LIST_NAME
     else:
         raise UsageError(
-            f"run: manifest must be a file path or a list of prompts/jobs, "
+            f"run: manifest must be a file path, a list of prompts/jobs or a manifest mapping, "
             f"not {type(manifest).__name__}"
         )
     if out is not None:
@@ -109,6 +116,22 @@ def _read_list(items: Sequence[Any]) -> Any:
     from batch_runner.manifest.read_jsonl import read_items
 
     return read_items(Path(LIST_NAME), enumerate(items, 1))
+
+
+def _read_mapping(manifest: Mapping[str, Any]) -> Any:
+    """A manifest given as a mapping, read as the YAML file it would be (so `stages:`, sweeps
+    and every check are the YAML reader's; problems name `<manifest>:LINE` of that YAML)."""
+    import yaml
+
+    from batch_runner.manifest.read_yaml import read_yaml
+
+    try:
+        text = yaml.safe_dump(dict(manifest), sort_keys=False, allow_unicode=True)
+    except yaml.YAMLError as exc:
+        raise UsageError(
+            f"run: the manifest mapping holds a value YAML cannot write ({exc})"
+        ) from None
+    return read_yaml(Path(MAPPING_NAME), text)
 
 
 def _run_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -114,10 +114,11 @@ def _load_stages(
     from batch_runner.catalog import bundled
     from batch_runner.manifest.stages import load_stages
 
-    def load_one(stage: Manifest) -> Expansion:
+    def load_one(stage: Manifest, later: bool) -> Expansion:
         parsed = (stage, [])
+        template = None if later else name_template
         return load_jobs(
-            stage.path, overrides, max_jobs, name_template, parsed, schemas=schemas, media=media
+            stage.path, overrides, max_jobs, template, parsed, schemas=schemas, media=media
         )
 
     def kind_of(model: str) -> str | None:

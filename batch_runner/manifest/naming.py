@@ -22,9 +22,12 @@ MAX_COMPONENT = 100  # characters in one folder or file name
 MAX_COMPONENT_BYTES = 240  # file systems count bytes (255), and UTF-8 may use 4 per character
 MAX_TOTAL = 200
 # {{ or }} (a literal brace), {name} or {name:spec}, or a lone brace or bracket; input fields
-# in a name template may contain '-', sweep vars may not
-_TOKEN = r"\{\{|\}\}|\{([A-Za-z_]%s*)(?::([^{}]*))?\}|[{}\[\]]"
-_TOKENS = {True: re.compile(_TOKEN % r"[\w-]"), False: re.compile(_TOKEN % r"\w")}
+# in a name template may contain '-' and be a pipeline's {STAGE.NAME}, sweep vars may not
+_TOKEN = r"\{\{|\}\}|\{([A-Za-z_]%s)(?::([^{}]*))?\}|[{}\[\]]"
+_TOKENS = {
+    True: re.compile(_TOKEN % r"[\w-]*(?:\.[A-Za-z_][\w-]*)?"),
+    False: re.compile(_TOKEN % r"\w*"),
+}
 _WINDOWS_UNSAFE = re.compile(r'[<>:"|?*]')
 _NON_WORD = re.compile(r"[\W_]+")
 _WINDOWS_RESERVED = frozenset(
@@ -198,16 +201,27 @@ def render_name(
     n_files: int,
     ext: str,
     meta: dict[str, Any] | None = None,
+    ancestors: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """Render a safe relative path (may contain folders) for RUN_DIR/images/ (videos/, audio/).
 
     A field that is neither built in nor an input, var or meta field of the job raises
-    UsageError.
+    UsageError. `{STAGE.NAME}` (pipelines) reads `ancestors[STAGE]` (a parent's or an earlier
+    ancestor's meta, inputs and vars); a stage not among them is the job's own (a job of
+    STAGE itself, or outside pipelines).
     """
     items, has_k = _parse(template)
     builtins = {"index": index, "key": key, "k": k, "ext": ext}
     builtins["slug"] = slugify(str(inputs.get("prompt", "")))
     values = {**(meta or {}), **inputs, **vars, **builtins}
+    for item in _fields(items):
+        stage, dot, name = item[1].partition(".")
+        if dot:
+            source = (ancestors or {}).get(stage, values)
+            if name in source:
+                values[item[1]] = source[name]
+            elif name == "slug":
+                values[item[1]] = slugify(str(source.get("prompt", "")))
     # left to the model's default, the format is the one the file came in
     values.setdefault("output_format", "jpeg" if ext == "jpg" else ext)
     text = _render(items, values, n_files > 1)
@@ -218,10 +232,18 @@ def render_name(
 
 
 def job_file_name(
-    template: str, job: Any, *, index: int, k: int = 1, n_files: int = 1, ext: str | None = None
+    template: str,
+    job: Any,
+    *,
+    index: int,
+    k: int = 1,
+    n_files: int = 1,
+    ext: str | None = None,
+    ancestors: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     """The name of file `k` of a job (a JobSpec or a JobRecord) numbered `index`; the
-    extension defaults to the job's `output_format` input (what the file will most likely be)."""
+    extension defaults to the job's `output_format` input (what the file will most likely be).
+    `ancestors`: render_name's."""
     return render_name(
         template,
         index=index,
@@ -232,6 +254,7 @@ def job_file_name(
         k=k,
         n_files=n_files,
         ext=str(job.inputs.get("output_format", "png")) if ext is None else ext,
+        ancestors=ancestors,
     )
 
 

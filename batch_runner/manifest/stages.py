@@ -121,7 +121,9 @@ _STAGES_SHAPE = "must be a mapping of stage name to {model, defaults, jobs, swee
 # ---- linking and validating (called by load.py) ---------------------------------------------
 
 
-LoadOne = Callable[[Manifest], Expansion]  # load_jobs on one stage's manifest
+# load_jobs on one stage's manifest; True for a later stage (its jobs are templates: their
+# file names depend on the parents, so the name template is not checked on them)
+LoadOne = Callable[[Manifest, bool], Expansion]
 
 
 def load_stages(
@@ -148,7 +150,7 @@ def load_stages(
         expansion = None
         if not own:
             try:
-                expansion = load_one(link.manifest)
+                expansion = load_one(link.manifest, link.parent is not None)
             except ManifestError as exc:
                 own += exc.problems
         if expansion is not None:

@@ -20,6 +20,7 @@ from batch_runner.catalog import CatalogEntry
 from batch_runner.jobs import FileRecord, JobRecord
 from batch_runner.money import job_price
 from batch_runner.outputs.metadata import media_type
+from batch_runner.run.parent_urls import ParentUrls
 from batch_runner.settings import RunSettings
 from batch_runner.store.lineage import ChildRow
 from batch_runner.store.state import StateStore
@@ -47,12 +48,18 @@ class Children:
                 self.by_parent.setdefault(plan["parent"], []).append(plan)
         self.entries: Mapping[str, CatalogEntry | None] = {}
         self.enqueue: Enqueue | None = None  # set once the pool runs
+        self.fields = {p["name"]: p["field"] for p in plans if p.get("parent")}
+        self.urls: ParentUrls | None = None  # dead parent URLs replaced (set once the pool runs)
         self._no_url_warned = False
 
     @classmethod
     def of(cls, store: StateStore) -> Children | None:
         plans = store.stage_plans() if store._has_lineage() else []
         return cls(store, plans) if any(p.get("parent") for p in plans) else None
+
+    def field_of(self, job: JobRecord) -> str | None:
+        """The media field a child was given its parent's file in (None for other jobs)."""
+        return self.fields.get(job.stage or "") if job.parent_key else None
 
     def models(self) -> set[str]:
         return {t["model"] for plan in self.plans for t in plan.get("templates", [])}
@@ -154,6 +161,15 @@ class Children:
 
         return PARENT_REF.sub(one, value)
 
+    def ancestry(self, job: JobRecord) -> dict[str, dict[str, Any]]:
+        """Each ancestor's values by stage (meta, inputs, vars), for `{STAGE.NAME}` in names."""
+        out: dict[str, dict[str, Any]] = {}
+        parent = self.store.job_by_key(job.parent_key) if job.parent_key else None
+        while parent is not None and parent.stage and parent.stage not in out:
+            out[parent.stage] = {**parent.meta, **parent.inputs, **parent.vars}
+            parent = self.store.job_by_key(parent.parent_key) if parent.parent_key else None
+        return out
+
     def _ancestor(self, job: JobRecord | None, stage: str) -> JobRecord | None:
         while job is not None and job.stage != stage:
             job = self.store.job_by_key(job.parent_key) if job.parent_key else None
@@ -174,9 +190,10 @@ def _kind(f: FileRecord) -> str:
     return media_type(f.file_name)
 
 
-def record_stages(store: StateStore, plans: list[Any]) -> None:
+def record_stages(store: StateStore, plans: list[Any]) -> int:
     """A pipeline's plans kept in the state (a resume makes children without the manifest),
-    each first-stage job's stage recorded, and the children of parents already done made."""
+    each first-stage job's stage recorded, and the children of parents already done made.
+    Returns how many children made before are in the manifest (of one of its stages)."""
     from batch_runner.store.lineage import STAGES_META, stage_of_roots
 
     store.set_meta({STAGES_META: [plan.to_json() for plan in plans]})
@@ -184,3 +201,4 @@ def record_stages(store: StateStore, plans: list[Any]) -> None:
     children = Children.of(store)
     if children is not None:
         children.catch_up()
+    return store.children_in_manifest([p.name for p in plans if p.parent])

@@ -21,6 +21,7 @@ from batch_runner.jobs import NOT_POLLED, JobRecord, JobState
 if TYPE_CHECKING:
     from batch_runner.outputs.metadata import MetadataLog
     from batch_runner.run.budget import Budget
+    from batch_runner.run.children import Children
     from batch_runner.run.outage import Outage
     from batch_runner.run.polling import PollPlanner, PollTrack
     from batch_runner.run.progress import Tally
@@ -73,6 +74,7 @@ class JobSteps:
     round_start: dict[int, int]
     metadata_stale: bool
     metadata: MetadataLog
+    children: Children | None
     _tracks: dict[int, PollTrack]
     _learned: asyncio.Event
     _downloads: asyncio.Semaphore

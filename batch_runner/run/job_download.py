@@ -72,8 +72,14 @@ class DownloadSteps(PollSteps):
         template = self.settings.name_template or DEFAULT_TEMPLATE
         n_files = len(urls)
 
+        ancestors = None  # a pipeline's {STAGE.NAME} in the template
+        if "." in template and job.parent_key and self.children is not None:
+            ancestors = self.children.ancestry(job)
+
         def name_for(ext: str) -> str:
-            return job_file_name(template, job, index=job.index, k=k, n_files=n_files, ext=ext)
+            return job_file_name(
+                template, job, index=job.index, k=k, n_files=n_files, ext=ext, ancestors=ancestors
+            )
 
         expect = _kinds_made_by(self.settings.api_base, job.model)
 

@@ -12,6 +12,7 @@ from batch_runner.errors import ApiError
 from batch_runner.jobs import NOT_POLLED, JobRecord
 from batch_runner.run.inline import InputChanged, has_files, read_inline_body
 from batch_runner.run.job_base import MAX_CALL_RETRIES, Giveup, JobSteps, S
+from batch_runner.run.parent_urls import DeadInput, names_field
 from batch_runner.run.uncertain import loss_bound, lost_before, lost_reason, sends
 from batch_runner.store.costs import BUDGET_REASON
 
@@ -23,6 +24,7 @@ class SubmitSteps(JobSteps):
         """Send the job until the API takes it (True) or it is to wait (False: stopping, or
         uncertain and not to be sent again); a job that cannot be sent ends in Giveup."""
         lost, bound = self._lost_before(job)
+        self._known_dead_input(job)
         body = await self._body(job)
         tries = 0
         while True:
@@ -42,6 +44,9 @@ class SubmitSteps(JobSteps):
                     finally:
                         self.tally.count_sending(-1)
             except ApiError as exc:
+                if await self._input_replaced(job, exc):
+                    body = await self._body(job)
+                    continue
                 decision = classify(exc, "submit")
                 await self._submit_failed(job, exc, decision)
                 if decision.action is Action.AMBIGUOUS:
@@ -92,6 +97,28 @@ class SubmitSteps(JobSteps):
             return await read_inline_body(job.inputs)
         except InputChanged as exc:
             self._fail(job, str(exc), keep=job.state is S.UNCERTAIN)
+
+    def _known_dead_input(self, job: JobRecord) -> None:
+        """A child whose parent URL is known dead gets its replacement before it is sent."""
+        field = self.children.field_of(job) if self.children else None
+        if field is not None and self.children.urls is not None:  # type: ignore[union-attr]
+            self.children.urls.known(job, field)  # type: ignore[union-attr]
+
+    async def _input_replaced(self, job: JobRecord, exc: ApiError) -> bool:
+        """A child refused for its parent's URL (run/parent_urls.py): the URL replaced and the
+        job to be sent again (True), or the job failed saying why; False for other refusals."""
+        field = self.children.field_of(job) if self.children else None
+        urls = self.children.urls if self.children else None
+        if field is None or urls is None or not names_field(exc, field):
+            return False
+        self.budget.release(job.index)  # refused: nothing was created
+        self._move(job, S.PENDING, "input URL refused: refreshed from the parent's result")
+        self.store.count_retry("input_url_refreshed")
+        try:
+            await urls.replace(job, field, exc.message)
+        except DeadInput as dead:
+            self._fail(job, f"{field}: {dead}")
+        return True
 
     async def _submit_failed(self, job: JobRecord, exc: ApiError, decision: Decision) -> None:
         """Record what a failed submit means (whether it is sent again is the caller's)."""

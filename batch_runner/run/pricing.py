@@ -12,6 +12,7 @@ from batch_runner.errors import AccountError, ApiError
 from batch_runner.jobs import WITHOUT_REQUEST
 from batch_runner.money import Estimate, dollars, estimate, fitting, job_price, usd
 from batch_runner.run.budget import Budget
+from batch_runner.run.stage_money import StageForecast, StageRow, later_cost
 from batch_runner.run.uncertain import sends
 from batch_runner.store.costs import AT_API, budget_start, cost_summary
 from batch_runner.words import plural
@@ -39,8 +40,10 @@ async def prepare(
     the catalogue entries validation already resolved (Expansion.entries); only the models
     of the state it lacks are asked for. `skip`: new jobs this run leaves pending (--pilot)."""
     models = store.model_counts()
+    forecast = StageForecast.of(store)
+    wanted = set(models) | (forecast.models() if forecast else set())
     live = None if settings.offline and not settings.simulate else client  # --offline: cache only
-    entries = await _entries(live, base, models, resolved, cache=not settings.simulate)
+    entries = await _entries(live, base, wanted, resolved, cache=not settings.simulate)
     todo, prices, changed, at_api = Estimate(), [], [], 0
     for job in store.iter_jobs(with_files=False):
         price = job_price(entries.get(job.model), job.inputs)
@@ -48,24 +51,44 @@ async def prepare(
             changed.append((job.index, price))
         if job.index in skip:
             continue
-        if job.state in WITHOUT_REQUEST and sends(settings, job.state, job.duplicates):
+        to_send = job.state in WITHOUT_REQUEST and sends(settings, job.state, job.duplicates)
+        if to_send:
             todo.add(job.model, price)
             prices.append(price)
         elif job.state in AT_API:
             at_api += 1
+        if forecast is not None:
+            forecast.add(job, price, to_send=to_send, at_api=job.state in AT_API)
     if changed:
         store.set_estimates(changed)
     cost = cost_summary(store)
     tally.spent, tally.estimated = cost["spent_usd"], cost["estimated_usd"]
     spent, reserved = budget_start(store.money_jobs())
     budget = Budget(settings.max_cost, spent, reserved)
-    if todo.jobs:
+    rows = forecast.finish(entries) if forecast is not None else {}
+    later = later_cost(rows)
+    if todo.jobs or later[1]:
         resumed = todo.jobs < sum(row["jobs"] for row in models.values())
-        _say_estimate(todo, prices, budget, resumed=resumed, at_api=at_api)
+        if todo.jobs:
+            _say_estimate(todo, prices, budget, resumed=resumed, at_api=at_api)
+        _say_stages(rows, todo, later)
         if settings.balance_check:
             account = base if settings.simulate else settings.balance_base
-            await check_balance(client, account, todo, budget)
+            await check_balance(client, account, todo, budget, later)
     return budget
+
+
+def _say_stages(rows: dict[str, StageRow], todo: Estimate, later: tuple[float, int, int]) -> None:
+    """A pipeline's stages, later ones at their most, and the whole chain's most."""
+    if not rows:
+        return
+    _say("pipeline stages (later ones at their most):")
+    for name, row in rows.items():
+        _say(row.line(name))
+    if later[1]:
+        unknown = todo.unknown + later[2]
+        note = f" (unknown for {plural(unknown, 'job')})" if unknown else ""
+        _say(f"whole chain: up to {dollars(usd(todo.total + later[0]))}{note}")
 
 
 def _say_estimate(
@@ -99,13 +122,19 @@ def _say_estimate(
 
 
 async def check_balance(
-    client: RunComfyClient, account_base: str, todo: Estimate, budget: Budget
+    client: RunComfyClient,
+    account_base: str,
+    todo: Estimate,
+    budget: Budget,
+    later: tuple[float, int, int] = (0.0, 0, 0),
 ) -> None:
     """Stop (exit 3) when the balance is below the smaller of the estimate and what is left of
     the budget; a balance that cannot be read is a warning (the API refuses what it cannot
-    cover)."""
+    cover). `later`: a pipeline's children still to be made (stage_money.later_cost), whose
+    most cost is part of the estimate."""
     room = None if budget.limit is None else max(0.0, usd(budget.limit - budget.used))
-    need = todo.total if room is None else min(todo.total, room)
+    whole = usd(todo.total + later[0])
+    need = whole if room is None else min(whole, room)
     if need <= 0:
         return
     try:
@@ -116,8 +145,10 @@ async def check_balance(
     if balance < need:
         jobs = plural(todo.jobs, "job")
         what = f"the estimated cost {dollars(todo.total)} of the {jobs} to submit"
-        if todo.unknown:
-            what += f" (unknown for {todo.unknown} of them)"
+        if later[1]:
+            what = f"the estimated cost up to {dollars(whole)} of the whole pipeline"
+        if todo.unknown + later[2]:
+            what += f" (unknown for {todo.unknown + later[2]} of them)"
         if budget.limit is not None:
             what += f" and --max-cost {dollars(budget.limit)}"
             if budget.used:

@@ -32,6 +32,7 @@ from batch_runner.run.budget import Budget
 from batch_runner.run.children import Children, record_stages
 from batch_runner.run.lifecycle import JobRunner
 from batch_runner.run.lock import RunLock
+from batch_runner.run.parent_urls import ParentUrls
 from batch_runner.run.pilot import hold_back, pilot_result
 from batch_runner.run.polling import PollPlanner
 from batch_runner.run.pricing import prepare
@@ -93,7 +94,7 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
             store.set_meta(meta)
             _copy_manifest(inp)
             if inp.stages:  # a pipeline: stages kept for resume, children of done parents made
-                record_stages(store, inp.stages)
+                missing -= record_stages(store, inp.stages)
             if added or missing:
                 kept = f", {missing} not in manifest (kept)" if missing else ""
                 _say(f"{added} new {'job' if added == 1 else 'jobs'}{kept}")
@@ -211,6 +212,7 @@ async def _execute(
         children = Children.of(store)
         if children is not None:
             await children.price(client, base, settings, inp.entries)
+            children.urls = ParentUrls(store, client, inp.run_dir.resolve(), settings.max_inline_mb)
         runner = JobRunner(
             store,
             client,

@@ -20,6 +20,7 @@ from batch_runner.simulator.faults import DropResponse, Faults, json_error
 from batch_runner.simulator.files import FileServer
 from batch_runner.simulator.images import CONTENT_TYPES, EXTENSIONS, FORMATS
 from batch_runner.simulator.inputs import input_problems
+from batch_runner.simulator.media import media_sources
 from batch_runner.simulator.models import DEFAULT_LIMIT, ENDPOINT_KINDS, MAX_LIMIT
 from batch_runner.simulator.store import FAILED_ERROR, JobStore, SimJob, directives
 
@@ -146,7 +147,7 @@ class Simulator:
         else:
             schema = entry.get("input_schema") or {"type": "object"}
             validator = self.catalog.validator(model, schema)
-            detail, echo = input_problems(validator, body)
+            detail, echo = input_problems(validator, body, self.files.url_problem)
         if detail:
             return _invalid(detail)
         if "error200" in directives(body.get("prompt")):
@@ -154,6 +155,7 @@ class Simulator:
         if money.estimate(entry, body) > self.config.balance:
             return json_error(402, 400002, "insufficient credits")
         job = self.store.create(model, body, echo)
+        self.store.stats.inputs.update(media_sources(schema, body))
         if self.config.submit_delay:
             # the job exists (and is "billed") while the answer is still on its way
             await asyncio.sleep(self.config.submit_delay)

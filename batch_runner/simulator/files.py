@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 
@@ -98,22 +99,45 @@ class FileServer:
         return self._send(request, body, CONTENT_TYPES[fmt])
 
     def _find(self, request: web.Request) -> tuple[SimJob, int, str] | web.Response:
-        match = _NAME.match(request.match_info["name"])
-        seq = request.match_info["seq"]
+        info = request.match_info
+        found = self._lookup(info["seq"], info["name"], request.query.get("exp"))
+        if isinstance(found[0], SimJob):
+            return found  # type: ignore[return-value]
+        status, code, message = found
+        return _xml_error(int(status), str(code), str(message))
+
+    def url_problem(self, url: str) -> str | None:
+        """Why one of its own file URLs, sent as a media input, cannot be fetched (None when
+        it can): the same answer a GET would have had (CONTRACT §5)."""
+        parts = urlsplit(url)
+        match = re.fullmatch(r"/files/([^/]+)/([^/]+)", parts.path)
+        if match is None:
+            return "HTTP 404 (NoSuchKey)"
+        found = self._lookup(match[1], match[2], parse_qs(parts.query).get("exp", [None])[0])
+        if isinstance(found[0], SimJob):
+            return None
+        status, code, message = found
+        return f"HTTP {status} ({code}: {message})"
+
+    def _lookup(
+        self, seq: str, name: str, exp: str | None
+    ) -> tuple[SimJob, int, str] | tuple[int, str, str]:
+        """The file a URL names, or (status, code, message) of its refusal."""
+        missing = (404, "NoSuchKey", "The specified key does not exist.")
+        match = _NAME.match(name)
         job = self.store.by_seq(int(seq)) if seq.isdigit() else None
         if match is None or job is None or job.status != "completed":
-            return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
+            return missing
         k, ext = int(match[1]), match[2]
         if not 1 <= k <= job.n_files or (ext not in _FORCED and ext != EXTENSIONS[job.fmt]):
-            return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
+            return missing
         if self.store.expired(job):
             self.faults.count("url_expired")
-            return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
-        if _past(request.query.get("exp")):
+            return missing
+        if _past(exp):
             self.faults.count("url_expired")
             status = self.faults.expired_status()
-            code = "AccessDenied" if status == 403 else "NoSuchKey"
-            return _xml_error(status, code, "Request has expired")
+            return status, "AccessDenied" if status == 403 else "NoSuchKey", "Request has expired"
         return job, k, ext
 
     def _send(self, request: web.Request, body: bytes, content_type: str) -> web.StreamResponse:

@@ -11,14 +11,14 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from batch_runner.simulator.media import Detail, media_problems
+from batch_runner.simulator.media import Detail, OwnCheck, media_problems
 
 
 def input_problems(
-    validator: Draft202012Validator, body: Any
+    validator: Draft202012Validator, body: Any, own: OwnCheck | None = None
 ) -> tuple[list[Detail], tuple[int, int] | None]:
     """422 `detail` entries ({"loc", "msg", "type"}) for a submit body (empty when valid), and
-    the size of its first inline image."""
+    the size of its first inline image (`own`: media.media_problems)."""
     if not isinstance(body, dict):
         return [{"loc": ["body"], "msg": "inputs must be a JSON object", "type": "type"}], None
     schema = validator.schema
@@ -31,7 +31,7 @@ def input_problems(
             loc.append(missing[0] if missing else "?")
             kind = "missing"
         detail.append({"loc": loc, "msg": error.message, "type": kind})
-    media, first_size = media_problems(schema, body)
+    media, first_size = media_problems(schema, body, own)
     return detail + media, first_size
 
 

@@ -1,22 +1,31 @@
 """Media inputs as the simulator checks them (CONTRACT §1 "Media inputs").
 
-`https://` URLs are accepted unfetched; `data:` URIs are decoded, their media kind sniffed
-from the bytes and compared with the field's, and the field's `validations` applied (image
-sizes read from the header with Pillow, without decoding the pixels); any other scheme is
-refused. Unknown validation rules are skipped, as RunComfy's clients do.
+`https://` URLs are accepted unfetched, and so are the URLs of the simulator's own output files
+while they live (`own`: one that is past `--url-ttl`, or whose request is forgotten, is refused
+with a `url_fetch` detail, as RunComfy refuses a URL it cannot fetch); `data:` URIs are
+decoded, their media kind sniffed from the bytes and compared with the field's, and the field's
+`validations` applied (image sizes read from the header with Pillow, without decoding the
+pixels); any other scheme is refused. Unknown validation rules are skipped, as RunComfy's
+clients do.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from batch_runner.catalog import media_fields
 from batch_runner.manifest.media import broken_rule, decode_data_uri, field_rules, image_size, sniff
 
 Detail = dict[str, Any]
+OwnCheck = Callable[[str], str | None]  # why one of its own file URLs cannot be fetched, or None
 
 
-def media_problems(schema: dict[str, Any], body: dict[str, Any]) -> tuple[list[Detail], Any]:
+def media_problems(
+    schema: dict[str, Any], body: dict[str, Any], own: OwnCheck | None = None
+) -> tuple[list[Detail], Any]:
     """422 details for the media inputs of `body`, and the (width, height) of the first image
     sent inline (None when there is none), which image outputs may echo."""
     detail: list[Detail] = []
@@ -30,7 +39,7 @@ def media_problems(schema: dict[str, Any], body: dict[str, Any]) -> tuple[list[D
             if not isinstance(item, str):
                 continue  # the schema check reports wrong types
             loc = ["body", name, i] if isinstance(value, list) else ["body", name]
-            problem, size = _check_one(item, kind, rules)
+            problem, size = _check_one(item, kind, rules, own)
             if problem is not None:
                 detail.append({"loc": loc, **problem})
             elif size is not None and first_size is None:
@@ -38,8 +47,28 @@ def media_problems(schema: dict[str, Any], body: dict[str, Any]) -> tuple[list[D
     return detail, first_size
 
 
-def _check_one(value: str, kind: str, rules: list[Any]) -> tuple[dict[str, str] | None, Any]:
-    if value.startswith("https://") or _own_file(value):
+def media_sources(schema: dict[str, Any], body: dict[str, Any]) -> Counter[str]:
+    """How the media inputs of an accepted body came: `own` (URLs of the simulator's own
+    files), `data` (sent inline) or `url` (any other URL), for /_sim/stats."""
+    found: Counter[str] = Counter()
+    for name in media_fields(schema):
+        value = body.get(name)
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                kind = "own" if own_file(item) else "data" if item.startswith("data:") else "url"
+                found[kind] += 1
+    return found
+
+
+def _check_one(
+    value: str, kind: str, rules: list[Any], own: OwnCheck | None
+) -> tuple[dict[str, str] | None, Any]:
+    if own_file(value):
+        why = own(value) if own is not None else None
+        if why is not None:
+            return {"msg": f"cannot fetch {value}: {why}", "type": "url_fetch"}, None
+        return None, None
+    if value.startswith("https://"):
         return None, None
     if not value.startswith("data:"):
         msg = f"a {kind} input must be an https:// URL or a data: URI"
@@ -57,11 +86,9 @@ def _check_one(value: str, kind: str, rules: list[Any]) -> tuple[dict[str, str] 
     return _rule_problem(rules, len(data), size), size
 
 
-def _own_file(value: str) -> bool:
+def own_file(value: str) -> bool:
     """A URL of the simulator's own output files (served over http on a loopback address):
-    what a pipeline's child is sent (CONTRACT §5). Accepted unfetched, like https URLs."""
-    from urllib.parse import urlsplit
-
+    what a pipeline's child is sent (CONTRACT §5)."""
     parts = urlsplit(value)
     loopback = parts.hostname in ("127.0.0.1", "localhost", "::1")
     return parts.scheme == "http" and loopback and parts.path.startswith("/files/")

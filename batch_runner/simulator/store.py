@@ -110,6 +110,7 @@ class Stats:
     requests: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
+    inputs: Counter[str] = field(default_factory=Counter)  # media inputs by source (media.py)
     charged_usd: float = 0.0  # the sum of completed jobs' costs
     file_requests_with_auth: int = 0
     files_serving: int = 0  # file requests being answered now
@@ -136,6 +137,8 @@ class Stats:
             "failed": self.outcomes.get("failed", 0),
             "cancelled": self.outcomes.get("cancelled", 0),
             "charged_usd": round(self.charged_usd, money.DIGITS),
+            "input_urls_own": self.inputs.get("own", 0),
+            "input_data_uris": self.inputs.get("data", 0),
             "file_requests_with_auth": self.file_requests_with_auth,
             "max_files_serving": self.max_files_serving,
             "submits_during_files": self.submits_during_files,

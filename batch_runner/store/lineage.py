@@ -64,6 +64,20 @@ class Lineage(Journal):
                 [(stage, key) for key, stage in stage_of.items()],
             )
 
+    def children_in_manifest(self, stages: list[str]) -> int:
+        """Children of the manifest's later stages count as in it (they derive from it);
+        returns how many were marked."""
+        if not stages:
+            return 0
+        marks = ",".join("?" * len(stages))
+        with self._tx():
+            cur = self._conn.execute(
+                "UPDATE jobs SET in_manifest = 1 WHERE in_manifest = 0 AND idx IN (SELECT job_idx "
+                f"FROM lineage WHERE parent_key IS NOT NULL AND stage IN ({marks}))",
+                stages,
+            )
+        return cur.rowcount
+
     def add_child(self, row: ChildRow) -> None:
         """Journal one child job (pending) and its lineage; nothing when its key exists."""
         self._write(
@@ -107,9 +121,18 @@ class Lineage(Journal):
         for i in range(0, len(indexes), 500):
             yield from self.jobs_at(indexes[i : i + 500])  # type: ignore[attr-defined]
 
-    def job_by_key(self, key: str) -> JobRecord | None:
-        found = self._load("key = ?", (key,), False)  # type: ignore[attr-defined]
+    def job_by_key(self, key: str, *, with_files: bool = False) -> JobRecord | None:
+        found = self._load("key = ?", (key,), with_files)  # type: ignore[attr-defined]
         return found[0] if found else None
+
+    def set_inputs(self, idx: int, inputs: dict[str, Any]) -> None:
+        """A child's inputs after its parent's URL was replaced (run/parent_urls.py): what it
+        is sent from now on, and what its metadata records."""
+        self._write("UPDATE jobs SET inputs = ? WHERE idx = ?", (jsonenc.text(inputs), idx))
+
+    def set_file_url(self, idx: int, k: int, url: str) -> None:
+        """A parent file's fresh URL, so children made later start with it."""
+        self._write("UPDATE files SET url = ? WHERE job_idx = ? AND k = ?", (url, idx, k))
 
     def attach_lineage(self, records: list[JobRecord], conn: Any) -> None:
         """Each record's stage, parent key and parent file (none outside pipelines)."""
