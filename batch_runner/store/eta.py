@@ -17,17 +17,20 @@ import json
 import sqlite3
 import time
 
+from batch_runner.jobs import JobState
+from batch_runner.store.costs import BUDGET_REASON
+
 RECENT = 200  # completions the durations are taken over (a changing API is followed)
 TAIL_QUANTILE = 0.9
-_IN_FLIGHT = ("submitting", "queued", "running", "downloading")
-BUDGET_REASON = "budget"
+S = JobState
+_IN_FLIGHT = tuple(s.value for s in (S.SUBMITTING, S.QUEUED, S.RUNNING, S.DOWNLOADING))
 
 
 def eta_seconds(conn: sqlite3.Connection, now: float | None = None) -> float | None:
     now = time.time() if now is None else now
     waiting = conn.execute(
-        "SELECT count(*) FROM jobs WHERE state = 'pending' AND coalesce(reason, '') != ?",
-        (BUDGET_REASON,),
+        "SELECT count(*) FROM jobs WHERE state = ? AND coalesce(reason, '') != ?",
+        (S.PENDING.value, BUDGET_REASON),
     ).fetchone()[0]
     marks = ",".join("?" * len(_IN_FLIGHT))
     flying, youngest = conn.execute(
@@ -55,9 +58,9 @@ def _durations(conn: sqlite3.Connection) -> list[float]:
     rows = conn.execute(
         "SELECT j.updated_at - a.submitted_at FROM jobs j "
         "JOIN attempts a ON a.job_idx = j.idx AND a.n = j.attempts "
-        "WHERE j.state = 'done' AND j.updated_at >= a.submitted_at "
+        "WHERE j.state = ? AND j.updated_at >= a.submitted_at "
         "ORDER BY j.updated_at DESC LIMIT ?",
-        (RECENT,),
+        (S.DONE.value, RECENT),
     )
     return sorted(d for (d,) in rows)
 
