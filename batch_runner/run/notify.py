@@ -24,6 +24,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from batch_runner.errors import UsageError
+from batch_runner.jobs import JobState
 from batch_runner.money import dollars
 
 POST_TIMEOUT = 10.0  # seconds per try
@@ -79,10 +80,10 @@ def event_of(exit_code: int, summary: dict[str, Any], *, cancelled: bool = False
 def human_line(event: str, run_dir: Path | str, summary: dict[str, Any]) -> str:
     """E.g. `batch_runner: jobs/night finished: 1,980 done, 20 failed, $59.40 — 7 h 12 min`."""
     counts = summary.get("counts") or {}
-    parts = [f"{counts.get('done', 0):,} done"]
-    for state in ("failed", "cancelled", "uncertain", "pending"):
-        if counts.get(state):
-            parts.append(f"{counts[state]:,} {state}")
+    parts = [f"{counts.get(JobState.DONE.value, 0):,} done"]
+    for state in (JobState.FAILED, JobState.CANCELLED, JobState.UNCERTAIN, JobState.PENDING):
+        if counts.get(state.value):
+            parts.append(f"{counts[state.value]:,} {state.value}")
     spent = (summary.get("cost") or {}).get("spent_usd")
     if spent is not None:
         parts.append(dollars(spent) if spent < 1000 else f"${spent:,.2f}")
