@@ -23,6 +23,7 @@ CASES = {
     "media": "### 8. Media inputs",
     "file_io": "### 9. File I/O on the event loop",
     "eta": "### 10. ETA honesty",
+    "pipeline_streaming": "### 11. Pipeline streaming",
 }
 
 

@@ -41,3 +41,27 @@ def test_no_progress_means_no_listener_and_no_output(capsys):
     tally.count_submitted()
     assert tally.listeners == []
     assert capsys.readouterr() == ("", "")
+
+
+def test_totals_grow_as_a_pipelines_children_are_added(monkeypatch, capsys):
+    monkeypatch.setattr(progress, "LOG_EVERY", 0.0)
+    tally = Tally()
+    shown = Progress(tally, total=2, to_submit=2, enabled=True)
+    tally.count_finished()
+    tally.count_added(3)  # a parent done made three children
+    tally.count_added(0)  # nothing new: no event
+    tally.count_finished()
+    assert shown.total == 5
+    assert "2/5 finished" in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_bars_totals_grow_as_children_are_added(capsys):
+    tally = Tally()
+    shown = Progress(tally, total=2, to_submit=1, enabled=True, auto=True)
+    try:
+        tally.count_added(4)
+        assert shown.bars["finished"].total == 6
+        assert shown.bars["submitted"].total == 5
+    finally:
+        shown.close()
+    assert "/6" in capsys.readouterr().err

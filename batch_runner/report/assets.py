@@ -117,6 +117,20 @@ table.list th, table.list td {
   border-bottom: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top;
 }
 table.list th { color: var(--muted); font-weight: 500; }
+/* a pipeline's chains (report/chains.py): a card, its children's chains in a column beside */
+.chains > .chain, .chains > details > .chain {
+  padding: 12px 0; border-bottom: 1px solid var(--line); width: max-content; min-width: 100%;
+}
+.chain { display: flex; gap: 14px; align-items: flex-start; }
+.chain > .card { flex: 0 0 250px; width: 250px; }
+.kids {
+  display: flex; flex-direction: column; gap: 14px; padding-left: 14px;
+  border-left: 2px solid var(--line);
+}
+.stage {
+  font-size: 11px; color: var(--muted); border: 1px solid var(--line); border-radius: 4px;
+  padding: 0 5px;
+}
 details.page { margin-top: 8px; }
 details.page summary { cursor: pointer; color: var(--muted); font-size: 13px; }
 table.rows td.thumbs { white-space: nowrap; }

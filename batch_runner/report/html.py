@@ -45,11 +45,13 @@ def job_anchor(rec: JobRecord) -> str:
     return f"job-{rec.shard}-{rec.index}" if rec.shard else f"job-{rec.index}"
 
 
-def render_cards(records: list[JobRecord]) -> str:
-    return '<div class="cards">' + "".join(render_card(r) for r in records) + "</div>"
+def render_cards(records: list[JobRecord], *, ids: bool = True) -> str:
+    return '<div class="cards">' + "".join(render_card(r, ids=ids) for r in records) + "</div>"
 
 
-def render_card(rec: JobRecord) -> str:
+def render_card(rec: JobRecord, *, ids: bool = True) -> str:
+    """A job's card; `ids=False` when the same job has a card with its id elsewhere on the
+    page (a pipeline's sweep shown again under the chains)."""
     state = rec.state.value
     n = min(len(rec.files), 3)
     style = f' style="--n:{n}"' if n > 1 else ""
@@ -64,10 +66,12 @@ def render_card(rec: JobRecord) -> str:
     # without files the placeholder already shows the reason
     reason = f'<p class="reason">{escape(rec.reason)}</p>' if rec.reason and rec.files else ""
     rid = f" · {escape(rec.request_ids[-1])}" if rec.request_ids else ""
+    anchor = f' id="{job_anchor(rec)}"' if ids else ""
+    stage = f'<span class="stage">{escape(rec.stage)}</span>' if rec.stage else ""
     return (
-        f'<div class="card s-{state}" id="{job_anchor(rec)}">'
+        f'<div class="card s-{state}"{anchor}>'
         f'<div class="media"{style}>{media}</div><div class="body">'
-        f'<div class="line1"><span class="idx">{escape(label)}</span>'
+        f'<div class="line1"><span class="idx">{escape(label)}</span>{stage}'
         f'<span class="badge s-{state}">{state}</span>{mark_html(rec)}{cost_html(rec)}</div>'
         f'<p class="model">{breakable(rec.model)}</p>'
         f"{prompt_html}{inputs_html(rec)}{kv_list(rec)}{reason}"

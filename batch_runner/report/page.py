@@ -18,6 +18,7 @@ from batch_runner.jobs import JobRecord, JobState
 from batch_runner.money import dollars, usd
 from batch_runner.outputs.files import atomic_text
 from batch_runner.report.assets import CSS, JS
+from batch_runner.report.chains import Pipeline
 from batch_runner.report.html import (
     IMAGE_EXTS,
     ROW_SIZE,
@@ -116,6 +117,24 @@ class _ListSource:
     def first_of(self, sweep: int | None) -> JobRecord:
         return next(self.iter_section(sweep))
 
+    # a pipeline's reads (report/chains.py)
+    def stages(self) -> list[str]:
+        return list(dict.fromkeys(r.stage for r in self._recs if r.stage))
+
+    def stage_sections(self) -> dict[tuple[str | None, int | None], int]:
+        return dict(Counter((r.stage, r.sweep) for r in self._recs))
+
+    def iter_stage_section(self, stage: str | None, sweep: int | None) -> Iterator[JobRecord]:
+        return (r for r in self._recs if r.stage == stage and r.sweep == sweep)
+
+    def chain_roots(self) -> Iterator[JobRecord]:
+        keys = {r.key for r in self._recs}
+        return (r for r in self._recs if r.stage and r.parent_key not in keys)
+
+    def children_of(self, keys: list[str]) -> list[JobRecord]:
+        wanted = set(keys)
+        return [r for r in self._recs if r.parent_key in wanted]
+
 
 class StoreSource:
     """Jobs read from the state file a batch at a time."""
@@ -151,6 +170,25 @@ class StoreSource:
         first = self._spans[sweep][1]
         return next(self._store.iter_sweep(sweep, (first, first), batch=1))
 
+    # a pipeline's reads (report/chains.py; store/lineage.py)
+    def stages(self) -> list[str]:
+        if not self._store._has_lineage():
+            return []
+        named = [p["name"] for p in self._store.stage_plans()]
+        return list(dict.fromkeys(named + [s for s, _ in self.stage_sections() if s]))
+
+    def stage_sections(self) -> dict[tuple[str | None, int | None], int]:
+        return self._store.stage_sections()
+
+    def iter_stage_section(self, stage: str | None, sweep: int | None) -> Iterator[JobRecord]:
+        return self._store.iter_stage_section(stage, sweep)
+
+    def chain_roots(self) -> Iterator[JobRecord]:
+        return self._store.chain_roots()
+
+    def children_of(self, keys: list[str]) -> list[JobRecord]:
+        return self._store.children_of(keys)
+
 
 _Source = _ListSource | StoreSource
 
@@ -159,13 +197,17 @@ _Source = _ListSource | StoreSource
 
 
 def _write_page(out: TextIO, source: _Source, title: str) -> None:
+    pipeline = Pipeline.of(source)
     sizes = source.sections()
     order: list[tuple[int | None, str, str]] = []  # (sweep, anchor, label)
+    if pipeline is not None:
+        sizes = {}  # the pipeline writes its own sections
     for n in sorted(k for k in sizes if k is not None):
         order.append((n, f"sweep-{n}", sweep_label(n, [source.first_of(n)])))
     if None in sizes:
         order.append((None, "jobs", "Jobs"))
-    toc = "".join(f'<a href="#{a}">{escape(label)}</a>' for _, a, label in order)
+    toc_entries = [(a, label) for _, a, label in order] + (pipeline.toc() if pipeline else [])
+    toc = "".join(f'<a href="#{a}">{escape(label)}</a>' for a, label in toc_entries)
     out.write(
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">\n'
@@ -185,7 +227,9 @@ def _write_page(out: TextIO, source: _Source, title: str) -> None:
             out.write(f'<section id="jobs">{body}</section>\n')
         else:
             out.write(render_sweep(n, list(jobs), anchor, label) + "\n")
-    if not sizes:
+    if pipeline is not None:
+        pipeline.write(out, _write_rows, COMPACT_ABOVE)
+    elif not sizes:
         out.write('<p class="muted">No jobs.</p>\n')
     out.write(f"</main><script>{JS}</script></body></html>")
 

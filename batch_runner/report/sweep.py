@@ -29,7 +29,7 @@ from batch_runner.report.inputs import inputs_html
 class _Field:
     """One swept field of a sweep: where it lives, its label and its values in first-seen order."""
 
-    group: str  # "model", "vars" or "inputs"
+    group: str  # "model", "vars", "inputs" or "parent" (a pipeline child's parent file)
     name: str
     label: str
     values: tuple[str, ...]
@@ -37,6 +37,8 @@ class _Field:
     def of(self, rec: JobRecord) -> str:
         if self.group == "model":
             return rec.model
+        if self.group == "parent":
+            return (rec.parent_file or "").rsplit("/", 1)[-1]
         source = rec.vars if self.group == "vars" else rec.inputs
         return show_value(source.get(self.name))
 
@@ -50,12 +52,15 @@ def sweep_label(n: int, jobs: list[JobRecord]) -> str:
     return f"Sweep {n + 1}" + (f" (line {line})" if line.isdigit() else "")
 
 
-def render_sweep(n: int, jobs: list[JobRecord], anchor: str, label: str) -> str:
+def render_sweep(
+    n: int, jobs: list[JobRecord], anchor: str, label: str, *, ids: bool = True
+) -> str:
     fields = _sweep_fields(jobs)
     axes = ", ".join(f"{f.label} ({len(f.values)})" for f in fields) or "none"
     head = section_head(label, f"{len(jobs)} jobs · varying: {axes}{_fixed_note(jobs)}")
     if len(fields) < 2:
-        return f'<section class="sweep-cards" id="{anchor}">{head}{render_cards(jobs)}</section>'
+        cards = render_cards(jobs, ids=ids)
+        return f'<section class="sweep-cards" id="{anchor}">{head}{cards}</section>'
     data = {
         "sweep": n,
         "row": 0,
@@ -76,7 +81,12 @@ def render_sweep(n: int, jobs: list[JobRecord], anchor: str, label: str) -> str:
 def _sweep_fields(jobs: list[JobRecord]) -> list[_Field]:
     """Fields whose values differ across the sweep: the model first (what people sweep models
     for is to compare them: they are the rows), vars, then inputs not implied by those."""
-    var_fields = [f for f in _candidates(jobs, "vars") if len(f.values) > 1]
+    parents = _parent_fields(jobs)
+    var_fields = [
+        f
+        for f in _candidates(jobs, "vars")
+        if len(f.values) > 1 and not (parents and _implied(jobs, parents, f))
+    ]
     var_names = {f.name for f in var_fields}
     models = tuple(dict.fromkeys(rec.model for rec in jobs))
     model_fields = (
@@ -85,14 +95,24 @@ def _sweep_fields(jobs: list[JobRecord]) -> list[_Field]:
         else [_Field("model", "model", "model", models)]
     )
     input_fields = []
-    given = model_fields + var_fields
+    given = parents + model_fields + var_fields
     for f in _candidates(jobs, "inputs"):
         # a templated prompt varies only because the vars do, a `duration` only one of the
         # models takes because the model does: neither is an axis of its own
         if len(f.values) > 1 and not (given and _implied(jobs, given, f)):
             label = f"input {f.name}" if f.name in var_names else f.name
             input_fields.append(_Field(f.group, f.name, label, f.values))
-    return model_fields + var_fields + input_fields
+    return parents + model_fields + var_fields + input_fields
+
+
+def _parent_fields(jobs: list[JobRecord]) -> list[_Field]:
+    """A later stage's sweep varies with the parent file too (its `{from:}` field's URL and
+    `input_stem` only because of it): one axis named by the parent's file."""
+    if not any(rec.parent_file for rec in jobs):
+        return []
+    probe = _Field("parent", "parent", "parent", ())
+    values = tuple(dict.fromkeys(probe.of(rec) for rec in jobs))
+    return [_Field("parent", "parent", "parent", values)] if len(values) > 1 else []
 
 
 def _candidates(jobs: list[JobRecord], group: str) -> list[_Field]:

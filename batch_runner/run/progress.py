@@ -27,6 +27,7 @@ class Tally:
     submitted: int = 0
     sending: int = 0  # POSTs on their way, not answered yet (not yet submitted, as far as known)
     finished: int = 0
+    added: int = 0  # jobs made while the run went (a pipeline's children)
     files: int = 0
     bytes: int = 0
     spent: float = 0.0  # USD the API says the run's attempts cost
@@ -41,6 +42,12 @@ class Tally:
         """A submit left (+1) or its answer came, whatever it was (-1)."""
         self.sending += change
         self._tell("sending")
+
+    def count_added(self, n: int) -> None:
+        """Jobs joined the run while it goes (a pipeline's children, as parents finish)."""
+        if n:
+            self.added += n
+            self._tell("added")
 
     def count_finished(self) -> None:
         self.finished += 1
@@ -77,6 +84,7 @@ class Progress:
         `eta`: seconds until the run's jobs are finished (None: not known yet)."""
         self.tally = tally
         self.total = total
+        self._added = 0  # of tally.added, how many the totals already count
         self._eta = eta
         self._eta_at = -ETA_EVERY
         self._eta_text = ""
@@ -102,6 +110,9 @@ class Progress:
             tally.listeners.append(self._on_event)
 
     def _on_event(self, event: str) -> None:
+        if event == "added":
+            self._grow()
+            return
         if event == "sending" and self.bars:
             self._sending(self.bars["submitted"])
             return
@@ -113,6 +124,16 @@ class Progress:
         elif self._log and time.monotonic() - self._last_log >= LOG_EVERY:
             self._last_log = time.monotonic()
             print(self.line(), file=sys.stderr, flush=True)
+
+    def _grow(self) -> None:
+        """Children made: each is one more job to submit and to finish."""
+        n, self._added = self.tally.added - self._added, self.tally.added
+        self.total += n
+        for name in ("submitted", "finished"):
+            bar = self.bars.get(name)
+            if bar is not None:
+                bar.total = (bar.total or 0) + n
+                bar.refresh()
 
     def _sending(self, bar: tqdm) -> None:
         """The submits on their way beside the submitted count ("0/16, 16 sending" while the

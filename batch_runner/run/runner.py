@@ -238,7 +238,9 @@ async def _execute(
         try:
             scheduler = Scheduler(runner.run, store.jobs_at, stop.is_set, settings.concurrency)
             if children is not None:  # children join the pool as their parents finish
-                scheduler.streaming, children.enqueue = True, scheduler.add
+                scheduler.streaming = True
+                # the progress display's totals grow with them
+                children.enqueue = lambda todo: tally.count_added(scheduler.add(todo))
             hooks.waiting, hooks.say = (lambda: scheduler.waiting), progress.say
             hooks.started = True
             cut_short = stop.signals >= 2 or await _run_workers(scheduler, todo)

@@ -148,13 +148,17 @@ class Scheduler:
         self._seen: set[int] = set()
         self._changed = asyncio.Event()
 
-    def add(self, todo: list[tuple[int, str]]) -> None:
-        """New jobs (children of a job just done) join the queue, each once."""
+    def add(self, todo: list[tuple[int, str]]) -> int:
+        """New jobs (children of a job just done) join the queue, each once; returns how many
+        were new."""
+        added = 0
         for idx, state in todo:
             if idx not in self._seen:
                 self._seen.add(idx)
                 self._queue.append(Todo(idx, JobState(state)))
+                added += 1
         self._wake()
+        return added
 
     def _wake(self) -> None:
         self._changed.set()

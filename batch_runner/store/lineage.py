@@ -148,6 +148,56 @@ class Lineage(Journal):
             if rec is not None:
                 rec.stage, rec.parent_key, rec.parent_file = stage, parent_key, parent_file
 
+    # ---- reads for report.html's chains and per-stage grids (report/chains.py) -----------
+
+    def stage_sections(self) -> dict[tuple[str | None, int | None], int]:
+        """Jobs per (stage, sweep entry); stage None for jobs outside the pipeline."""
+        join = "LEFT JOIN lineage l ON l.job_idx = j.idx" if self._has_lineage() else ""
+        stage = "l.stage" if join else "NULL"
+        rows = self._conn.execute(
+            f"SELECT {stage}, j.sweep, count(*) FROM jobs j {join} GROUP BY 1, 2"
+        )
+        return {(s, sweep): n for s, sweep, n in rows}
+
+    def iter_stage_section(self, stage: str | None, sweep: int | None) -> Iterator[JobRecord]:
+        """The jobs of one stage's sweep entry (sweep None: its `jobs:`), in index order."""
+        if stage is None:
+            where = "NOT EXISTS (SELECT 1 FROM lineage l WHERE l.job_idx = j.idx)"
+            return self._jobs_where(f"{where} AND j.sweep IS ?", (sweep,))
+        where = "EXISTS (SELECT 1 FROM lineage l WHERE l.job_idx = j.idx AND l.stage = ?)"
+        return self._jobs_where(f"{where} AND j.sweep IS ?", (stage, sweep))
+
+    def chain_roots(self) -> Iterator[JobRecord]:
+        """Jobs that start a chain: a first stage's, or a child whose parent is not in this
+        run (made from another run directory's outputs)."""
+        where = (
+            "EXISTS (SELECT 1 FROM lineage l WHERE l.job_idx = j.idx AND (l.parent_key IS NULL "
+            "OR NOT EXISTS (SELECT 1 FROM jobs p WHERE p.key = l.parent_key)))"
+        )
+        return self._jobs_where(where, ())
+
+    def children_of(self, keys: list[str]) -> list[JobRecord]:
+        """The jobs made from any of these parent keys, in index order."""
+        out: list[JobRecord] = []
+        for i in range(0, len(keys), 500):
+            part = keys[i : i + 500]
+            marks = ",".join("?" * len(part))
+            where = f"idx IN (SELECT job_idx FROM lineage WHERE parent_key IN ({marks}))"
+            out += self._load(f"{where} ORDER BY idx", tuple(part), True)  # type: ignore[attr-defined]
+        return sorted(out, key=lambda r: r.index)
+
+    def _jobs_where(self, where: str, params: tuple[Any, ...]) -> Iterator[JobRecord]:
+        indexes = [
+            i
+            for (i,) in self._conn.execute(
+                f"SELECT j.idx FROM jobs j WHERE {where} ORDER BY j.idx", params
+            )
+        ]
+        for i in range(0, len(indexes), 500):
+            part = indexes[i : i + 500]
+            marks = ",".join("?" * len(part))
+            yield from self._load(f"idx IN ({marks}) ORDER BY idx", tuple(part), True)  # type: ignore[attr-defined]
+
     def stage_summary(self) -> dict[str, dict[str, Any]] | None:
         """`status --json`'s `stages` (CONTRACT §2): jobs, counts and done per stage, and how
         many children a failed parent did not create (in parent jobs); None outside pipelines."""
