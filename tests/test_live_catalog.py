@@ -304,6 +304,10 @@ def test_simulator_serves_a_given_catalogue(make_sim, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "estimated cost of 2 jobs: $2" in res.stderr and "unknown for 1" in res.stderr
     assert len(list((tmp_path / "run" / "videos").glob("*.mp4"))) == 1
+    # the unpriced model's job reports no cost: the estimate stays unknown, never "$0.00"
+    cost = json.loads(res.stdout)["cost"]
+    assert cost["estimated_usd"] is None and "of unknown estimated" in res.stderr
+    assert cost["spent_usd"] == pytest.approx(2.0)
     bodies = {j["body"]["prompt"]: j["body"] for j in sim.jobs()}
     assert "end_image_url" not in bodies["a"] and bodies["a"]["duration"] == 10
     bad = tmp_path / "bad.yaml"

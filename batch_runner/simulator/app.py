@@ -183,7 +183,7 @@ class Simulator:
         if job.finished_at is None:
             return self._answer("result", payload)
         payload["model_id"] = job.model
-        if request.query.get("include_cost", "").lower() in _TRUE:
+        if request.query.get("include_cost", "").lower() in _TRUE and job.cost is not None:
             payload["cost"] = job.cost if job.status == "completed" else 0.0
         if job.status == "completed":
             payload["output"] = self._output(request, job)

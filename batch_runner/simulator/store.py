@@ -46,7 +46,7 @@ class SimJob:
     height: int
     bucket: int
     sequential: bool  # the job may return several images: answer with an `images` list
-    cost: float = 0.0  # USD charged if it completes
+    cost: float | None = 0.0  # USD charged if it completes; None: the model has no price
     status: str = "in_queue"
     created_at: float = field(default_factory=time.time)
     started_at: float | None = None
@@ -247,7 +247,11 @@ class JobStore:
             latency=latency,
             will_fail="fail" in found or rng.random() < config.fail_rate,
             bucket=hue_bucket(str(body.get("prompt", ""))),
-            cost=money.cost(entry, body, outputs["n_files"]),
+            # a model served without a price (`--catalog` entries may lack one) has no cost
+            # to report: /result leaves `cost` out rather than claim the job was free
+            cost=money.cost(entry, body, outputs["n_files"])
+            if entry.get("base_price_usd") is not None
+            else None,
             **outputs,
         )
 
