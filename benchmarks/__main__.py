@@ -1,4 +1,4 @@
-"""Run all nine benchmarks and print their tables: `python -m benchmarks [--quick] [--only N]`."""
+"""Run all twelve benchmarks and print their tables: `python -m benchmarks [--quick] [--only N]`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ import time
 from benchmarks import (
     bigfiles,
     concurrency,
+    eta,
+    exports,
     file_io,
     media,
     overhead,
+    pipeline_streaming,
     polling,
     scale,
     scale_grid,
@@ -32,6 +35,9 @@ BENCHMARKS = {
     "7": shards,
     "8": media,
     "9": file_io,
+    "10": eta,
+    "11": pipeline_streaming,
+    "12": exports,
 }
 
 
@@ -66,12 +72,12 @@ def byte_compile() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the CI smoke test)")
-    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS), help="benchmark N")
+    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS, key=int), help="benchmark N")
     args = parser.parse_args()
     print(machine() + "\n", flush=True)
     byte_compile()
     started = time.perf_counter()
-    for key in args.only or sorted(BENCHMARKS):
+    for key in args.only or sorted(BENCHMARKS, key=int):
         module = BENCHMARKS[key]
         t0 = time.perf_counter()
         print(module.report(module.run(args.quick)), flush=True)

@@ -104,7 +104,7 @@ def report(f: dict) -> str:
     ]
     header = ["files", "format", "wall s", "x jsonl", "files/s", "peak RSS MB", "output MB"]
     return c.table(
-        "9. Data-set exports (one small PNG per job; jsonl is the baseline)", header, rows
+        "12. Data-set exports (one small PNG per job; jsonl is the baseline)", header, rows
     )
 
 

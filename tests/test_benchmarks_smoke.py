@@ -24,6 +24,7 @@ CASES = {
     "file_io": "### 9. File I/O on the event loop",
     "eta": "### 10. ETA honesty",
     "pipeline_streaming": "### 11. Pipeline streaming",
+    "exports": "### 12. Data-set exports",
 }
 
 
