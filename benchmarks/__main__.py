@@ -72,7 +72,9 @@ def byte_compile() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the CI smoke test)")
-    parser.add_argument("--only", action="append", choices=sorted(BENCHMARKS, key=int), help="benchmark N")
+    parser.add_argument(
+        "--only", action="append", choices=sorted(BENCHMARKS, key=int), help="benchmark N"
+    )
     args = parser.parse_args()
     print(machine() + "\n", flush=True)
     byte_compile()
