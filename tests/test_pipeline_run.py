@@ -151,6 +151,28 @@ def test_three_stages_first_true_takes_each_parents_first_file(make_sim, tmp_pat
         assert "{stills.prompt}" not in line["prompt"]
     stats = sim.stats()
     assert stats["submitted"] == stats["unique_bodies"] == 3 + 2 * n
+    # exports carry the lineage as metadata.jsonl does (CONTRACT §2 export, §4)
+    lineage = {line["file_name"]: line for lines in by_stage.values() for line in lines}
+    assert (
+        run_cli("export", out, "--format", "jsonl", "--out", tmp_path / "e.jsonl").returncode == 0
+    )
+    rows = [json.loads(x) for x in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert len(rows) == len(lineage)
+    for row in rows:
+        want = lineage[row["file_name"]]
+        assert (row["stage"], row["parent_key"], row["parent_file"]) == (
+            want["stage"],
+            want["parent_key"],
+            want["parent_file"],
+        )
+    res = run_cli("export", out, "--format", "parquet", "--out", tmp_path / "e.parquet")
+    assert res.returncode == 0, res.stderr
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(tmp_path / "e.parquet", columns=["file_name", "stage", "parent_key"])
+    assert {r["file_name"]: r["stage"] for r in table.to_pylist()} == {
+        name: line["stage"] for name, line in lineage.items()
+    }
 
 
 def test_adding_a_stage_makes_children_of_done_parents_and_resends_nothing(make_sim, tmp_path):

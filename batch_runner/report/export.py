@@ -20,7 +20,8 @@ FORMATS = ("csv", "jsonl")
 EXPORT_STEM = "export"
 # the file names Hugging Face `datasets` reads as a folder's metadata (any one of them, once)
 DATASET_METADATA_NAMES = ("metadata.jsonl", "metadata.csv", "metadata.parquet")
-RESERVED = frozenset(HEAD + TAIL)
+LINEAGE = ("stage", "parent_key", "parent_file")  # pipeline jobs only (CONTRACT §4)
+RESERVED = frozenset(HEAD + TAIL + LINEAGE + ("archived_from",))
 
 
 def export_path(run_dir: Path, fmt: str, out: Path | None) -> Path:
@@ -93,7 +94,9 @@ def columns(rows: Iterable[dict[str, Any]]) -> list[str]:
     seen = dict.fromkeys(k for row in rows for k in row)
     middle = [k for k in seen if k not in RESERVED]
     middle.sort(key=lambda k: 1 if k.startswith("meta.") else 2 if k.startswith("vars.") else 0)
-    return [*HEAD, *middle, *TAIL]
+    lineage = [k for k in LINEAGE if k in seen]  # only where rows have them (pipelines, archive)
+    archived = ["archived_from"] if "archived_from" in seen else []
+    return [*HEAD, *lineage, *middle, *TAIL, *archived]
 
 
 def export_row(
@@ -110,6 +113,8 @@ def export_row(
         "model": rec.model,
         "media_type": media_type(f.file_name) if f else None,
     }
+    if rec.stage is not None:  # as in metadata.jsonl: the three only for a pipeline's jobs
+        row |= {"stage": rec.stage, "parent_key": rec.parent_key, "parent_file": rec.parent_file}
     for k, v in rec.inputs.items():
         # an input that shares a name with a fixed column must not overwrite it
         row[f"inputs.{k}" if k in reserved else k] = shown_input(v)
@@ -120,6 +125,8 @@ def export_row(
     row["job_cost_usd"] = rec.cost_usd
     row["reason"] = rec.reason
     row["mark"] = rec.mark
+    if rec.archived_from is not None:  # its files were taken from an --archive
+        row["archived_from"] = rec.archived_from
     return row
 
 
