@@ -43,12 +43,12 @@ def lift_entries(
 ) -> tuple[list[Entry], list[Problem]]:
     """The manifest's entries with their variants as vars axes; an entry whose variant cannot
     be made (a missing wildcard file...) is left out, with a problem at its field's line."""
-    lifter = _Lifter(manifest, media or (lambda model: ()))
+    lifter = Lifter(manifest, media or (lambda model: ()))
     entries = [e for e in (lifter.lift(entry) for entry in manifest.entries) if e is not None]
     return entries, lifter.problems
 
 
-class _Lifter:
+class Lifter:
     def __init__(self, manifest: Manifest, media: MediaFields):
         self.m = manifest
         self.media = media
