@@ -186,6 +186,7 @@ class _Bases:
         self.warnings: list[str] = []
         self._checkers: dict[str, Checker] = {}
         self._bases: dict[str, tuple[dict, dict]] = {}
+        self._media: dict[str, list[str]] = {}
 
     def checker(self, model: str) -> Checker:
         if model not in self._checkers:
@@ -199,7 +200,10 @@ class _Bases:
 
     def media(self, model: str) -> list[str]:
         """The model's media fields (URLs and files: never read as variants)."""
-        return list(media_fields(self.schema(model) or {}))
+        found = self._media.get(model)
+        if found is None:
+            found = self._media[model] = list(media_fields(self.schema(model) or {}))
+        return found
 
     def check_top(self) -> list[Problem]:
         """Problems of the values given for every job, found once: not once per job."""

@@ -56,6 +56,8 @@ class Lifter:
         self._wildcards: dict[str, Wildcards] = {}
 
     def lift(self, entry: Entry) -> Entry | None:
+        if isinstance(entry.data, str) and not _dynamic(entry.data, entry.kind):
+            return entry  # a plain prompt (most lines of a big .txt): nothing to lift
         data = {"prompt": entry.data} if isinstance(entry.data, str) else entry.data
         skip = self._skipped(data)
         dynamic = [k for k, v in data.items() if k not in skip and _dynamic(v, entry.kind)]
