@@ -98,7 +98,7 @@ def load_jobs(
     # a bad default shows in every job: it is reported once, at the defaults
     reported = {(p.model, p.field.partition(".")[2], p.message) for p in bases.top if p.field}
     problems += [p for p in checks.schema.problems if (p.model, p.field, p.message) not in reported]
-    problems += checks.problems(lambda positions: _at(jobs, positions))
+    problems += checks.problems(lambda positions: _jobs_at(jobs, positions))
     warnings = checks.warnings()
     if name_template is not None:
         warnings += template_warnings(name_template, first)
@@ -132,7 +132,7 @@ def _one_pass(
     return JobStream(again, checks.count, checks.models), first
 
 
-def _at(jobs: Iterable[JobSpec], positions: set[int]) -> dict[int, JobSpec]:
+def _jobs_at(jobs: Iterable[JobSpec], positions: set[int]) -> dict[int, JobSpec]:
     """The jobs at these 1-based positions (one pass over a stream)."""
     return {i: job for i, job in enumerate(jobs, 1) if i in positions}
 
