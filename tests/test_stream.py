@@ -132,5 +132,9 @@ def test_validate_of_100k_lines_stays_small(tmp_path):
 def test_max_jobs_still_refuses_a_big_txt(tmp_path):
     path = tmp_path / "m.txt"
     path.write_text("".join(f"prompt {i}\n" for i in range(30)))
-    with pytest.raises(ManifestError, match="describes 30 jobs, more than the limit of 20"):
+    with pytest.raises(ManifestError) as err:
         load_jobs(path, max_jobs=20)
+    assert err.value.problems[0].message == (
+        "the manifest describes 30 jobs (30 entries), more than the limit of 20; raise the "
+        "limit with --max-jobs N if you mean it (e.g. --max-jobs 30)"
+    )

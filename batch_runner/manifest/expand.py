@@ -254,9 +254,20 @@ def _check_count(manifest: Manifest, max_jobs: int) -> int:
     if total <= max_jobs:
         return total
     biggest = max(manifest.entries, key=_entry_count)
-    where = f"the largest entry (line {biggest.source.line}) makes {_entry_count(biggest):,}"
+    most, line = _entry_count(biggest), biggest.source.line
+    if most * 2 > total or most > max_jobs:  # one entry makes most of them: name it
+        where = f" (the largest entry (line {line}) makes {most:,})"
+    else:  # many small entries (a long .txt, CSV or JSONL): their number says it
+        where, line = f" ({len(manifest.entries):,} entries)", None
     msg = (
-        f"the manifest describes {total:,} jobs, more than the limit of {max_jobs:,} ({where}); "
-        "raise the limit with --max-jobs N if you mean it"
+        f"the manifest describes {total:,} jobs{where}, more than the limit of {max_jobs:,}; "
+        "raise the limit with --max-jobs N if you mean it (e.g. --max-jobs "
+        f"{_round_up(total)})"  # as typed: no commas
     )
-    raise ManifestError([Problem(manifest.source.file, biggest.source.line, None, msg)])
+    raise ManifestError([Problem(manifest.source.file, line, None, msg)])
+
+
+def _round_up(n: int) -> int:
+    """A limit just above n with one or two significant digits (1,019,000 → 1,100,000)."""
+    step = 10 ** max(0, len(str(n)) - 2)
+    return -(-n // step) * step
