@@ -14,7 +14,7 @@ from conftest import CLI
 from batch_runner.errors import ManifestError
 from batch_runner.manifest.digests import DigestMap, digest, key_digest
 from batch_runner.manifest.load import load_jobs
-from batch_runner.manifest.stream import JobStream
+from batch_runner.manifest.stream import JobStream, select
 from batch_runner.shards import Shard
 
 YAML = """\
@@ -56,8 +56,11 @@ def test_a_stream_gives_the_jobs_of_the_list_in_order_and_again(tmp_path, suffix
     assert rows(streamed.jobs[:3]) == rows(listed.jobs[:3])
     assert rows([streamed.jobs[-1]]) == rows([listed.jobs[-1]])
     for shard in (Shard(0, 3), Shard(2, 3)):
-        mine = [j.key for j in streamed.jobs if shard.holds(j.key)]
-        assert mine == [j.key for j in listed.jobs if shard.holds(j.key)]
+        mine = [j.key for j in listed.jobs if shard.holds(j.key)]
+        assert [j.key for j in select(streamed.jobs, shard.holds_job)] == mine  # one pass
+        kept = load_jobs(path, stream=True, select=shard.holds_job)  # kept while checked
+        assert rows(kept.jobs.select(shard.holds_job)) == rows(select(listed.jobs, shard.holds_job))
+        assert len(kept.jobs) == len(listed.jobs)
     if suffix == ".txt":  # lines as written, blank and # lines skipped, duplicates numbered
         assert [(j.inputs["prompt"], j.source.line, j.copy) for j in listed.jobs] == [
             ("a red fox", 1, 0),

@@ -27,7 +27,7 @@ from batch_runner.manifest.schema import (
     checker_for,
     typed_csv,
 )
-from batch_runner.manifest.stream import STREAM_ABOVE, JobStream
+from batch_runner.manifest.stream import STREAM_ABOVE, JobStream, Select
 
 Parsed = tuple[Manifest | None, list[Problem]]  # what read_manifest gives
 
@@ -45,6 +45,7 @@ def load_jobs(
     refused: Mapping[str, str] | None = None,
     entries: Mapping[str, CatalogEntry | None] | None = None,
     stream: bool | None = None,
+    select: Select | None = None,
 ) -> Expansion:
     """Read, expand and validate a manifest (and check output names when a template is given).
 
@@ -55,7 +56,8 @@ def load_jobs(
     catalogue says cannot be run (unknown, not a model endpoint), each a problem where named;
     `entries`: the catalogue entries resolved per model (a pipeline's `{from:}` kinds are
     checked with them); `stream`: whether the jobs come as a JobStream (made again on each
-    pass, manifest/stream.py) or a list (None: a stream above STREAM_ABOVE jobs).
+    pass, manifest/stream.py) or a list (None: a stream above STREAM_ABOVE jobs); `select`:
+    the jobs a stream keeps as it checks them (a shard's: JobStream.select gives them).
     Raises ManifestError with every problem found, UsageError for a bad name template.
     """
     if name_template is not None:
@@ -93,7 +95,7 @@ def load_jobs(
         name_template,
     )
     keep = len(expander) <= STREAM_ABOVE if stream is None else not stream
-    jobs, first = _one_pass(checks, expander, keep, media_check, lines)
+    jobs, first = _one_pass(checks, expander, keep, media_check, lines, select)
     problems += expander.problems
     # a bad default shows in every job: it is reported once, at the defaults
     reported = {(p.model, p.field.partition(".")[2], p.message) for p in bases.top if p.field}
@@ -110,17 +112,26 @@ def load_jobs(
 
 
 def _one_pass(
-    checks: JobChecks, expander: Expander, keep: bool, media_check: MediaCheck, lines: Lines
+    checks: JobChecks,
+    expander: Expander,
+    keep: bool,
+    media_check: MediaCheck,
+    lines: Lines,
+    select: Select | None,
 ) -> tuple[list[JobSpec] | JobStream, list[JobSpec]]:
     """Every job made and checked once: (the jobs, kept as a list or made again by a
     JobStream, and the first job)."""
     kept: list[JobSpec] = []
     first: list[JobSpec] = []
+    chosen: list[JobSpec] = []
     for job in checks.run(expander):
         if keep:
             kept.append(job)
-        elif not first:
+            continue
+        if not first:
             first.append(job)
+        if select is not None and select(job):
+            chosen.append(job)
     if keep:
         return kept, kept[:1]
 
@@ -129,7 +140,8 @@ def _one_pass(
         for job in expander:
             yield check.job(job, lines.get(job.source or Location("<jobs>"), {}) if lines else {})
 
-    return JobStream(again, checks.count, checks.models), first
+    selected = (select, chosen) if select is not None else None
+    return JobStream(again, checks.count, checks.models, selected), first
 
 
 def _jobs_at(jobs: Iterable[JobSpec], positions: set[int]) -> dict[int, JobSpec]:

@@ -12,16 +12,31 @@ from typing import Any, overload
 
 from batch_runner.jobs import JobSpec
 
+Select = Callable[[JobSpec], bool]
 STREAM_ABOVE = 20_000  # jobs: a list up to this many (as fast, and simplest for every caller)
 
 
 class JobStream:
     """A re-iterable sequence of jobs: `make()` gives one pass over them; len() is known."""
 
-    def __init__(self, make: Callable[[], Iterator[JobSpec]], count: int, models: dict[str, int]):
+    def __init__(
+        self,
+        make: Callable[[], Iterator[JobSpec]],
+        count: int,
+        models: dict[str, int],
+        selected: tuple[Select, list[JobSpec]] | None = None,
+    ):
         self._make = make
         self.count = count
         self.models = models  # jobs per model, in first-use order
+        self._selected = selected  # the jobs a predicate kept during the checking pass
+
+    def select(self, keep: Select) -> list[JobSpec]:
+        """The jobs `keep` holds, in order: those kept while the jobs were checked when it is
+        the same predicate (`run --shard K/N`: no second pass), else one pass."""
+        if self._selected is not None and self._selected[0] == keep:
+            return self._selected[1]
+        return [job for job in self if keep(job)]
 
     def __iter__(self) -> Iterator[JobSpec]:
         return self._make()
@@ -44,3 +59,10 @@ class JobStream:
         if not 0 <= index < self.count:
             raise IndexError("job index out of range")
         return next(itertools.islice(self, index, None))
+
+
+def select(jobs: list[JobSpec] | JobStream, keep: Select) -> list[JobSpec]:
+    """The jobs `keep` holds, in order, from a list or a JobStream."""
+    if isinstance(jobs, JobStream):
+        return jobs.select(keep)
+    return [job for job in jobs if keep(job)]
