@@ -81,6 +81,46 @@ def shard_run(tree: Path, manifest: Path, n: int, out: Path, sim: c.Simulator) -
     return {"first_submit": first, "wall": t.wall, "rss_mb": t.rss_mb, "jobs": summary["jobs"]}
 
 
+def full_run(tree: Path, manifest: Path, n: int, out: Path, sim: c.Simulator) -> dict:
+    """A whole run of the manifest on one machine, then `status` on its state file."""
+    sim.reset()
+    cmd = _cli(
+        "run",
+        str(manifest),
+        "--out",
+        str(out),
+        "--max-jobs",
+        str(2 * n),
+        "--no-progress",
+        "--concurrency",
+        "64",
+        "--json",
+    )
+    t = c.timed(cmd, env=_env(tree, sim))
+    status = c.timed(_cli("status", str(out), "--json"), env=_env(tree))
+    done = status.json()["counts"].get("done", 0) if status.json() else None
+    state = (out / "state.db").stat().st_size
+    return {
+        "wall": t.wall,
+        "rss_mb": t.rss_mb,
+        "done": done,
+        "status_s": status.wall,
+        "state_bytes_per_job": state / n,
+    }
+
+
+def run_full(sizes: list[int], trees: dict[str, Path]) -> list[dict]:
+    rows = []
+    with c.workdir("million-full") as tmp, c.simulator("--image-scale", "0.01") as sim:
+        for n in sizes:
+            manifest = write_txt(tmp / f"m{n}.txt", n)
+            for name, tree in trees.items():
+                row = {"lines": n, "tree": name, **full_run(tree, manifest, n, tmp / name, sim)}
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
+    return rows
+
+
 def run(sizes: list[int], trees: dict[str, Path]) -> list[dict]:
     rows = []
     with c.workdir("million") as tmp, c.simulator("--image-scale", "0.01") as sim:
@@ -110,9 +150,23 @@ def report(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def report_full(rows: list[dict]) -> str:
+    out = [
+        "| jobs | code | run s | peak MB | done | status s | state bytes/job |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['lines']:,} | {r['tree']} | {r['wall']:.0f} | {r['rss_mb']:.0f} | "
+            f"{r['done']:,} | {r['status_s']:.2f} | {r['state_bytes_per_job']:.0f} |"
+        )
+    return "\n".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="10000,100000,1000000")
+    p.add_argument("--full", action="store_true", help="whole runs (no shard) and `status`")
     p.add_argument(
         "--tree",
         action="append",
@@ -122,7 +176,8 @@ def main() -> None:
     args = p.parse_args()
     trees = dict(t.split("=", 1) for t in args.tree) if args.tree else {"this": str(c.ROOT)}
     sizes = [int(s) for s in args.sizes.split(",")]
-    print(report(run(sizes, {k: Path(v) for k, v in trees.items()})))
+    paths = {k: Path(v) for k, v in trees.items()}
+    print(report_full(run_full(sizes, paths)) if args.full else report(run(sizes, paths)))
 
 
 if __name__ == "__main__":
