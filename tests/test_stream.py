@@ -12,7 +12,7 @@ import pytest
 from conftest import CLI
 
 from batch_runner.errors import ManifestError
-from batch_runner.manifest.digests import DigestMap, digest, key_digest
+from batch_runner.digests import DigestMap, digest, key_digest
 from batch_runner.manifest.load import load_jobs
 from batch_runner.manifest.stream import JobStream, select
 from batch_runner.shards import Shard

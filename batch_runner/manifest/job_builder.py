@@ -8,9 +8,9 @@ import dataclasses
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from batch_runner.digests import DigestMap, key_digest
 from batch_runner.errors import Problem
 from batch_runner.jobs import JobSpec, Location
-from batch_runner.manifest.digests import DigestMap, key_digest
 from batch_runner.manifest.media import is_files_axis
 from batch_runner.manifest.rows import Entry, Manifest, repeat_problem
 from batch_runner.manifest.sampling import DEFAULT_SEED, draw_across, sample_problem, seed_problem

@@ -8,9 +8,9 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Mapping
 
+from batch_runner.digests import DigestMap, digest
 from batch_runner.errors import Problem, UsageError
 from batch_runner.jobs import JobSpec, Location
-from batch_runner.manifest.digests import DigestMap, digest
 from batch_runner.manifest.media_jobs import MediaCheck
 from batch_runner.manifest.meta import MetaCheck
 from batch_runner.manifest.naming import job_file_name
