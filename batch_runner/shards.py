@@ -15,6 +15,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from batch_runner.errors import StateError, UsageError
 
@@ -35,6 +36,10 @@ class Shard:
 
     def holds(self, key: str) -> bool:
         return shard_of(key, self.n) == self.k
+
+    def holds_job(self, job: Any) -> bool:
+        """Whether the job (anything with a `key`) is in this shard."""
+        return shard_of(job.key, self.n) == self.k
 
 
 def shard_of(key: str, n: int) -> int:

@@ -10,6 +10,7 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "batch_runner"
 BASE = {"batch_runner", "batch_runner.errors", "batch_runner.jobs", "batch_runner.jsonenc"}
 BASE |= {"batch_runner.settings", "batch_runner.catalog", "batch_runner.catalog_shape"}
+BASE |= {"batch_runner.digests"}
 
 
 def imports_of(room: str) -> dict[str, set[str]]:

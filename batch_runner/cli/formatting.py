@@ -205,7 +205,8 @@ def format_preview(
 ) -> str:
     """The first jobs, one line each, numbered from 1 (or by `numbers`)."""
     rows = []
-    several = len({job.model for job in jobs}) > 1
+    models = getattr(jobs, "models", None)  # a JobStream (manifest/stream.py) counted them
+    several = len(models if models is not None else {job.model for job in jobs}) > 1
     for i, job in zip(numbers or range(1, len(jobs) + 1), jobs[:limit], strict=False):
         prompt = printable(str(job.inputs.get("prompt", "")))
         prompt = prompt if len(prompt) <= width else prompt[: width - 1] + "…"

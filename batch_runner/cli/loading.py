@@ -13,13 +13,22 @@ from typing import TYPE_CHECKING, Any
 
 from batch_runner.cli.console import run_async, say
 from batch_runner.cli.layers import Remembered, plain, run_place
-from batch_runner.cli.sharding import SHARD_KEYS, ShardOptions, is_shard_folder, shard_options
+from batch_runner.cli.sharding import (
+    SHARD_KEYS,
+    ShardOptions,
+    is_shard_folder,
+    known_shard,
+    shard_options,
+)
 from batch_runner.cli.token import token_if_any
 from batch_runner.errors import UsageError
 from batch_runner.settings import ACCOUNT_BASE_ENV, API_BASE_ENV, RunSettings
 from batch_runner.store.state import STATE_FILE
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from batch_runner.jobs import JobSpec
     from batch_runner.manifest.expand import Expansion
     from batch_runner.manifest.load import Parsed
     from batch_runner.manifest.rows import Manifest
@@ -133,11 +142,18 @@ def load_args(
         media=Limits.of(settings.max_inline_mb, settings.allow_input_host),
         refused=resolution.refused,
         entries=resolution.catalogue,
+        select=_shard_select(shards) if run else None,
     )
     for warning in expansion.warnings:
         say(f"warning: {warning}")
     expansion = dataclasses.replace(expansion, entries=resolution.catalogue)
     return Loaded(expansion, settings, shards, run_dir, options)
+
+
+def _shard_select(shards: ShardOptions) -> Callable[[JobSpec], bool] | None:
+    """A shard's jobs are kept as the manifest's are checked (no second pass over them)."""
+    shard = known_shard(shards)
+    return shard.holds_job if shard is not None else None
 
 
 def refuse_run_dir(path: Path, command: str) -> None:

@@ -4,6 +4,7 @@ its share of a total budget; `merge`; `status` over a folder of shards."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from batch_runner.cli.console import print_json, say
 from batch_runner.cli.formatting import format_summary
 from batch_runner.errors import UsageError
 from batch_runner.jobs import JobSpec
+from batch_runner.manifest.stream import JobStream, select
 from batch_runner.settings import RunSettings
 from batch_runner.shards import (
     Shard,
@@ -134,8 +136,8 @@ def _checked(given: dict[str, tuple[Any, str]]) -> ShardOptions:
 
 
 def shard_run(
-    options: ShardOptions, run_dir: Path, specs: list[JobSpec], settings: RunSettings
-) -> tuple[Path, list[JobSpec]]:
+    options: ShardOptions, run_dir: Path, specs: list[JobSpec] | JobStream, settings: RunSettings
+) -> tuple[Path, list[JobSpec] | JobStream]:
     """This process's run directory and jobs (all of them without sharding)."""
     shard = options.which()
     if shard is None:
@@ -144,9 +146,17 @@ def shard_run(
     if options.max_cost_total is not None:
         _split_budget(options.max_cost_total, options.origin["max_cost_total"], settings, shard)
     folder = claim(run_dir, shard, STATE_FILE)
-    mine = [spec for spec in specs if shard.holds(spec.key)]
+    mine = select(specs, shard.holds_job)  # a JobStream kept them while it checked them
     say(f"shard {shard.k} of {shard.n}: {len(mine)} of the {len(specs)} jobs")
     return folder, mine
+
+
+def known_shard(options: ShardOptions) -> Shard | None:
+    """This process's shard when it is known before the manifest is read (for the checking
+    pass to keep its jobs); errors are left to shard_run, after the manifest's own."""
+    with contextlib.suppress(UsageError):
+        return options.which()
+    return None
 
 
 def _split_budget(total: float, where: str, settings: RunSettings, shard: Shard) -> None:

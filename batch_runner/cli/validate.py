@@ -72,7 +72,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print("\n".join(["pipeline stages:", *stage_lines(stages)]))
     if pilot:
         print("\n".join(pilot["pilot"]["table"]))
-        picked = [expansion.jobs[i - 1] for i in pilot["pilot"]["picked"]]
+        wanted = set(pilot["pilot"]["picked"])  # one pass, also over a JobStream
+        picked = [job for i, job in enumerate(expansion.jobs, 1) if i in wanted]
         print(format_preview(picked, limit=50, numbers=pilot["pilot"]["picked"]))
     return 0
 
@@ -83,7 +84,8 @@ def _pilot(expansion: Expansion, n: int | None) -> dict[str, Any]:
 
     if n is None:
         return {}
-    chosen = pick(expansion.jobs, n, expansion.seed)
+    jobs = expansion.jobs if isinstance(expansion.jobs, list) else list(expansion.jobs)
+    chosen = pick(jobs, n, expansion.seed)  # a pick weighs every job: a stream is held here
     picked = [i + 1 for i in chosen.picked]
     return {"pilot": {"jobs": len(picked), "picked": picked, "table": chosen.table()}}
 

@@ -1,7 +1,9 @@
 """Turn manifest entries into jobs: defaults, repeats, sweeps (vars, zip, exclude), --set overrides.
 
 Pure functions over a Manifest; the job count is computed arithmetically first so a manifest
-that describes a billion jobs is refused before any of them is built.
+that describes a billion jobs is refused before any of them is built. The jobs are made one at
+a time (Expander: one pass per iteration; job_builder.py makes them), so a caller may keep
+them (a list) or pass over them again instead (manifest/stream.py).
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,26 +20,12 @@ import yaml
 from batch_runner.catalog import CatalogEntry
 from batch_runner.errors import ManifestError, Problem, UsageError
 from batch_runner.jobs import JobSpec, Location
+from batch_runner.manifest.job_builder import Base, JobBuilder
 from batch_runner.manifest.media import is_files_axis
 from batch_runner.manifest.rows import Entry, Manifest, repeat_problem
-from batch_runner.manifest.sampling import (
-    DEFAULT_SEED,
-    draw_across,
-    sample_problem,
-    seed_problem,
-)
-from batch_runner.manifest.sweep_plan import (
-    SweepPlan,
-    files_of,
-    parse_template,
-    reserved_keys,
-)
-from batch_runner.manifest.variant_axes import MediaFields, lift_entries
-
-JOB_KEYS = frozenset({"repeat", "meta", "vars"})
-
-# a model -> (defaults, overrides) its jobs get: defaults under the job's inputs, overrides over
-Base = Callable[[str], tuple[dict[str, Any], dict[str, Any]]]
+from batch_runner.manifest.sampling import sample_problem
+from batch_runner.manifest.sweep_plan import files_of, reserved_keys
+from batch_runner.manifest.variant_axes import Lifter, MediaFields, lift_entries
 
 
 @dataclass(frozen=True)
@@ -46,7 +34,7 @@ class Expansion:
 
     model: str
     options: dict[str, Any]
-    jobs: list[JobSpec]
+    jobs: list[JobSpec]  # or a JobStream (manifest/stream.py): iterate, len(), [i], [:n]
     sweep_counts: list[tuple[Location, int]]
     warnings: list[str]
     # each model's catalogue entry as validation resolved it (live, cached or bundled; None: in
@@ -58,6 +46,9 @@ class Expansion:
 
     def model_counts(self) -> dict[str, int]:
         """Jobs per model, in first-use order."""
+        known = getattr(self.jobs, "models", None)  # a JobStream counted them as it checked
+        if known is not None:
+            return dict(known)
         counts: dict[str, int] = {}
         for job in self.jobs:
             counts[job.model] = counts.get(job.model, 0) + 1
@@ -128,35 +119,90 @@ def collect_expansion(
     `sample:` keeps some combinations (sampling.py). Only a count above `max_jobs` raises,
     since then nothing is built.
     """
-    entries, lifted = lift_entries(manifest, media)
-    manifest = dataclasses.replace(manifest, entries=entries)
-    _check_count(manifest, max_jobs)
-    builder = _Builder(manifest, overrides or {}, base)
-    builder.problems += lifted
-    plans = [SweepPlan(e, builder) if e.kind == "sweep" else None for e in entries]
-    chosen = builder.top_sample(plans)
-    sweep_counts = []
-    for entry, plan, only in zip(entries, plans, chosen, strict=True):
-        if plan is not None:
-            made = builder.add_sweep(plan, len(sweep_counts), only)
-            sweep_counts.append((entry.source, made))
-        elif only is None or only:
-            builder.add_job(entry)
-    warnings = list(builder.warnings)
-    if builder.duplicates:
-        warnings.append(
-            f"{builder.duplicates} job(s) have the same inputs as an earlier job; "
-            "they were numbered as further copies of it"
+    expander = Expander(manifest, overrides, max_jobs, base, media)
+    jobs = list(expander)
+    return expander.expansion(jobs), expander.problems
+
+
+class Expander:
+    """A manifest's jobs, made one at a time: each iteration is one pass over its entries and
+    makes the same jobs in the same order, so a million jobs need never be held at once. The
+    first pass's problems, warnings and sweep counts are kept (later passes find the same).
+
+    Raises ManifestError when the manifest describes more than `max_jobs` jobs (counted
+    arithmetically: nothing is built)."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        overrides: dict[str, Any] | None = None,
+        max_jobs: int = 100_000,
+        base: Base | None = None,
+        media: MediaFields | None = None,
+    ):
+        self.problems: list[Problem] = []
+        self.warnings: list[str] = []
+        self.sweep_counts: list[tuple[Location, int]] = []
+        self.passes = 0
+        self._overrides = overrides or {}
+        self._base = base
+        if manifest.sample is not None:  # a sample draws across every entry: lifted at once
+            entries, self.problems = lift_entries(manifest, media)
+        else:
+            entries = _Lifted(manifest, media)
+        self.m = dataclasses.replace(manifest, entries=entries)  # type: ignore[arg-type]
+        self.count = _check_count(self.m, max_jobs)  # an upper bound (see count_jobs)
+        if isinstance(entries, _Lifted):
+            self.problems = entries.lifter.problems
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[JobSpec]:
+        first = self.passes == 0
+        self.passes += 1
+        builder = JobBuilder(self.m, self._overrides, self._base)
+        if self.m.sample is None:
+            yield from builder.add_all(self.m.entries)
+        else:
+            yield from builder.add_sampled(self.m.entries)
+        if first:
+            self.problems += builder.problems
+            self.warnings = list(builder.warnings)
+            if builder.duplicates:
+                self.warnings.append(
+                    f"{builder.duplicates} job(s) have the same inputs as an earlier job; "
+                    "they were numbered as further copies of it"
+                )
+            self.sweep_counts = builder.sweep_counts
+
+    def expansion(self, jobs: Any) -> Expansion:
+        """The Expansion of these jobs (a list, or a re-iterable stream of them)."""
+        m = self.m
+        return Expansion(
+            m.job_model, m.options, jobs, self.sweep_counts, self.warnings, seed=m.seed
         )
-    expansion = Expansion(
-        manifest.job_model,
-        manifest.options,
-        builder.jobs,
-        sweep_counts,
-        warnings,
-        seed=manifest.seed,
-    )
-    return expansion, builder.problems
+
+
+class _Lifted:
+    """A manifest's entries with their variants lifted, one at a time on each iteration (the
+    problems of the first pass are kept in the lifter)."""
+
+    def __init__(self, manifest: Manifest, media: MediaFields | None):
+        self.entries = manifest.entries
+        self.lifter = Lifter(manifest, media or (lambda model: ()))
+        self._first = True
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[Entry]:
+        lifter = self.lifter if self._first else Lifter(self.lifter.m, self.lifter.media)
+        self._first = False
+        for entry in self.entries:
+            lifted = lifter.lift(entry)
+            if lifted is not None:
+                yield lifted
 
 
 def manifest_models(manifest: Manifest) -> list[str]:
@@ -171,10 +217,6 @@ def manifest_models(manifest: Manifest) -> list[str]:
             if isinstance(model, str) and model.strip() and "{" not in model:
                 found[model] = None
     return list(found)
-
-
-def _plain_defaults(manifest: Manifest, model: str) -> dict[str, Any]:
-    return {**manifest.defaults, **manifest.model_defaults.get(model, {})}
 
 
 def _repeat_of(data: dict[str, Any]) -> int:
@@ -207,150 +249,25 @@ def _entry_count(entry: Entry) -> int:
     return n * combos
 
 
-def _check_count(manifest: Manifest, max_jobs: int) -> None:
+def _check_count(manifest: Manifest, max_jobs: int) -> int:
     total = count_jobs(manifest)
     if total <= max_jobs:
-        return
+        return total
     biggest = max(manifest.entries, key=_entry_count)
-    where = f"the largest entry (line {biggest.source.line}) makes {_entry_count(biggest):,}"
+    most, line = _entry_count(biggest), biggest.source.line
+    if most * 2 > total or most > max_jobs:  # one entry makes most of them: name it
+        where = f" (the largest entry (line {line}) makes {most:,})"
+    else:  # many small entries (a long .txt, CSV or JSONL): their number says it
+        where, line = f" ({len(manifest.entries):,} entries)", None
     msg = (
-        f"the manifest describes {total:,} jobs, more than the limit of {max_jobs:,} ({where}); "
-        "raise the limit with --max-jobs N if you mean it"
+        f"the manifest describes {total:,} jobs{where}, more than the limit of {max_jobs:,}; "
+        "raise the limit with --max-jobs N if you mean it (e.g. --max-jobs "
+        f"{_round_up(total)})"  # as typed: no commas
     )
-    raise ManifestError([Problem(manifest.source.file, biggest.source.line, None, msg)])
+    raise ManifestError([Problem(manifest.source.file, line, None, msg)])
 
 
-class _Builder:
-    """Accumulates jobs, problems and warnings while entries are expanded in order."""
-
-    def __init__(self, manifest: Manifest, overrides: dict[str, Any], base: Base | None):
-        self.m = manifest
-        self.base = base or (lambda model: (_plain_defaults(manifest, model), overrides))
-        self.jobs: list[JobSpec] = []
-        self.problems: list[Problem] = []
-        self.warnings: list[str] = []
-        self.duplicates = 0
-        self._next_copy: dict[Any, int] = {}
-        self._templates: dict[str, list] = {}
-        self._reported: set[tuple[Location, str]] = set()
-
-    def problem(self, entry: Entry, field: str | None, message: str) -> None:
-        line = entry.field_lines.get(field, entry.source.line) if field else entry.source.line
-        self.problems.append(Problem(entry.source.file, line, field, message))
-
-    def _extras(self, entry: Entry, data: dict[str, Any]) -> tuple[int, dict, bool]:
-        """Read `repeat` and `meta`; the flag is False when either is unusable."""
-        ok = True
-        repeat = data.get("repeat", 1)
-        problem = repeat_problem(repeat)
-        if problem is not None:
-            self.problem(entry, "repeat", problem)
-            ok = False
-        meta = data.get("meta", {})
-        if meta is None:
-            meta = {}
-        if not isinstance(meta, dict):
-            self.problem(entry, "meta", "must be a mapping")
-            ok = False
-        return repeat, meta, ok
-
-    def _emit(self, entry: Entry, inputs: dict, n: int, meta: dict, variables: dict, sweep) -> None:
-        model = inputs.pop("model", None) if "model" in inputs else self.m.job_model
-        if not isinstance(model, str) or not model.strip() or model != model.strip():
-            example = self.m.job_model
-            self.problem(entry, "model", f"must be a model id like {example}, not {model!r}")
-            return
-        defaults, overrides = self.base(model)
-        final = {**defaults, **inputs, **overrides}
-        if None in final.values():
-            final = {k: v for k, v in final.items() if v is not None}
-        # the same inputs as an earlier job are further copies of it: the key of copy 0 is
-        # the identity (computed once, then kept by that spec)
-        spec = JobSpec(model, final, 0, meta, variables, entry.source, sweep)
-        first = self._next_copy.get(spec.key, 0)
-        self._next_copy[spec.key] = first + n
-        if first:
-            self.duplicates += 1
-        for copy in range(first, first + n):
-            self.jobs.append(spec if copy == 0 else dataclasses.replace(spec, copy=copy))
-
-    def add_job(self, entry: Entry) -> None:
-        data = entry.data
-        if isinstance(data, str):
-            self._emit(entry, {"prompt": data}, self.m.repeat, {}, {}, None)
-            return
-        for key, value in data.items():
-            if key in ("zip", "exclude") or is_files_axis(value):
-                self.problem(entry, key, "only allowed in sweep: entries")
-                return
-        repeat, meta, ok = self._extras(entry, data)
-        variables = data.get("vars") or {}
-        if not isinstance(variables, dict):
-            self.problem(entry, "vars", "must be a mapping")
-            ok = False
-        if ok:
-            inputs = {k: v for k, v in data.items() if k not in JOB_KEYS}
-            self._emit(entry, inputs, repeat * self.m.repeat, meta, variables, None)
-
-    def top_sample(self, plans: list[SweepPlan | None]) -> list[list[int] | None]:
-        """The top-level `sample:`: which combinations of each entry are kept (None: all)."""
-        m = self.m
-        if m.sample is None:
-            return [None] * len(plans)
-        bad = sample_problem(m.sample) or seed_problem(m.seed)
-        if bad is not None:
-            key = "sample" if sample_problem(m.sample) else "seed"
-            self.problems.append(Problem(m.source.file, m.lines.get(key), key, bad))
-            return [[] for _ in plans]
-        spaces = [p.chosen() if p is not None and p.ok else range(p is None) for p in plans]
-
-        def keep(entry: int, index: int) -> bool:
-            plan = plans[entry]
-            return plan is None or plan.combo(index) is not None
-
-        seed = DEFAULT_SEED if m.seed is None else m.seed
-        chosen, complete = draw_across(spaces, m.sample, seed, keep)
-        if not complete:
-            self.warnings.append(f"sample: {m.sample}: most combinations are excluded; kept fewer")
-        return chosen
-
-    def add_sweep(self, plan: SweepPlan, index: int, only: list[int] | None = None) -> int:
-        """Expand one sweep entry (`only`: these combinations); return how many jobs it made."""
-        if not plan.ok:
-            return 0
-        entry = plan.entry
-        before = len(self.jobs)
-        n = plan.repeat * self.m.repeat
-        for number in plan.chosen() if only is None else only:
-            combo = plan.combo(number)
-            if combo is None:
-                continue
-            inputs, variables = combo
-            inputs = {k: self._fill(entry, k, v, variables) for k, v in inputs.items()}
-            self._emit(entry, inputs, n, plan.meta, variables, index)
-        made = len(self.jobs) - before
-        if made == 0 and only is None:  # a top-level sample may pick none of it
-            self.warnings.append(f"{entry.source}: this sweep produces no jobs")
-        return made
-
-    def _fill(self, entry: Entry, field: str, value: Any, variables: dict[str, Any]) -> Any:
-        if not isinstance(value, str) or ("{" not in value and "}" not in value):
-            return value
-        parts = self._templates.get(value)
-        if parts is None:
-            parts = self._templates[value] = parse_template(value)
-        out = []
-        for part in parts:
-            if isinstance(part, str):
-                out.append(part)
-                continue
-            name, spec = part
-            try:
-                out.append(format(variables[name], spec or ""))
-            except (KeyError, ValueError, TypeError) as exc:
-                msg = f"cannot fill {{{name}}}: {exc}"
-                if (entry.source, msg) not in self._reported:
-                    self._reported.add((entry.source, msg))
-                    self.problem(entry, field, msg)
-                return value
-        return "".join(out)
+def _round_up(n: int) -> int:
+    """A limit just above n with one or two significant digits (1,019,000 → 1,100,000)."""
+    step = 10 ** max(0, len(str(n)) - 2)
+    return -(-n // step) * step

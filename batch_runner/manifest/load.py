@@ -4,29 +4,30 @@ validate them against their model's schema, check their output names; every prob
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from batch_runner.catalog import CatalogEntry, media_fields
 from batch_runner.errors import ManifestError, Problem
 from batch_runner.jobs import JobSpec, Location
-from batch_runner.manifest.expand import Expansion, collect_expansion, manifest_models
+from batch_runner.manifest.expand import Expander, Expansion, manifest_models
+from batch_runner.manifest.job_checks import JobChecks, Lines
 from batch_runner.manifest.media import Limits
 from batch_runner.manifest.media_jobs import MediaCheck
-from batch_runner.manifest.meta import meta_problems
-from batch_runner.manifest.naming import check_template, name_clashes, template_warnings
-from batch_runner.manifest.prompts import prompt_problems
+from batch_runner.manifest.naming import check_template, template_warnings
 from batch_runner.manifest.read import read_manifest
+from batch_runner.manifest.read_txt import TextEntries
 from batch_runner.manifest.rows import Manifest
 from batch_runner.manifest.schema import (
     Checker,
+    JobsCheck,
     Schemas,
     check_values,
     checker_for,
     typed_csv,
-    validate_jobs,
 )
+from batch_runner.manifest.stream import STREAM_ABOVE, JobStream, Select
 
 Parsed = tuple[Manifest | None, list[Problem]]  # what read_manifest gives
 
@@ -43,6 +44,8 @@ def load_jobs(
     media: Limits | None = None,
     refused: Mapping[str, str] | None = None,
     entries: Mapping[str, CatalogEntry | None] | None = None,
+    stream: bool | None = None,
+    select: Select | None = None,
 ) -> Expansion:
     """Read, expand and validate a manifest (and check output names when a template is given).
 
@@ -52,7 +55,9 @@ def load_jobs(
     limits for media inputs (--max-inline-mb, --allow-input-host); `refused`: the models the
     catalogue says cannot be run (unknown, not a model endpoint), each a problem where named;
     `entries`: the catalogue entries resolved per model (a pipeline's `{from:}` kinds are
-    checked with them).
+    checked with them); `stream`: whether the jobs come as a JobStream (made again on each
+    pass, manifest/stream.py) or a list (None: a stream above STREAM_ABOVE jobs); `select`:
+    the jobs a stream keeps as it checks them (a shard's: JobStream.select gives them).
     Raises ManifestError with every problem found, UsageError for a bad name template.
     """
     if name_template is not None:
@@ -73,33 +78,82 @@ def load_jobs(
         problems += found
     problems += bases.check_top()
     try:
-        expansion, found = collect_expansion(manifest, None, max_jobs, bases.base, bases.media)
+        expander = Expander(manifest, None, max_jobs, bases.base, bases.media)
     except ManifestError as exc:
         raise ManifestError(_sorted(problems + exc.problems)) from None
-    problems += found
-    lines = {e.source: e.field_lines for e in manifest.entries if e.field_lines}
-    found, warnings = validate_jobs(expansion.jobs, schemas, field_lines=lines, refused=refused)
-    problems += _refused_problems(expansion.jobs, refused or {}, lines, manifest, model)
-    # a bad default shows in every job: it is reported once, at the defaults
-    reported = {(p.model, p.field.partition(".")[2], p.message) for p in bases.top if p.field}
-    problems += [p for p in found if (p.model, p.field, p.message) not in reported]
-    check = MediaCheck(
+    lines = _field_lines(manifest)
+    media_check = MediaCheck(
         bases.schema, manifest.path.parent, media or Limits(), frozenset(overrides or {})
     )
-    expansion = dataclasses.replace(expansion, jobs=check.check_all(expansion.jobs, lines))
-    problems += check.problems
-    warnings += check.warnings
-    problems += meta_problems(expansion.jobs)
-    found, long_prompts = prompt_problems(expansion.jobs)
-    problems += found
-    warnings += long_prompts
+    top = None if model else manifest.lines.get("model")
+    checks = JobChecks(
+        JobsCheck(schemas, lines, refused),
+        media_check,
+        lines,
+        refused or {},
+        (manifest.source.file, top, manifest.model),
+        name_template,
+    )
+    keep = len(expander) <= STREAM_ABOVE if stream is None else not stream
+    jobs, first = _one_pass(checks, expander, keep, media_check, lines, select)
+    problems += expander.problems
+    # a bad default shows in every job: it is reported once, at the defaults
+    reported = {(p.model, p.field.partition(".")[2], p.message) for p in bases.top if p.field}
+    problems += [p for p in checks.schema.problems if (p.model, p.field, p.message) not in reported]
+    problems += checks.problems(lambda positions: _jobs_at(jobs, positions))
+    warnings = checks.warnings()
     if name_template is not None:
-        problems += _name_problems(expansion.jobs, name_template)
-        warnings += template_warnings(name_template, expansion.jobs[:1])
+        warnings += template_warnings(name_template, first)
     if problems:
         raise ManifestError(_sorted(problems))
+    expansion = expander.expansion(jobs)
     warnings = expansion.warnings + bases.warnings + warnings
     return dataclasses.replace(expansion, warnings=warnings)
+
+
+def _one_pass(
+    checks: JobChecks,
+    expander: Expander,
+    keep: bool,
+    media_check: MediaCheck,
+    lines: Lines,
+    select: Select | None,
+) -> tuple[list[JobSpec] | JobStream, list[JobSpec]]:
+    """Every job made and checked once: (the jobs, kept as a list or made again by a
+    JobStream, and the first job)."""
+    kept: list[JobSpec] = []
+    first: list[JobSpec] = []
+    chosen: list[JobSpec] = []
+    for job in checks.run(expander):
+        if keep:
+            kept.append(job)
+            continue
+        if not first:
+            first.append(job)
+        if select is not None and select(job):
+            chosen.append(job)
+    if keep:
+        return kept, kept[:1]
+
+    def again() -> Iterator[JobSpec]:  # one more pass: the same jobs, checked, in order
+        check = media_check.again()
+        for job in expander:
+            yield check.job(job, lines.get(job.source or Location("<jobs>"), {}) if lines else {})
+
+    selected = (select, chosen) if select is not None else None
+    return JobStream(again, checks.count, checks.models, selected), first
+
+
+def _jobs_at(jobs: Iterable[JobSpec], positions: set[int]) -> dict[int, JobSpec]:
+    """The jobs at these 1-based positions (one pass over a stream)."""
+    return {i: job for i, job in enumerate(jobs, 1) if i in positions}
+
+
+def _field_lines(manifest: Manifest) -> dict[Location, dict[str, int]]:
+    """Each entry's source -> the line of each of its fields (a .txt manifest has none)."""
+    if isinstance(manifest.entries, TextEntries):
+        return {}
+    return {e.source: e.field_lines for e in manifest.entries if e.field_lines}
 
 
 def _load_stages(
@@ -145,6 +199,7 @@ class _Bases:
         self.warnings: list[str] = []
         self._checkers: dict[str, Checker] = {}
         self._bases: dict[str, tuple[dict, dict]] = {}
+        self._media: dict[str, list[str]] = {}
 
     def checker(self, model: str) -> Checker:
         if model not in self._checkers:
@@ -158,7 +213,10 @@ class _Bases:
 
     def media(self, model: str) -> list[str]:
         """The model's media fields (URLs and files: never read as variants)."""
-        return list(media_fields(self.schema(model) or {}))
+        found = self._media.get(model)
+        if found is None:
+            found = self._media[model] = list(media_fields(self.schema(model) or {}))
+        return found
 
     def check_top(self) -> list[Problem]:
         """Problems of the values given for every job, found once: not once per job."""
@@ -221,59 +279,8 @@ class _Bases:
         return {**defaults, **own}, overrides
 
 
-def _refused_problems(
-    jobs: list[JobSpec],
-    refused: Mapping[str, str],
-    lines: dict[Location, dict[str, int]],
-    manifest: Manifest,
-    flag_model: str | None,
-) -> list[Problem]:
-    """One problem per place a refused model is named: a job's (or sweep's) `model:` line,
-    else the manifest's own `model:` line (a --model value: the file, no line)."""
-    top = None if flag_model else manifest.lines.get("model")
-    found: dict[tuple, Problem] = {}
-    for job in jobs:
-        if job.model not in refused:
-            continue
-        loc = _where(job)
-        line = lines.get(loc, {}).get("model")  # the job (or its sweep) names the model
-        if line is None and job.model == manifest.model:  # the manifest's model for every job
-            loc, line = manifest.source, top
-        elif line is None:
-            line = loc.line
-        key = (loc.file, line, job.model)
-        if key not in found:
-            found[key] = Problem(loc.file, line, None, refused[job.model], job.model)
-    return list(found.values())
-
-
 def _at(manifest: Manifest, key: str) -> Location:
     return Location(manifest.source.file, manifest.lines.get(key))
-
-
-def _name_problems(jobs: list[JobSpec], template: str) -> list[Problem]:
-    """Report the fields a job lacks for its file name, and names that clash (once per pair of
-    lines, however many of their jobs clash)."""
-    clashes, failed = name_clashes(template, enumerate(jobs, 1))
-    problems: dict[tuple, Problem] = {}
-    for job, why in failed:
-        loc = _where(job)
-        problems.setdefault((loc, why), Problem(loc.file, loc.line, None, why))
-    by_lines: dict[tuple[Location, Location], list[str]] = {}
-    for first, other, name in clashes:
-        by_lines.setdefault((_where(first), _where(other)), []).append(name)
-    for (a, b), clashing in by_lines.items():
-        more = f" ({len(clashing)} clashing names between these lines)" if len(clashing) > 1 else ""
-        msg = (
-            f"output name {clashing[0]!r} is also given to the job from line {a.line}{more}; "
-            "add {index}, {key} or a field that differs to the name template"
-        )
-        problems[(a, b)] = Problem(b.file, b.line, None, msg)
-    return list(problems.values())
-
-
-def _where(job: JobSpec) -> Location:
-    return job.source or Location("<jobs>")
 
 
 def _sorted(problems: Iterable[Problem]) -> list[Problem]:

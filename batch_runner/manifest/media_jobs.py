@@ -65,12 +65,23 @@ class MediaCheck:
 
     def check_all(self, jobs: list[JobSpec], lines: dict[Location, dict[str, int]]) -> list:
         out = [self.job(job, lines.get(job.source or Location("<jobs>"), {})) for job in jobs]
+        self.finish()
+        return out
+
+    def finish(self) -> None:
+        """After the last job: the warning about identical input files."""
         if self.duplicates:
             self.warnings.append(
                 f"{self.duplicates} job(s) have input files identical to an earlier job's; "
                 "they were numbered as further copies of it"
             )
-        return out
+
+    def again(self) -> MediaCheck:
+        """A check for another pass over the same jobs: the files' facts are kept (each file
+        is read once), the copy numbers start again."""
+        return dataclasses.replace(
+            self, problems=[], warnings=[], duplicates=0, _seen=set(), _next_copy={}
+        )
 
     def job(self, job: JobSpec, lines: dict[str, int]) -> JobSpec:
         """The job with its local files as references (problems are collected)."""

@@ -26,10 +26,23 @@ RESERVED = LOADER_COLUMNS | LINE_FIELDS
 def meta_problems(jobs: Iterable[JobSpec]) -> list[Problem]:
     """Reserved meta names (once per name and line) and meta types that differ between jobs
     (once per field)."""
-    problems: dict[tuple, Problem] = {}
-    first: dict[str, tuple[str, Location]] = {}  # field -> (kind, where it was first seen)
+    check = MetaCheck()
     for job in jobs:
-        loc = job.source or Location("<jobs>")
+        check.job(job)
+    return list(check.found.values())
+
+
+class MetaCheck:
+    """meta_problems one job at a time (what it keeps grows with fields, not jobs)."""
+
+    def __init__(self) -> None:
+        self.found: dict[tuple | str, Problem] = {}
+        self.first: dict[str, tuple[str, Location]] = {}  # field -> (kind, where first seen)
+
+    def job(self, job: JobSpec) -> None:
+        if not job.meta:
+            return
+        problems, loc = self.found, job.source or Location("<jobs>")
         for name, value in job.meta.items():
             why = _name_problem(name, job.inputs)
             if why:
@@ -37,10 +50,9 @@ def meta_problems(jobs: Iterable[JobSpec]) -> list[Problem]:
             kind = _kind(value)
             if kind is None:
                 continue
-            seen = first.setdefault(name, (kind, loc))
+            seen = self.first.setdefault(name, (kind, loc))
             if seen[0] != kind and name not in problems:
                 problems[name] = Problem(loc.file, loc.line, f"meta.{name}", _mixed(kind, seen))
-    return list(problems.values())
 
 
 def _name_problem(name: str, inputs: dict[str, Any]) -> str | None:

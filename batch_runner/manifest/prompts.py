@@ -19,26 +19,39 @@ _MOST_WORDS = re.compile(r"at most (\d[\d,]*) (?:\w+ )?words", re.IGNORECASE)
 
 def prompt_problems(jobs: Iterable[JobSpec]) -> tuple[list[Problem], list[str]]:
     """(problems, warnings) about prompts, each once per manifest line."""
-    limits: dict[str, int] = {}
-    problems: dict[Location, Problem] = {}
-    warnings: dict[Location, str] = {}
+    check = PromptCheck()
     for job in jobs:
+        check.job(job)
+    return list(check.problems.values()), list(check.warnings.values())
+
+
+class PromptCheck:
+    """prompt_problems one job at a time."""
+
+    def __init__(self) -> None:
+        self.limits: dict[str, int] = {}
+        self.problems: dict[Location, Problem] = {}
+        self.warnings: dict[Location, str] = {}
+
+    def job(self, job: JobSpec) -> None:
         prompt = job.inputs.get("prompt")
         if not isinstance(prompt, str):
-            continue  # absent or not text: the schema check says so where it matters
+            return  # absent or not text: the schema check says so where it matters
         loc = job.source or Location("<jobs>")
         if not prompt.strip():
-            problems.setdefault(loc, Problem(loc.file, loc.line, "prompt", "is empty"))
-            continue
-        if job.model not in limits:
-            limits[job.model] = _word_limit(job.model)
-        limit, words = limits[job.model], len(prompt.split())
-        if words > limit and loc not in warnings:
-            warnings[loc] = (
+            self.problems.setdefault(loc, Problem(loc.file, loc.line, "prompt", "is empty"))
+            return
+        limit = self.limits.get(job.model)
+        if limit is None:
+            limit = self.limits[job.model] = _word_limit(job.model)
+        if len(prompt) <= limit:  # fewer characters than the limit: fewer words too
+            return
+        words = len(prompt.split())
+        if words > limit and loc not in self.warnings:
+            self.warnings[loc] = (
                 f"{loc}: prompt has {words} words; {job.model} recommends at most {limit} "
                 "(the model may ignore the rest)"
             )
-    return list(problems.values()), list(warnings.values())
 
 
 def _word_limit(model: str) -> int:

@@ -13,7 +13,7 @@ from pathlib import Path
 from batch_runner.errors import ManifestError, Problem
 from batch_runner.manifest.read_csv import read_csv
 from batch_runner.manifest.read_jsonl import read_jsonl
-from batch_runner.manifest.read_txt import read_txt
+from batch_runner.manifest.read_txt import NUL, UTF16, read_txt
 from batch_runner.manifest.read_yaml import read_yaml
 from batch_runner.manifest.rows import Manifest
 
@@ -22,7 +22,7 @@ READERS = {
     ".yml": read_yaml,
     ".csv": read_csv,
     ".jsonl": read_jsonl,
-    ".txt": read_txt,
+    ".txt": read_txt,  # given the path alone (see read_manifest)
 }
 MAX_FILE_BYTES = 512 * 1024 * 1024
 _ALLOWED = "allowed: " + " ".join(READERS)
@@ -45,6 +45,8 @@ def read_manifest(path: str | Path) -> tuple[Manifest | None, list[Problem]]:
     path = Path(path)
     # first: a missing file is missing whatever its name says
     problem = _not_a_file(path) or _unknown_type(path)
+    if problem is None and path.suffix.lower() == ".txt":  # read a line at a time, never whole
+        return read_txt(path)
     if problem is None:
         text, problem = _read_text(path)
         if problem is None:
@@ -84,13 +86,11 @@ def _read_text(path: Path) -> tuple[str, Problem | None]:
     except OSError as exc:
         return "", Problem(name, None, None, f"cannot read: {exc.strerror or exc}")
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        msg = "UTF-16 text (as spreadsheets save 'Unicode text'); save the file as UTF-8"
-        return "", Problem(name, 1, None, msg)
+        return "", Problem(name, 1, None, UTF16)
     nul = raw.find(b"\0")
     if nul >= 0:  # no manifest format allows one: UTF-16 without its BOM, or not text at all
         line = raw[:nul].count(b"\n") + 1
-        msg = "a NUL byte: this is not UTF-8 text (UTF-16? a binary file?); save it as UTF-8"
-        return "", Problem(name, line, None, msg)
+        return "", Problem(name, line, None, NUL)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

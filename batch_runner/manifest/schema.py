@@ -13,13 +13,13 @@ import difflib
 import functools
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from batch_runner import catalog
 from batch_runner.errors import Problem
 from batch_runner.jobs import JobSpec, Location
-from batch_runner.manifest.expand import JOB_KEYS
+from batch_runner.manifest.job_builder import JOB_KEYS
 from batch_runner.manifest.rows import Entry, Manifest
 
 # top-level keywords field-by-field checking understands; any other means "validate whole"
@@ -208,7 +208,7 @@ class Checker:
 
 
 def validate_jobs(
-    jobs: list[JobSpec],
+    jobs: Iterable[JobSpec],
     schemas: Schemas | None = None,
     field_lines: dict[Location, dict[str, int]] | None = None,
     refused: Mapping[str, str] | None = None,
@@ -222,29 +222,48 @@ def validate_jobs(
     A problem repeated by many jobs from the same line is reported once; a model in no
     catalogue is warned about once.
     """
-    field_lines = field_lines or {}
-    refused = refused or {}
-    checkers: dict[str, Checker] = {}
-    warnings: list[str] = []
-    problems: list[Problem] = []
-    seen: set[tuple] = set()
+    check = JobsCheck(schemas, field_lines, refused)
     for job in jobs:
+        check.job(job)
+    return check.problems, check.warnings
+
+
+class JobsCheck:
+    """validate_jobs one job at a time (a stream of jobs is checked as it is made)."""
+
+    def __init__(
+        self,
+        schemas: Schemas | None = None,
+        field_lines: dict[Location, dict[str, int]] | None = None,
+        refused: Mapping[str, str] | None = None,
+    ):
+        self.schemas = schemas
+        self.field_lines = field_lines or {}
+        self.refused = refused or {}
+        self.checkers: dict[str, Checker] = {}
+        self.warnings: list[str] = []
+        self.problems: list[Problem] = []
+        self.seen: set[tuple] = set()
+
+    def job(self, job: JobSpec) -> None:
         loc = job.source or Location("<jobs>")
-        lines = field_lines.get(loc, {})
-        if job.model in refused:  # the caller reports it where the model is named
-            continue
-        checker = checkers.get(job.model)
+        if job.model in self.refused:  # the caller reports it where the model is named
+            return
+        checker = self.checkers.get(job.model)
         if checker is None:
-            checker = checkers[job.model] = Checker(schema_of(job.model, schemas))
+            checker = self.checkers[job.model] = Checker(schema_of(job.model, self.schemas))
             if not checker.known:
-                warnings.append(unknown_model_warning(job.model))
-        for field, message, at in checker.errors(job.inputs):
+                self.warnings.append(unknown_model_warning(job.model))
+        errors = checker.errors(job.inputs)
+        if not errors:
+            return
+        lines = self.field_lines.get(loc, {})
+        for field, message, at in errors:
             line = lines.get(at, loc.line) if at else loc.line
             signature = (loc.file, line, field, message, job.model)
-            if signature not in seen:
-                seen.add(signature)
-                problems.append(Problem(*signature))
-    return problems, warnings
+            if signature not in self.seen:
+                self.seen.add(signature)
+                self.problems.append(Problem(*signature))
 
 
 def _coerce(value: str, prop: dict[str, Any]) -> Any:

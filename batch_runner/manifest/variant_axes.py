@@ -43,12 +43,12 @@ def lift_entries(
 ) -> tuple[list[Entry], list[Problem]]:
     """The manifest's entries with their variants as vars axes; an entry whose variant cannot
     be made (a missing wildcard file...) is left out, with a problem at its field's line."""
-    lifter = _Lifter(manifest, media or (lambda model: ()))
+    lifter = Lifter(manifest, media or (lambda model: ()))
     entries = [e for e in (lifter.lift(entry) for entry in manifest.entries) if e is not None]
     return entries, lifter.problems
 
 
-class _Lifter:
+class Lifter:
     def __init__(self, manifest: Manifest, media: MediaFields):
         self.m = manifest
         self.media = media
@@ -56,6 +56,8 @@ class _Lifter:
         self._wildcards: dict[str, Wildcards] = {}
 
     def lift(self, entry: Entry) -> Entry | None:
+        if isinstance(entry.data, str) and not _dynamic(entry.data, entry.kind):
+            return entry  # a plain prompt (most lines of a big .txt): nothing to lift
         data = {"prompt": entry.data} if isinstance(entry.data, str) else entry.data
         skip = self._skipped(data)
         dynamic = [k for k, v in data.items() if k not in skip and _dynamic(v, entry.kind)]

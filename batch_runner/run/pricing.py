@@ -172,7 +172,8 @@ async def estimate_specs(
 
     from batch_runner.api.client import RunComfyClient
 
-    models = {spec.model for spec in specs}
+    counted = getattr(specs, "models", None)  # a JobStream knows them: no pass over the jobs
+    models = set(counted) if counted is not None else {spec.model for spec in specs}
     if token and models - (resolved or {}).keys():
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
             client = RunComfyClient(session, api_base, token)

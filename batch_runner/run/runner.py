@@ -86,8 +86,7 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
     try:
         edited = 0
         if inp.specs is not None:
-            added, missing = store.sync_jobs(inp.specs)
-            edited = store.update_meta(inp.specs)
+            added, missing, edited = store.sync(inp.specs)  # one pass: a JobStream is made once
             meta = {"manifest": str(inp.manifest)}
             if inp.manifest is not None:  # runs seeded from jobs alone have no manifest file
                 meta["manifest_path"] = str(Path(inp.manifest).resolve())

@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,8 @@ from batch_runner.errors import StateError
 from batch_runner.jobs import (
     FileRecord,
     JobRecord,
-    JobSpec,
     JobState,
     check_move,
-    input_files,
 )
 from batch_runner.store.archived import ArchivedJobs
 from batch_runner.store.costs import Money
@@ -35,6 +33,7 @@ from batch_runner.store.lineage import Lineage
 from batch_runner.store.marks import marks_between
 from batch_runner.store.migrations import SCHEMA_VERSION, check_readable, migrate, schema_version
 from batch_runner.store.summary import Summaries
+from batch_runner.store.sync import JobSync
 
 STATE_FILE = "state.db"
 MODEL_ID_VERSION = 4  # the schema version that added attempts.model_id
@@ -85,7 +84,7 @@ def _unusable(path: Path, exc: sqlite3.DatabaseError) -> str:
     return f"{path}: not a usable state file ({exc})"
 
 
-class StateStore(ArchivedJobs, Money, Lineage, Summaries, Events):
+class StateStore(ArchivedJobs, Money, Lineage, JobSync, Summaries, Events):
     """Jobs, attempts, files and retry counts of one run directory."""
 
     # ---- opening -------------------------------------------------------------------------
@@ -139,73 +138,6 @@ class StateStore(ArchivedJobs, Money, Lineage, Summaries, Events):
             )
 
     # ---- jobs ----------------------------------------------------------------------------
-
-    def sync_jobs(self, specs: Iterable[JobSpec]) -> tuple[int, int]:
-        """Add jobs whose key is new and mark which known jobs are in the manifest.
-
-        Returns (added, not_in_manifest). Existing jobs are never removed, nor changed except
-        one way: a job not sent yet takes the manifest's current paths of its input files
-        (same contents, same key: the folder was moved).
-        """
-        known = {k for (k,) in self._conn.execute("SELECT key FROM jobs")}
-        next_idx = (self._conn.execute("SELECT max(idx) FROM jobs").fetchone()[0] or 0) + 1
-        rows, present, moved = [], set(), []
-        now = time.time()
-        for spec in specs:
-            key = spec.key
-            if key in present:
-                continue
-            present.add(key)
-            if key in known:
-                if input_files(spec.inputs):
-                    moved.append((_dump(spec.inputs), key, JobState.PENDING.value))
-                continue
-            rows.append(
-                (
-                    next_idx,
-                    key,
-                    spec.model,
-                    _dump(spec.inputs),
-                    spec.copy,
-                    _dump(spec.meta),
-                    _dump(spec.vars),
-                    spec.sweep,
-                    str(spec.source) if spec.source else None,
-                    JobState.PENDING.value,
-                    now,
-                )
-            )
-            next_idx += 1
-        with self._tx():
-            self._conn.executemany(
-                "INSERT INTO jobs(idx, key, model, inputs, copy, meta, vars, sweep, source, state, "
-                "updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                rows,
-            )
-            self._conn.execute("UPDATE jobs SET in_manifest = 1")
-            self._conn.executemany("UPDATE jobs SET inputs = ? WHERE key = ? AND state = ?", moved)
-            missing = known - present
-            if missing:
-                self._conn.executemany(
-                    "UPDATE jobs SET in_manifest = 0 WHERE key = ?", [(k,) for k in missing]
-                )
-        return len(rows), len(known - present)
-
-    def update_meta(self, specs: Iterable[JobSpec]) -> int:
-        """Store the manifest's `meta` of known jobs where it changed (meta is never sent, so an
-        edit costs nothing); returns how many jobs changed."""
-        stored = dict(self._conn.execute("SELECT key, meta FROM jobs"))
-        changed: dict[str, str] = {}
-        for spec in specs:
-            meta = _dump(spec.meta)
-            if spec.key in stored and spec.key not in changed and stored[spec.key] != meta:
-                changed[spec.key] = meta
-        if changed:
-            with self._tx():
-                self._conn.executemany(
-                    "UPDATE jobs SET meta = ? WHERE key = ?", [(m, k) for k, m in changed.items()]
-                )
-        return len(changed)
 
     def jobs(self, *, with_files: bool = True) -> list[JobRecord]:
         """Every job, in index order (files and request ids attached)."""
