@@ -1,4 +1,4 @@
-"""Benchmark 10, manifests of a million jobs (issue 30 item 4): wall time and peak RSS of
+"""Benchmark 13, manifests of a million jobs (issue 30 item 4): wall time and peak RSS of
 `validate --offline` and of `run --shard 0/1000` (time to its first submit, and to its end)
 over 10k / 100k / 1M-line `.txt` manifests, for one or more checkouts side by side.
 
