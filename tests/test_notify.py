@@ -18,7 +18,8 @@ from aiohttp import web
 from conftest import CLI, SIM_TOKEN, sim_env, write_manifest
 from fastretry import COMMAND
 
-from batch_runner.run.notify import event_of, human_line, wall_text
+from batch_runner.run.notify import event_of, human_line
+from batch_runner.words import duration_text
 
 OUTAGE_ENV = "BATCH_RUNNER_OUTAGE_SECONDS"
 PROMPTS = [f"prompt {i}" for i in range(5)]
@@ -199,4 +200,4 @@ def test_event_and_human_line():
     ]  # fmt: skip
     line = human_line("finished", "jobs/night", summary)
     assert line == "batch_runner: jobs/night finished: 1,980 done, 20 failed, $59.40 — 7 h 12 min"
-    assert (wall_text(59.6), wall_text(125)) == ("1 min 0 s", "2 min 5 s")
+    assert (duration_text(59.6), duration_text(125)) == ("1 min 0 s", "2 min 5 s")

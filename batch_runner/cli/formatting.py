@@ -8,7 +8,7 @@ from batch_runner.catalog import CatalogEntry
 from batch_runner.jobs import JobSpec, shown_input
 from batch_runner.money import Estimate, archive_text, dollars, fitting
 from batch_runner.sizes import size_text
-from batch_runner.words import plural
+from batch_runner.words import duration_text, plural
 
 STATE_ORDER = (
     "pending",
@@ -80,7 +80,7 @@ def format_summary(
     if (summary.get("from_archive") or {}).get("jobs"):
         lines.append(archive_text(summary["from_archive"]))
     if summary.get("eta_s"):
-        lines.append(f"ETA: about {eta_text(summary['eta_s'])} (from the durations so far)")
+        lines.append(f"ETA: about {duration_text(summary['eta_s'])} (from the durations so far)")
     marks = summary.get("marks")
     if marks:
         lines.append(f"marks: keep {marks.get('keep', 0)}, reject {marks.get('reject', 0)}")
@@ -129,13 +129,6 @@ def format_cancelled(result: dict[str, Any], shown: int = 3) -> str:
 def _few(items: list[str], shown: int, sep: str = ", ") -> str:
     more = len(items) - shown
     return sep.join(items[:shown]) + (f" … and {more} more (--json lists all)" if more > 0 else "")
-
-
-def eta_text(seconds: float) -> str:
-    s = int(round(seconds))
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60} min"
-    return f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"
 
 
 def format_cost(cost: dict[str, Any] | None) -> list[str]:

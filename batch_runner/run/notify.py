@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 from batch_runner.errors import UsageError
 from batch_runner.jobs import JobState
 from batch_runner.money import dollars
+from batch_runner.words import duration_text
 
 POST_TIMEOUT = 10.0  # seconds per try
 RETRY_AFTER = 1.0
@@ -89,16 +90,7 @@ def human_line(event: str, run_dir: Path | str, summary: dict[str, Any]) -> str:
         parts.append(dollars(spent) if spent < 1000 else f"${spent:,.2f}")
     line = f"batch_runner: {run_dir} {EVENTS.get(event, event)}: {', '.join(parts)}"
     wall = summary.get("wall_seconds")
-    return line + (f" — {wall_text(wall)}" if wall is not None else "")
-
-
-def wall_text(seconds: float) -> str:
-    s = int(round(seconds))
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60} min"
-    if s >= 60:
-        return f"{s // 60} min {s % 60} s"
-    return f"{s} s"
+    return line + (f" — {duration_text(wall)}" if wall is not None else "")
 
 
 async def run_end(

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from batch_runner.money import dollars, usd
 from batch_runner.sizes import size_text
+from batch_runner.words import duration_text
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -169,17 +170,10 @@ class Progress:
         if self._eta is not None and time.monotonic() - self._eta_at >= ETA_EVERY:
             self._eta_at = time.monotonic()
             seconds = self._eta()
-            self._eta_text = f", ETA {_duration(seconds)}" if seconds else ""
+            self._eta_text = f", ETA {duration_text(seconds)}" if seconds else ""
         return self._eta_text
 
     def close(self) -> None:
         for bar in self.bars.values():
             bar.close()
         self.bars = {}
-
-
-def _duration(seconds: float) -> str:
-    s = int(round(seconds))
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60} min"
-    return f"{s // 60} min {s % 60} s" if s >= 60 else f"{s} s"

@@ -18,12 +18,12 @@ import sqlite3
 import time
 
 from batch_runner.jobs import JobState
-from batch_runner.store.costs import BUDGET_REASON
+from batch_runner.store.costs import AT_API, BUDGET_REASON
 
 RECENT = 200  # completions the durations are taken over (a changing API is followed)
 TAIL_QUANTILE = 0.9
 S = JobState
-_IN_FLIGHT = tuple(s.value for s in (S.SUBMITTING, S.QUEUED, S.RUNNING, S.DOWNLOADING))
+_IN_FLIGHT = tuple(sorted(AT_API))  # the states at the API (store/costs.py), as SQL parameters
 
 
 def eta_seconds(conn: sqlite3.Connection, now: float | None = None) -> float | None:
