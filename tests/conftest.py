@@ -116,6 +116,21 @@ def run_cli(
     )
 
 
+def run_json(*args: Any, env: dict[str, str] | None = None, timeout: float = 120):
+    """A command with --json --no-progress: (exit code, its JSON object or {}, stderr); it never
+    ends in a traceback or an internal error."""
+    res = run_cli(*args, "--json", "--no-progress", env=env, timeout=timeout)
+    assert "Traceback" not in res.stderr and "internal error" not in res.stderr, res.stderr
+    return res.returncode, json.loads(res.stdout) if res.stdout.strip() else {}, res.stderr
+
+
+def status_json(run_dir: Path) -> dict[str, Any]:
+    """`status RUN_DIR --json`, which must succeed."""
+    res = run_cli("status", run_dir, "--json")
+    assert res.returncode == 0, res.stderr
+    return json.loads(res.stdout)
+
+
 def spawn_cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [CLI, *map(str, args)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from conftest import SIM_TOKEN, read_metadata, run_cli, sim_env, spawn_cli
+from conftest import run_json as run
+from conftest import status_json as status
 
 import batch_runner
 
@@ -22,18 +24,6 @@ SEEDREAM = "bytedance/seedream-5/lite/text-to-image"
 def write(path: Path, prompts: list[str]) -> Path:
     path.write_text("jobs:\n" + "".join(f"  - {json.dumps(p)}\n" for p in prompts))
     return path
-
-
-def run(*args, env) -> tuple[int, dict, str]:
-    res = run_cli(*args, "--json", "--no-progress", env=env)
-    assert "Traceback" not in res.stderr and "internal error" not in res.stderr, res.stderr
-    return res.returncode, json.loads(res.stdout) if res.stdout.strip() else {}, res.stderr
-
-
-def status(run_dir: Path) -> dict:
-    res = run_cli("status", run_dir, "--json")
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)
 
 
 def submitted_prompts(sim) -> list[str]:

@@ -8,7 +8,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, sim_env
+from conftest import run_cli, run_json, sim_env
+from conftest import status_json as status
 from test_migrations import _v1_file
 
 from batch_runner.store.state import STATE_FILE, StateStore
@@ -28,18 +29,6 @@ def manifest(tmp_path: Path, n: int, *, model: str = SEEDREAM, extra: str = "") 
 
 def money_sim(make_sim, *args: str):
     return make_sim("--latency", "0.05:0.15", "--image-scale", "0.02", *args)
-
-
-def run_json(*args, env=None) -> tuple[int, dict, str]:
-    res = run_cli(*args, "--json", "--no-progress", env=env)
-    assert "Traceback" not in res.stderr and "internal error" not in res.stderr, res.stderr
-    return res.returncode, json.loads(res.stdout) if res.stdout.strip() else {}, res.stderr
-
-
-def status(run_dir: Path) -> dict:
-    res = run_cli("status", run_dir, "--json")
-    assert res.returncode == 0, res.stderr
-    return json.loads(res.stdout)
 
 
 def test_the_estimate_is_jobs_times_price_per_output_and_per_second(make_sim, tmp_path):

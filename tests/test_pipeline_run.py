@@ -11,6 +11,7 @@ import signal
 import time
 from pathlib import Path
 
+import conftest
 import pytest
 from conftest import read_metadata, run_cli, sim_env, spawn_cli
 
@@ -65,9 +66,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def run_json(*args, env) -> tuple[int, dict, str]:
     # --retries 0: a failed generation is not tried again (submitted == unique bodies)
-    res = run_cli(*args, "--json", "--no-progress", "--retries", "0", env=env, timeout=150)
-    assert "Traceback" not in res.stderr, res.stderr
-    return res.returncode, json.loads(res.stdout) if res.stdout.strip() else {}, res.stderr
+    return conftest.run_json(*args, "--retries", "0", env=env, timeout=150)
 
 
 def check_lineage(out: Path) -> dict[str, list[dict]]:

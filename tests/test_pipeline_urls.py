@@ -6,15 +6,15 @@ after the parents' URLs have died, so every child starts with a dead URL."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+import conftest
 import pytest
-from conftest import read_metadata, run_cli, sim_env
+from conftest import read_metadata, sim_env
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,9 +42,7 @@ CLIPS = f"""\
 
 
 def run_json(*args, env) -> tuple[int, dict, str]:
-    res = run_cli(*args, "--json", "--no-progress", "--retries", "0", "--concurrency", "1", env=env)
-    assert "Traceback" not in res.stderr, res.stderr
-    return res.returncode, json.loads(res.stdout) if res.stdout.strip() else {}, res.stderr
+    return conftest.run_json(*args, "--retries", "0", "--concurrency", "1", env=env)
 
 
 def parents_run_then_their_urls_die(sim, tmp_path: Path) -> tuple[Path, Path]:
