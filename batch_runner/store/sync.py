@@ -74,22 +74,6 @@ class JobSync(Journal):
             self._conn.executemany("UPDATE jobs SET in_manifest = 0 WHERE key = ?", gone)
         return added, len(gone), edited
 
-    def update_meta(self, specs: Iterable[JobSpec]) -> int:
-        """The meta half of sync: store the manifest's `meta` of known jobs where it changed;
-        returns how many jobs changed."""
-        seen = DigestMap()
-        edited = 0
-        metas: list[tuple[str, str]] = []
-        with self._tx():
-            for spec in specs:
-                if seen.add(key_digest(spec.key), 1):
-                    continue
-                metas.append((spec.key, _dump(spec.meta)))
-                if len(metas) >= BATCH:
-                    edited += self._update_meta(metas)
-            edited += self._update_meta(metas)
-        return edited
-
     def _insert(self, rows: list[tuple]) -> int:
         """Insert the rows and empty the list; returns how many."""
         self._conn.executemany(_INSERT, rows)
