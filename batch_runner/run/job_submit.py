@@ -111,16 +111,17 @@ class SubmitSteps(JobSteps):
         children = self.children
         if children is None or children.urls is None:
             return False
-        field = next((f for f in children.fields_of(job) if names_field(exc, f)), None)
-        if field is None:
+        fields = [f for f in children.fields_of(job) if names_field(exc, f)]
+        if not fields:
             return False
         self.budget.release(job.index)  # refused: nothing was created
         self._move(job, S.PENDING, "input URL refused: refreshed from the parent's result")
         self.store.count_retry("input_url_refreshed")
-        try:
-            await children.urls.replace(job, field, exc.message, children.source)
-        except DeadInput as dead:
-            self._fail(job, f"{field}: {dead}")
+        for field in fields:  # each refused {from:} field (several: one chain's files)
+            try:
+                await children.urls.replace(job, field, exc.message, children.source)
+            except DeadInput as dead:
+                self._fail(job, f"{field}: {dead}")  # raises: the job ends here
         return True
 
     async def _submit_failed(self, job: JobRecord, exc: ApiError, decision: Decision) -> None:

@@ -54,7 +54,7 @@ class ParentUrls:
         self.run_dir = run_dir
         self.limits = Limits.of(max_inline_mb, None)
         self.replaced: dict[str, Any] = {}  # a dead URL -> its fresh URL or a file reference
-        self.tries: dict[int, int] = {}  # refreshes asked for by each child
+        self.tries: dict[tuple[int, str], int] = {}  # refreshes asked by each child's field
 
     def known(self, job: JobRecord, field: str) -> bool:
         """Before a first submit: a URL already known dead is replaced (True when it was)."""
@@ -76,7 +76,7 @@ class ParentUrls:
         if all(u in self.replaced for u in urls):  # a sibling found it dead and replaced it
             self._set(job, field, _swap(value, self.replaced))
             return
-        self.tries[job.index] = tries = self.tries.get(job.index, 0) + 1
+        self.tries[job.index, field] = tries = self.tries.get((job.index, field), 0) + 1
         if tries > MAX_REFRESHES:
             raise DeadInput(f"the parent's URL was refused {tries} times, refreshed ({why})")
         parent, mine = source(job, field)
