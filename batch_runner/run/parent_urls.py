@@ -14,6 +14,7 @@ file gone or too big, or a /result that cannot be had: the child fails with that
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,10 @@ from batch_runner.store.state import StateStore
 REQUEST_GONE = 404001  # the API forgot the parent's request: its URLs cannot be refreshed
 INVALID_INPUTS = 422001
 MAX_REFRESHES = 3  # per child: a URL that dies again each time is not chased forever
+
+
+# a child's field -> the job and file its value was made from (run/children.py Children.source)
+Source = Callable[[JobRecord, str], tuple[JobRecord | None, FileRecord | None]]
 
 
 class DeadInput(Exception):
@@ -49,7 +54,7 @@ class ParentUrls:
         self.run_dir = run_dir
         self.limits = Limits.of(max_inline_mb, None)
         self.replaced: dict[str, Any] = {}  # a dead URL -> its fresh URL or a file reference
-        self.tries: dict[int, int] = {}  # refreshes asked for by each child
+        self.tries: dict[tuple[int, str], int] = {}  # refreshes asked by each child's field
 
     def known(self, job: JobRecord, field: str) -> bool:
         """Before a first submit: a URL already known dead is replaced (True when it was)."""
@@ -60,9 +65,10 @@ class ParentUrls:
         self._set(job, field, new)
         return True
 
-    async def replace(self, job: JobRecord, field: str, why: str) -> None:
+    async def replace(self, job: JobRecord, field: str, why: str, source: Source) -> None:
         """The child's `field` was refused (`why`): put a working value in its place, or
-        raise DeadInput. The caller sends the job again."""
+        raise DeadInput. The caller sends the job again. `source` finds the job and file the
+        field was made from (the parent's, or an ancestor's with several `{from:}` fields)."""
         value = job.inputs.get(field)
         urls = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
         if not urls:
@@ -70,11 +76,10 @@ class ParentUrls:
         if all(u in self.replaced for u in urls):  # a sibling found it dead and replaced it
             self._set(job, field, _swap(value, self.replaced))
             return
-        self.tries[job.index] = tries = self.tries.get(job.index, 0) + 1
+        self.tries[job.index, field] = tries = self.tries.get((job.index, field), 0) + 1
         if tries > MAX_REFRESHES:
             raise DeadInput(f"the parent's URL was refused {tries} times, refreshed ({why})")
-        parent = self.store.job_by_key(job.parent_key or "", with_files=True)
-        mine = parent and next((f for f in parent.files if f.file_name == job.parent_file), None)
+        parent, mine = source(job, field)
         if parent is None or parent.request_id is None or mine is None:
             raise DeadInput(f"its URL was refused ({why}) and the parent's file is not known")
         new = await self._fresh(parent, mine, why)
