@@ -77,7 +77,8 @@ class Money(Journal):
 
     def job_groups(self) -> list[JobGroup]:
         """The jobs counted by what the summaries tell apart, in one statement: one pass over
-        the index `jobs_totals` (migration 8), never the rows (a few dozen groups; one more per distinct failure reason)."""
+        the index `jobs_totals` (migration 8), never the rows (a few dozen groups, and one
+        per distinct reason a job was left with)."""
         est = self._money("estimate_usd")
         rows = self._conn.execute(
             f"SELECT {_GROUPED}, count(*), total({est}), count({est}) FROM jobs GROUP BY {_GROUPED}"
