@@ -138,8 +138,8 @@ CREATE TABLE archived (
     # `status` of a million jobs in well under a second: its sums read two indexes, never the
     # rows (~600 B each). jobs_totals covers every column store/costs.py job_groups groups and
     # adds (its GROUP BY walks the index in order: no sort); jobs_state gains updated_at, so
-    # the ETA's last jobs done are the end of an index range (store/eta.py). ~1.5 s per
-    # million jobs to build, one transaction; +~65 MB per million. IF (NOT) EXISTS: a file
+    # the ETA's last jobs done are the end of an index range (store/eta.py). ~2.3 s per
+    # million jobs to build, one transaction; +~77 MB per million. IF (NOT) EXISTS: a file
     # whose version was set back by hand (tests do) migrates again.
     Migration(
         8,
