@@ -4,7 +4,7 @@ validate them against their model's schema, check their output names; every prob
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ def load_jobs(
     entries: Mapping[str, CatalogEntry | None] | None = None,
     stream: bool | None = None,
     select: Select | None = None,
+    tally: Callable[[JobSpec], None] | None = None,
 ) -> Expansion:
     """Read, expand and validate a manifest (and check output names when a template is given).
 
@@ -57,7 +58,8 @@ def load_jobs(
     `entries`: the catalogue entries resolved per model (a pipeline's `{from:}` kinds are
     checked with them); `stream`: whether the jobs come as a JobStream (made again on each
     pass, manifest/stream.py) or a list (None: a stream above STREAM_ABOVE jobs); `select`:
-    the jobs a stream keeps as it checks them (a shard's: JobStream.select gives them).
+    the jobs a stream keeps as it checks them (a shard's: JobStream.select gives them);
+    `tally`: told of each job as it is checked, in order (not a pipeline's stages' jobs).
     Raises ManifestError with every problem found, UsageError for a bad name template.
     """
     if name_template is not None:
@@ -93,6 +95,7 @@ def load_jobs(
         refused or {},
         (manifest.source.file, top, manifest.model),
         name_template,
+        tally,
     )
     keep = len(expander) <= STREAM_ABOVE if stream is None else not stream
     jobs, first = _one_pass(checks, expander, keep, media_check, lines, select)
