@@ -20,33 +20,16 @@ from typing import Any
 import conftest
 import pytest
 from conftest import read_metadata, sim_env, spawn_cli
+from pipeline_manifests import CLIPS, I2V, LONGER, T2I, V2V
 
 pytestmark = pytest.mark.timeout(60)
-
-T2I = "bytedance/seedream-5/lite/text-to-image"
-I2V = "blackforestlabs/flux-3/image-to-video/draft"
-V2V = "blackforestlabs/flux-3/extend-video/draft"
 
 
 def manifest(tmp_path: Path, prompts: list[str], *, longer: bool = False) -> Path:
     """stills (one image per prompt) → a clip per still [→ a longer clip per clip]."""
     text = f"stages:\n  stills:\n    model: {T2I}\n    jobs:\n"
     text += "".join(f'      - "{p}"\n' for p in prompts)
-    text += f"""\
-  clips:
-    model: {I2V}
-    jobs:
-      - image_url: {{from: stills}}
-        prompt: "{{stills.prompt}}, the camera pulls back"
-"""
-    if longer:
-        text += f"""\
-  longer:
-    model: {V2V}
-    jobs:
-      - video_url: {{from: clips, first: true}}
-        prompt: "{{stills.prompt}} and it goes on"
-"""
+    text += CLIPS + (LONGER if longer else "")
     path = tmp_path / "p.yaml"
     path.write_text(text, encoding="utf-8")
     return path
