@@ -168,7 +168,7 @@ def _load_stages(
     media: Limits | None,
     entries: Mapping[str, CatalogEntry | None] | None,
 ) -> Expansion:
-    from batch_runner.catalog import bundled
+    from batch_runner.catalog import bundled_entry
     from batch_runner.manifest.stages import load_stages
 
     def load_one(stage: Manifest, later: bool) -> Expansion:
@@ -179,7 +179,7 @@ def _load_stages(
         )
 
     def kind_of(model: str) -> str | None:
-        entry = (entries or {}).get(model) or bundled().get(model)
+        entry = (entries or {}).get(model) or bundled_entry(model)
         return entry.kind if entry is not None else None
 
     def schema_of(model: str) -> dict[str, Any] | None:
