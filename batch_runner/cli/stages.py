@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +33,18 @@ def total_cost(stages: dict[str, dict[str, Any]]) -> float | None:
     return None if None in costs else round(sum(costs), 6)
 
 
+def run_children(plans: list[StagePlan] | None) -> list[JobSpec]:
+    """The jobs `{run: DIR}` stages will make (known now: one per file of the other run, per
+    template, shown with that file), to count and estimate them as jobs."""
+    return [
+        dataclasses.replace(spec, inputs={**spec.inputs, plan.field: f"{plan.run}/{name}"})
+        for plan in plans or []
+        if plan.run is not None and plan.field is not None
+        for name in plan.files
+        for spec in plan.specs
+    ]
+
+
 def stage_lines(stages: dict[str, dict[str, Any]]) -> list[str]:
     lines = []
     for name, row in stages.items():
@@ -54,7 +67,9 @@ def stage_counts(
     out: dict[str, dict[str, Any]] = {}
     most: dict[str, list[tuple[JobSpec, int]]] = {}  # stage -> (spec, most copies of it)
     for plan in plans:
-        if plan.parent is None:
+        if plan.run is not None:  # another run's files: known, counted exactly
+            made = [(s, len(plan.files)) for s in plan.specs]
+        elif plan.parent is None:
             made = [(s, 1) for s in plan.specs]
         else:
             files = sum(
@@ -68,7 +83,7 @@ def stage_counts(
             price = job_price(entries.get(spec.model), spec.inputs)
             cost = None if price is None or cost is None else round(cost + price * n, 6)
         out[plan.name] = {
-            "jobs": len(plan.specs) if plan.parent is None else None,
+            "jobs": sum(n for _, n in made) if plan.parent is None else None,
             "max_jobs": sum(n for _, n in made),
             "estimated_cost_usd": cost,
         }

@@ -19,6 +19,12 @@ from batch_runner.manifest.naming import check_template, template_warnings
 from batch_runner.manifest.read import read_manifest
 from batch_runner.manifest.read_txt import TextEntries
 from batch_runner.manifest.rows import Manifest
+from batch_runner.manifest.run_axis import (
+    ReadRun,
+    count_files,
+    plain_problems,
+    plain_with_run,
+)
 from batch_runner.manifest.schema import (
     Checker,
     JobsCheck,
@@ -46,6 +52,7 @@ def load_jobs(
     entries: Mapping[str, CatalogEntry | None] | None = None,
     stream: bool | None = None,
     select: Select | None = None,
+    runs: ReadRun | None = None,
 ) -> Expansion:
     """Read, expand and validate a manifest (and check output names when a template is given).
 
@@ -57,7 +64,8 @@ def load_jobs(
     `entries`: the catalogue entries resolved per model (a pipeline's `{from:}` kinds are
     checked with them); `stream`: whether the jobs come as a JobStream (made again on each
     pass, manifest/stream.py) or a list (None: a stream above STREAM_ABOVE jobs); `select`:
-    the jobs a stream keeps as it checks them (a shard's: JobStream.select gives them).
+    the jobs a stream keeps as it checks them (a shard's: JobStream.select gives them);
+    `runs`: reads another run directory's finished files, for `{run: DIR}` (run/run_axis.py).
     Raises ManifestError with every problem found, UsageError for a bad name template.
     """
     if name_template is not None:
@@ -68,10 +76,21 @@ def load_jobs(
         raise ManifestError(problems)
     if model:
         manifest = dataclasses.replace(manifest, model=model)
+    flat = plain_with_run(manifest)  # {run: DIR} in a plain manifest: a one-stage pipeline
+    if flat is not None and not problems:  # named after DIR; its files stay flat
+        from batch_runner.manifest.stages import Stage
+
+        stage = Stage(flat.name or "run", manifest, manifest.source.line)
+        manifest = dataclasses.replace(manifest, entries=[], stages=(stage,))
     if manifest.stages:  # a pipeline: each stage loaded as a manifest of its own
         if problems:
             raise ManifestError(problems)
-        return _load_stages(manifest, overrides, max_jobs, name_template, schemas, media, entries)
+        try:
+            return _load_stages(
+                manifest, overrides, max_jobs, name_template, (schemas, media, entries), runs, flat
+            )
+        except ManifestError as exc:
+            raise plain_problems(exc) if flat is not None else exc from None
     bases = _Bases(manifest, overrides or {}, schemas)
     if manifest.format == "csv":
         manifest, found = typed_csv(manifest, bases.checker)
@@ -161,12 +180,14 @@ def _load_stages(
     overrides: dict[str, Any] | None,
     max_jobs: int,
     name_template: str | None,
-    schemas: Schemas | None,
-    media: Limits | None,
-    entries: Mapping[str, CatalogEntry | None] | None,
+    resolved: tuple[Schemas | None, Limits | None, Mapping[str, CatalogEntry | None] | None],
+    runs: ReadRun | None,
+    flat: Path | None,
 ) -> Expansion:
     from batch_runner.catalog import bundled
     from batch_runner.manifest.stages import load_stages
+
+    schemas, media, entries = resolved
 
     def load_one(stage: Manifest, later: bool) -> Expansion:
         parsed = (stage, [])
@@ -183,7 +204,12 @@ def _load_stages(
         checker = checker_for(model, schemas)
         return checker.schema if checker.known else None
 
-    return load_stages(manifest, load_one, schema_of, kind_of)
+    expansion = load_stages(manifest, load_one, schema_of, kind_of)
+    plans = [dataclasses.replace(p, flat=True) if flat else p for p in expansion.stages or []]
+    plans, problems = count_files(plans, runs)  # {run: DIR}: the other runs' files counted
+    if problems:
+        raise ManifestError(_sorted(problems))
+    return dataclasses.replace(expansion, stages=plans)
 
 
 class _Bases:

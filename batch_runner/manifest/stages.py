@@ -25,6 +25,7 @@ from batch_runner.errors import ManifestError, Problem
 from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.expand import Expansion
 from batch_runner.manifest.rows import Entry, Manifest
+from batch_runner.manifest.run_axis import is_run, run_dir
 
 # what a `{from:}` field holds while its template is expanded and validated (a public https
 # URL, so the media checks take it as they would the parent's real output URL)
@@ -54,6 +55,17 @@ class StagePlan:
     kind: str | None = None  # that field's media kind (image, video, audio)
     many: bool = False  # the field takes a list (the file is sent as a one-item list)
     first: bool = False  # only each parent job's first file
+    # `{run: DIR}` (manifest/run_axis.py): the other run directory, whether the stage is a
+    # plain manifest's (its files stay flat), how many of its files are taken, and where
+    run: str | None = None
+    flat: bool = False
+    files: tuple[str, ...] = ()  # the other run's files taken (relative to it)
+    where: tuple[str, int | None] = ("", None)
+
+    @property
+    def later(self) -> bool:
+        """Its jobs are templates, made into children of another stage's or run's files."""
+        return self.parent is not None or self.run is not None
 
     def to_json(self) -> dict[str, Any]:
         """What the state file keeps, so `resume` makes children without the manifest."""
@@ -64,6 +76,8 @@ class StagePlan:
             "kind": self.kind,
             "many": self.many,
             "first": self.first,
+            "run": self.run,
+            "flat": self.flat,
             "templates": [
                 {
                     "key": s.key,
@@ -74,7 +88,7 @@ class StagePlan:
                     "source": str(s.source) if s.source else None,
                     "sweep": s.sweep,
                 }
-                for s in (self.specs if self.parent else [])
+                for s in (self.specs if self.later else [])
             ],
         }
 
@@ -162,7 +176,7 @@ def load_stages(
         problems += [p if p.stage else dataclasses.replace(p, stage=stage.name) for p in own]
     if problems:
         raise ManifestError(sorted(problems, key=lambda p: (p.file, p.line or 0)))
-    roots = [spec for plan in plans.values() if plan.parent is None for spec in plan.specs]
+    roots = [spec for plan in plans.values() if not plan.later for spec in plan.specs]
     return Expansion(
         manifest.job_model,
         manifest.options,
@@ -200,6 +214,7 @@ class _Link:
         self.field: str | None = None
         self.first = False
         self.line: int | None = None
+        self.run: str | None = None  # {run: DIR}: the other run directory
         earlier = order[: order.index(stage.name)]
         entries = [self._entry(e, earlier, order) for e in sub.entries]
         self.manifest = dataclasses.replace(sub, entries=entries)
@@ -212,11 +227,17 @@ class _Link:
             return entry
         data = dict(entry.data)
         for field, value in entry.data.items():
+            line = entry.field_lines.get(field, entry.source.line)
+            if is_run(value):  # {run: DIR}: another run directory's outputs (run_axis.py)
+                data[field] = self._run(value, line, field)
+                continue
             if not (isinstance(value, dict) and "from" in value):
                 continue
-            line = entry.field_lines.get(field, entry.source.line)
             parent = self._from(value, line, field, earlier, order)
             if parent is None:
+                continue
+            if self.run is not None:
+                self._taken(line, field, None)
                 continue
             if self.parent is not None and (self.parent, self.field) != (parent, field):
                 msg = (
@@ -228,6 +249,24 @@ class _Link:
             self.first = bool(value.get("first", False))
             data[field] = STAND_IN.format(stage=parent)
         return dataclasses.replace(entry, data=data)
+
+    def _run(self, value: dict, line: int | None, field: str) -> Any:
+        found = run_dir(value, self.stage.manifest.path)
+        if isinstance(found, str):
+            self._problem(line, field, found)
+            return value
+        if not self._taken(line, field, str(found)):
+            self.run, self.field, self.line = str(found), field, line
+            self.first = bool(value.get("first", False))
+        return STAND_IN.format(stage="run")
+
+    def _taken(self, line: int | None, field: str, run: str | None) -> bool:
+        """Whether another {from:} or {run:} field of this stage is linked already (a problem)."""
+        if (self.run is None and self.parent is None) or (self.run, self.field) == (run, field):
+            return False
+        linked = f"{{from: {self.parent}}}" if self.parent else f"{{run: {self.run}}}"
+        self._problem(line, field, f"one {{from:}} or {{run:}} field per stage ({linked})")
+        return True
 
     def _from(
         self, value: dict, line: int | None, field: str, earlier: list[str], order: list[str]
@@ -262,18 +301,21 @@ class _Link:
     ) -> StagePlan | None:
         name = self.stage.name
         self._check_refs(specs, plans)
-        if self.parent is None:
+        if self.parent is None and self.run is None:
             return StagePlan(name, specs)
-        parent = plans.get(self.parent)
-        if parent is None:
-            return None  # the parent stage had problems of its own
-        made = {kind_of(m) for m in {s.model for s in parent.specs}}
+        made: set[str | None] = {None}  # another run's files: their kinds are read later
+        if self.parent is not None:
+            parent = plans.get(self.parent)
+            if parent is None:
+                return None  # the parent stage had problems of its own
+            made = {kind_of(m) for m in {s.model for s in parent.specs}}
         kind, many = None, False
         for model in dict.fromkeys(s.model for s in specs):
             schema = schema_of(model)
             fields = media_fields(schema)
             if schema is not None and self.field not in fields:
-                msg = "{from:} needs a media input (an image, video or audio URL field)"
+                axis = "{run:}" if self.run else "{from:}"
+                msg = f"{axis} needs a media input (an image, video or audio URL field)"
                 self.problems.append(self._at(model, msg))
                 continue
             kind, many = fields.get(self.field, (None, False))
@@ -283,7 +325,10 @@ class _Link:
                 self.problems.append(self._at(model, msg))
         if self.problems:
             return None
-        return StagePlan(name, specs, self.parent, self.field, kind, many, self.first)
+        where = (str(self.stage.manifest.path), self.line)
+        return StagePlan(
+            name, specs, self.parent, self.field, kind, many, self.first, self.run, where=where
+        )
 
     def _at(self, model: str, message: str) -> Problem:
         file = str(self.stage.manifest.path)

@@ -1,0 +1,118 @@
+"""`{run: DIR}` in a media field (CONTRACT §3 Pipelines): an axis over the finished outputs of
+another run directory, as `{from: STAGE}` is over an earlier stage's.
+
+The other run is finished, so its files are known now: the children are counted exactly (not
+"up to") and made before the first submit (run/run_axis.py), each sent the file's URL as the
+API returned it, with the same lineage and URL refresh as a `{from:}` child. DIR is relative
+to the manifest's folder. A plain `jobs:`/`sweep:` manifest with a `{run:}` field is read as a
+one-stage pipeline named after DIR whose files stay in RUN_DIR/images|videos|audio/ (`flat`).
+
+Reading the other run's state file is not this room's business: `load_jobs` is given a reader
+(`ReadRun`, from run/run_axis.py) and this module only checks what it says.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batch_runner.errors import ManifestError, Problem
+from batch_runner.manifest.read_txt import TextEntries
+from batch_runner.manifest.rows import Manifest
+
+
+@dataclass(frozen=True)
+class RunFile:
+    """One output file of a done job of another run directory."""
+
+    parent_key: str
+    k: int
+    file_name: str  # relative to that run directory
+    kind: str  # image, video or audio
+
+
+# a run directory -> its done jobs' files, or why it cannot be read
+ReadRun = Callable[[Path], "list[RunFile] | str"]
+
+
+def is_run(value: Any) -> bool:
+    return isinstance(value, dict) and "run" in value
+
+
+def run_dir(value: dict[str, Any], manifest_path: Path) -> Path | str:
+    """The directory a `{run: DIR}` names (relative to the manifest's folder), or a problem."""
+    extra = set(value) - {"run", "first"}
+    if extra:
+        return f"{{run:}} takes run and first, not {sorted(extra)}"
+    if not isinstance(value.get("first", False), bool):
+        return f"first: must be true or false, not {value['first']!r}"
+    where = value["run"]
+    if not isinstance(where, str) or not where.strip():
+        return f"{{run:}} takes a run directory, not {where!r}"
+    path = Path(where).expanduser()
+    return (path if path.is_absolute() else manifest_path.parent / path).resolve()
+
+
+def plain_with_run(manifest: Manifest) -> Path | None:
+    """A plain manifest's first `{run:}` directory (None: it has none, or it is a pipeline)."""
+    if manifest.stages or isinstance(manifest.entries, TextEntries):
+        return None
+    for entry in manifest.entries:
+        if isinstance(entry.data, dict):
+            for value in entry.data.values():
+                if is_run(value):
+                    found = run_dir(value, manifest.path)
+                    return found if isinstance(found, Path) else Path(str(value.get("run")))
+    return None
+
+
+def plain_problems(exc: ManifestError) -> ManifestError:
+    """A plain manifest's problems without the stage it was read as."""
+    return ManifestError([dataclasses.replace(p, stage=None) for p in exc.problems])
+
+
+def count_files(plans: Iterable[Any], read: ReadRun | None) -> tuple[list[Any], list[Problem]]:
+    """Each `{run:}` stage plan with its parents' files counted (its field's kind only; each
+    job's first with `first: true`); a problem for a directory that cannot be read or has no
+    such file. Other plans unchanged."""
+    out: list[Any] = []
+    problems: list[Problem] = []
+    for plan in plans:
+        if plan.run is None:
+            out.append(plan)
+            continue
+        file, line = plan.where
+
+        def problem(message: str, plan: Any = plan, file: str = file, line: Any = line) -> None:
+            stage = None if plan.flat else plan.name
+            problems.append(Problem(file, line, plan.field, message, None, stage))
+
+        found = read(Path(plan.run)) if read is not None else "other runs are not read here"
+        if isinstance(found, str):
+            problem(found)
+            continue
+        files = chosen(found, plan.kind, plan.first)
+        if not files:
+            kinds = sorted({f.kind for f in found})
+            has = f"only {' and '.join(kinds)} files" if kinds else "no finished outputs"
+            problem(f"{{run: {plan.run}}}: no finished {plan.kind or 'output'} files ({has})")
+            continue
+        out.append(dataclasses.replace(plan, files=tuple(f.file_name for f in files)))
+    return out, problems
+
+
+def chosen(files: Iterable[RunFile], kind: str | None, first: bool) -> list[RunFile]:
+    """The files children are made of: of the field's kind; only each job's first with `first`."""
+    out: list[RunFile] = []
+    seen: set[str] = set()
+    for f in sorted(files, key=lambda f: (f.parent_key, f.k)):
+        if kind is not None and f.kind != kind:
+            continue
+        if first and f.parent_key in seen:
+            continue
+        seen.add(f.parent_key)
+        out.append(f)
+    return out
