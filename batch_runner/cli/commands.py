@@ -88,7 +88,10 @@ def prepare_run(args: argparse.Namespace, parsed: Parsed | None = None) -> RunIn
     expansion, settings = loaded.expansion, loaded.settings
     if loaded.run_dir is None:  # never: a manifest that cannot be read stops in load_args
         raise UsageError(f"{args.manifest}: no run directory")
-    run_dir, specs = shard_run(loaded.shards, loaded.run_dir, expansion.jobs, settings)
+    staged = bool(expansion.stages)  # a pipeline: children run in their parent's shard
+    run_dir, specs = shard_run(
+        loaded.shards, loaded.run_dir, expansion.jobs, settings, staged=staged
+    )
     token = _token(args, settings)
     known = len(expansion.jobs) + len(run_children(expansion.stages))  # {run:}: known now
     say(f"{plural(known, 'job')} in {args.manifest}; run directory {run_dir}")

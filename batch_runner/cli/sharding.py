@@ -136,9 +136,17 @@ def _checked(given: dict[str, tuple[Any, str]]) -> ShardOptions:
 
 
 def shard_run(
-    options: ShardOptions, run_dir: Path, specs: list[JobSpec] | JobStream, settings: RunSettings
+    options: ShardOptions,
+    run_dir: Path,
+    specs: list[JobSpec] | JobStream,
+    settings: RunSettings,
+    *,
+    staged: bool = False,
 ) -> tuple[Path, list[JobSpec] | JobStream]:
-    """This process's run directory and jobs (all of them without sharding)."""
+    """This process's run directory and jobs (all of them without sharding). In a pipeline
+    (`staged`) `specs` are the first stages' jobs: a later stage's job is made and run by the
+    shard of its parent (a pure function of the first-stage job's key), never sharded again
+    by its own key."""
     shard = options.which()
     if shard is None:
         check_run_dir(run_dir, None, STATE_FILE)
@@ -147,7 +155,13 @@ def shard_run(
         _split_budget(options.max_cost_total, options.origin["max_cost_total"], settings, shard)
     folder = claim(run_dir, shard, STATE_FILE)
     mine = select(specs, shard.holds_job)  # a JobStream kept them while it checked them
-    say(f"shard {shard.k} of {shard.n}: {len(mine)} of the {len(specs)} jobs")
+    if staged:
+        say(
+            f"shard {shard.k} of {shard.n}: {len(mine)} of the {len(specs)} first-stage jobs "
+            "(their later stages run in this shard too)"
+        )
+    else:
+        say(f"shard {shard.k} of {shard.n}: {len(mine)} of the {len(specs)} jobs")
     return folder, mine
 
 

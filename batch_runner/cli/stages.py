@@ -10,6 +10,7 @@ from batch_runner.catalog import CatalogEntry, max_outputs
 from batch_runner.cli.console import run_async
 from batch_runner.jobs import JobSpec
 from batch_runner.manifest.expand import Expansion
+from batch_runner.manifest.stage_sources import files_bound
 from batch_runner.manifest.stages import StagePlan
 from batch_runner.money import dollars, job_price
 
@@ -72,8 +73,9 @@ def stage_counts(
         elif plan.parent is None:
             made = [(s, 1) for s in plan.specs]
         else:
+            link = {"parent": plan.parent, "first": plan.first, "also": plan.also}
             files = sum(
-                n * (1 if plan.first else _outputs(entries.get(s.model), s))
+                n * files_bound(link, _outputs(entries.get(s.model), s))
                 for s, n in most[plan.parent]
             )
             made = [(s, files) for s in plan.specs]

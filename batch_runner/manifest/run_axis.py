@@ -22,6 +22,7 @@ from typing import Any
 from batch_runner.errors import ManifestError, Problem
 from batch_runner.manifest.read_txt import TextEntries
 from batch_runner.manifest.rows import Manifest
+from batch_runner.manifest.stage_sources import Source
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,30 @@ def run_dir(value: dict[str, Any], manifest_path: Path) -> Path | str:
         return f"{{run:}} takes a run directory, not {where!r}"
     path = Path(where).expanduser()
     return (path if path.is_absolute() else manifest_path.parent / path).resolve()
+
+
+def run_source(
+    value: dict[str, Any], line: int | None, field: str, manifest_path: Path, seen: Source | None
+) -> Source | str:
+    """A stage's `{run: DIR}` field as a Source (its `stage`: the directory), or a problem: a
+    stage has one `{run:}` field (`seen`: the one found already), the same in all its jobs."""
+    found = run_dir(value, manifest_path)
+    if isinstance(found, str):
+        return found
+    source = Source(field, str(found), bool(value.get("first", False)), line)
+    if seen is None or (seen.field, seen.stage, seen.first) == (field, source.stage, source.first):
+        return seen or source
+    was = f"{seen.field}: {{run: {seen.stage}{', first: true' if seen.first else ''}}}"
+    return f"the jobs take one {{run:}} field, the same in each (line {seen.line}: {was})"
+
+
+def mixed(source: Source, run: Source) -> str:
+    """The problem of a `{from:}` field in a stage that has a `{run:}` field."""
+    return (
+        f"{{from: {source.stage}}} and {{run:}} (line {run.line}: {run.field}) in one stage: "
+        "a {run:} stage's children come from another run directory's jobs, so its chain starts "
+        "there (take the earlier stage's files in a stage of their own)"
+    )
 
 
 def plain_with_run(manifest: Manifest) -> Path | None:

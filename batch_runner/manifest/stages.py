@@ -1,12 +1,15 @@
 """Pipelines (CONTRACT §3): a YAML manifest's `stages:`, read, linked and validated up front.
 
 A stage is a manifest of its own (model, defaults, model_defaults, repeat, jobs, sweep). In a
-later stage, one media field may be `{from: STAGE}` (optionally `first: true`): its jobs are
+later stage, a media field may be `{from: STAGE}` (optionally `first: true`): its jobs are
 *templates*, made into real jobs at run time, one per matching output file of each done job of
-STAGE (run/children.py). Here each template is expanded and validated like any job, with a
-stand-in URL in the `{from:}` field, and the field's media kind is checked against what the
-parent stage's models make. `{STAGE.NAME}` in a string reads a parent's (or an earlier
-ancestor's) inputs, vars and meta when the child is made.
+STAGE (run/children.py); several such fields name stages on one chain (stage_sources.py).
+A stage's one `{run: DIR}` field is the same axis over another run directory's finished
+outputs (run_axis.py): such a stage starts a chain, so it has no `{from:}` field.
+Here each template is expanded and validated like any job, with a stand-in URL in each
+`{from:}` field, and each field's media kind is checked against what its stage's models make.
+`{STAGE.NAME}` in a string reads a parent's (or an earlier ancestor's) inputs, vars and meta
+when the child is made.
 
 Stages run in the order written: `{from:}` may only name an earlier stage, so there are no
 cycles. Problems name the stage: `FILE:LINE: stage S: model M: field: ...`.
@@ -25,7 +28,8 @@ from batch_runner.errors import ManifestError, Problem
 from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.expand import Expansion
 from batch_runner.manifest.rows import Entry, Manifest
-from batch_runner.manifest.run_axis import is_run, run_dir
+from batch_runner.manifest.run_axis import is_run, mixed, run_source
+from batch_runner.manifest.stage_sources import Source, also_entry, deepest, off_chain
 
 # what a `{from:}` field holds while its template is expanded and validated (a public https
 # URL, so the media checks take it as they would the parent's real output URL)
@@ -55,11 +59,12 @@ class StagePlan:
     kind: str | None = None  # that field's media kind (image, video, audio)
     many: bool = False  # the field takes a list (the file is sent as a one-item list)
     first: bool = False  # only each parent job's first file
+    also: tuple[dict[str, Any], ...] = ()  # the other {from:} fields (stage_sources.py)
     # `{run: DIR}` (manifest/run_axis.py): the other run directory, whether the stage is a
-    # plain manifest's (its files stay flat), how many of its files are taken, and where
+    # plain manifest's (its files stay flat), the other run's files taken, and where
     run: str | None = None
     flat: bool = False
-    files: tuple[str, ...] = ()  # the other run's files taken (relative to it)
+    files: tuple[str, ...] = ()  # relative to the other run directory
     where: tuple[str, int | None] = ("", None)
 
     @property
@@ -76,6 +81,7 @@ class StagePlan:
             "kind": self.kind,
             "many": self.many,
             "first": self.first,
+            "also": list(self.also),
             "run": self.run,
             "flat": self.flat,
             "templates": [
@@ -164,7 +170,7 @@ def load_stages(
         expansion = None
         if not own:
             try:
-                expansion = load_one(link.manifest, link.parent is not None)
+                expansion = load_one(link.manifest, link.field is not None)
             except ManifestError as exc:
                 own += exc.problems
         if expansion is not None:
@@ -205,19 +211,26 @@ def _inherit(top: Manifest, own: Manifest) -> Manifest:
 
 
 class _Link:
-    """One stage's `{from:}` field found, checked and replaced by the stand-in URL."""
+    """One stage's `{from:}` fields (or its `{run:}` field) found, checked and replaced by the
+    stand-in URL."""
 
     def __init__(self, stage: Stage, sub: Manifest, order: list[str], problems: list[Problem]):
         self.stage = stage
         self.problems = problems
-        self.parent: str | None = None
-        self.field: str | None = None
-        self.first = False
-        self.line: int | None = None
-        self.run: str | None = None  # {run: DIR}: the other run directory
+        self.sources: dict[str, Source] = {}  # every {from:} field, as first written
+        self.run: Source | None = None  # its {run: DIR} field (`stage`: the directory)
         earlier = order[: order.index(stage.name)]
         entries = [self._entry(e, earlier, order) for e in sub.entries]
         self.manifest = dataclasses.replace(sub, entries=entries)
+        main = deepest(self.sources, order)  # the parent: the deepest stage named
+        self.parent = main.stage if main else None
+        if self.run is not None:  # another run's files start the chain: no parent stage
+            for source in self.sources.values():
+                self._problem(source.line, source.field, mixed(source, self.run))
+            main, self.parent = self.run, None
+        self.field = main.field if main else None
+        self.first = main.first if main else False
+        self.line = main.line if main else None
 
     def _problem(self, line: int | None, field: str | None, message: str) -> None:
         self.problems.append(Problem(str(self.stage.manifest.path), line, field, message))
@@ -236,37 +249,23 @@ class _Link:
             parent = self._from(value, line, field, earlier, order)
             if parent is None:
                 continue
-            if self.run is not None:
-                self._taken(line, field, None)
-                continue
-            if self.parent is not None and (self.parent, self.field) != (parent, field):
-                msg = (
-                    f"one {{from:}} field per stage (already {self.field}: {{from: {self.parent}}})"
-                )
+            source = Source(field, parent, bool(value.get("first", False)), line)
+            seen = self.sources.setdefault(field, source)
+            if (seen.stage, seen.first) != (source.stage, source.first):
+                was = f"{{from: {seen.stage}{', first: true' if seen.first else ''}}}"
+                msg = f"a stage's jobs take the same {{from:}} fields (line {seen.line}: {was})"
                 self._problem(line, field, msg)
                 continue
-            self.parent, self.field, self.line = parent, field, line
-            self.first = bool(value.get("first", False))
             data[field] = STAND_IN.format(stage=parent)
         return dataclasses.replace(entry, data=data)
 
     def _run(self, value: dict, line: int | None, field: str) -> Any:
-        found = run_dir(value, self.stage.manifest.path)
+        found = run_source(value, line, field, self.stage.manifest.path, self.run)
         if isinstance(found, str):
             self._problem(line, field, found)
             return value
-        if not self._taken(line, field, str(found)):
-            self.run, self.field, self.line = str(found), field, line
-            self.first = bool(value.get("first", False))
+        self.run = found
         return STAND_IN.format(stage="run")
-
-    def _taken(self, line: int | None, field: str, run: str | None) -> bool:
-        """Whether another {from:} or {run:} field of this stage is linked already (a problem)."""
-        if (self.run is None and self.parent is None) or (self.run, self.field) == (run, field):
-            return False
-        linked = f"{{from: {self.parent}}}" if self.parent else f"{{run: {self.run}}}"
-        self._problem(line, field, f"one {{from:}} or {{run:}} field per stage ({linked})")
-        return True
 
     def _from(
         self, value: dict, line: int | None, field: str, earlier: list[str], order: list[str]
@@ -301,38 +300,69 @@ class _Link:
     ) -> StagePlan | None:
         name = self.stage.name
         self._check_refs(specs, plans)
-        if self.parent is None and self.run is None:
+        if self.run is not None:  # its files' kinds are read from the other run later
+            kind, many = self._kind(self.run, specs, {None}, schema_of)
+            if self.problems:
+                return None
+            where = (str(self.stage.manifest.path), self.line)
+            run = self.run.stage
+            return StagePlan(
+                name, specs, None, self.field, kind, many, self.first, run=run, where=where
+            )
+        if self.parent is None:
             return StagePlan(name, specs)
-        made: set[str | None] = {None}  # another run's files: their kinds are read later
-        if self.parent is not None:
-            parent = plans.get(self.parent)
-            if parent is None:
-                return None  # the parent stage had problems of its own
-            made = {kind_of(m) for m in {s.model for s in parent.specs}}
+        if any(plans.get(s.stage) is None for s in self.sources.values()):
+            return None  # a named stage had problems of its own
+        parent_of = {n: p.parent for n, p in plans.items()}
+
+        def made(stage: str) -> set[str | None]:
+            return {kind_of(m) for m in {s.model for s in plans[stage].specs}}
+
+        for source in self.sources.values():
+            why = off_chain(source, self.parent, parent_of)
+            if why is not None:
+                self._problem(source.line, source.field, why)
+        kinds = {
+            s.field: self._kind(s, specs, made(s.stage), schema_of) for s in self.sources.values()
+        }
+        if self.problems:
+            return None
+        kind, many = kinds[self.field]
+        also = tuple(
+            also_entry(s, *kinds[s.field], self.parent, plans, schema_of)
+            for s in self.sources.values()
+            if s.field != self.field
+        )
+        return StagePlan(name, specs, self.parent, self.field, kind, many, self.first, also)
+
+    def _kind(
+        self,
+        source: Source,
+        specs: list[JobSpec],
+        made: set[str | None],
+        schema_of: Callable[[str], dict[str, Any] | None],
+    ) -> tuple[str | None, bool]:
+        """The field's media kind and list-ness, checked against what its stage makes (`made`;
+        None in it: not known)."""
         kind, many = None, False
         for model in dict.fromkeys(s.model for s in specs):
             schema = schema_of(model)
             fields = media_fields(schema)
-            if schema is not None and self.field not in fields:
-                axis = "{run:}" if self.run else "{from:}"
+            if schema is not None and source.field not in fields:
+                axis = "{run:}" if source is self.run else "{from:}"
                 msg = f"{axis} needs a media input (an image, video or audio URL field)"
-                self.problems.append(self._at(model, msg))
+                self.problems.append(self._at(model, msg, source))
                 continue
-            kind, many = fields.get(self.field, (None, False))
+            kind, many = fields.get(source.field, (None, False))
             if kind is not None and None not in made and kind not in made:
                 makes = " or ".join(sorted(k for k in made if k))
-                msg = f"takes {kind} files, but stage {self.parent} makes {makes} files"
-                self.problems.append(self._at(model, msg))
-        if self.problems:
-            return None
-        where = (str(self.stage.manifest.path), self.line)
-        return StagePlan(
-            name, specs, self.parent, self.field, kind, many, self.first, self.run, where=where
-        )
+                msg = f"takes {kind} files, but stage {source.stage} makes {makes} files"
+                self.problems.append(self._at(model, msg, source))
+        return kind, many
 
-    def _at(self, model: str, message: str) -> Problem:
+    def _at(self, model: str, message: str, source: Source) -> Problem:
         file = str(self.stage.manifest.path)
-        return Problem(file, self.line, self.field, message, model, self.stage.name)
+        return Problem(file, source.line, source.field, message, model, self.stage.name)
 
     def _check_refs(self, specs: list[JobSpec], plans: Mapping[str, StagePlan]) -> None:
         """Each `{STAGE.NAME}` names an ancestor stage and one of its inputs, vars or meta."""

@@ -1,7 +1,8 @@
 """One data set over a run directory's shards: RUN_DIR/metadata.jsonl and RUN_DIR/report.html.
 
 Nothing is copied: the merged lines name each file where its shard wrote it
-(`shard-0-of-4/images/...`, relative to RUN_DIR). Every shard's state file is read read-only
+(`shard-0-of-4/images/...`, relative to RUN_DIR), and a pipeline child's `parent_file` too
+(a child lives in its parent's shard). Every shard's state file is read read-only
 (SQLite WAL readers never block the shard writing it), so a merge is safe while shards run
 (it shows what is done so far) and gives the same files when run again.
 """
@@ -84,6 +85,8 @@ def write_metadata(run_dir: Path, runs: list[ShardRun]) -> int:
         for run in runs:
             for job in run.store.iter_jobs():
                 rid = job.request_ids[-1] if job.request_ids else None
+                if job.parent_file:  # its parent's file, in the same shard
+                    job.parent_file = f"{run.name}/{job.parent_file}"
                 for f in job.files:
                     line = metadata_line(job, _moved(f, run.name), rid)
                     fh.write(jsonenc.text(line) + "\n")
@@ -167,3 +170,27 @@ class ShardsSource:
 
     def first_of(self, sweep: int | None) -> JobRecord:
         return next(self.iter_section(sweep))
+
+    # a pipeline's reads (report/chains.py): each chain is in one shard (children are made by
+    # their parent's shard), and keys are unique across shards
+    def stages(self) -> list[str]:
+        return list(dict.fromkeys(s for _, source in self._runs for s in source.stages()))
+
+    def stage_sections(self) -> dict[tuple[str | None, int | None], int]:
+        sizes: Counter[tuple[str | None, int | None]] = Counter()
+        for _, source in self._runs:
+            sizes.update(source.stage_sections())
+        return dict(sizes)
+
+    def iter_stage_section(self, stage: str | None, sweep: int | None) -> Iterator[JobRecord]:
+        for name, source in self._runs:
+            for job in source.iter_stage_section(stage, sweep):
+                yield _in_shard(job, name)
+
+    def chain_roots(self) -> Iterator[JobRecord]:
+        for name, source in self._runs:
+            for job in source.chain_roots():
+                yield _in_shard(job, name)
+
+    def children_of(self, keys: list[str]) -> list[JobRecord]:
+        return [_in_shard(j, name) for name, source in self._runs for j in source.children_of(keys)]

@@ -2,15 +2,15 @@
 jobs are made from the stage templates (manifest/stages.py) and run in the same pool.
 
 Each child is one template × one of the parent's files (of the `{from:}` field's media kind;
-only the first with `first: true`). Its key derives from the parent's key, the template's key
-and the file's position, so however often a parent is seen done (resumes, re-downloads, a
+only the first with `first: true`), times the files of the stage's other `{from:}` fields
+(run/child_files.py). Its key derives from the parent's key, the template's key and the
+files' positions, so however often a parent is seen done (resumes, re-downloads, a
 stage added later) its children are the same rows, created once (`INSERT OR IGNORE`). The
 child is sent the parent's output URL as the API returned it (no download and re-upload).
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -20,8 +20,8 @@ from typing import Any
 from batch_runner.catalog import CatalogEntry
 from batch_runner.jobs import FileRecord, JobRecord
 from batch_runner.money import job_price
-from batch_runner.outputs.metadata import media_type
 from batch_runner.run import run_axis
+from batch_runner.run.child_files import Pick, child_key, picks
 from batch_runner.run.parent_urls import ParentUrls
 from batch_runner.run.run_axis import run_of
 from batch_runner.settings import RunSettings
@@ -31,12 +31,6 @@ from batch_runner.store.state import StateStore
 PARENT_REF = re.compile(r"\{([A-Za-z_][\w-]*)\.([A-Za-z_][\w-]*)\}")
 
 Enqueue = Callable[[list[tuple[int, str]]], None]  # (idx, state) of new jobs for the pool
-
-
-def child_key(parent_key: str, template_key: str, k: int) -> str:
-    """A child's identity: its parent, its template and the parent file's position."""
-    blob = f"{parent_key}/{template_key}/{k}".encode()
-    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 class Children:
@@ -51,7 +45,11 @@ class Children:
                 self.by_parent.setdefault(plan["parent"], []).append(plan)
         self.entries: Mapping[str, CatalogEntry | None] = {}
         self.enqueue: Enqueue | None = None  # set once the pool runs
-        self.fields = {p["name"]: p["field"] for p in plans if p.get("parent") or p.get("run")}
+        self.fields = {  # stage -> its {from:} fields (the parent's first) or its {run:} field
+            p["name"]: [p["field"], *(a["field"] for a in p.get("also") or ())]
+            for p in plans
+            if p.get("parent") or p.get("run")
+        }
         self.flat = {p["name"] for p in plans if p.get("flat")}  # a plain manifest's {run:}
         self.urls: ParentUrls | None = None  # dead parent URLs replaced (set once the pool runs)
         self._no_url_warned = False
@@ -61,9 +59,26 @@ class Children:
         plans = store.stage_plans() if store._has_lineage() else []
         return cls(store, plans) if any(p.get("parent") or p.get("run") for p in plans) else None
 
-    def field_of(self, job: JobRecord) -> str | None:
-        """The media field a child was given its parent's file in (None for other jobs)."""
-        return self.fields.get(job.stage or "") if job.parent_key else None
+    def fields_of(self, job: JobRecord) -> list[str]:
+        """The media fields a child was given its parent's (or ancestors') files in."""
+        return self.fields.get(job.stage or "", []) if job.parent_key else []
+
+    def source(self, job: JobRecord, field: str) -> tuple[JobRecord | None, FileRecord | None]:
+        """The job and file a child's `field` was made from (run/parent_urls.py refreshes its
+        URL from that job's /result): the parent's file, or another field's found again by
+        making the child's picks once more and matching its key."""
+        parent = self.store.job_by_key(job.parent_key or "", with_files=True)
+        plan = next((p for p in self.plans if p.get("name") == job.stage), None)
+        if parent is None or plan is None:
+            return parent, None
+        if field == plan["field"]:
+            return parent, next((f for f in parent.files if f.file_name == job.parent_file), None)
+        for first, more in picks(plan, parent, parent.files, self._with_files):
+            for template in plan.get("templates", []):
+                if child_key(parent.key, template["key"], first.file.k, more) == job.key:
+                    pick = next(p for p in more if p.field == field)
+                    return pick.job, pick.file
+        return parent, None
 
     def folder(self, job: JobRecord) -> str | None:
         """The folder of RUN_DIR a job's files go in: its stage's (None: RUN_DIR itself)."""
@@ -129,24 +144,22 @@ class Children:
     def _rows(
         self, plan: dict[str, Any], parent: JobRecord, files: list[FileRecord]
     ) -> Iterable[ChildRow]:
-        kind = plan.get("kind")
-        chosen = [f for f in sorted(files, key=lambda f: f.k) if kind is None or _kind(f) == kind]
-        if plan.get("first"):
-            chosen = chosen[:1]
-        for f in chosen:
-            if not f.url:
-                self._warn_no_url(parent)
+        many = {a["field"]: a.get("many") for a in plan.get("also") or ()}
+        many[plan["field"]] = plan.get("many")
+        for first, more in picks(plan, parent, files, self._with_files):
+            f = first.file
+            if not all(p.file.url for p in (first, *more)):
+                self._warn_no_url(next(p.job for p in (first, *more) if not p.file.url))
                 continue
-            value: Any = [f.url] if plan.get("many") else f.url
             for template in plan.get("templates", []):
                 inputs = {k: self._fill(v, parent) for k, v in template["inputs"].items()}
-                inputs[plan["field"]] = value
+                inputs |= {p.field: _value(p, many) for p in (first, *more)}
                 meta = {k: self._fill(v, parent) for k, v in template["meta"].items()}
                 variables = dict(template["vars"])
                 if "input_stem" in variables:  # named for the parent's file, not the stand-in
                     variables["input_stem"] = f.file_name.rsplit("/", 1)[-1].rsplit(".", 1)[0]
                 yield ChildRow(
-                    key=child_key(parent.key, template["key"], f.k),
+                    key=child_key(parent.key, template["key"], f.k, more),
                     model=template["model"],
                     inputs=inputs,
                     meta=meta,
@@ -185,6 +198,9 @@ class Children:
             parent = self.store.job_by_key(parent.parent_key) if parent.parent_key else None
         return out
 
+    def _with_files(self, key: str) -> JobRecord | None:
+        return self.store.job_by_key(key, with_files=True)
+
     def _ancestor(self, job: JobRecord | None, stage: str) -> JobRecord | None:
         while job is not None and job.stage != stage:
             job = self.store.job_by_key(job.parent_key) if job.parent_key else None
@@ -201,8 +217,9 @@ class Children:
             )
 
 
-def _kind(f: FileRecord) -> str:
-    return media_type(f.file_name)
+def _value(pick: Pick, many: Mapping[str, Any]) -> Any:
+    """A file's URL as its field takes it (a one-item list for a list field)."""
+    return [pick.file.url] if many.get(pick.field) else pick.file.url
 
 
 def record_stages(store: StateStore, plans: list[Any]) -> int:

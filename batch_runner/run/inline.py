@@ -5,8 +5,8 @@ manifest/media.py); only here, just before the POST, are its bytes read and put 
 folder of 10,000 pictures never sits in memory and the data is never stored. A file that
 changed or vanished since its job was made is not sent: its job reports why.
 
-`read_inline_body` is the event loop's way: the file is read through aiofiles a piece at a time,
-and each piece hashed and encoded between reads, so the loop never stops for a whole file.
+`read_inline_body` reads each file through aiofiles a piece at a time, and hashes and encodes
+each piece between reads, so the loop never stops for a whole file.
 """
 
 from __future__ import annotations
@@ -32,21 +32,9 @@ def has_files(inputs: dict[str, Any]) -> bool:
     )
 
 
-def inline_body(inputs: dict[str, Any]) -> dict[str, Any]:
-    """The submit body: every file reference replaced by a data URI of the file's bytes."""
-    out: dict[str, Any] = {}
-    for name, value in inputs.items():
-        if is_file_ref(value):
-            out[name] = _data_uri(value)
-        elif isinstance(value, list) and any(is_file_ref(v) for v in value):
-            out[name] = [_data_uri(v) if is_file_ref(v) else v for v in value]
-        else:
-            out[name] = value
-    return out
-
-
 async def read_inline_body(inputs: dict[str, Any]) -> dict[str, Any]:
-    """`inline_body` for the event loop: files read through aiofiles, piece by piece."""
+    """The submit body: every file reference replaced by a data URI of the file's bytes,
+    read through aiofiles piece by piece."""
     out: dict[str, Any] = {}
     for name, value in inputs.items():
         if is_file_ref(value):
@@ -73,17 +61,6 @@ async def _read_data_uri(ref: dict[str, Any]) -> str:
         raise _unreadable(path, exc) from None
     _check(ref, digest.hexdigest())
     return f"data:{ref['media_type']};base64,{b''.join(encoded).decode('ascii')}"
-
-
-def _data_uri(ref: dict[str, Any]) -> str:
-    path = ref[LOCAL_FILE]
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise _unreadable(path, exc) from None
-    _check(ref, hashlib.sha256(data).hexdigest())
-    return f"data:{ref['media_type']};base64,{base64.b64encode(data).decode('ascii')}"
 
 
 def _unreadable(path: str, exc: OSError) -> InputChanged:

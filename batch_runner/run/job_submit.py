@@ -100,24 +100,28 @@ class SubmitSteps(JobSteps):
 
     def _known_dead_input(self, job: JobRecord) -> None:
         """A child whose parent URL is known dead gets its replacement before it is sent."""
-        field = self.children.field_of(job) if self.children else None
-        if field is not None and self.children.urls is not None:  # type: ignore[union-attr]
-            self.children.urls.known(job, field)  # type: ignore[union-attr]
+        children = self.children
+        if children is not None and children.urls is not None:
+            for field in children.fields_of(job):
+                children.urls.known(job, field)
 
     async def _input_replaced(self, job: JobRecord, exc: ApiError) -> bool:
         """A child refused for its parent's URL (run/parent_urls.py): the URL replaced and the
         job to be sent again (True), or the job failed saying why; False for other refusals."""
-        field = self.children.field_of(job) if self.children else None
-        urls = self.children.urls if self.children else None
-        if field is None or urls is None or not names_field(exc, field):
+        children = self.children
+        if children is None or children.urls is None:
+            return False
+        fields = [f for f in children.fields_of(job) if names_field(exc, f)]
+        if not fields:
             return False
         self.budget.release(job.index)  # refused: nothing was created
         self._move(job, S.PENDING, "input URL refused: refreshed from the parent's result")
         self.store.count_retry("input_url_refreshed")
-        try:
-            await urls.replace(job, field, exc.message)
-        except DeadInput as dead:
-            self._fail(job, f"{field}: {dead}")
+        for field in fields:  # each refused {from:} field (several: one chain's files)
+            try:
+                await children.urls.replace(job, field, exc.message, children.source)
+            except DeadInput as dead:
+                self._fail(job, f"{field}: {dead}")  # raises: the job ends here
         return True
 
     async def _submit_failed(self, job: JobRecord, exc: ApiError, decision: Decision) -> None:

@@ -29,6 +29,10 @@ INVALID_INPUTS = 422001
 MAX_REFRESHES = 3  # per child: a URL that dies again each time is not chased forever
 
 
+# a child's field -> the job and file its value was made from (run/children.py Children.source)
+Source = Callable[[JobRecord, str], tuple[JobRecord | None, FileRecord | None]]
+
+
 class DeadInput(Exception):
     """The child's media input cannot be made to work; the message says why."""
 
@@ -61,7 +65,7 @@ class ParentUrls:
         self.run_dir = run_dir
         self.limits = Limits.of(max_inline_mb, None)
         self.replaced: dict[str, Any] = {}  # a dead URL -> its fresh URL or a file reference
-        self.tries: dict[int, int] = {}  # refreshes asked for by each child
+        self.tries: dict[tuple[int, str], int] = {}  # refreshes asked by each child's field
 
     def known(self, job: JobRecord, field: str) -> bool:
         """Before a first submit: a URL already known dead is replaced (True when it was)."""
@@ -72,9 +76,10 @@ class ParentUrls:
         self._set(job, field, new)
         return True
 
-    async def replace(self, job: JobRecord, field: str, why: str) -> None:
+    async def replace(self, job: JobRecord, field: str, why: str, source: Source) -> None:
         """The child's `field` was refused (`why`): put a working value in its place, or
-        raise DeadInput. The caller sends the job again."""
+        raise DeadInput. The caller sends the job again. `source` finds the job and file the
+        field was made from (the parent's, or an ancestor's with several `{from:}` fields)."""
         value = job.inputs.get(field)
         urls = [v for v in (value if isinstance(value, list) else [value]) if isinstance(v, str)]
         if not urls:
@@ -82,15 +87,11 @@ class ParentUrls:
         if all(u in self.replaced for u in urls):  # a sibling found it dead and replaced it
             self._set(job, field, _swap(value, self.replaced))
             return
-        self.tries[job.index] = tries = self.tries.get(job.index, 0) + 1
+        self.tries[job.index, field] = tries = self.tries.get((job.index, field), 0) + 1
         if tries > MAX_REFRESHES:
             raise DeadInput(f"the parent's URL was refused {tries} times, refreshed ({why})")
         other = self.others(job) if self.others is not None else None
-        if other is None:
-            parent = self.store.job_by_key(job.parent_key or "", with_files=True)
-        else:
-            parent = parent_in_run(other, job.parent_key or "")
-        mine = parent and next((f for f in parent.files if f.file_name == job.parent_file), None)
+        parent, mine = source(job, field) if other is None else _in_run(other, job)
         if parent is None or parent.request_id is None or mine is None:
             raise DeadInput(f"its URL was refused ({why}) and the parent's file is not known")
         new = await self._fresh(parent, mine, why, other)
@@ -143,3 +144,10 @@ def _swap(value: Any, replaced: dict[str, Any]) -> Any:
     while isinstance(value, str) and value in replaced and seen < len(replaced):
         value, seen = replaced[value], seen + 1
     return value
+
+
+def _in_run(run_dir: Path, job: JobRecord) -> tuple[JobRecord | None, FileRecord | None]:
+    """A `{run:}` child's parent and file, in the other run directory (read, never written)."""
+    parent = parent_in_run(run_dir, job.parent_key or "")
+    mine = parent and next((f for f in parent.files if f.file_name == job.parent_file), None)
+    return parent, mine

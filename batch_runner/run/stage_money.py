@@ -4,7 +4,8 @@ are still to be made, as `validate` does) and the balance check covers the whole
 
 A stage's jobs still to come are those to send now plus, for a later stage, one per file its
 parent jobs still to finish (to send, or at the API) may return (their most outputs; one with
-`first: true`), times its templates. Children already made are jobs like any other.
+`first: true`; times the axes of its other `{from:}` fields), times its templates. Children
+already made are jobs like any other.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from batch_runner.catalog import CatalogEntry, max_outputs
 from batch_runner.jobs import JobRecord
+from batch_runner.manifest.stage_sources import files_bound
 from batch_runner.money import dollars, job_price, usd
 from batch_runner.words import plural
 
@@ -80,7 +82,7 @@ class StageForecast:
                 continue
             coming = self.finishing.setdefault(plan["name"], [])
             for model, inputs, n in self.finishing.get(plan["parent"], []):
-                files = 1 if plan.get("first") else _outputs(entries.get(model), inputs)
+                files = files_bound(plan, _outputs(entries.get(model), inputs))
                 for template in plan.get("templates", []):
                     price = job_price(entries.get(template["model"]), template["inputs"])
                     row.more += n * files
