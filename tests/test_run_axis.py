@@ -18,6 +18,8 @@ import conftest
 import pytest
 from conftest import read_metadata, sim_env
 
+from batch_runner.shards import shard_of
+
 pytestmark = pytest.mark.timeout(120)
 
 T2I = "bytedance/seedream-5/lite/text-to-image"
@@ -154,3 +156,72 @@ def test_a_run_field_that_names_no_run_directory_is_a_problem(tmp_path):
             assert code == 2 and f"{want} ({why})" in err, err
             assert "stage" not in err  # a plain manifest has none
     assert not (tmp_path / "out").exists()
+
+
+def test_shards_split_another_runs_files_by_parent_and_merge_keeps_their_parent_file(
+    make_sim, tmp_path
+):
+    sim = make_sim("--latency", "0.02", "--image-scale", "0.02")
+    parent = stills(sim, tmp_path)
+    with sqlite3.connect(parent / "state.db") as db:
+        files = dict(db.execute("SELECT file_name, key FROM files JOIN jobs ON idx = job_idx"))
+    before = sim.stats()["submitted"]
+    manifest, out = write(tmp_path, "animate.yaml", ANIMATE), tmp_path / "sharded"
+    for k in range(2):
+        code, _, err = run_json(
+            "run", manifest, "--out", out, "--shard", f"{k}/2", env=sim_env(sim)
+        )
+        assert code == 0, err
+        text = (out / f"shard-{k}-of-2" / "shard-metadata.jsonl").read_text()
+        for line in map(json.loads, text.splitlines()):  # made by its parent's shard
+            assert shard_of(line["parent_key"], 2) == k
+    assert {shard_of(key, 2) for key in files.values()} == {0, 1}  # both shards had parents
+    assert sim.stats()["submitted"] - before == 3  # each file's job made once, in one shard
+    assert conftest.run_cli("merge", out).returncode == 0
+    lines = read_metadata(out)
+    assert sorted(line["parent_file"] for line in lines) == sorted(files)  # not shard-prefixed
+    assert all(line["file_name"].startswith("shard-") for line in lines)
+
+
+MIXED_STAGE = f"""\
+stages:
+  stills:
+    model: {T2I}
+    jobs: [A red fox in fresh snow]
+  morph:
+    model: blackforestlabs/flux-3/first-last-frame-to-video/draft
+    jobs:
+      - start_image_url: {{run: stills}}
+        end_image_url: {{from: stills}}
+        prompt: the fox turns
+"""
+
+
+def test_run_fields_refused_where_the_children_would_be_undefined(tmp_path):
+    # {run:} and {from:} in one stage: its chain starts in the other run
+    manifest = write(tmp_path, "p.yaml", MIXED_STAGE)
+    code, _, err = validate_json(manifest, None)
+    assert code == 2, err
+    assert (
+        f"{manifest}:9: stage morph: end_image_url: {{from: stills}} and {{run:}} "
+        "(line 8: start_image_url) in one stage" in err
+    )
+    # two {run:} directories: the jobs take one
+    other = ANIMATE + "  - image_url: {run: clips}\n    prompt: another\n"
+    manifest = write(tmp_path, "two.yaml", other)
+    code, _, err = validate_json(manifest, None)
+    assert code == 2, err
+    want = f"{manifest}:5: image_url: the jobs take one {{run:}} field, the same in each (line 3:"
+    assert want in err
+    # a plain job next to {run:} jobs would be made a child of every file: refused
+    plain = ANIMATE + "  - image_url: https://example.com/a.png\n    prompt: a plain job\n"
+    manifest = write(tmp_path, "mix.yaml", plain)
+    code, _, err = validate_json(manifest, None)
+    assert code == 2, err
+    assert f"{manifest}:5: no {{run:}} field, but the entry at line 3 has one" in err
+    # a run that would take its own outputs
+    manifest, out = write(tmp_path, "own.yaml", ANIMATE), tmp_path / "stills"
+    code, _, err = run_json("run", manifest, "--out", out, env=None)
+    assert code == 2, err
+    assert f"{manifest}:3: image_url: {{run: {out}}}: this is the run's own directory" in err
+    assert not out.exists()

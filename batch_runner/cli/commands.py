@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def prepare_run(args: argparse.Namespace, parsed: Parsed | None = None) -> RunInput:
     """Everything `run` does before the event loop: jobs, settings, token, run directory."""
-    from batch_runner.cli.stages import run_children
+    from batch_runner.cli.stages import in_shard, run_children
     from batch_runner.run.runner import RunInput
 
     loaded = load_args(args, parsed, run=True)
@@ -99,7 +99,7 @@ def prepare_run(args: argparse.Namespace, parsed: Parsed | None = None) -> RunIn
     inp = RunInput(
         run_dir, settings, token, specs, manifest, expansion.entries, loaded.manifest_options
     )
-    inp.stages = expansion.stages  # a pipeline's stage plans (None: a single stage)
+    inp.stages = in_shard(expansion.stages, loaded.shards.which())  # None: a single stage
     inp.pilot_seed = expansion.seed
     return inp
 

@@ -114,7 +114,7 @@ def load_args(
     from batch_runner.manifest.load import load_jobs
     from batch_runner.manifest.media import Limits
     from batch_runner.manifest.read import read_manifest
-    from batch_runner.run.run_axis import finished_files
+    from batch_runner.run.run_axis import reader
 
     overrides = parse_set(args.set)
     if parsed is None:
@@ -144,7 +144,7 @@ def load_args(
         refused=resolution.refused,
         entries=resolution.catalogue,
         select=_shard_select(shards) if run else None,
-        runs=finished_files,  # {run: DIR}: another run directory's finished files
+        runs=reader(run_dir),  # {run: DIR}: another run directory's finished files
     )
     for warning in expansion.warnings:
         say(f"warning: {warning}")

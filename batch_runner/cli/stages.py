@@ -13,6 +13,7 @@ from batch_runner.manifest.expand import Expansion
 from batch_runner.manifest.stage_sources import files_bound
 from batch_runner.manifest.stages import StagePlan
 from batch_runner.money import dollars, job_price
+from batch_runner.shards import Shard
 
 
 def validate_stages(
@@ -44,6 +45,14 @@ def run_children(plans: list[StagePlan] | None) -> list[JobSpec]:
         for name in plan.files
         for spec in plan.specs
     ]
+
+
+def in_shard(plans: list[StagePlan] | None, shard: Shard | None) -> list[StagePlan] | None:
+    """A shard's plans: a `{run:}` stage's children are made by the shard of their parent's
+    key in the other run (as a `{from:}` child is made by its parent's shard)."""
+    if shard is None or plans is None:
+        return plans
+    return [dataclasses.replace(p, shard=(shard.k, shard.n)) if p.run else p for p in plans]
 
 
 def stage_lines(stages: dict[str, dict[str, Any]]) -> list[str]:

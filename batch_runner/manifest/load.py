@@ -24,6 +24,7 @@ from batch_runner.manifest.run_axis import (
     count_files,
     plain_problems,
     plain_with_run,
+    runless,
 )
 from batch_runner.manifest.schema import (
     Checker,
@@ -76,12 +77,7 @@ def load_jobs(
         raise ManifestError(problems)
     if model:
         manifest = dataclasses.replace(manifest, model=model)
-    flat = plain_with_run(manifest)  # {run: DIR} in a plain manifest: a one-stage pipeline
-    if flat is not None and not problems:  # named after DIR; its files stay flat
-        from batch_runner.manifest.stages import Stage
-
-        stage = Stage(flat.name or "run", manifest, manifest.source.line)
-        manifest = dataclasses.replace(manifest, entries=[], stages=(stage,))
+    manifest, flat = _plain_run(manifest, problems)
     if manifest.stages:  # a pipeline: each stage loaded as a manifest of its own
         if problems:
             raise ManifestError(problems)
@@ -173,6 +169,23 @@ def _field_lines(manifest: Manifest) -> dict[Location, dict[str, int]]:
     if isinstance(manifest.entries, TextEntries):
         return {}
     return {e.source: e.field_lines for e in manifest.entries if e.field_lines}
+
+
+def _plain_run(manifest: Manifest, problems: list[Problem]) -> tuple[Manifest, Path | None]:
+    """`{run: DIR}` in a plain manifest: read as a one-stage pipeline named after DIR whose
+    files stay flat (and its DIR); every entry takes `{run:}` or none does."""
+    flat = plain_with_run(manifest)
+    if flat is None:
+        return manifest, None
+    mix = runless(manifest)
+    if mix:
+        raise ManifestError(_sorted([*problems, *mix]))
+    if problems:
+        return manifest, flat
+    from batch_runner.manifest.stages import Stage
+
+    stage = Stage(flat.name or "run", manifest, manifest.source.line)
+    return dataclasses.replace(manifest, entries=[], stages=(stage,)), flat
 
 
 def _load_stages(

@@ -94,6 +94,26 @@ def plain_with_run(manifest: Manifest) -> Path | None:
     return None
 
 
+def runless(manifest: Manifest) -> list[Problem]:
+    """A plain manifest's entries without a `{run:}` field next to entries with one: each a
+    problem (they would be made children of the other run's files; `stages:` holds both)."""
+    runs = [e for e in manifest.entries if _has_run(e.data)]
+    if not runs:
+        return []
+    msg = (
+        f"no {{run:}} field, but the entry at line {runs[0].source.line} has one: in a plain "
+        "manifest every entry takes another run's files or none does (put the other jobs in "
+        "a stage of their own under stages:)"
+    )
+    return [
+        Problem(e.source.file, e.source.line, None, msg) for e in manifest.entries if e not in runs
+    ]
+
+
+def _has_run(data: Any) -> bool:
+    return isinstance(data, dict) and any(is_run(v) for v in data.values())
+
+
 def plain_problems(exc: ManifestError) -> ManifestError:
     """A plain manifest's problems without the stage it was read as."""
     return ManifestError([dataclasses.replace(p, stage=None) for p in exc.problems])

@@ -60,12 +60,11 @@ class StagePlan:
     many: bool = False  # the field takes a list (the file is sent as a one-item list)
     first: bool = False  # only each parent job's first file
     also: tuple[dict[str, Any], ...] = ()  # the other {from:} fields (stage_sources.py)
-    # `{run: DIR}` (manifest/run_axis.py): the other run directory, whether the stage is a
-    # plain manifest's (its files stay flat), the other run's files taken, and where
-    run: str | None = None
-    flat: bool = False
-    files: tuple[str, ...] = ()  # relative to the other run directory
-    where: tuple[str, int | None] = ("", None)
+    run: str | None = None  # `{run: DIR}` (manifest/run_axis.py): the other run directory
+    flat: bool = False  # a plain manifest's `{run:}` stage: its files stay in RUN_DIR itself
+    shard: tuple[int, int] | None = None  # (K, N): it makes the children of its parents only
+    files: tuple[str, ...] = ()  # the other run's files taken (relative to it)
+    where: tuple[str, int | None] = ("", None)  # the `{run:}` field's file and line
 
     @property
     def later(self) -> bool:
@@ -84,6 +83,7 @@ class StagePlan:
             "also": list(self.also),
             "run": self.run,
             "flat": self.flat,
+            "shard": self.shard,
             "templates": [
                 {
                     "key": s.key,

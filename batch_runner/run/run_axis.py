@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from batch_runner.errors import StateError
 from batch_runner.jobs import JobRecord, JobState
-from batch_runner.manifest.run_axis import RunFile
+from batch_runner.manifest.run_axis import ReadRun, RunFile
 from batch_runner.outputs.metadata import media_type
+from batch_runner.shards import shard_of
 from batch_runner.store.state import STATE_FILE, StateStore
 
 if TYPE_CHECKING:
@@ -42,6 +43,22 @@ def finished_files(run_dir: Path) -> list[RunFile] | str:
         return f"{{run: {run_dir}}}: {exc}"
 
 
+def reader(out: Path | None) -> ReadRun:
+    """`finished_files` for a run writing to `out`: its own directory (or a shard of it) is
+    refused, so no run takes its own outputs."""
+
+    def read(run_dir: Path) -> list[RunFile] | str:
+        mine = out is not None and (run_dir == out.resolve() or out.resolve() in run_dir.parents)
+        if mine:
+            return (
+                f"{{run: {run_dir}}}: this is the run's own directory (--out): a run cannot take "
+                "its own outputs (give the directory of another run)"
+            )
+        return finished_files(run_dir)
+
+    return read
+
+
 def catch_up(children: Children) -> int:
     """The children of every `{run:}` stage not made yet (made now; none twice). Returns how
     many keys were written."""
@@ -49,9 +66,12 @@ def catch_up(children: Children) -> int:
     for plan in children.plans:
         if not plan.get("run"):
             continue
+        k, n = plan.get("shard") or (0, 1)  # a shard makes the children of its parents only
         try:
             with _opened(Path(plan["run"])) as other:
                 for parent in _done(other):
+                    if n > 1 and shard_of(parent.key, n) != k:
+                        continue
                     for row in children.rows(plan, parent, parent.files):
                         children.store.add_child(row)
                         made += 1
