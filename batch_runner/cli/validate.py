@@ -22,7 +22,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from batch_runner.run.pricing import estimate_specs
 
     try:
-        loaded = load_args(args)
+        loaded = load_args(args, price=True)
     except BatchRunnerError as exc:
         if args.json:  # the object still comes, with the problems (stderr says them too)
             print_json({"valid": False, "jobs": None, "problems": _problems(exc)})
@@ -34,7 +34,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         expansion = dataclasses.replace(expansion, jobs=[*expansion.jobs, *known])
     models = expansion.model_counts()
     est, prices, entries = run_async(
-        estimate_specs(expansion.jobs, settings.api_base, token, expansion.entries),
+        estimate_specs(
+            expansion.jobs, settings.api_base, token, expansion.entries, priced=loaded.priced
+        ),
         debug=args.debug,
     )
     money = validate_money(est, prices, entries, settings.max_cost)

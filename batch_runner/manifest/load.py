@@ -4,7 +4,7 @@ validate them against their model's schema, check their output names; every prob
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ def load_jobs(
     stream: bool | None = None,
     select: Select | None = None,
     runs: ReadRun | None = None,
+    tally: Callable[[JobSpec], None] | None = None,
 ) -> Expansion:
     """Read, expand and validate a manifest (and check output names when a template is given).
 
@@ -67,6 +68,7 @@ def load_jobs(
     pass, manifest/stream.py) or a list (None: a stream above STREAM_ABOVE jobs); `select`:
     the jobs a stream keeps as it checks them (a shard's: JobStream.select gives them);
     `runs`: reads another run directory's finished files, for `{run: DIR}` (run/run_axis.py).
+    `tally`: told of each job as it is checked, in order (not a pipeline's stages' jobs).
     Raises ManifestError with every problem found, UsageError for a bad name template.
     """
     if name_template is not None:
@@ -108,6 +110,7 @@ def load_jobs(
         refused or {},
         (manifest.source.file, top, manifest.model),
         name_template,
+        tally,
     )
     keep = len(expander) <= STREAM_ABOVE if stream is None else not stream
     jobs, first = _one_pass(checks, expander, keep, media_check, lines, select)
