@@ -122,6 +122,7 @@ def load_args(
     from batch_runner.manifest.media import Limits
     from batch_runner.manifest.read import read_manifest
     from batch_runner.money import Priced
+    from batch_runner.run.run_axis import reader
 
     overrides = parse_set(args.set)
     if parsed is None:
@@ -152,6 +153,7 @@ def load_args(
         refused=resolution.refused,
         entries=resolution.catalogue,
         select=_shard_select(shards) if run else None,
+        runs=reader(run_dir),  # {run: DIR}: another run directory's finished files
         tally=(lambda job: priced.add(job.model, job.inputs)) if priced is not None else None,
     )
     for warning in expansion.warnings:

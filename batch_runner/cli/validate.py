@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from batch_runner.cli.stages import run_children
     from batch_runner.run.pricing import estimate_specs
 
     try:
@@ -28,6 +29,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise
     expansion, settings = loaded.expansion, loaded.settings
     token = None if settings.offline else token_if_any(args.token_file)
+    known = run_children(expansion.stages)  # {run: DIR} children: known now, priced as jobs
+    if known:
+        expansion = dataclasses.replace(expansion, jobs=[*expansion.jobs, *known])
     models = expansion.model_counts()
     est, prices, entries = run_async(
         estimate_specs(
@@ -70,7 +74,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  sweep at {loc}: {plural(n, 'job')}")
     print(format_preview(expansion.jobs))
     print(format_estimate(est, money))
-    if stages:
+    if stages and not any(plan.flat for plan in expansion.stages or []):  # flat: one stage
         print("\n".join(["pipeline stages:", *stage_lines(stages)]))
     if pilot:
         print("\n".join(pilot["pilot"]["table"]))

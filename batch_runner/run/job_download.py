@@ -82,13 +82,14 @@ class DownloadSteps(PollSteps):
             )
 
         expect = _kinds_made_by(self.settings.api_base, job.model)
+        folder = self.children.folder(job) if self.children is not None else job.stage
 
         refreshes = tries = 0
         while True:
             try:
                 got = await self.fetch(
                     urls[k - 1],
-                    run_dir=self.run_dir / job.stage if job.stage else self.run_dir,
+                    run_dir=self.run_dir / folder if folder else self.run_dir,
                     name_for=name_for,
                     parameters=parameters_text(job.model, job.inputs),
                     expect=expect,
@@ -109,7 +110,7 @@ class DownloadSteps(PollSteps):
                     case _:
                         self._fail(job, f"download failed: {exc.message}")
                 continue
-            name = f"{job.stage}/{got.name}" if job.stage else got.name  # RUN_DIR/STAGE/...
+            name = f"{folder}/{got.name}" if folder else got.name  # RUN_DIR/STAGE/...
             return FileRecord(name, k, got.sha256, got.bytes, urls[k - 1])
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from batch_runner.errors import ApiError
 from batch_runner.jobs import FileRecord, JobRecord
 from batch_runner.manifest.media import Limits, file_facts, file_ref
+from batch_runner.run.run_axis import parent_in_run
 from batch_runner.store.state import StateStore
 
 REQUEST_GONE = 404001  # the API forgot the parent's request: its URLs cannot be refreshed
@@ -48,8 +49,18 @@ def names_field(exc: ApiError, field: str) -> bool:
 class ParentUrls:
     """Dead parent URLs and what replaced them, for one run."""
 
-    def __init__(self, store: StateStore, client: Any, run_dir: Path, max_inline_mb: float):
+    def __init__(
+        self,
+        store: StateStore,
+        client: Any,
+        run_dir: Path,
+        max_inline_mb: float,
+        others: Callable[[JobRecord], Path | None] | None = None,
+    ):
         self.store = store
+        # a `{run: DIR}` child's parent is in another run directory (run/run_axis.py): read
+        # there, never written
+        self.others = others
         self.client = client
         self.run_dir = run_dir
         self.limits = Limits.of(max_inline_mb, None)
@@ -79,20 +90,23 @@ class ParentUrls:
         self.tries[job.index, field] = tries = self.tries.get((job.index, field), 0) + 1
         if tries > MAX_REFRESHES:
             raise DeadInput(f"the parent's URL was refused {tries} times, refreshed ({why})")
-        parent, mine = source(job, field)
+        other = self.others(job) if self.others is not None else None
+        parent, mine = source(job, field) if other is None else _in_run(other, job)
         if parent is None or parent.request_id is None or mine is None:
             raise DeadInput(f"its URL was refused ({why}) and the parent's file is not known")
-        new = await self._fresh(parent, mine, why)
+        new = await self._fresh(parent, mine, why, other)
         for u in urls:
             self.replaced[u] = new
         self._set(job, field, _swap(value, self.replaced))
 
-    async def _fresh(self, parent: JobRecord, mine: FileRecord, why: str) -> Any:
+    async def _fresh(
+        self, parent: JobRecord, mine: FileRecord, why: str, other: Path | None
+    ) -> Any:
         try:
             poll = await self.client.result(parent.request_id)
         except ApiError as exc:
             if exc.error_code == REQUEST_GONE:
-                return self._inline(parent, mine)
+                return self._inline(mine, other or self.run_dir)
             raise DeadInput(
                 f"its input URL was refused ({why}) and the parent's result could not be "
                 f"asked again ({exc.message})"
@@ -101,12 +115,13 @@ class ParentUrls:
             said = poll.raw_status or poll.status
             raise DeadInput(f"its input URL was refused ({why}); the parent's result says {said}")
         fresh = poll.outputs[mine.k - 1]
-        self.store.set_file_url(parent.index, mine.k, fresh)
+        if other is None:  # another run's state file is never written
+            self.store.set_file_url(parent.index, mine.k, fresh)
         return fresh
 
-    def _inline(self, parent: JobRecord, mine: FileRecord) -> dict[str, Any]:
+    def _inline(self, mine: FileRecord, run_dir: Path) -> dict[str, Any]:
         """The parent's downloaded file as a local file reference (sent inline)."""
-        path = self.run_dir / mine.file_name
+        path = run_dir / mine.file_name
         facts = file_facts(path, self.limits)
         gone = f"the parent's request is gone (404001) and its file {mine.file_name}"
         if isinstance(facts, str):
@@ -129,3 +144,10 @@ def _swap(value: Any, replaced: dict[str, Any]) -> Any:
     while isinstance(value, str) and value in replaced and seen < len(replaced):
         value, seen = replaced[value], seen + 1
     return value
+
+
+def _in_run(run_dir: Path, job: JobRecord) -> tuple[JobRecord | None, FileRecord | None]:
+    """A `{run:}` child's parent and file, in the other run directory (read, never written)."""
+    parent = parent_in_run(run_dir, job.parent_key or "")
+    mine = parent and next((f for f in parent.files if f.file_name == job.parent_file), None)
+    return parent, mine

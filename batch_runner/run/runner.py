@@ -214,7 +214,8 @@ async def _execute(
         children = Children.of(store)
         if children is not None:
             await children.price(client, base, settings, inp.entries)
-            children.urls = ParentUrls(store, client, inp.run_dir.resolve(), settings.max_inline_mb)
+            where = (inp.run_dir.resolve(), settings.max_inline_mb, children.other_run)
+            children.urls = ParentUrls(store, client, *where)
         runner = JobRunner(
             store,
             client,
