@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import sqlite3
 import time
 from pathlib import Path
 
@@ -221,3 +222,37 @@ def test_max_cost_covers_the_later_stages(make_sim, tmp_path):
     assert summary["stages"]["clips"]["done"] == 2
     assert summary["stages"]["clips"]["counts"]["pending"] >= 1
     assert sim.stats()["charged_usd"] <= 1.10 + 1e-9
+
+
+def test_a_list_media_field_takes_the_parents_file_as_a_one_item_list(make_sim, tmp_path):
+    """`image_urls: {from: stills}` on an edit model whose field is a list of images: valid
+    up front, and each child is sent `[parent URL]` (the simulator's own URL, not inline)."""
+    sim = make_sim("--image-scale", "0.02")
+    manifest = tmp_path / "edit.yaml"
+    manifest.write_text(
+        f"""\
+stages:
+  stills:
+    model: {T2I}
+    jobs: ["A red fox in fresh snow", "An owl at dusk"]
+  edits:
+    model: google/nano-banana-2-lite/edit
+    jobs:
+      - image_urls: {{from: stills}}
+        prompt: "{{stills.prompt}}, at night"
+""",
+        encoding="utf-8",
+    )
+    checked = run_cli("validate", manifest, env=sim_env(sim))
+    assert checked.returncode == 0, checked.stderr
+    assert "stage edits: up to" in checked.stdout
+    code, summary, err = run_json("run", manifest, "--out", tmp_path / "run", env=sim_env(sim))
+    assert code == 0, err
+    assert summary["stages"]["edits"]["done"] == 2
+    stats = sim.stats()
+    assert stats["input_urls_own"] == 2 and stats["input_data_uris"] == 0
+    query = "SELECT inputs FROM jobs JOIN lineage ON job_idx = idx WHERE stage = 'edits'"
+    with sqlite3.connect(tmp_path / "run" / "state.db") as db:
+        sent = [json.loads(inputs)["image_urls"] for (inputs,) in db.execute(query)]
+    assert len(sent) == 2
+    assert all(len(urls) == 1 and urls[0].startswith(sim.base_url) for urls in sent)

@@ -73,10 +73,9 @@ def format_summary(
     lines += format_cost(summary.get("cost"))
     for stage, row in (summary.get("stages") or {}).items():  # a pipeline, stage by stage
         lost = (row.get("not_created") or {}).get("parent_failed")
-        lost_text = f"; not created: parent failed ({lost} parent jobs)" if lost else ""
-        lines.append(
-            f"stage {stage}: {row['jobs']} jobs ({format_counts(row['counts'])}){lost_text}"
-        )
+        lost_text = f"; not created: parent failed ({plural(lost, 'parent job')})" if lost else ""
+        jobs = plural(row["jobs"], "job")
+        lines.append(f"stage {stage}: {jobs} ({format_counts(row['counts'])}){lost_text}")
     if (summary.get("from_archive") or {}).get("jobs"):
         lines.append(archive_text(summary["from_archive"]))
     if summary.get("eta_s"):

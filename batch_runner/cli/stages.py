@@ -14,6 +14,7 @@ from batch_runner.manifest.stage_sources import files_bound
 from batch_runner.manifest.stages import StagePlan
 from batch_runner.money import dollars, job_price
 from batch_runner.shards import Shard
+from batch_runner.words import plural
 
 
 def validate_stages(
@@ -62,9 +63,9 @@ def stage_lines(stages: dict[str, dict[str, Any]]) -> list[str]:
         cost = dollars(row["estimated_cost_usd"]) if known else "price unknown"
         if row["jobs"] is None:
             cost = f"up to {cost}" if known else cost
-            lines.append(f"  stage {name}: up to {row['max_jobs']} jobs, {cost}")
+            lines.append(f"  stage {name}: up to {plural(row['max_jobs'], 'job')}, {cost}")
         else:
-            lines.append(f"  stage {name}: {row['jobs']} jobs, {cost}")
+            lines.append(f"  stage {name}: {plural(row['jobs'], 'job')}, {cost}")
     return lines
 
 

@@ -24,7 +24,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from batch_runner.catalog import max_outputs
+from batch_runner.catalog import max_outputs, media_fields
+
+# what a `{from:}` (or `{run:}`) field holds while its template is expanded and validated (a
+# public https URL, so the media checks take it as they would the parent's real output URL)
+STAND_IN = "https://stage-output.invalid/{stage}"
 
 
 @dataclass(frozen=True)
@@ -113,3 +117,23 @@ def files_bound(plan: Mapping[str, Any], outputs: int) -> int:
         else:
             n *= int(extra.get("most", 1))
     return n
+
+
+def stand_in(
+    label: str,
+    field: str,
+    model: Any,
+    job_model: str,
+    schema_of: Callable[[str], Mapping[str, Any] | None],
+) -> str | list[str]:
+    """The stand-in URL for `field` of a job of `model` (the entry's own `model:`, one or a
+    list, else the stage's `job_model`): a one-item list where every such model takes a list
+    there (e.g. `image_urls`), as the child is then sent, else the URL."""
+    url = STAND_IN.format(stage=label)
+    models = model if isinstance(model, list) else [model or job_model]
+    lists = [
+        media_fields(schema_of(m)).get(field, (None, False))[1]
+        for m in models
+        if isinstance(m, str)
+    ]
+    return [url] if lists and all(lists) else url

@@ -29,11 +29,8 @@ from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.expand import Expansion
 from batch_runner.manifest.rows import Entry, Manifest
 from batch_runner.manifest.run_axis import is_run, mixed, run_source
-from batch_runner.manifest.stage_sources import Source, also_entry, deepest, off_chain
+from batch_runner.manifest.stage_sources import Source, also_entry, deepest, off_chain, stand_in
 
-# what a `{from:}` field holds while its template is expanded and validated (a public https
-# URL, so the media checks take it as they would the parent's real output URL)
-STAND_IN = "https://stage-output.invalid/{stage}"
 STAGE_KEYS = ("model", "defaults", "model_defaults", "repeat", "jobs", "sweep")
 # {STAGE.NAME}: a dot inside braces, which no other placeholder has
 PARENT_REF = re.compile(r"\{([A-Za-z_][\w-]*)\.([A-Za-z_][\w-]*)\}")
@@ -166,7 +163,7 @@ def load_stages(
     for stage in manifest.stages:
         own: list[Problem] = []
         sub = _inherit(manifest, stage.manifest)
-        link = _Link(stage, sub, order, own)
+        link = _Link(stage, sub, order, own, schema_of)
         expansion = None
         if not own:
             try:
@@ -214,8 +211,15 @@ class _Link:
     """One stage's `{from:}` fields (or its `{run:}` field) found, checked and replaced by the
     stand-in URL."""
 
-    def __init__(self, stage: Stage, sub: Manifest, order: list[str], problems: list[Problem]):
-        self.stage = stage
+    def __init__(
+        self,
+        stage: Stage,
+        sub: Manifest,
+        order: list[str],
+        problems: list[Problem],
+        schema_of: Callable[[str], dict[str, Any] | None],
+    ):
+        self.stage, self.sub, self.schema_of = stage, sub, schema_of
         self.problems = problems
         self.sources: dict[str, Source] = {}  # every {from:} field, as first written
         self.run: Source | None = None  # its {run: DIR} field (`stage`: the directory)
@@ -242,7 +246,7 @@ class _Link:
         for field, value in entry.data.items():
             line = entry.field_lines.get(field, entry.source.line)
             if is_run(value):  # {run: DIR}: another run directory's outputs (run_axis.py)
-                data[field] = self._run(value, line, field)
+                data[field] = self._run(value, line, field, entry)
                 continue
             if not (isinstance(value, dict) and "from" in value):
                 continue
@@ -256,16 +260,20 @@ class _Link:
                 msg = f"a stage's jobs take the same {{from:}} fields (line {seen.line}: {was})"
                 self._problem(line, field, msg)
                 continue
-            data[field] = STAND_IN.format(stage=parent)
+            data[field] = self._stand_in(parent, field, entry)
         return dataclasses.replace(entry, data=data)
 
-    def _run(self, value: dict, line: int | None, field: str) -> Any:
+    def _stand_in(self, label: str, field: str, entry: Entry) -> str | list[str]:
+        model = entry.data.get("model")
+        return stand_in(label, field, model, self.sub.job_model, self.schema_of)
+
+    def _run(self, value: dict, line: int | None, field: str, entry: Entry) -> Any:
         found = run_source(value, line, field, self.stage.manifest.path, self.run)
         if isinstance(found, str):
             self._problem(line, field, found)
             return value
         self.run = found
-        return STAND_IN.format(stage="run")
+        return self._stand_in("run", field, entry)
 
     def _from(
         self, value: dict, line: int | None, field: str, earlier: list[str], order: list[str]

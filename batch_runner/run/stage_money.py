@@ -39,10 +39,12 @@ class StageRow:
         if not self.more:
             return f"  stage {name}: {plural(self.jobs, 'job')} to send, {cost}"
         count = (
-            f"{self.jobs} jobs and up to {self.more} more" if self.jobs else f"up to {self.more}"
+            f"{plural(self.jobs, 'job')} and up to {self.more} more"
+            if self.jobs
+            else f"up to {plural(self.more, 'job')}"
         )
         cost = cost if self.cost is None else f"up to {cost}"
-        return f"  stage {name}: {count} jobs, {cost}"
+        return f"  stage {name}: {count}, {cost}"
 
 
 @dataclass
