@@ -59,7 +59,9 @@ class Point:
 
 def points(quick: bool) -> list[Point]:
     if quick:
-        return [Point(8, "0.3:0.6", 0), Point(8, "0.3:0.6", 4, tail=True)]
+        # one job per slot: the 2-second poller needs 2 s per job however short the latency
+        # (every tenth job has the tail, half wait in the queue at the second point)
+        return [Point(8, "0.1:0.2", 0, jobs_per_slot=1), Point(10, "0.1:0.2", 5, True, 1)]
     grid = [Point(c_, "5:10", 0) for c_ in (32, 300, 1000)]
     grid.append(Point(3000, "5:10", 0, jobs_per_slot=2))
     for c_ in (300, 1000):

@@ -53,12 +53,13 @@ class Sim:
         with urllib.request.urlopen(self.base_url + path, timeout=10) as r:
             return json.loads(r.read())
 
-    def post(self, path: str, body: dict) -> Any:
+    def post(self, path: str, body: dict, token: str | None = None) -> Any:
+        """POST a JSON body (with `token`: as an API client, e.g. a submit of the test's own)."""
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         req = urllib.request.Request(
-            self.base_url + path,
-            data=json.dumps(body).encode(),
-            method="POST",
-            headers={"Content-Type": "application/json"},
+            self.base_url + path, data=json.dumps(body).encode(), method="POST", headers=headers
         )
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 _MAIN = (
     "import sys; sys.argv[0] = 'batch-runner'; "
@@ -25,10 +26,15 @@ def _env(env: dict[str, str] | None) -> dict[str, str]:
 
 
 def run_fast(
-    *args: object, env: dict[str, str] | None = None, timeout: float = 120
+    *args: object, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*COMMAND, *map(str, args)], env=_env(env), capture_output=True, text=True, timeout=timeout
+        [*COMMAND, *map(str, args)],
+        env=_env(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
     )
 
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, sim_env, spawn_cli
+from conftest import SIM_TOKEN, run_cli, sim_env, spawn_cli
 
 from batch_runner.store.state import StateStore
 
@@ -212,7 +212,11 @@ def test_an_unknown_price_never_fits_and_the_summary_says_so(make_sim, tmp_path)
 
 
 def test_after_a_kill_the_estimate_says_which_jobs_it_counts(make_sim, tmp_path):
-    sim = make_sim("--latency", "4:4.5", "--image-scale", "0.02", "--price", f"{SEEDREAM}=0.04")
+    sim = make_sim("--latency", "0.02:0.06", "--image-scale", "0.02", "--price", f"{SEEDREAM}=0.04")
+    # a job of the test's own holds the simulator's only slot: the run's first two jobs wait in
+    # its queue, at the API, until the test lets them through (however slow the machine is)
+    sim.post("/_sim/config", {"capacity": 1})
+    sim.post(f"/v1/models/{SEEDREAM}", {"prompt": "a blocker [sim:latency=60]"}, token=SIM_TOKEN)
     env, out, manifest = sim_env(sim), tmp_path / "run", mugs(tmp_path, 6)
     proc = spawn_cli("run", manifest, "--out", out, "--concurrency", "2", "--no-progress", env=env)
     deadline = time.monotonic() + 30
@@ -223,10 +227,11 @@ def test_after_a_kill_the_estimate_says_which_jobs_it_counts(make_sim, tmp_path)
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
+    sim.post("/_sim/config", {"capacity": 0})  # unlimited: the two waiting start now
     code, summary, err = cli("resume", out, env=env)
     assert code == 0 and summary["counts"] == {"done": 6}, err
     assert "estimated cost of the 4 jobs left to send: $0.16 (besides 2 jobs already at" in err
-    assert sim.stats()["submitted"] == 6
+    assert sim.stats()["submitted"] == 6 + 1  # the run's and the blocker
 
 
 @pytest.mark.parametrize(

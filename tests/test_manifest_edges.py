@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, sim_env
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -330,9 +330,10 @@ def test_every_option_of_every_command_has_a_help_text():
     assert res.returncode == 0 and "override an input for every job" in res.stdout
 
 
-def test_a_run_directory_given_as_the_manifest_points_at_resume(tmp_path):
+def test_a_run_directory_given_as_the_manifest_points_at_resume(make_sim, tmp_path):
     write(tmp_path / "night.txt", "a fox\n")
-    res = run_cli("run", "night.txt", "--simulate", "--out", "jobs/night", cwd=tmp_path)
+    env = sim_env(make_sim("--latency", "0.02:0.05", "--image-scale", "0.02"))
+    res = run_cli("run", "night.txt", "--out", "jobs/night", env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     res = run_cli("run", "jobs/night", "--simulate", cwd=tmp_path)
     assert res.returncode == 2

@@ -184,6 +184,7 @@ def test_cancel_stops_a_live_run_then_resume_completes(make_sim, tmp_path):
     counts = _status(out)["counts"]
     assert counts.get("pending", 0) > 0 and counts.get("failed", 0) == 0
 
+    sim.post("/_sim/config", {"capacity": 0})  # one at a time was for the cancel to land mid-run
     res = run_cli("resume", out, "--json", env=env)
     counts = json.loads(res.stdout)["counts"]
     assert set(counts) <= {"done", "cancelled"} and sum(counts.values()) == 30
@@ -243,18 +244,19 @@ def test_numeric_flags_refuse_nan_inf_and_negatives(tmp_path, flag, value):
     assert res.stderr.startswith("error:") and "Traceback" not in res.stderr
 
 
-def test_same_stem_in_another_folder_needs_its_own_out(tmp_path):
+def test_same_stem_in_another_folder_needs_its_own_out(make_sim, tmp_path):
+    env = sim_env(make_sim("--latency", "0.02:0.05", "--image-scale", "0.02"))
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         _manifest(tmp_path / folder, 1, name="batch.yaml")
-    first = run_cli("run", "a/batch.yaml", "--simulate", cwd=tmp_path)
+    first = run_cli("run", "a/batch.yaml", env=env, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert (tmp_path / "jobs" / "batch" / "state.db").is_file()
-    again = run_cli("run", "a/batch.yaml", "--simulate", cwd=tmp_path)  # the same one: fine
+    again = run_cli("run", "a/batch.yaml", env=env, cwd=tmp_path)  # the same one: fine
     assert again.returncode == 0, again.stderr
-    res = run_cli("run", "b/batch.yaml", "--simulate", cwd=tmp_path)
+    res = run_cli("run", "b/batch.yaml", env=env, cwd=tmp_path)
     assert res.returncode == 2 and "--out" in res.stderr and "same name" in res.stderr
-    res = run_cli("run", "b/batch.yaml", "--simulate", "--out", "jobs/b", cwd=tmp_path)
+    res = run_cli("run", "b/batch.yaml", "--out", "jobs/b", env=env, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
 
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli, sim_env
+from conftest import SIM_TOKEN, run_cli, sim_env
 
 import batch_runner
 from batch_runner.store.state import StateStore
@@ -122,11 +122,13 @@ def test_a_sampled_sweep_run_again_submits_nothing_new(make_sim, tmp_path):
     assert sim.stats()["submitted"] == 8 and "3 new jobs" in err
 
 
-def test_the_python_api_takes_a_dynamic_prompt_and_a_pilot(tmp_path):
+def test_the_python_api_takes_a_dynamic_prompt_and_a_pilot(make_sim, monkeypatch, tmp_path):
+    monkeypatch.setenv("RUNCOMFY_API_TOKEN", SIM_TOKEN)
+    api = fast_sim(make_sim).base_url
     jobs = ["A {red|green} fox", {"prompt": "an {owl|heron}", "meta": {"split": "train"}}]
-    result = batch_runner.run(jobs, out=tmp_path / "run", simulate=True, pilot=3)
+    result = batch_runner.run(jobs, out=tmp_path / "run", api_base=api, pilot=3)
     assert result.exit_code == 0 and result.summary["counts"] == {"done": 3, "pending": 1}
-    result = batch_runner.run(jobs, out=tmp_path / "run", simulate=True)
+    result = batch_runner.run(jobs, out=tmp_path / "run", api_base=api)
     assert result.exit_code == 0 and result.summary["counts"] == {"done": 4}
     lines = [
         json.loads(s) for s in (tmp_path / "run" / "metadata.jsonl").read_text().split("\n") if s

@@ -79,21 +79,23 @@ def test_errors_are_the_exception_tree_never_system_exit(api, sim, tmp_path):
     assert sim.stats()["submitted"] == 0
 
 
-def test_shards_from_python_and_from_the_manifest_options(monkeypatch, tmp_path):
+def test_shards_from_python_and_from_the_manifest_options(make_sim, monkeypatch, tmp_path):
     monkeypatch.delenv("JOB_COMPLETION_INDEX", raising=False)
+    monkeypatch.setenv("RUNCOMFY_API_TOKEN", SIM_TOKEN)
+    api = make_sim("--latency", "0.02:0.05", "--image-scale", "0.02").base_url  # quick jobs
     prompts = [f"a heron {i}" for i in range(6)]
     manifest = write_manifest(tmp_path / "m.yaml", prompts)
     out = tmp_path / "run"
-    one = batch_runner.run(manifest, shard="1/2", simulate=True, out=out)
+    one = batch_runner.run(manifest, shard="1/2", api_base=api, out=out)
     assert one.exit_code == 0 and one.run_dir == out / "shard-1-of-2"
     monkeypatch.setenv("JOB_COMPLETION_INDEX", "0")
-    zero = batch_runner.run(manifest, shards=2, simulate=True, out=out)
+    zero = batch_runner.run(manifest, shards=2, api_base=api, out=out)
     assert zero.exit_code == 0 and zero.run_dir == out / "shard-0-of-2"
     assert one.summary["jobs"] + zero.summary["jobs"] == 6 and zero.summary["counts"]["done"]
     # `shards: 2` in the manifest's options: K from the environment, as with shards=2
     optioned = tmp_path / "o.yaml"
     optioned.write_text("options: {shards: 2}\n" + manifest.read_text())
-    again = batch_runner.run(optioned, simulate=True, out=tmp_path / "o")
+    again = batch_runner.run(optioned, api_base=api, out=tmp_path / "o")
     assert again.exit_code == 0 and again.run_dir == tmp_path / "o" / "shard-0-of-2"
     assert again.summary["jobs"] == zero.summary["jobs"]
     with pytest.raises(UsageError, match="not both"):

@@ -111,6 +111,7 @@ def test_sigint_once_drains_in_flight_and_submits_nothing_new(make_sim, tmp_path
     assert set(counts) <= {"done", "pending"}  # every job in flight finished
     assert counts["done"] == at_signal
 
+    sim.post("/_sim/config", {"latency": [0.05, 0.1]})  # the jobs left need not take as long
     res = run_cli("resume", out, "--json", env=sim_env(sim))
     assert res.returncode == 0, res.stderr
     assert sim.stats()["submitted"] == 40
@@ -157,7 +158,9 @@ def test_sigint_twice_exits_at_once_then_resume_completes(make_sim, tmp_path):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert time.monotonic() - t0 < 2.0  # did not wait for the 2-3 s jobs
-    res = run_cli("resume", out, "--json", env=sim_env(sim))
+    # the 8 not yet sent go at once, and quick: the resume waits only for the 4 at the API
+    sim.post("/_sim/config", {"latency": [0.05, 0.1]})
+    res = run_cli("resume", out, "--json", "--concurrency", "12", env=sim_env(sim))
     assert res.returncode == 0, res.stderr
     assert sim.stats()["submitted"] == 12
     _check_files(out, 12)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import read_metadata, run_cli, sim_env, write_manifest
+from fastretry import run_fast
 
 TOKEN = "tok-7f3a9c1e-DO-NOT-LEAK-5b2d"
 RUN_FILES = {
@@ -25,12 +26,14 @@ def _sim(make_sim, *flags: str):
 
 
 def _run(
-    sim, manifest: Path, out: Path, *extra: str, debug: bool = False, **kw
+    sim, manifest: Path, out: Path, *extra: str, debug: bool = False, fast: bool = False, **kw
 ) -> subprocess.CompletedProcess[str]:
+    """The run's console script (`fast`: with retry sleeps off, for tests that neither count
+    nor time the waits between tries)."""
     env = sim_env(sim, RUNCOMFY_API_TOKEN=TOKEN)
     pre = ["--debug"] if debug else []
     args = [*pre, "run", manifest, "--out", out, "--no-progress", "--json", *extra]
-    res = run_cli(*args, env=env, **kw)
+    res = (run_fast if fast else run_cli)(*args, env=env, **kw)
     assert "Traceback" not in res.stderr, res.stderr
     return res
 
@@ -176,7 +179,7 @@ def test_hostile_answers_fail_jobs_cleanly(make_sim, tmp_path, case, code, reaso
     manifest = write_manifest(tmp_path / "h.yaml", ["A hostile sky", "A hostile sea"])
     out = tmp_path / "run"
     extra = ["--job-timeout", "2"] if case == "unknown_status" else []
-    res = _run(sim, manifest, out, *extra, cwd=tmp_path)
+    res = _run(sim, manifest, out, *extra, fast=True, cwd=tmp_path)
     assert res.returncode == code, res.stderr
     summary = json.loads(res.stdout)
     if reason is None:

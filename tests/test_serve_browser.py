@@ -100,6 +100,20 @@ def _watch(page, bodies: list[str], problems: list[str]) -> None:
     page.on("response", on_response)
 
 
+def _poll_every(page, url: str, ms: int) -> None:
+    """The page as served, but polling every `ms` instead of every POLL_MS: the same updates,
+    without waiting seconds for each."""
+    from batch_runner.serve.page import POLL_MS
+
+    def faster(route) -> None:
+        response = route.fetch()
+        body = response.text()
+        assert f"const POLL_MS = {POLL_MS};" in body
+        route.fulfill(response=response, body=body.replace(f"= {POLL_MS};", f"= {ms};", 1))
+
+    page.route(url, faster)
+
+
 def test_finished_run_marked_with_the_keyboard(make_sim, served, tmp_path: Path):
     from playwright.sync_api import sync_playwright
 
@@ -161,7 +175,7 @@ def test_finished_run_marked_with_the_keyboard(make_sim, served, tmp_path: Path)
 def test_a_run_in_progress_updates_the_page(make_sim, served, tmp_path: Path):
     from playwright.sync_api import sync_playwright
 
-    sim = make_sim("--latency", "0.4:0.9", "--token", TOKEN)
+    sim = make_sim("--latency", "0.2:0.4", "--token", TOKEN)
     out, env = tmp_path / "run", _env(sim)
     first = write_manifest(tmp_path / "m.yaml", PROMPTS[:1], output_format="png")
     assert run_cli("run", first, "--out", out, "--no-progress", env=env).returncode == 0
@@ -175,10 +189,11 @@ def test_a_run_in_progress_updates_the_page(make_sim, served, tmp_path: Path):
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 800})
             _watch(page, bodies, problems)
+            _poll_every(page, server.url + "/", 250)
             page.goto(server.url + "/")
             page.wait_for_function("document.querySelectorAll('.card').length === 1")
             page.evaluate("window.sameDocument = true")
-            proc = spawn_cli("run", more, "--out", out, "--concurrency", "3", env=env)
+            proc = spawn_cli("run", more, "--out", out, "--concurrency", "4", env=env)
             try:
                 page.wait_for_function(
                     "document.getElementById('live').textContent.includes('a run is writing')"

@@ -427,6 +427,26 @@ async def test_hold_submits_keeps_the_answer_until_released(sim, session):
         assert await config(bad) == 400
 
 
+async def test_lost_submit_answers_are_counted_per_body(session):
+    """Each answer that leaves a submit ambiguous (a 502, a drop, an answer lost after the job
+    was made) is counted for its body; a 500, 503 or HTTP-200 error says nothing was made."""
+    async with start_simulator(SimConfig(error_rate=1.0, seed=7)) as sim:
+        statuses = [(await submit(session, sim.base_url, {"prompt": "a"}))[0] for _ in range(30)]
+        sim.config.error_rate, sim.config.lost_submit_rate = 0.0, 1.0
+        for _ in range(2):
+            with pytest.raises(aiohttp.ServerDisconnectedError):
+                await submit(session, sim.base_url, {"prompt": "b"})
+        sim.config.lost_submit_rate, sim.config.drop_rate = 0.0, 1.0
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await submit(session, sim.base_url, {"prompt": "b"})
+        lost = sim.stats()["lost_submit_answers"]
+    assert 0 < statuses.count(502) < 30
+    assert sorted(lost, key=lambda e: e["body"]["prompt"]) == [
+        {"model": MODEL, "body": {"prompt": "a"}, "lost": statuses.count(502)},
+        {"model": MODEL, "body": {"prompt": "b"}, "lost": 3},
+    ]
+
+
 async def test_rate_limit_429_with_retry_after(session):
     async with start_simulator(SimConfig(rate_limit=2.0, seed=5)) as sim:
         answers = []

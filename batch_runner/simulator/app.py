@@ -22,7 +22,7 @@ from batch_runner.simulator.images import CONTENT_TYPES, EXTENSIONS, FORMATS
 from batch_runner.simulator.inputs import input_problems
 from batch_runner.simulator.media import media_sources
 from batch_runner.simulator.models import DEFAULT_LIMIT, ENDPOINT_KINDS, MAX_LIMIT
-from batch_runner.simulator.store import FAILED_ERROR, JobStore, SimJob, directives
+from batch_runner.simulator.store import FAILED_ERROR, JobStore, SimJob, canonical, directives
 
 _TRUE = ("true", "1", "yes")
 MAX_BODY = 64 * 1024 * 1024  # RunComfy's limit on one request body (inline media included)
@@ -134,7 +134,18 @@ class Simulator:
     # --- API --------------------------------------------------------------------------------
 
     async def submit(self, request: web.Request) -> web.StreamResponse:
-        """POST /v1/models/{model_path}: validate the inputs and create a job."""
+        """POST /v1/models/{model_path}: validate the inputs and create a job; an answer that
+        leaves the client unsure whether it did (dropped, or a 502) is counted for its body."""
+        answer = await self._create(request)
+        if isinstance(answer, DropResponse) or answer.status == 502:
+            try:
+                body = json.loads(await request.read())
+            except (ValueError, UnicodeDecodeError):
+                return answer
+            self.store.stats.lost_answers[canonical(request.match_info["model_path"], body)] += 1
+        return answer
+
+    async def _create(self, request: web.Request) -> web.StreamResponse:
         entry = self._runnable(request)
         if not isinstance(entry, dict):
             return entry

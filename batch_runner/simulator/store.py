@@ -99,6 +99,11 @@ def directives(prompt: Any) -> dict[str, str]:
     return {m[1]: m[2] or "" for m in _DIRECTIVE.finditer(prompt)}
 
 
+def canonical(model: str, body: Any) -> str:
+    """One submit's model and body as a stable text (the key of a body in the counters)."""
+    return json.dumps([model, body], sort_keys=True, separators=(",", ":"))
+
+
 @dataclass
 class Stats:
     """Counters behind /_sim/stats."""
@@ -109,6 +114,9 @@ class Stats:
     in_flight: int = 0
     requests: Counter[str] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    # submit answers that left the client unsure whether a job was made (dropped or a 502),
+    # by the canonical [model, body]: what a test of the resubmit bound checks a job against
+    lost_answers: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)
     inputs: Counter[str] = field(default_factory=Counter)  # media inputs by source (media.py)
     charged_usd: float = 0.0  # the sum of completed jobs' costs
@@ -135,6 +143,12 @@ class Stats:
             "in_flight": self.in_flight,
             "requests": requests,
             "faults": dict(self.faults),
+            "lost_submit_answers": [
+                {"model": model, "body": body, "lost": n}
+                for (model, body), n in (
+                    (json.loads(key), n) for key, n in self.lost_answers.items()
+                )
+            ],
             "completed": self.outcomes.get("completed", 0),
             "failed": self.outcomes.get("failed", 0),
             "cancelled": self.outcomes.get("cancelled", 0),
@@ -217,8 +231,7 @@ class JobStore:
         stats = self.stats
         stats.submitted += 1
         stats.submits_during_files += stats.files_serving > 0
-        canonical = json.dumps([model, body], sort_keys=True, separators=(",", ":"))
-        stats.bodies.add(hashlib.sha256(canonical.encode()).digest())
+        stats.bodies.add(hashlib.sha256(canonical(model, body).encode()).digest())
         stats.in_flight += 1
         stats.max_concurrent = max(stats.max_concurrent, stats.in_flight)
         job.queue_slot = self._slots.append(1)
