@@ -135,6 +135,14 @@ CREATE TABLE archived (
         "keep/reject marks",
         "CREATE TABLE marks (key TEXT PRIMARY KEY, mark TEXT, marked_at REAL NOT NULL);",
     ),
+    # a job taken from an --archive: the request that made its files in the archived run, so
+    # a pipeline's child of it gets fresh URLs from that request's /result (never an attempt
+    # of this run: nothing was sent or paid for here)
+    Migration(
+        8,
+        "request ids of archived jobs",
+        "ALTER TABLE archived ADD COLUMN request_id TEXT;",
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 # the oldest version the reads understand as it is (a read-only open cannot migrate); every
