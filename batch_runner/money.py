@@ -96,12 +96,25 @@ def estimate(
     jobs: Iterable[tuple[str, Mapping[str, Any]]], entries: Mapping[str, CatalogEntry | None]
 ) -> tuple[Estimate, list[float | None]]:
     """The estimate of (model, inputs) jobs and each job's price, in order."""
-    est, prices = Estimate(), []
+    priced = Priced(entries)
     for model, inputs in jobs:
-        price = job_price(entries.get(model), inputs)
-        est.add(model, price)
-        prices.append(price)
-    return est, prices
+        priced.add(model, inputs)
+    return priced.estimate, priced.prices
+
+
+class Priced:
+    """`estimate` one job at a time, as another pass makes them (`validate` prices the jobs
+    while it checks them: no pass of their own over a streamed manifest)."""
+
+    def __init__(self, entries: Mapping[str, CatalogEntry | None]):
+        self.entries = entries
+        self.estimate = Estimate()
+        self.prices: list[float | None] = []
+
+    def add(self, model: str, inputs: Mapping[str, Any]) -> None:
+        price = job_price(self.entries.get(model), inputs)
+        self.estimate.add(model, price)
+        self.prices.append(price)
 
 
 def fitting(prices: Iterable[float | None], budget: float) -> tuple[int, float]:

@@ -61,14 +61,6 @@ def machine() -> str:
     )
 
 
-def byte_compile() -> None:
-    """Compile the package once, as `pip install` does: a checkout run with
-    PYTHONDONTWRITEBYTECODE set would otherwise compile every module in every timed start."""
-    import compileall
-
-    compileall.compile_dir(str(c.ROOT / "batch_runner"), quiet=1)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (the CI smoke test)")
@@ -77,7 +69,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     print(machine() + "\n", flush=True)
-    byte_compile()
+    c.byte_compile()
     started = time.perf_counter()
     for key in args.only or sorted(BENCHMARKS, key=int):
         module = BENCHMARKS[key]

@@ -41,7 +41,8 @@ def _env(tree: Path, sim: c.Simulator | None = None) -> dict[str, str]:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "batch_runner", *args]
+    # -P: children run in this checkout (common.spawn's cwd), which must not shadow PYTHONPATH
+    return [sys.executable, "-P", "-m", "batch_runner", *args]
 
 
 def validate(tree: Path, manifest: Path, n: int) -> dict:

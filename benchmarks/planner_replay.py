@@ -7,7 +7,8 @@ for the next job. The same seeds every time, so two planners (two commits) compa
 `python -m benchmarks.planner_replay` here, and e.g. in a worktree of another commit with
 `PYTHONPATH=that/worktree`. Figures: requests per job (polls + the submit + one file),
 detection delay (mean, p50, p95) and throughput over min(C, capacity) / mean running time,
-each the mean over SEEDS draws.
+each the mean over SEEDS draws; the same for the 2-s /status poller (`PollerReplay`), and
+the ratios. The poller replayed has no CPU cost: under load a real one is slower.
 No load, no round-trip noise: what the planner decides, and nothing else.
 """
 
@@ -35,6 +36,7 @@ def _tail(rng: random.Random) -> float:
 
 DISTS: dict[str, Callable[[random.Random], float]] = {
     "5-10 s": _uniform(5, 10),
+    "8-16 s": _uniform(8, 16),
     "20-40 s": _uniform(20, 40),
     "5-10 s +10% x5": _tail,
     "1 s": lambda rng: 1.0,
@@ -165,12 +167,42 @@ class Replay:
         }
 
 
+class PollerReplay(Replay):
+    """The same server and slots, polled as benchmarks/status_poller.py does: /status every
+    POLL_EVERY s (the first that long after the submit's answer), then /result and the file."""
+
+    POLL_EVERY = 2.0
+
+    def answer(self, j: int, _token: int) -> None:
+        self.push(self.now + self.POLL_EVERY, "poll", j)
+
+    def poll(self, j: int, _token: int) -> None:
+        job = self.state[j]
+        self.polls += 1
+        arrives = self.now + RTT / 2
+        self.now += RTT
+        if job.finish is not None and arrives >= job.finish:
+            self.now += RTT  # its /result
+            job.done = True
+            self.delays.append(self.now - job.finish)
+            self.last = max(self.last, self.now)
+            self.submit(self.now)
+        else:
+            self.push(self.now + self.POLL_EVERY, "poll", j)
+
+    def run(self) -> dict:
+        figures = super().run()
+        return figures | {"req": figures["req"] + 1}  # the /result after the last /status
+
+
 SEEDS = 5  # each point is the mean over this many draws of the running times (one is luck:
 # with 4 probes, when the first duration is learned varies by seconds from draw to draw)
 
 
-def replay(dist: str, inflight: int, jobs: int, capacity: int = 0, seeds: int = SEEDS) -> dict:
-    runs = [Replay(dist, inflight, jobs, capacity, seed).run() for seed in range(1, seeds + 1)]
+def replay(
+    dist: str, inflight: int, jobs: int, capacity: int = 0, seeds: int = SEEDS, kind=Replay
+) -> dict:
+    runs = [kind(dist, inflight, jobs, capacity, seed).run() for seed in range(1, seeds + 1)]
     return {key: statistics.fmean(r[key] for r in runs) for key in runs[0]}
 
 
@@ -186,6 +218,7 @@ POINTS = [  # (distribution, C, capacity): benchmark 6's grid, plus benchmark 2'
     ("5-10 s", 1000, 500),
     ("5-10 s +10% x5", 1000, 0),
     ("1 s", 32, 64),
+    ("8-16 s", 1500, 0),  # issue 30: 0.92x the poller's throughput measured here, 0.38x requests
 ]
 
 
@@ -194,12 +227,15 @@ def run(quick: bool = False) -> dict:
     for dist, inflight, capacity in POINTS[:2] if quick else POINTS:
         jobs = 10 * inflight if dist == "1 s" else (2 if inflight >= 3000 else 3) * inflight
         seeds = 1 if quick else SEEDS
-        rows.append((dist, inflight, capacity, jobs, replay(dist, inflight, jobs, capacity, seeds)))
+        ours = replay(dist, inflight, jobs, capacity, seeds)
+        poller = replay(dist, inflight, jobs, capacity, seeds, PollerReplay)
+        rows.append((dist, inflight, capacity, jobs, ours, poller))
     return {"rows": rows}
 
 
 def report(f: dict) -> str:
     header = ["latency", "C", "capacity", "jobs", "req/job", "delay mean / p50 / p95 s", "thru"]
+    header += ["poller req/job", "thru poller", "req ratio", "thru ratio"]
     rows = [
         [
             dist,
@@ -209,8 +245,12 @@ def report(f: dict) -> str:
             f"{r['req']:.2f}",
             f"{r['mean']:.2f} / {r['p50']:.2f} / {r['p95']:.2f}",
             f"{r['thru']:.3f}",
+            f"{p['req']:.2f}",
+            f"{p['thru']:.3f}",
+            f"{r['req'] / p['req']:.2f}",
+            f"{r['thru'] / p['thru']:.3f}",
         ]
-        for dist, inflight, capacity, jobs, r in f["rows"]
+        for dist, inflight, capacity, jobs, r, p in f["rows"]
     ]
     title = f"6d. The planner replayed offline (fake clock, no load, mean of {SEEDS} draws)"
     return c.table(title, header, rows)

@@ -162,3 +162,28 @@ async def test_lazy_events_alone_are_committed_after_a_while_and_at_close(tmp_pa
     finally:
         store.close()  # commits what is pending
     assert _committed(store.path, "SELECT state FROM jobs WHERE idx = 2") == [("running",)]
+
+
+def _synchronous(store: StateStore) -> int:
+    return store._db.execute("PRAGMA synchronous").fetchone()[0]  # 1 NORMAL, 2 FULL
+
+
+async def test_a_deferred_store_syncs_every_commit_from_its_first_job_event(tmp_path):
+    """A run's set-up (schema, jobs added, settings) commits without an fsync; the first job
+    event's commit waits for the disk again, and that commit holds the set-up too."""
+    store = StateStore.open(tmp_path, create=True, deferred=True)
+    try:
+        store.sync_jobs(JobSpec("m", {"prompt": f"job {i}"}) for i in range(3))
+        store.set_meta({"settings": {"concurrency": 4}})
+        assert _synchronous(store) == 1
+        store.set_state(1, S.SUBMITTING)
+        await store.durable()
+        assert _synchronous(store) == 2
+        assert _committed(store.path, "SELECT count(*) FROM jobs") == [(3,)]
+    finally:
+        store.close()
+    plain = StateStore.open(tmp_path)  # every other open syncs every commit, as before
+    try:
+        assert _synchronous(plain) == 2
+    finally:
+        plain.close()

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import pytest
 from conftest import SIM_TOKEN, read_metadata
+from pipeline_manifests import I2V, T2I, V2V
 
 import batch_runner
 from batch_runner.errors import ManifestError, UsageError
 
 pytestmark = pytest.mark.timeout(120)
-
-T2I = "bytedance/seedream-5/lite/text-to-image"
-I2V = "blackforestlabs/flux-3/image-to-video/draft"
-V2V = "blackforestlabs/flux-3/extend-video/draft"
 
 PIPELINE = {
     "stages": {

@@ -8,11 +8,9 @@ import json
 
 import pytest
 from conftest import run_cli, sim_env
+from pipeline_manifests import CLIPS, I2V, RAIN_SWEEP, T2I
 
 pytestmark = pytest.mark.timeout(120)
-
-T2I = "bytedance/seedream-5/lite/text-to-image"
-I2V = "blackforestlabs/flux-3/image-to-video/draft"
 
 # stills: 1 + 2 + 2 images at most ($0.01 each); a clip per image, 5 s at $0.1/s
 PIPELINE = f"""\
@@ -20,18 +18,7 @@ stages:
   stills:
     model: {T2I}
     jobs: ["A red fox in fresh snow"]
-    sweep:
-      - prompt: "A {{animal}} in the rain"
-        vars: {{animal: [cat, dog]}}
-        sequential_image_generation: auto
-        max_images: 2
-  clips:
-    model: {I2V}
-    jobs:
-      - image_url: {{from: stills}}
-        prompt: "{{stills.prompt}}, the camera pulls back"
-        duration: "5"
-"""
+{RAIN_SWEEP}{CLIPS}"""
 
 
 def run(tmp_path, sim, *args: str):

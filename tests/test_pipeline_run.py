@@ -14,12 +14,10 @@ from pathlib import Path
 import conftest
 import pytest
 from conftest import read_metadata, run_cli, sim_env, spawn_cli
+from pipeline_manifests import CLIPS as CLIPS_5S
+from pipeline_manifests import I2V, LONGER, RAIN_SWEEP, T2I
 
 pytestmark = pytest.mark.timeout(180)
-
-T2I = "bytedance/seedream-5/lite/text-to-image"
-I2V = "blackforestlabs/flux-3/image-to-video/draft"
-V2V = "blackforestlabs/flux-3/extend-video/draft"
 
 STILLS = f"""\
 stages:
@@ -30,28 +28,8 @@ stages:
       - prompt: "A red fox in fresh snow"
         meta: {{animal: fox}}
       - "An owl at dusk [sim:fail]"
-    sweep:
-      - prompt: "A {{animal}} in the rain"
-        vars: {{animal: [cat, dog]}}
-        sequential_image_generation: auto
-        max_images: 2
-"""
-CLIPS = f"""\
-  clips:
-    model: {I2V}
-    jobs:
-      - image_url: {{from: stills}}
-        prompt: "{{stills.prompt}}, the camera pulls back"
-        duration: "5"
-        meta: {{from_animal: "{{stills.animal}}"}}
-"""
-LONGER = f"""\
-  longer:
-    model: {V2V}
-    jobs:
-      - video_url: {{from: clips, first: true}}
-        prompt: "{{stills.prompt}} and it goes on"
-"""
+{RAIN_SWEEP}"""
+CLIPS = CLIPS_5S + '        meta: {from_animal: "{stills.animal}"}\n'
 
 
 def pipeline_sim(make_sim, *args: str):

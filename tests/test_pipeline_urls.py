@@ -15,11 +15,9 @@ from pathlib import Path
 import conftest
 import pytest
 from conftest import read_metadata, sim_env
+from pipeline_manifests import I2V, T2I
 
 pytestmark = pytest.mark.timeout(120)
-
-T2I = "bytedance/seedream-5/lite/text-to-image"
-I2V = "blackforestlabs/flux-3/image-to-video/draft"
 
 STILLS = f"""\
 stages:

@@ -249,7 +249,9 @@ def test_jobs_submitted_together_are_polled_at_different_moments():
     planner, clock = trained(uniform(20, 40))
     firsts = [planner.next_delay(planner.track(clock.now, clock.now)) for _ in range(50)]
     assert len(set(firsts)) == len(firsts)
-    assert max(firsts) - min(firsts) >= 1.5  # spread over seconds, not a wave
+    # spread over most of a second, not a wave (the budget here is ~0.56 s: the run spent one
+    # poll a job, far below its request bound; at the default 1.25 s the spread is ~1.5 s)
+    assert max(firsts) - min(firsts) >= 0.5
 
 
 def test_a_completion_does_not_touch_the_plans_of_other_jobs():
@@ -398,3 +400,59 @@ def test_while_jobs_queue_the_recent_durations_are_planned_with():
         if int(t.phase * P.BUCKETS) == bucket
     )
     assert planner.next_delay(later) == pytest.approx(15.0, rel=P.STAGGER)
+
+
+def spent(durations: list[float], polls: int, cls: type = PollPlanner) -> tuple[PollPlanner, Clock]:
+    """`trained`, each job having taken `polls` polls (the last one saw it done)."""
+    clock = Clock()
+    planner = cls(clock=clock)
+    for d in durations:
+        t = planner.track(clock.now, clock.now)
+        for _ in range(polls - 1):
+            planner.seen(t, "in_progress", None)
+        clock.now += d
+        planner.completed(t, d)
+    return planner, clock
+
+
+def next_jobs(planner: PollPlanner, clock: Clock, lo: float, hi: float) -> tuple[float, float]:
+    """Polls per job and mean detection delay of 16 jobs, one of each duration in lo..hi."""
+    polls, delays = 0, []
+    for d in uniform(lo, hi, 16):
+        t = planner.track(clock.now, clock.now)
+        times = poll_times(planner, clock, t, 200)
+        hit = next(x for x in times if x >= d)
+        polls += times.index(hit) + 1
+        delays.append(hit - d)
+    return polls / 16, sum(delays) / 16
+
+
+class FixedBudget(PollPlanner):
+    BUDGETS = (PollPlanner.BUDGET, PollPlanner.BUDGET)  # a poll always worth 1.25 s (session 6)
+
+
+def test_long_jobs_spend_the_requests_they_leave_on_earlier_detection():
+    """The request bound: half a 2-s poller's requests, at most 4.5 a job. 8-16 s jobs leave
+    room under it (a poller asks ~9.5 times a job): a run at its bound so far polls more
+    than the default budget would, within the bound, and sees jobs done sooner."""
+    poller = 3 + sum(math.ceil(v / 2) for v in uniform(8, 16)) / 64
+    bound = min(P.SHARE * poller, P.REQUEST_CAP)
+    planner, clock = spent(uniform(8, 16), 2)  # 4 requests a job so far
+    polls, delay = next_jobs(planner, clock, 8, 16)
+    assert planner.budget < 0.75 * P.BUDGET
+    fixed, fixed_clock = spent(uniform(8, 16), 2, FixedBudget)
+    fixed_polls, fixed_delay = next_jobs(fixed, fixed_clock, 8, 16)
+    assert polls > fixed_polls + 0.5
+    assert delay < 0.7 * fixed_delay
+    assert P.OWN + polls <= bound
+
+
+def test_polls_above_the_request_bound_are_paid_back():
+    # 8-16 s, every job so far took 4 polls (6 requests): the next ones get the default budget
+    planner, clock = spent(uniform(8, 16), 4)
+    next_jobs(planner, clock, 8, 16)
+    assert planner.budget == P.BUDGET
+    # 5-10 s leave no room under the bound (a poller asks ~7.2 times): the default too
+    planner, clock = spent(uniform(5, 10), 2)
+    next_jobs(planner, clock, 5, 10)
+    assert planner.budget == P.BUDGET

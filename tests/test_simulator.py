@@ -397,6 +397,36 @@ async def test_lost_submit_creates_the_job_then_drops(session):
         assert stats["faults"]["lost_submit"] == 1
 
 
+async def test_hold_submits_keeps_the_answer_until_released(sim, session):
+    """The testing switch `hold_submits` (a model id or a prompt fragment): the job is created,
+    its answer waits until the entry is removed; other submits pass."""
+
+    async def config(body):
+        async with session.post(f"{sim.base_url}/_sim/config", json=body) as r:
+            return r.status
+
+    assert await config({"hold_submits": ["wait here"]}) == 200
+    held = [asyncio.create_task(submit(session, sim.base_url, {"prompt": f"{i} wait here"}))
+            for i in range(2)]  # fmt: skip
+
+    async def both_held():
+        return sim.stats()["held_submits"] == 2
+
+    await eventually(both_held)
+    status, _ = await submit(session, sim.base_url, {"prompt": "passes"})
+    assert status == 200 and not any(t.done() for t in held)
+    assert await config({"hold_submits": [MODEL]}) == 200  # a model id holds too: still held
+    await get_json(session, f"{sim.base_url}/_sim/config")  # a round trip: they looked again
+    assert not any(t.done() for t in held)
+    assert sim.stats()["submitted"] == 3 and sim.stats()["held_submits"] == 2
+    assert await config({"hold_submits": []}) == 200
+    assert [(await t)[0] for t in held] == [200, 200]
+    stats = sim.stats()
+    assert (stats["held_submits"], stats["held_submits_total"], stats["submitted"]) == (0, 2, 3)
+    for bad in ({"hold_submits": "x"}, {"hold_submits": [""]}, {"hold_submits": [1]}):
+        assert await config(bad) == 400
+
+
 async def test_rate_limit_429_with_retry_after(session):
     async with start_simulator(SimConfig(rate_limit=2.0, seed=5)) as sim:
         answers = []

@@ -9,12 +9,9 @@ from pathlib import Path
 
 import pytest
 from conftest import run_cli, sim_env
+from pipeline_manifests import I2V, T2I, V2V
 
 pytestmark = pytest.mark.timeout(90)
-
-T2I = "bytedance/seedream-5/lite/text-to-image"
-I2V = "blackforestlabs/flux-3/image-to-video/draft"
-V2V = "blackforestlabs/flux-3/extend-video/draft"
 
 PIPELINE = f"""\
 stages:

@@ -153,3 +153,34 @@ def test_max_jobs_still_refuses_a_big_txt(tmp_path):
         "the manifest describes 30 jobs (30 entries), more than the limit of 20; raise the "
         "limit with --max-jobs N if you mean it (e.g. --max-jobs 30)"
     )
+
+
+def test_validate_prices_a_streamed_manifest_in_its_checking_pass(sim, tmp_path, monkeypatch):
+    """`validate` of a streamed manifest makes no pass of its own to price the jobs (they are
+    priced as they are checked), and says what it says of the same jobs as a list."""
+    from conftest import sim_env
+
+    from batch_runner.cli.main import main
+
+    path = tmp_path / "m.txt"
+    path.write_text("".join(f"a fox #{i}\n" for i in range(12)) + "{cat|dog} in rain\n")
+    env = sim_env(sim)
+    for name in ("RUNCOMFY_API_TOKEN", "RUNCOMFY_API_BASE"):
+        monkeypatch.setenv(name, env[name])
+
+    def validate(capsys_out: list[str]) -> dict:
+        assert main(["validate", str(path), "--json", "--max-cost", "0.1"]) == 0
+        return json.loads(capsys_out.pop())
+
+    outs: list[str] = []
+    monkeypatch.setattr(
+        "batch_runner.cli.validate.print_json", lambda o: outs.append(json.dumps(o))
+    )
+    listed = validate(outs)
+    passes: list[int] = []
+    again = JobStream.__iter__
+    monkeypatch.setattr(JobStream, "__iter__", lambda self: passes.append(1) or again(self))
+    monkeypatch.setattr("batch_runner.manifest.load.STREAM_ABOVE", 5)
+    streamed = validate(outs)
+    assert listed["estimated_cost_usd"] and listed["jobs"] == 14
+    assert streamed == listed and passes == []

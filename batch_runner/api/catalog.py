@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from batch_runner import catalog
 from batch_runner.api.policy import Action, classify, retry_delay
-from batch_runner.catalog import CatalogEntry, bundled, entry_from, read_cached, write_cached
+from batch_runner.catalog import CatalogEntry, bundled_entry, entry_from, read_cached, write_cached
 from batch_runner.errors import AccountError, ApiError, RemoteError
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ def _known(
 ) -> catalog.CatalogEntry | None:
     """The live (or cached) entry over the bundled one; the bundled schema fills a live entry
     that has none. A live schema that differs from the bundled one is noted."""
-    bundled = catalog.bundled().get(model)
+    bundled = catalog.bundled_entry(model)
     entry = catalog.entry_from(raw, "live") if raw else None
     if entry is None and api_base is not None:
         entry = catalog.read_cached(api_base, model, max_age=None)
@@ -262,7 +262,7 @@ async def _entry(
             entry = entry_from(raw, "live")
     if entry is None and cache:
         entry = read_cached(api_base, model, max_age=None)  # stale beats nothing
-    return entry or bundled().get(model)
+    return entry or bundled_entry(model)
 
 
 async def _ask(client: ModelSource, model: str, warn: list[str] | None) -> dict | None:

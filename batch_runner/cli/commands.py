@@ -81,6 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def prepare_run(args: argparse.Namespace, parsed: Parsed | None = None) -> RunInput:
     """Everything `run` does before the event loop: jobs, settings, token, run directory."""
+    from batch_runner.cli.stages import in_shard, run_children
     from batch_runner.run.runner import RunInput
 
     loaded = load_args(args, parsed, run=True)
@@ -92,12 +93,13 @@ def prepare_run(args: argparse.Namespace, parsed: Parsed | None = None) -> RunIn
         loaded.shards, loaded.run_dir, expansion.jobs, settings, staged=staged
     )
     token = _token(args, settings)
-    say(f"{plural(len(expansion.jobs), 'job')} in {args.manifest}; run directory {run_dir}")
+    known = len(expansion.jobs) + len(run_children(expansion.stages))  # {run:}: known now
+    say(f"{plural(known, 'job')} in {args.manifest}; run directory {run_dir}")
     manifest = args.manifest if parsed is None else None  # a list of jobs has no file to copy
     inp = RunInput(
         run_dir, settings, token, specs, manifest, expansion.entries, loaded.manifest_options
     )
-    inp.stages = expansion.stages  # a pipeline's stage plans (None: a single stage)
+    inp.stages = in_shard(expansion.stages, loaded.shards.which())  # None: a single stage
     inp.pilot_seed = expansion.seed
     return inp
 

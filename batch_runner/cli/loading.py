@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from batch_runner.manifest.expand import Expansion
     from batch_runner.manifest.load import Parsed
     from batch_runner.manifest.rows import Manifest
+    from batch_runner.money import Priced
 
 
 def command_line(args: argparse.Namespace, *, base_from_env: bool = True) -> dict[str, Any]:
@@ -101,19 +102,27 @@ class Loaded:
     shards: ShardOptions
     run_dir: Path | None = None  # `run`: the run directory (before any shard folder)
     manifest_options: dict[str, Any] = field(default_factory=dict)  # `plain`, to remember
+    priced: Priced | None = None  # `validate`: the jobs priced as they were checked
 
 
 def load_args(
-    args: argparse.Namespace, parsed: Parsed | None = None, *, run: bool = False
+    args: argparse.Namespace,
+    parsed: Parsed | None = None,
+    *,
+    run: bool = False,
+    price: bool = False,
 ) -> Loaded:
     """The offline pipeline of `run` and `validate`: the manifest's jobs, and the settings and
     shard options its `options:` and the command line give (read first: --max-jobs etc. shape
     the checks), over what the run directory remembers (`run`). `parsed`: the manifest
-    already read (the Python API's list of jobs), else the file is read."""
+    already read (the Python API's list of jobs), else the file is read. `price`: each job
+    priced from the catalogue entries resolved here as it is checked (Loaded.priced)."""
     from batch_runner.manifest.expand import parse_set
     from batch_runner.manifest.load import load_jobs
     from batch_runner.manifest.media import Limits
     from batch_runner.manifest.read import read_manifest
+    from batch_runner.money import Priced
+    from batch_runner.run.run_axis import reader
 
     overrides = parse_set(args.set)
     if parsed is None:
@@ -131,6 +140,7 @@ def load_args(
         ("state file", remembered.settings), (origin, given), ("command line", command_line(args))
     )
     resolution = resolve_catalogue(args, parsed[0], settings)
+    priced = Priced(resolution.catalogue) if price else None
     expansion = load_jobs(
         args.manifest,
         overrides=overrides,
@@ -143,11 +153,13 @@ def load_args(
         refused=resolution.refused,
         entries=resolution.catalogue,
         select=_shard_select(shards) if run else None,
+        runs=reader(run_dir),  # {run: DIR}: another run directory's finished files
+        tally=(lambda job: priced.add(job.model, job.inputs)) if priced is not None else None,
     )
     for warning in expansion.warnings:
         say(f"warning: {warning}")
     expansion = dataclasses.replace(expansion, entries=resolution.catalogue)
-    return Loaded(expansion, settings, shards, run_dir, options)
+    return Loaded(expansion, settings, shards, run_dir, options, priced)
 
 
 def _shard_select(shards: ShardOptions) -> Callable[[JobSpec], bool] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,6 +13,7 @@ from batch_runner.manifest.expand import Expansion
 from batch_runner.manifest.stage_sources import files_bound
 from batch_runner.manifest.stages import StagePlan
 from batch_runner.money import dollars, job_price
+from batch_runner.shards import Shard
 
 
 def validate_stages(
@@ -31,6 +33,26 @@ def total_cost(stages: dict[str, dict[str, Any]]) -> float | None:
     """Every stage at its most; None when any stage's price is unknown."""
     costs = [row["estimated_cost_usd"] for row in stages.values()]
     return None if None in costs else round(sum(costs), 6)
+
+
+def run_children(plans: list[StagePlan] | None) -> list[JobSpec]:
+    """The jobs `{run: DIR}` stages will make (known now: one per file of the other run, per
+    template, shown with that file), to count and estimate them as jobs."""
+    return [
+        dataclasses.replace(spec, inputs={**spec.inputs, plan.field: f"{plan.run}/{name}"})
+        for plan in plans or []
+        if plan.run is not None and plan.field is not None
+        for name in plan.files
+        for spec in plan.specs
+    ]
+
+
+def in_shard(plans: list[StagePlan] | None, shard: Shard | None) -> list[StagePlan] | None:
+    """A shard's plans: a `{run:}` stage's children are made by the shard of their parent's
+    key in the other run (as a `{from:}` child is made by its parent's shard)."""
+    if shard is None or plans is None:
+        return plans
+    return [dataclasses.replace(p, shard=(shard.k, shard.n)) if p.run else p for p in plans]
 
 
 def stage_lines(stages: dict[str, dict[str, Any]]) -> list[str]:
@@ -55,7 +77,9 @@ def stage_counts(
     out: dict[str, dict[str, Any]] = {}
     most: dict[str, list[tuple[JobSpec, int]]] = {}  # stage -> (spec, most copies of it)
     for plan in plans:
-        if plan.parent is None:
+        if plan.run is not None:  # another run's files: known, counted exactly
+            made = [(s, len(plan.files)) for s in plan.specs]
+        elif plan.parent is None:
             made = [(s, 1) for s in plan.specs]
         else:
             link = {"parent": plan.parent, "first": plan.first, "also": plan.also}
@@ -70,7 +94,7 @@ def stage_counts(
             price = job_price(entries.get(spec.model), spec.inputs)
             cost = None if price is None or cost is None else round(cost + price * n, 6)
         out[plan.name] = {
-            "jobs": len(plan.specs) if plan.parent is None else None,
+            "jobs": sum(n for _, n in made) if plan.parent is None else None,
             "max_jobs": sum(n for _, n in made),
             "estimated_cost_usd": cost,
         }

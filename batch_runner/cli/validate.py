@@ -18,19 +18,25 @@ if TYPE_CHECKING:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from batch_runner.cli.stages import run_children
     from batch_runner.run.pricing import estimate_specs
 
     try:
-        loaded = load_args(args)
+        loaded = load_args(args, price=True)
     except BatchRunnerError as exc:
         if args.json:  # the object still comes, with the problems (stderr says them too)
             print_json({"valid": False, "jobs": None, "problems": _problems(exc)})
         raise
     expansion, settings = loaded.expansion, loaded.settings
     token = None if settings.offline else token_if_any(args.token_file)
+    known = run_children(expansion.stages)  # {run: DIR} children: known now, priced as jobs
+    if known:
+        expansion = dataclasses.replace(expansion, jobs=[*expansion.jobs, *known])
     models = expansion.model_counts()
     est, prices, entries = run_async(
-        estimate_specs(expansion.jobs, settings.api_base, token, expansion.entries),
+        estimate_specs(
+            expansion.jobs, settings.api_base, token, expansion.entries, priced=loaded.priced
+        ),
         debug=args.debug,
     )
     money = validate_money(est, prices, entries, settings.max_cost)
@@ -68,7 +74,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"  sweep at {loc}: {plural(n, 'job')}")
     print(format_preview(expansion.jobs))
     print(format_estimate(est, money))
-    if stages:
+    if stages and not any(plan.flat for plan in expansion.stages or []):  # flat: one stage
         print("\n".join(["pipeline stages:", *stage_lines(stages)]))
     if pilot:
         print("\n".join(pilot["pilot"]["table"]))

@@ -24,7 +24,7 @@ class JobChecks:
     """The checks of load_jobs over a stream of jobs; `run` yields each job as checked (its
     local files as references). `refused`: model -> why it cannot run; `top`: where a job
     whose model is refused and named nowhere in its entry reports it (the manifest's own
-    `model:` line, or None for --model)."""
+    `model:` line, or None for --model); `tally`: told of each job as checked."""
 
     def __init__(
         self,
@@ -34,8 +34,10 @@ class JobChecks:
         refused: Mapping[str, str],
         top: tuple[str, int | None, str],  # (file, line, model) of the manifest's model
         name_template: str | None,
+        tally: Callable[[JobSpec], None] | None = None,
     ):
         self.schema, self.media, self.lines = schema, media, lines
+        self.tally = tally  # told of each job checked (validate prices them in this pass)
         self.refused, self.top = refused, top
         self.meta, self.prompts = MetaCheck(), PromptCheck()
         self.names = NameCheck(name_template) if name_template is not None else None
@@ -56,6 +58,8 @@ class JobChecks:
                 self.names.job(job)
             self.count += 1
             self.models[job.model] = self.models.get(job.model, 0) + 1
+            if self.tally is not None:
+                self.tally(job)
             yield job
         self.media.finish()
 

@@ -4,7 +4,7 @@ validate them against their model's schema, check their output names; every prob
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,13 @@ from batch_runner.manifest.naming import check_template, template_warnings
 from batch_runner.manifest.read import read_manifest
 from batch_runner.manifest.read_txt import TextEntries
 from batch_runner.manifest.rows import Manifest
+from batch_runner.manifest.run_axis import (
+    ReadRun,
+    count_files,
+    plain_problems,
+    plain_with_run,
+    runless,
+)
 from batch_runner.manifest.schema import (
     Checker,
     JobsCheck,
@@ -46,6 +53,8 @@ def load_jobs(
     entries: Mapping[str, CatalogEntry | None] | None = None,
     stream: bool | None = None,
     select: Select | None = None,
+    runs: ReadRun | None = None,
+    tally: Callable[[JobSpec], None] | None = None,
 ) -> Expansion:
     """Read, expand and validate a manifest (and check output names when a template is given).
 
@@ -57,7 +66,9 @@ def load_jobs(
     `entries`: the catalogue entries resolved per model (a pipeline's `{from:}` kinds are
     checked with them); `stream`: whether the jobs come as a JobStream (made again on each
     pass, manifest/stream.py) or a list (None: a stream above STREAM_ABOVE jobs); `select`:
-    the jobs a stream keeps as it checks them (a shard's: JobStream.select gives them).
+    the jobs a stream keeps as it checks them (a shard's: JobStream.select gives them);
+    `runs`: reads another run directory's finished files, for `{run: DIR}` (run/run_axis.py).
+    `tally`: told of each job as it is checked, in order (not a pipeline's stages' jobs).
     Raises ManifestError with every problem found, UsageError for a bad name template.
     """
     if name_template is not None:
@@ -68,10 +79,16 @@ def load_jobs(
         raise ManifestError(problems)
     if model:
         manifest = dataclasses.replace(manifest, model=model)
+    manifest, flat = _plain_run(manifest, problems)
     if manifest.stages:  # a pipeline: each stage loaded as a manifest of its own
         if problems:
             raise ManifestError(problems)
-        return _load_stages(manifest, overrides, max_jobs, name_template, schemas, media, entries)
+        try:
+            return _load_stages(
+                manifest, overrides, max_jobs, name_template, (schemas, media, entries), runs, flat
+            )
+        except ManifestError as exc:
+            raise plain_problems(exc) if flat is not None else exc from None
     bases = _Bases(manifest, overrides or {}, schemas)
     if manifest.format == "csv":
         manifest, found = typed_csv(manifest, bases.checker)
@@ -93,6 +110,7 @@ def load_jobs(
         refused or {},
         (manifest.source.file, top, manifest.model),
         name_template,
+        tally,
     )
     keep = len(expander) <= STREAM_ABOVE if stream is None else not stream
     jobs, first = _one_pass(checks, expander, keep, media_check, lines, select)
@@ -156,17 +174,36 @@ def _field_lines(manifest: Manifest) -> dict[Location, dict[str, int]]:
     return {e.source: e.field_lines for e in manifest.entries if e.field_lines}
 
 
+def _plain_run(manifest: Manifest, problems: list[Problem]) -> tuple[Manifest, Path | None]:
+    """`{run: DIR}` in a plain manifest: read as a one-stage pipeline named after DIR whose
+    files stay flat (and its DIR); every entry takes `{run:}` or none does."""
+    flat = plain_with_run(manifest)
+    if flat is None:
+        return manifest, None
+    mix = runless(manifest)
+    if mix:
+        raise ManifestError(_sorted([*problems, *mix]))
+    if problems:
+        return manifest, flat
+    from batch_runner.manifest.stages import Stage
+
+    stage = Stage(flat.name or "run", manifest, manifest.source.line)
+    return dataclasses.replace(manifest, entries=[], stages=(stage,)), flat
+
+
 def _load_stages(
     manifest: Manifest,
     overrides: dict[str, Any] | None,
     max_jobs: int,
     name_template: str | None,
-    schemas: Schemas | None,
-    media: Limits | None,
-    entries: Mapping[str, CatalogEntry | None] | None,
+    resolved: tuple[Schemas | None, Limits | None, Mapping[str, CatalogEntry | None] | None],
+    runs: ReadRun | None,
+    flat: Path | None,
 ) -> Expansion:
-    from batch_runner.catalog import bundled
+    from batch_runner.catalog import bundled_entry
     from batch_runner.manifest.stages import load_stages
+
+    schemas, media, entries = resolved
 
     def load_one(stage: Manifest, later: bool) -> Expansion:
         parsed = (stage, [])
@@ -176,14 +213,19 @@ def _load_stages(
         )
 
     def kind_of(model: str) -> str | None:
-        entry = (entries or {}).get(model) or bundled().get(model)
+        entry = (entries or {}).get(model) or bundled_entry(model)
         return entry.kind if entry is not None else None
 
     def schema_of(model: str) -> dict[str, Any] | None:
         checker = checker_for(model, schemas)
         return checker.schema if checker.known else None
 
-    return load_stages(manifest, load_one, schema_of, kind_of)
+    expansion = load_stages(manifest, load_one, schema_of, kind_of)
+    plans = [dataclasses.replace(p, flat=True) if flat else p for p in expansion.stages or []]
+    plans, problems = count_files(plans, runs)  # {run: DIR}: the other runs' files counted
+    if problems:
+        raise ManifestError(_sorted(problems))
+    return dataclasses.replace(expansion, stages=plans)
 
 
 class _Bases:

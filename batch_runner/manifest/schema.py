@@ -60,7 +60,7 @@ Schemas = Mapping[str, "dict[str, Any] | None"]  # model -> schema (None: in no 
 
 
 def _bundled(model: str) -> dict[str, Any] | None:
-    entry = catalog.bundled().get(model)
+    entry = catalog.bundled_entry(model)
     return entry.input_schema if entry is not None else None
 
 

@@ -4,6 +4,8 @@ A stage is a manifest of its own (model, defaults, model_defaults, repeat, jobs,
 later stage, a media field may be `{from: STAGE}` (optionally `first: true`): its jobs are
 *templates*, made into real jobs at run time, one per matching output file of each done job of
 STAGE (run/children.py); several such fields name stages on one chain (stage_sources.py).
+A stage's one `{run: DIR}` field is the same axis over another run directory's finished
+outputs (run_axis.py): such a stage starts a chain, so it has no `{from:}` field.
 Here each template is expanded and validated like any job, with a stand-in URL in each
 `{from:}` field, and each field's media kind is checked against what its stage's models make.
 `{STAGE.NAME}` in a string reads a parent's (or an earlier ancestor's) inputs, vars and meta
@@ -26,6 +28,7 @@ from batch_runner.errors import ManifestError, Problem
 from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.expand import Expansion
 from batch_runner.manifest.rows import Entry, Manifest
+from batch_runner.manifest.run_axis import is_run, mixed, run_source
 from batch_runner.manifest.stage_sources import Source, also_entry, deepest, off_chain
 
 # what a `{from:}` field holds while its template is expanded and validated (a public https
@@ -57,6 +60,16 @@ class StagePlan:
     many: bool = False  # the field takes a list (the file is sent as a one-item list)
     first: bool = False  # only each parent job's first file
     also: tuple[dict[str, Any], ...] = ()  # the other {from:} fields (stage_sources.py)
+    run: str | None = None  # `{run: DIR}` (manifest/run_axis.py): the other run directory
+    flat: bool = False  # a plain manifest's `{run:}` stage: its files stay in RUN_DIR itself
+    shard: tuple[int, int] | None = None  # (K, N): it makes the children of its parents only
+    files: tuple[str, ...] = ()  # the other run's files taken (relative to it)
+    where: tuple[str, int | None] = ("", None)  # the `{run:}` field's file and line
+
+    @property
+    def later(self) -> bool:
+        """Its jobs are templates, made into children of another stage's or run's files."""
+        return self.parent is not None or self.run is not None
 
     def to_json(self) -> dict[str, Any]:
         """What the state file keeps, so `resume` makes children without the manifest."""
@@ -68,6 +81,9 @@ class StagePlan:
             "many": self.many,
             "first": self.first,
             "also": list(self.also),
+            "run": self.run,
+            "flat": self.flat,
+            "shard": self.shard,
             "templates": [
                 {
                     "key": s.key,
@@ -78,7 +94,7 @@ class StagePlan:
                     "source": str(s.source) if s.source else None,
                     "sweep": s.sweep,
                 }
-                for s in (self.specs if self.parent else [])
+                for s in (self.specs if self.later else [])
             ],
         }
 
@@ -154,7 +170,7 @@ def load_stages(
         expansion = None
         if not own:
             try:
-                expansion = load_one(link.manifest, link.parent is not None)
+                expansion = load_one(link.manifest, link.field is not None)
             except ManifestError as exc:
                 own += exc.problems
         if expansion is not None:
@@ -166,7 +182,7 @@ def load_stages(
         problems += [p if p.stage else dataclasses.replace(p, stage=stage.name) for p in own]
     if problems:
         raise ManifestError(sorted(problems, key=lambda p: (p.file, p.line or 0)))
-    roots = [spec for plan in plans.values() if plan.parent is None for spec in plan.specs]
+    roots = [spec for plan in plans.values() if not plan.later for spec in plan.specs]
     return Expansion(
         manifest.job_model,
         manifest.options,
@@ -195,17 +211,23 @@ def _inherit(top: Manifest, own: Manifest) -> Manifest:
 
 
 class _Link:
-    """One stage's `{from:}` field found, checked and replaced by the stand-in URL."""
+    """One stage's `{from:}` fields (or its `{run:}` field) found, checked and replaced by the
+    stand-in URL."""
 
     def __init__(self, stage: Stage, sub: Manifest, order: list[str], problems: list[Problem]):
         self.stage = stage
         self.problems = problems
         self.sources: dict[str, Source] = {}  # every {from:} field, as first written
+        self.run: Source | None = None  # its {run: DIR} field (`stage`: the directory)
         earlier = order[: order.index(stage.name)]
         entries = [self._entry(e, earlier, order) for e in sub.entries]
         self.manifest = dataclasses.replace(sub, entries=entries)
         main = deepest(self.sources, order)  # the parent: the deepest stage named
         self.parent = main.stage if main else None
+        if self.run is not None:  # another run's files start the chain: no parent stage
+            for source in self.sources.values():
+                self._problem(source.line, source.field, mixed(source, self.run))
+            main, self.parent = self.run, None
         self.field = main.field if main else None
         self.first = main.first if main else False
         self.line = main.line if main else None
@@ -218,9 +240,12 @@ class _Link:
             return entry
         data = dict(entry.data)
         for field, value in entry.data.items():
+            line = entry.field_lines.get(field, entry.source.line)
+            if is_run(value):  # {run: DIR}: another run directory's outputs (run_axis.py)
+                data[field] = self._run(value, line, field)
+                continue
             if not (isinstance(value, dict) and "from" in value):
                 continue
-            line = entry.field_lines.get(field, entry.source.line)
             parent = self._from(value, line, field, earlier, order)
             if parent is None:
                 continue
@@ -233,6 +258,14 @@ class _Link:
                 continue
             data[field] = STAND_IN.format(stage=parent)
         return dataclasses.replace(entry, data=data)
+
+    def _run(self, value: dict, line: int | None, field: str) -> Any:
+        found = run_source(value, line, field, self.stage.manifest.path, self.run)
+        if isinstance(found, str):
+            self._problem(line, field, found)
+            return value
+        self.run = found
+        return STAND_IN.format(stage="run")
 
     def _from(
         self, value: dict, line: int | None, field: str, earlier: list[str], order: list[str]
@@ -267,17 +300,30 @@ class _Link:
     ) -> StagePlan | None:
         name = self.stage.name
         self._check_refs(specs, plans)
+        if self.run is not None:  # its files' kinds are read from the other run later
+            kind, many = self._kind(self.run, specs, {None}, schema_of)
+            if self.problems:
+                return None
+            where = (str(self.stage.manifest.path), self.line)
+            run = self.run.stage
+            return StagePlan(
+                name, specs, None, self.field, kind, many, self.first, run=run, where=where
+            )
         if self.parent is None:
             return StagePlan(name, specs)
         if any(plans.get(s.stage) is None for s in self.sources.values()):
             return None  # a named stage had problems of its own
         parent_of = {n: p.parent for n, p in plans.items()}
+
+        def made(stage: str) -> set[str | None]:
+            return {kind_of(m) for m in {s.model for s in plans[stage].specs}}
+
         for source in self.sources.values():
             why = off_chain(source, self.parent, parent_of)
             if why is not None:
                 self._problem(source.line, source.field, why)
         kinds = {
-            s.field: self._kind(s, specs, plans, schema_of, kind_of) for s in self.sources.values()
+            s.field: self._kind(s, specs, made(s.stage), schema_of) for s in self.sources.values()
         }
         if self.problems:
             return None
@@ -293,18 +339,18 @@ class _Link:
         self,
         source: Source,
         specs: list[JobSpec],
-        plans: Mapping[str, StagePlan],
+        made: set[str | None],
         schema_of: Callable[[str], dict[str, Any] | None],
-        kind_of: Callable[[str], str | None],
     ) -> tuple[str | None, bool]:
-        """The field's media kind and list-ness, checked against what its stage makes."""
-        made = {kind_of(m) for m in {s.model for s in plans[source.stage].specs}}
+        """The field's media kind and list-ness, checked against what its stage makes (`made`;
+        None in it: not known)."""
         kind, many = None, False
         for model in dict.fromkeys(s.model for s in specs):
             schema = schema_of(model)
             fields = media_fields(schema)
             if schema is not None and source.field not in fields:
-                msg = "{from:} needs a media input (an image, video or audio URL field)"
+                axis = "{run:}" if source is self.run else "{from:}"
+                msg = f"{axis} needs a media input (an image, video or audio URL field)"
                 self.problems.append(self._at(model, msg, source))
                 continue
             kind, many = fields.get(source.field, (None, False))

@@ -83,9 +83,10 @@ def write_metadata(run_dir: Path, runs: list[ShardRun]) -> int:
     n = 0
     with atomic_text(run_dir / METADATA_FILE, durable=True) as fh:
         for run in runs:
+            elsewhere = _other_runs(run.store)
             for job in run.store.iter_jobs():
                 rid = job.request_ids[-1] if job.request_ids else None
-                if job.parent_file:  # its parent's file, in the same shard
+                if job.parent_file and job.stage not in elsewhere:  # in the same shard
                     job.parent_file = f"{run.name}/{job.parent_file}"
                 for f in job.files:
                     line = metadata_line(job, _moved(f, run.name), rid)
@@ -112,6 +113,13 @@ def add_up(a: Any, b: Any) -> Any:
     if isinstance(a, int | float) and isinstance(b, int | float) and not isinstance(a, bool):
         return usd(a + b) if isinstance(a + b, float) else a + b
     return a  # text and flags: the first shard's
+
+
+def _other_runs(store: StateStore) -> set[str]:
+    """The stages whose parents are in another run directory (`{run: DIR}`): their
+    `parent_file` is relative to that directory, not to a shard."""
+    plans = store.stage_plans() if store._has_lineage() else []
+    return {p["name"] for p in plans if p.get("run")}
 
 
 def _moved(f: FileRecord, folder: str) -> FileRecord:

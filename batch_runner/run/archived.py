@@ -124,7 +124,9 @@ def _take(
             taken: list[JobRecord] = []
             for start in range(0, len(pending), 500):
                 batch = pending[start : start + 500]
-                taken += _take_batch(store, run_dir, settings, archive, run, metadata, batch)
+                taken += _take_batch(
+                    store, run_dir, settings, archive, run, metadata, batch, children
+                )
             pending = _children_of(children, store, taken) if children is not None else []
     finally:
         metadata.close()
@@ -138,15 +140,18 @@ def _take_batch(
     run: ArchiveRun,
     metadata: MetadataLog,
     batch: list[JobRecord],
+    children: Children | None,
 ) -> list[JobRecord]:
-    """The jobs of `batch` the archive holds with their files whole, done; returns them."""
+    """The jobs of `batch` the archive holds with their files whole, done; returns them
+    (`children`: the run's stages, which say where a stage's files go)."""
     taken: list[JobRecord] = []
     entries = archive.lookup([job.key for job in batch])
     for job in batch:
         entry = entries.get(job.key)
         if entry is None:
             continue
-        names = FileNames.of(settings.name_template, job, len(entry.files), store.job_by_key)
+        n = len(entry.files)
+        names = FileNames.of(settings.name_template, job, n, store.job_by_key, children)
         files = _place(entry, names, run_dir)
         if files is None:
             archive.drop(entry)  # not trusted: the job runs, and replaces it when done

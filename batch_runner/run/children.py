@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 from batch_runner.catalog import CatalogEntry
 from batch_runner.jobs import FileRecord, JobRecord
 from batch_runner.money import job_price
+from batch_runner.run import run_axis
 from batch_runner.run.child_files import Pick, child_key, picks
 from batch_runner.run.parent_urls import ParentUrls
+from batch_runner.run.run_axis import run_of
 from batch_runner.settings import RunSettings
 from batch_runner.store.lineage import ChildRow
 from batch_runner.store.state import StateStore
@@ -44,17 +47,18 @@ class Children:
                 self.by_parent.setdefault(plan["parent"], []).append(plan)
         self.entries: Mapping[str, CatalogEntry | None] = {}
         self.enqueue: Enqueue | None = None  # set once the pool runs
-        self.fields = {  # stage -> its {from:} fields, the parent's first
+        self.fields = {  # stage -> its {from:} fields (the parent's first) or its {run:} field
             p["name"]: [p["field"], *(a["field"] for a in p.get("also") or ())]
             for p in plans
-            if p.get("parent")
+            if p.get("parent") or p.get("run")
         }
+        self.flat = {p["name"] for p in plans if p.get("flat")}  # a plain manifest's {run:}
         self.urls: ParentUrls | None = None  # dead parent URLs replaced (set once the pool runs)
 
     @classmethod
     def of(cls, store: StateStore) -> Children | None:
         plans = store.stage_plans() if store._has_lineage() else []
-        return cls(store, plans) if any(p.get("parent") for p in plans) else None
+        return cls(store, plans) if any(p.get("parent") or p.get("run") for p in plans) else None
 
     def fields_of(self, job: JobRecord) -> list[str]:
         """The media fields a child was given its parent's (or ancestors') files in."""
@@ -76,6 +80,14 @@ class Children:
                     pick = next(p for p in more if p.field == field)
                     return pick.job, pick.file
         return parent, None
+
+    def folder(self, job: JobRecord) -> str | None:
+        """The folder of RUN_DIR a job's files go in: its stage's (None: RUN_DIR itself)."""
+        return None if job.stage in self.flat else job.stage
+
+    def other_run(self, job: JobRecord) -> Path | None:
+        """The run directory a `{run:}` child's parent is in (None: this one)."""
+        return run_of(self.plans, job.stage) if job.parent_key else None
 
     def models(self) -> set[str]:
         return {t["model"] for plan in self.plans for t in plan.get("templates", [])}
@@ -126,6 +138,7 @@ class Children:
         for stage in self.by_parent:
             for parent in self.store.done_of_stage(stage):
                 made += len(self.create(parent, parent.files))
+        made += run_axis.catch_up(self)  # {run: DIR}: another run directory's done jobs
         self.store.flush()
         return made
 
@@ -156,6 +169,8 @@ class Children:
                     parent_file=f.file_name,
                     estimate_usd=job_price(self.entries.get(template["model"]), inputs),
                 )
+
+    rows = _rows  # run/run_axis.py makes a {run:} stage's children with it
 
     def _fill(self, value: Any, parent: JobRecord) -> Any:
         """`{STAGE.NAME}` from the parent (or an earlier ancestor): its vars, inputs, meta."""
@@ -197,4 +212,4 @@ def record_stages(store: StateStore, plans: list[Any]) -> int:
     children = Children.of(store)
     if children is not None:
         children.catch_up()
-    return store.children_in_manifest([p.name for p in plans if p.parent])
+    return store.children_in_manifest([p.name for p in plans if p.later])

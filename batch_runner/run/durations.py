@@ -10,7 +10,8 @@ Every cost here is bounded by the sample's size, never by the number of jobs in 
 
 from __future__ import annotations
 
-from bisect import bisect_left, insort
+import math
+from bisect import bisect_left, bisect_right, insort
 from collections import deque
 from typing import Protocol
 
@@ -189,6 +190,30 @@ def schedule(values: list[float], budget: float) -> list[float]:
         out.append(ages[j])
         j = came_from[j]
     return out[::-1]
+
+
+def polls(ages: list[float], values: list[float]) -> float:
+    """Polls per job made at the poll `ages` when a duration is one of the sorted `values`
+    (a poll is made by every job longer than the age before it)."""
+    n = len(values)
+    if not n or not ages:
+        return 0.0
+    return sum(n - bisect_right(values, age) for age in [-math.inf, *ages[:-1]]) / n
+
+
+def worth(values: list[float], most: float, low: float, high: float, steps: int = 10) -> float:
+    """The least budget in [low, high] (seconds of delay one poll is worth) whose schedule
+    makes at most `most` polls per job for the sorted `values` (more polls, less delay: the
+    polls fall as the budget grows); `high` when none does. By bisection, `steps` schedules."""
+    if not values or polls(schedule(values, low), values) <= most:
+        return low
+    for _ in range(steps):
+        mid = math.sqrt(low * high)
+        if polls(schedule(values, mid), values) <= most:
+            high = mid
+        else:
+            low = mid
+    return high
 
 
 _Line = tuple[float, float, int]  # (a_i, b_i, i): the cost a_i - x * b_i of polling at x after i

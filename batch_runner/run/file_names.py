@@ -9,10 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batch_runner.jobs import JobRecord
 from batch_runner.manifest.naming import DEFAULT_TEMPLATE, job_file_name
+
+if TYPE_CHECKING:
+    from batch_runner.run.children import Children
 
 JobByKey = Callable[[str], JobRecord | None]  # a job by its key (StateStore.job_by_key)
 
@@ -34,17 +37,26 @@ class FileNames:
     template: str
     job: JobRecord
     n_files: int
+    folder: str | None  # its stage's folder of RUN_DIR (None: RUN_DIR itself)
     ancestors: dict[str, dict[str, Any]] | None = None
 
     @classmethod
     def of(
-        cls, template: str | None, job: JobRecord, n_files: int, job_by_key: JobByKey
+        cls,
+        template: str | None,
+        job: JobRecord,
+        n_files: int,
+        job_by_key: JobByKey,
+        children: Children | None,
     ) -> FileNames:
+        """`children`: the run's stage plans (a `{run:}` stage of a plain manifest has no
+        folder of its own: Children.folder)."""
         template = template or DEFAULT_TEMPLATE
         ancestors = None  # a pipeline's {STAGE.NAME} in the template
         if "." in template and job.parent_key:
             ancestors = ancestry(job, job_by_key)
-        return cls(template, job, n_files, ancestors)
+        folder = children.folder(job) if children is not None else job.stage
+        return cls(template, job, n_files, folder, ancestors)
 
     def name(self, k: int, ext: str) -> str:
         """File number `k`'s name within its media folder (images/, videos/, audio/)."""
@@ -61,9 +73,9 @@ class FileNames:
 
     def base(self, run_dir: Path) -> Path:
         """The folder its media folders are in: RUN_DIR, or RUN_DIR/STAGE in a pipeline."""
-        return run_dir / self.job.stage if self.job.stage else run_dir
+        return run_dir / self.folder if self.folder else run_dir
 
     def recorded(self, relative: str) -> str:
         """The file's name as the state and metadata.jsonl record it (relative to RUN_DIR),
         from its name relative to `base` (e.g. "images/00001-fox.png")."""
-        return f"{self.job.stage}/{relative}" if self.job.stage else relative
+        return f"{self.folder}/{relative}" if self.folder else relative

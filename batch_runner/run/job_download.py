@@ -8,7 +8,7 @@ import dataclasses
 import functools
 
 from batch_runner.api.policy import Action, classify, retry_delay
-from batch_runner.catalog import bundled, read_cached
+from batch_runner.catalog import bundled_entry, read_cached
 from batch_runner.errors import ApiError, RemoteError
 from batch_runner.jobs import FileRecord, JobRecord
 from batch_runner.outputs.metadata import metadata_line, parameters_text
@@ -70,7 +70,9 @@ class DownloadSteps(PollSteps):
 
     async def _download_one(self, job: JobRecord, urls: list[str], k: int) -> FileRecord:
         n_files = len(urls)
-        names = FileNames.of(self.settings.name_template, job, n_files, self.store.job_by_key)
+        names = FileNames.of(
+            self.settings.name_template, job, n_files, self.store.job_by_key, self.children
+        )
         expect = _kinds_made_by(self.settings.api_base, job.model)
 
         refreshes = tries = 0
@@ -112,6 +114,6 @@ def _with_urls(job: JobRecord, got: list[FileRecord], urls: list[str]) -> list[F
 def _kinds_made_by(api_base: str, model: str) -> frozenset[str] | None:
     """The media kinds a model's files may be (its catalogue `output_type`: the live entry the
     run resolved and cached, else the bundled one); None: unknown, any kind is taken."""
-    entry = read_cached(api_base, model, max_age=None) or bundled().get(model)
+    entry = read_cached(api_base, model, max_age=None) or bundled_entry(model)
     kind = entry.kind if entry is not None else None
     return frozenset({kind}) if kind else None

@@ -27,6 +27,7 @@ from typing import Any
 from batch_runner.errors import ApiError
 from batch_runner.jobs import FileRecord, JobRecord
 from batch_runner.manifest.media import Limits, file_facts, file_ref
+from batch_runner.run.run_axis import parent_in_run
 from batch_runner.store.state import StateStore
 
 REQUEST_GONE = 404001  # the API forgot the parent's request: its URLs cannot be refreshed
@@ -54,14 +55,24 @@ def names_field(exc: ApiError, field: str) -> bool:
 class ParentUrls:
     """Dead parent URLs and what replaced them, for one run."""
 
-    def __init__(self, store: StateStore, client: Any, run_dir: Path, max_inline_mb: float):
+    def __init__(
+        self,
+        store: StateStore,
+        client: Any,
+        run_dir: Path,
+        max_inline_mb: float,
+        others: Callable[[JobRecord], Path | None] | None = None,
+    ):
         self.store = store
+        # a `{run: DIR}` child's parent is in another run directory (run/run_axis.py): read
+        # there, never written
+        self.others = others
         self.client = client
         self.run_dir = run_dir
         self.limits = Limits.of(max_inline_mb, None)
         self.replaced: dict[str, Any] = {}  # a dead URL -> its fresh URL or a file reference
         self.tries: dict[tuple[int, str], int] = {}  # refreshes asked by each child's field
-        self.filled: dict[tuple[int, int], Any] = {}  # (parent idx, k) -> URL asked for
+        self.filled: dict[tuple[str, int], Any] = {}  # (parent key, k) -> its URL asked for
 
     def known(self, job: JobRecord, field: str) -> bool:
         """Before a first submit: a URL already known dead is replaced (True when it was)."""
@@ -86,10 +97,11 @@ class ParentUrls:
         self.tries[job.index, field] = tries = self.tries.get((job.index, field), 0) + 1
         if tries > MAX_REFRESHES:
             raise DeadInput(f"the parent's URL was refused {tries} times, refreshed ({why})")
-        parent, mine = source(job, field)
+        other = self.others(job) if self.others is not None else None
+        parent, mine = source(job, field) if other is None else _in_run(other, job)
         if parent is None or mine is None:
             raise DeadInput(f"its URL was refused ({why}) and the parent's file is not known")
-        new = await self._fresh(parent, mine, f"its input URL was refused ({why})")
+        new = await self._fresh(parent, mine, f"its input URL was refused ({why})", other)
         for u in urls:
             self.replaced[u] = new
         self._set(job, field, _swap(value, self.replaced))
@@ -102,24 +114,31 @@ class ParentUrls:
         if not _unknown(value):
             return
         lead = "its parent's file URL was not kept"
-        parent, mine = source(job, field)
+        other = self.others(job) if self.others is not None else None
+        parent, mine = source(job, field) if other is None else _in_run(other, job)
         if parent is None or mine is None:
             raise DeadInput(f"{lead} and the parent's file is not known")
-        new = mine.url or self.filled.get((parent.index, mine.k))  # a sibling's, meanwhile
+        new = mine.url or self.filled.get((parent.key, mine.k))  # a sibling's, meanwhile
         if new is None:
-            new = self.filled[parent.index, mine.k] = await self._fresh(parent, mine, lead)
+            new = await self._fresh(parent, mine, lead, other)
+            self.filled[parent.key, mine.k] = new
         self._set(job, field, [new] if isinstance(value, list) else new)
 
-    async def _fresh(self, parent: JobRecord, mine: FileRecord, lead: str) -> Any:
+    async def _fresh(
+        self, parent: JobRecord, mine: FileRecord, lead: str, other: Path | None
+    ) -> Any:
         """The parent file's URL from the parent's /result, or the file sent inline when that
-        request is gone (or, taken from an archive that kept none, not known)."""
+        request is gone (or, taken from an archive that kept none, not known). `other`: the
+        run directory a `{run:}` child's parent is in (None: this one)."""
+        run_dir = other or self.run_dir
         if parent.result_id is None:
-            return self._inline(mine, f"{lead}, the parent's request id was not kept either")
+            why = f"{lead}, the parent's request id was not kept either"
+            return self._inline(mine, run_dir, why)
         try:
             poll = await self.client.result(parent.result_id)
         except ApiError as exc:
             if exc.error_code == REQUEST_GONE:
-                return self._inline(mine, "the parent's request is gone (404001)")
+                return self._inline(mine, run_dir, "the parent's request is gone (404001)")
             raise DeadInput(
                 f"{lead} and the parent's result could not be asked again ({exc.message})"
             ) from None
@@ -127,12 +146,13 @@ class ParentUrls:
             said = poll.raw_status or poll.status
             raise DeadInput(f"{lead}; the parent's result says {said}")
         fresh = poll.outputs[mine.k - 1]
-        self.store.set_file_url(parent.index, mine.k, fresh)
+        if other is None:  # another run's state file is never written
+            self.store.set_file_url(parent.index, mine.k, fresh)
         return fresh
 
-    def _inline(self, mine: FileRecord, why: str) -> dict[str, Any]:
+    def _inline(self, mine: FileRecord, run_dir: Path, why: str) -> dict[str, Any]:
         """The parent's downloaded file as a local file reference (sent inline)."""
-        path = self.run_dir / mine.file_name
+        path = run_dir / mine.file_name
         facts = file_facts(path, self.limits)
         gone = f"{why} and its file {mine.file_name}"
         if isinstance(facts, str):
@@ -160,3 +180,10 @@ def _swap(value: Any, replaced: dict[str, Any]) -> Any:
     while isinstance(value, str) and value in replaced and seen < len(replaced):
         value, seen = replaced[value], seen + 1
     return value
+
+
+def _in_run(run_dir: Path, job: JobRecord) -> tuple[JobRecord | None, FileRecord | None]:
+    """A `{run:}` child's parent and file, in the other run directory (read, never written)."""
+    parent = parent_in_run(run_dir, job.parent_key or "")
+    mine = parent and next((f for f in parent.files if f.file_name == job.parent_file), None)
+    return parent, mine

@@ -10,9 +10,13 @@ durations are used instead (a queue that builds up changes what "normal" is fast
 run-long sample follows). A job seen leaving the queue (`in_queue`, then `in_progress`) is
 timed from its start instead, with the running times of such jobs.
 
-Plan. One poll is worth BUDGET seconds of detection delay: for the estimated distribution,
-`durations.schedule` finds the poll ages (after submit) that minimise polls + delay / BUDGET
-per job, exactly. Schedules are computed again at most every REPLAN seconds, one per phase
+Plan. One poll is worth `budget` seconds of detection delay: for the estimated distribution,
+`durations.schedule` finds the poll ages (after submit) that minimise polls + delay / budget
+per job, exactly. The budget is the least (at most BUDGET) whose schedule keeps the run
+within its request bound, half of what a 2-s /status poller would ask for these durations
+and at most REQUEST_CAP a job (`_worth`): long jobs leave requests to spend on earlier
+detection, which keeps the slots busy; polls spent above the bound so far are paid back.
+Schedules are computed again at most every REPLAN seconds, one per phase
 bucket (budgets a little apart, each job shifted a little by its phase: jobs submitted
 together do not ask at the same moment, the API sees a smooth rate); a decision is a lookup
 of the next age in the job's schedule, so its cost does not grow with the jobs in flight. A
@@ -26,8 +30,9 @@ Queue. A poll that sees `in_queue` at position p bounds the next one: the job ca
 before p positions have drained. The drain rate (positions per second) is measured from two
 positions of the same job; before that, from the rate at which jobs of this run complete.
 
-Before anything is learned, the first PROBES jobs of the run poll at once and then on a
-doubling grid (zero-latency jobs cost one poll); the others wait for the first duration
+Before anything is learned, the first PROBES jobs of the run (and one more each time the
+jobs waiting double from PROBE_FROM) poll at once and then on a doubling grid (zero-latency
+jobs cost one poll); the others wait for the first duration
 (`wake`: the caller sleeps until `learned` turns true, or max_delay x LATE to twice that,
 then asks again; those already overdue are spread over a short WAVE). That happens once per
 run, not per completion: no completion re-plans other jobs. A first poll, planned at submit,
@@ -42,9 +47,21 @@ import time
 from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from batch_runner.run.durations import Survival, Window, schedule
+from batch_runner.run.durations import Survival, Window, schedule, worth
+
+
+@dataclass(slots=True)
+class _Plan:
+    """Schedules made from one estimate of the durations (see `PollPlanner._schedule`)."""
+
+    version: int  # the window's when made
+    size: int  # its length then
+    when: float
+    values: list[float]  # the durations planned with, sorted
+    budget: float  # seconds of delay one poll is worth for them
+    ages: dict[int, list[float]] = field(default_factory=dict)  # phase bucket -> poll ages
 
 
 @dataclass(slots=True)
@@ -82,6 +99,15 @@ class PollPlanner:
     # possible at every latency of benchmark 6 (replayed: 3.55-3.57 req/job at 5-10 s, 4.3 at
     # 20-40 s), for about 0.1 s more median delay
     BUDGET = 1.25
+    # ... at most: once durations are known, the least worth in BUDGETS whose schedule keeps
+    # the run within the request bound (`_worth`): SHARE x what a /status poller every
+    # POLLER_EVERY s asks (the official CLI: submit, /status until done, /result, the file)
+    # and at most REQUEST_CAP per job, less SLACK (what learning costs beyond the plans);
+    # each job asks OWN requests besides its polls. Replayed (session 8): at 8-16 s the bound
+    # leaves room (a worth of ~0.3-0.6 s); at 5-10 s it does not (1.25 s, as before)
+    SHARE, POLLER_EVERY, REQUEST_CAP, SLACK, OWN = 0.5, 2.0, 4.5, 0.3, 2
+    BUDGETS = (0.25, BUDGET)
+    PAYBACK = 0.5  # polls spent above the bound so far lower it, to at most this x itself
     SPREAD = 0.5  # the budget varies ± half this by the job's phase (no waves) ...
     BUCKETS = 4  # ... in this many steps: one schedule each
     STAGGER = 0.005  # within a bucket, a schedule shifts by up to this x its first age
@@ -94,7 +120,8 @@ class PollPlanner:
     TAIL = 0.5  # ... or this fraction of the overrun, if larger
     WAVE, WAVE_MAX = 0.1, 1.5  # blind jobs overdue once a duration is known: spread over
     # this x the median duration, at most WAVE_MAX seconds
-    PROBES = 4  # jobs that poll blind to learn the first durations
+    PROBES = 4  # jobs that poll blind to learn the first durations; and, while nothing is
+    PROBE_FROM = 64  # learned, the jobs numbered 64, 128, 256, ... (many waiting: learn sooner)
     BLIND_RATIO = 2.0  # probes poll at min_delay x BLIND_RATIO ** (n + phase) after submit
     LATE = 2.0  # the others, waiting for the probes, first ask LATE to 2 x LATE x max_delay
     PHASE = 0.6180339887  # golden ratio: the phases of successive jobs spread evenly
@@ -119,9 +146,10 @@ class PollPlanner:
         self._sample = Survival(self.SAMPLE, self.POINTS)  # durations, from submit (unbiased)
         self._serial = 0
         self._in_flight = 0  # tracked jobs not yet `finished`
+        self._spent, self._completions = 0, 0  # polls of the jobs seen completed; their count
         self._queue_seen = -math.inf  # when a job was last seen in_queue
-        # (window, phase bucket) -> (window version, size, when, poll ages): see `_schedule`
-        self._plans: dict[tuple[int, int], tuple[int, int, float, list[float]]] = {}
+        self.budget = self.BUDGET  # seconds of delay one poll is worth now (`_worth`)
+        self._plans: dict[tuple[int, bool], _Plan] = {}  # (window, sampled): see `_schedule`
 
     @property
     def learned(self) -> bool:
@@ -143,7 +171,7 @@ class PollPlanner:
             submitted=submitted,
             margin=max(0.0, submitted - sent) if sent is not None else 0.0,
             resumed=sent is None,
-            probe=self._serial < self.PROBES,
+            probe=self._probe(),
             phase=(self._serial * self.PHASE) % 1.0,
         )
         self._serial += 1
@@ -151,6 +179,16 @@ class PollPlanner:
         if not t.resumed:
             t.sampled = self._sample.add(t)
         return t
+
+    def _probe(self) -> bool:
+        """Whether the next job polls blind to learn the first durations: the first PROBES,
+        and while nothing is learned one more each time the jobs waiting double from
+        PROBE_FROM (a few polls, against the delay of every job done before a duration is
+        known: replayed at 1,500 in flight, 8-16 s, the first completion was seen at ~14 s)."""
+        n = self._serial
+        if n < self.PROBES:
+            return True
+        return not self.learned and n >= self.PROBE_FROM and n & (n - 1) == 0
 
     def finished(self, t: PollTrack) -> None:
         """The job tracked by `t` is no longer polled (done, failed, given up): once per track."""
@@ -181,6 +219,8 @@ class PollPlanner:
         """Learn from a job seen completed; `duration` is the server's created -> finished."""
         now = self.clock()
         self._done_at.append(now)
+        self._spent += t.polls + 1  # (this poll too)
+        self._completions += 1
         if duration is None or not math.isfinite(duration) or duration < 0:
             if t.resumed:
                 return
@@ -248,7 +288,7 @@ class PollPlanner:
             # for it (no two polls where the plan wants one; yet a job asked well before the
             # plan's first age, say a blind one, is not sent on to the second)
             before = ages[k - 1] if k else 0.0
-            if ages[k] - after < min((ages[k] - before) / 2, self.BUDGET):
+            if ages[k] - after < min((ages[k] - before) / 2, self.budget):
                 k += 1
         if k < len(ages):
             return anchor + ages[k] + t.margin + self._stagger(t, ages)
@@ -277,24 +317,42 @@ class PollPlanner:
         return (len(done) - 1) / (done[-1] - done[0]) / self._in_flight
 
     def _schedule(self, window: Window, phase: float) -> list[float]:
-        """The poll ages for jobs of this phase (`_schedule`), computed again at most every
-        REPLAN seconds, or when the window has doubled since: a decision is a lookup."""
+        """The poll ages for jobs of this phase, from a plan made again at most every REPLAN
+        seconds, or when the window has doubled since: a decision is a lookup."""
         bucket = min(int(phase * self.BUCKETS), self.BUCKETS - 1)
         now = self.clock()
         sampled = self._sampled(window, now)
-        key = (id(window), bucket, sampled)
-        cached = self._plans.get(key)
-        if cached is not None:
-            version, size, when, ages = cached
-            fresh = version == self._version(window) or (
-                now - when < self.REPLAN and len(window) < 2 * size
-            )
-            if fresh:
-                return ages
-        budget = self.BUDGET * (1 + self.SPREAD * ((bucket + 0.5) / self.BUCKETS - 0.5))
-        ages = schedule(self._values(window, sampled), budget)
-        self._plans[key] = (self._version(window), len(window), now, ages)
+        key = (id(window), sampled)
+        plan = self._plans.get(key)
+        version = self._version(window)
+        fresh = plan is not None and (
+            plan.version == version
+            or (now - plan.when < self.REPLAN and len(window) < 2 * plan.size)
+        )
+        if not fresh:
+            values = self._values(window, sampled)
+            if window is self._durations:  # the running times of started jobs share its worth
+                self.budget = self._worth(values)
+            plan = self._plans[key] = _Plan(version, len(window), now, list(values), self.budget)
+        ages = plan.ages.get(bucket)
+        if ages is None:
+            spread = 1 + self.SPREAD * ((bucket + 0.5) / self.BUCKETS - 0.5)
+            ages = plan.ages[bucket] = schedule(plan.values, plan.budget * spread)
         return ages
+
+    def _worth(self, values: list[float]) -> float:
+        """Seconds of delay one poll is worth for these durations (sorted): the least (the
+        earliest detection, the busiest slots) whose schedule keeps the run within the
+        request bound. Long jobs leave room (a 2-s poller asks about duration / 2 times), short
+        ones little. The polls the completed jobs took above the bound (learning, queues,
+        stragglers) are paid back by the next ones; those below it are spent on them."""
+        if not values:
+            return self.BUDGET
+        poller = 3 + sum(max(1, math.ceil(v / self.POLLER_EVERY)) for v in values) / len(values)
+        most = min(self.SHARE * poller, self.REQUEST_CAP) - self.SLACK - self.OWN
+        if self._completions:
+            most = max(self.PAYBACK * most, 2 * most - self._spent / self._completions)
+        return worth(values, most, *self.BUDGETS)
 
     def _version(self, window: Window) -> int:
         return window.version + (self._sample.version if window is self._durations else 0)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from batch_runner.api.catalog import prices_for, with_retries
 from batch_runner.errors import AccountError, ApiError
 from batch_runner.jobs import WITHOUT_REQUEST
-from batch_runner.money import Estimate, dollars, estimate, fitting, job_price, usd
+from batch_runner.money import Estimate, Priced, dollars, estimate, fitting, job_price, usd
 from batch_runner.run.budget import Budget
 from batch_runner.run.stage_money import StageForecast, StageRow, later_cost
 from batch_runner.run.uncertain import sends
@@ -164,16 +164,22 @@ async def estimate_specs(
     api_base: str,
     token: str | None,
     resolved: Mapping[str, CatalogEntry | None] | None = None,
+    priced: Priced | None = None,
 ) -> tuple[Estimate, list[float | None], dict[str, CatalogEntry | None]]:
     """What `validate` says: the jobs' estimate from the catalogue of the API they would run
     against (asked only with a token), else the cache, else unknown: the entries validation
-    resolved (`resolved`), the others asked for now. Nothing is submitted."""
+    resolved (`resolved`), the others asked for now. Nothing is submitted. `priced`: these
+    jobs already priced from `resolved` as they were checked (no pass over them here when
+    `resolved` has every model they use)."""
     import aiohttp
 
     from batch_runner.api.client import RunComfyClient
 
     counted = getattr(specs, "models", None)  # a JobStream knows them: no pass over the jobs
     models = set(counted) if counted is not None else {spec.model for spec in specs}
+    known = resolved or {}
+    if priced is not None and priced.estimate.jobs == len(specs) and models <= known.keys():
+        return priced.estimate, priced.prices, {m: e for m, e in known.items() if m in models}
     if token and models - (resolved or {}).keys():
         async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as session:
             client = RunComfyClient(session, api_base, token)

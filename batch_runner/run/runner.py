@@ -82,7 +82,9 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
     except OSError as exc:
         raise StateError(f"{inp.run_dir}: cannot create run directory ({exc.strerror})") from None
     lock.acquire()
-    store = StateStore.open(inp.run_dir, create=inp.specs is not None)
+    # deferred: the set-up commits wait for no disk; the first job event's commit (or
+    # `sync_commits` in _execute, before any job is taken) makes them durable with it
+    store = StateStore.open(inp.run_dir, create=inp.specs is not None, deferred=True)
     try:
         edited = 0
         if inp.specs is not None:
@@ -208,10 +210,12 @@ async def _execute(
                 raise  # not ours
             asyncio.current_task().uncancel()  # nothing new is sent; jobs at the API finish
             budget = Budget(None)
+        store.sync_commits()  # from here on, every commit is on disk before the run acts on it
         children = Children.of(store)
         if children is not None:
             await children.price(client, base, settings, inp.entries)
-            children.urls = ParentUrls(store, client, inp.run_dir.resolve(), settings.max_inline_mb)
+            where = (inp.run_dir.resolve(), settings.max_inline_mb, children.other_run)
+            children.urls = ParentUrls(store, client, *where)
         runner = JobRunner(
             store,
             client,

@@ -159,6 +159,7 @@ class Simulator:
         if self.config.submit_delay:
             # the job exists (and is "billed") while the answer is still on its way
             await asyncio.sleep(self.config.submit_delay)
+        await self.faults.hold_submit(model, body)
         if self.faults.lost_submit():
             return DropResponse()
         urls = self._urls(request, job)
@@ -299,6 +300,7 @@ class Simulator:
             return web.json_response({"error": str(exc)}, status=400)
         if "seed" in overrides:
             self.store.reseed()
+        self.faults.settings_changed()  # held submits may be released
         self.store.pump()  # a larger capacity starts queued jobs now
         return web.json_response(self.config.to_dict())
 

@@ -43,6 +43,9 @@ class SimConfig:
     lost_submit_rate: float = 0.0
     submit_delay: float = 0.0  # seconds between creating a job and answering its submit
     file_delay: float = 0.0  # seconds before a file request is answered (a slow storage host)
+    # a testing switch (POST /_sim/config only): a submit whose model id is one of these, or
+    # whose prompt contains one, is created and its answer held until the entry is removed
+    hold_submits: list[str] = dataclasses.field(default_factory=list)
     rate_limit: float | None = None
     truncate_rate: float = 0.0
     url_ttl: float | None = None
@@ -133,6 +136,7 @@ def validate(config: SimConfig) -> SimConfig:
     if not isinstance(config.token, str) or not config.token:
         raise UsageError("token: must be a non-empty string")
     parse_hostile(config.hostile)
+    config.hold_submits = _check_holds(config.hold_submits)
     config.balance = _check_price("balance", config.balance)
     config.prices = _check_prices(config.prices)
     config.models = _check_models(config.models)
@@ -178,6 +182,12 @@ def read_catalog(path: str) -> dict[str, dict[str, Any]]:
     found = check_catalog(data, f"--catalog {path}")
     assert found is not None
     return found
+
+
+def _check_holds(holds: Any) -> list[str]:
+    if not isinstance(holds, list | tuple) or not all(isinstance(h, str) and h for h in holds):
+        raise UsageError("hold_submits: expected a list of model ids or prompt fragments")
+    return list(holds)
 
 
 def _check_price(name: str, value: Any) -> float:

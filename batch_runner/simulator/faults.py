@@ -6,6 +6,7 @@ Decisions come from the store's seeded `fault_rng`, and every injected fault is 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -90,6 +91,7 @@ class Faults:
     def __init__(self, store: JobStore):
         self.store = store
         self.limiter = RateLimiter()
+        self._released = asyncio.Event()  # set (and replaced) whenever the settings change
 
     @property
     def _config(self) -> SimConfig:
@@ -144,6 +146,29 @@ class Faults:
             self.count("lost_submit")
             return True
         return False
+
+    def _holds(self, model: str, prompt: Any) -> bool:
+        text = prompt if isinstance(prompt, str) else ""
+        return any(h == model or h in text for h in self._config.hold_submits)
+
+    async def hold_submit(self, model: str, body: dict[str, Any]) -> None:
+        """A created job whose submit `hold_submits` names: its answer waits until the entry
+        is removed (`held_submits` counts the answers waiting now, `held_submits_total` all)."""
+        if not self._holds(model, body.get("prompt")):
+            return
+        stats = self.store.stats
+        stats.held_submits += 1
+        stats.held_submits_total += 1
+        try:
+            while self._holds(model, body.get("prompt")):
+                await self._released.wait()
+        finally:
+            stats.held_submits -= 1  # (the counters it was counted in, even after a reset)
+
+    def settings_changed(self) -> None:
+        """Held submits look again at `hold_submits`."""
+        self._released.set()
+        self._released = asyncio.Event()
 
     def truncate_at(self, size: int) -> int | None:
         """Where to cut a file body of `size` bytes, or None to send it whole (counted)."""

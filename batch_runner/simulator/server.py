@@ -75,7 +75,10 @@ async def start_simulator(
         offhost = await _offhost_site(runner, host, real_port)
         yield SimHandle(base_url=f"http://{shown}:{real_port}", app=app, offhost_url=offhost)
     finally:
-        app[SIM_KEY].store.reset()  # cancels pending generation timers
+        sim = app[SIM_KEY]
+        sim.config.hold_submits = []  # held submit answers go, so the shutdown need not wait
+        sim.faults.settings_changed()
+        sim.store.reset()  # cancels pending generation timers
         await runner.cleanup()
 
 

@@ -116,6 +116,8 @@ class Stats:
     files_serving: int = 0  # file requests being answered now
     max_files_serving: int = 0
     submits_during_files: int = 0  # submits that arrived while a file was being answered
+    held_submits: int = 0  # submit answers held now (SimConfig.hold_submits)
+    held_submits_total: int = 0
     file_request_headers: deque[dict[str, str]] = field(
         default_factory=lambda: deque(maxlen=_RECENT_HEADERS)
     )
@@ -142,6 +144,8 @@ class Stats:
             "file_requests_with_auth": self.file_requests_with_auth,
             "max_files_serving": self.max_files_serving,
             "submits_during_files": self.submits_during_files,
+            "held_submits": self.held_submits,
+            "held_submits_total": self.held_submits_total,
             "file_request_headers": list(self.file_request_headers),
         }
 

@@ -15,7 +15,7 @@ from batch_runner.store.journal import Journal
 from batch_runner.store.migrations import SCHEMA_VERSION
 
 ARCHIVED_VERSION = 6  # the schema version that added the `archived` table
-REQUEST_ID_VERSION = 8  # … and its request_id column
+REQUEST_ID_VERSION = 9  # … and the `archived_requests` table beside it
 
 
 class ArchivedJobs(Journal):
@@ -31,12 +31,19 @@ class ArchivedJobs(Journal):
         before version 8, opened read-only)."""
         if self.version < ARCHIVED_VERSION:
             return {}
-        rid = "request_id" if self.version >= REQUEST_ID_VERSION else "NULL"
         rows = conn.execute(
-            f"SELECT job_idx, run_dir, {rid} FROM archived WHERE job_idx BETWEEN ? AND ?",
-            (lo, hi),
-        )
-        return {idx: (run_dir, request_id) for idx, run_dir, request_id in rows}
+            "SELECT job_idx, run_dir FROM archived WHERE job_idx BETWEEN ? AND ?", (lo, hi)
+        ).fetchall()
+        rids: dict[int, str] = {}
+        if rows and self.version >= REQUEST_ID_VERSION:
+            rids = dict(
+                conn.execute(
+                    "SELECT job_idx, request_id FROM archived_requests "
+                    "WHERE job_idx BETWEEN ? AND ?",
+                    (lo, hi),
+                ).fetchall()
+            )
+        return {idx: (run_dir, rids.get(idx)) for idx, run_dir in rows}
 
     def record_archived(
         self,
@@ -58,9 +65,15 @@ class ArchivedJobs(Journal):
             )
             self._conn.execute(
                 "INSERT OR REPLACE INTO archived(job_idx, run_dir, cost_usd, estimate_usd, "
-                "taken_at, request_id) VALUES (?,?,?,?,?,?)",
-                (idx, source[0], money[0], money[1], time.time(), source[1]),
+                "taken_at) VALUES (?,?,?,?,?)",
+                (idx, source[0], money[0], money[1], time.time()),
             )
+            self._conn.execute("DELETE FROM archived_requests WHERE job_idx = ?", (idx,))
+            if source[1] is not None:
+                self._conn.execute(
+                    "INSERT INTO archived_requests(job_idx, request_id) VALUES (?,?)",
+                    (idx, source[1]),
+                )
             self._conn.execute(
                 "UPDATE jobs SET state = ?, reason = NULL, outputs = NULL, updated_at = ? "
                 "WHERE idx = ?",
@@ -73,6 +86,7 @@ class ArchivedJobs(Journal):
         with self._tx():
             self._conn.execute("DELETE FROM files WHERE job_idx = ?", (idx,))
             self._conn.execute("DELETE FROM archived WHERE job_idx = ?", (idx,))
+            self._conn.execute("DELETE FROM archived_requests WHERE job_idx = ?", (idx,))
             self._conn.execute(
                 "UPDATE jobs SET state = ?, reason = ?, updated_at = ? WHERE idx = ?",
                 (state.value, reason, time.time(), idx),
@@ -104,8 +118,9 @@ class ArchivedJobs(Journal):
         jobs, known, estimated, unknown = 0, 0.0, 0, 0
         if self.version >= ARCHIVED_VERSION:
             for cost, estimate in self._conn.execute(
+                # CROSS JOIN: from the few archived jobs, not from every job done
                 "SELECT a.cost_usd, a.estimate_usd FROM archived a "
-                "JOIN jobs j ON j.idx = a.job_idx WHERE j.state = ?",
+                "CROSS JOIN jobs j ON j.idx = a.job_idx WHERE j.state = ?",
                 (JobState.DONE.value,),
             ):
                 jobs += 1

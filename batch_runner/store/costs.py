@@ -66,13 +66,69 @@ class Money(Journal):
         )
         return {model: (n, usd(spent)) for model, n, spent in rows}
 
-    def model_counts(self) -> dict[str, dict[str, int]]:
-        """{MODEL: {"jobs", "done"}} (CONTRACT §2)."""
+    def model_counts(self, groups: list[JobGroup] | None = None) -> dict[str, dict[str, int]]:
+        """{MODEL: {"jobs", "done"}} (CONTRACT §2), from `groups` if given."""
+        out: dict[str, dict[str, int]] = {}
+        for g in self.job_groups() if groups is None else groups:
+            row = out.setdefault(g.model, {"jobs": 0, "done": 0})
+            row["jobs"] += g.jobs
+            row["done"] += g.jobs if g.state == S.DONE.value else 0
+        return dict(sorted(out.items()))
+
+    def job_groups(self) -> list[JobGroup]:
+        """The jobs counted by what the summaries tell apart, in one statement: one pass over
+        the index `jobs_totals` (migration 8), never the rows (a few dozen groups, and one
+        per distinct reason a job was left with)."""
+        est = self._money("estimate_usd")
         rows = self._conn.execute(
-            "SELECT model, count(*), sum(state = ?) FROM jobs GROUP BY model ORDER BY model",
-            (S.DONE.value,),
+            f"SELECT {_GROUPED}, count(*), total({est}), count({est}) FROM jobs GROUP BY {_GROUPED}"
         )
-        return {model: {"jobs": n, "done": done or 0} for model, n, done in rows}
+        return [JobGroup(*row) for row in rows]
+
+    def attempt_money(self) -> tuple[float, Unbilled]:
+        """(what every attempt's known cost adds up to, the done jobs whose attempts all lack
+        one: they may still be charged)."""
+        cost, est = self._money("cost_usd"), self._money("j.estimate_usd")
+        spent = self._conn.execute(f"SELECT total({cost}) FROM attempts").fetchone()[0]
+        row = self._conn.execute(
+            f"SELECT count(*), total({est}), count({est}) FROM "
+            # the attempts without a cost are few: a scan finds them sooner than the index
+            f"(SELECT DISTINCT job_idx FROM attempts NOT INDEXED WHERE {cost} IS NULL) n "
+            "JOIN jobs j ON j.idx = n.job_idx WHERE j.state = ? AND NOT EXISTS (SELECT 1 FROM "
+            f"attempts a WHERE a.job_idx = j.idx AND {self._money('a.cost_usd')} IS NOT NULL)",
+            (S.DONE.value,),
+        ).fetchone()
+        return spent, Unbilled(*row)
+
+
+# what job_groups tells apart: the leading columns of the index jobs_totals, in its order
+_GROUPED = "state, model, reason, possible_duplicates, in_manifest"
+
+
+@dataclass(frozen=True)
+class JobGroup:
+    """The jobs alike in what the summaries count, with their estimates added up."""
+
+    state: str
+    model: str
+    reason: str | None
+    duplicates: int
+    in_manifest: int
+    jobs: int
+    estimate: float  # the sum of the known estimates
+    estimated: int  # how many have one
+
+    @property
+    def unknown(self) -> bool:
+        """Some of them have no estimate."""
+        return self.estimated < self.jobs
+
+
+@dataclass(frozen=True)
+class Unbilled:
+    jobs: int
+    estimate: float
+    estimated: int
 
 
 @dataclass
@@ -117,26 +173,26 @@ def budget_start(rows: Iterable[JobMoney]) -> tuple[float, dict[int, float]]:
     return usd(spent), reserved
 
 
-def cost_summary(store: Money) -> dict[str, Any]:
-    """The `cost` object of `status --json` (CONTRACT §2, §6)."""
-    spent, ahead, extra = 0.0, 0.0, 0.0
-    unknown_ahead = unknown_extra = False
-    left, left_usd = 0, 0.0
-    unknown_left = False
-    for job in store.money_jobs():
-        known = [c for c in job.costs if c is not None]
-        spent += sum(known)
-        if job.duplicates:
-            unknown_extra |= job.estimate is None
-            extra += job.duplicates * (job.estimate or 0.0)
-        # a done job never submitted here took its files from an --archive: nothing to come
-        if job.state not in CLOSED and (job.state != S.DONE.value or (job.costs and not known)):
-            unknown_ahead |= job.estimate is None
-            ahead += job.estimate or 0.0
-        if job.state == S.PENDING.value and job.reason == BUDGET_REASON:
-            left += 1
-            left_usd += job.estimate or 0.0
-            unknown_left |= job.estimate is None
+def cost_summary(store: Money, groups: list[JobGroup] | None = None) -> dict[str, Any]:
+    """The `cost` object of `status --json` (CONTRACT §2, §6), from `groups` if given
+    (Money.job_groups): SQL sums, no pass over the jobs here."""
+    spent, unbilled = store.attempt_money()
+    # a done job never submitted here took its files from an --archive: nothing to come; one
+    # submitted whose attempts have no known cost may still be charged
+    ahead, unknown_ahead = unbilled.estimate, unbilled.estimated < unbilled.jobs
+    extra, unknown_extra = 0.0, False
+    left, left_usd, unknown_left = 0, 0.0, False
+    for g in store.job_groups() if groups is None else groups:
+        if g.duplicates:
+            unknown_extra |= g.unknown
+            extra += g.duplicates * g.estimate
+        if g.state not in CLOSED and g.state != S.DONE.value:
+            unknown_ahead |= g.unknown
+            ahead += g.estimate
+        if g.state == S.PENDING.value and g.reason == BUDGET_REASON:
+            left += g.jobs
+            left_usd += g.estimate
+            unknown_left |= g.unknown
     out = {
         "spent_usd": usd(spent),
         "estimated_usd": None if unknown_ahead else usd(spent + ahead),

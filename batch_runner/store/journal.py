@@ -49,6 +49,7 @@ class Journal:
         self._commit_fut: concurrent.futures.Future[None] | None = None  # the commit in flight
         self._commit_waiters: list[asyncio.Future[None]] = []  # resolved when it is on disk
         self._read_conn: sqlite3.Connection | None = None  # reads beside the writer thread
+        self.deferred = False  # commits do not wait for the disk yet (StateStore.open)
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -91,6 +92,17 @@ class Journal:
         else:
             fut.set_result(None)
         return fut
+
+    def sync_commits(self) -> None:
+        """From now on every commit waits for the disk (PRAGMA synchronous = FULL).
+
+        Before it (a `deferred` open) commits are written to the write-ahead log without an
+        fsync: the log is appended in order, so the first synced commit makes every earlier
+        one durable too, and a crash before it loses only set-up the next run redoes from the
+        manifest (nothing is sent before it: every job event passes through here first)."""
+        if self.deferred:
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self.deferred = False
 
     def flush(self) -> None:
         """Commit pending events now (used at shutdown and outside an event loop)."""
@@ -139,6 +151,8 @@ class Journal:
         self._flush_handle = None
         if self._commit_fut is not None or not self._ops:
             return
+        if self.deferred:
+            self.sync_commits()
         ops, waiters = self._ops, self._waiters
         self._ops, self._waiters, self._urgent = [], [], False
         try:
@@ -171,6 +185,8 @@ class Journal:
 
     def _commit(self, ops: list[tuple[str, tuple[Any, ...]]]) -> None:
         """One transaction for `ops` on the caller's thread (no commit in flight)."""
+        if self.deferred:
+            self.sync_commits()
         _begin(self._db, self.path)
         _apply(self._db, self.path, ops)
         _end(self._db, self.path)

@@ -233,4 +233,4 @@ def _dump(value: Any) -> str:
 
 def stage_of_roots(plans: Iterable[Any]) -> dict[str, str]:
     """key -> stage of every first-stage job of these plans (manifest/stages.py StagePlan)."""
-    return {spec.key: plan.name for plan in plans if plan.parent is None for spec in plan.specs}
+    return {spec.key: plan.name for plan in plans if not plan.later for spec in plan.specs}

@@ -47,7 +47,7 @@ _FINISHED = (S.FAILED.value, S.CANCELLED.value)  # nothing more to do for these
 _FAILURES = (S.FAILED.value, S.CANCELLED.value, S.UNCERTAIN.value)  # what the summary lists
 
 
-def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+def _connect(path: Path, *, readonly: bool, deferred: bool = False) -> sqlite3.Connection:
     try:
         if readonly:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
@@ -59,7 +59,8 @@ def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
         if not readonly:
             conn.execute("PRAGMA journal_mode = WAL")
             # FULL: a committed request_id survives a power loss, not only a killed process
-            conn.execute("PRAGMA synchronous = FULL")
+            # (`deferred`: NORMAL until the first event, see Journal.sync_commits)
+            conn.execute(f"PRAGMA synchronous = {'NORMAL' if deferred else 'FULL'}")
     except sqlite3.DatabaseError as exc:
         raise StateError(_unusable(path, exc)) from None
     if version > SCHEMA_VERSION:
@@ -90,7 +91,13 @@ class StateStore(ArchivedJobs, Money, Lineage, JobSync, Summaries, Events):
     # ---- opening -------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, run_dir: Path, *, create: bool = False, readonly: bool = False) -> StateStore:
+    def open(
+        cls, run_dir: Path, *, create: bool = False, readonly: bool = False, deferred: bool = False
+    ) -> StateStore:
+        """`deferred`: the set-up before a run sends anything (the schema made or migrated,
+        the manifest's jobs added, settings remembered) commits without waiting for the disk;
+        the first journaled event, or `sync_commits()`, makes commits durable again (and,
+        the state file being a write-ahead log, the earlier ones with them)."""
         path = run_dir / STATE_FILE
         if not path.exists():
             if not create:
@@ -103,7 +110,7 @@ class StateStore(ArchivedJobs, Money, Lineage, JobSync, Summaries, Events):
                 ) from None
         elif path.is_dir():
             raise StateError(f"{path}: is a directory, not a state file")
-        conn = _connect(path, readonly=readonly)
+        conn = _connect(path, readonly=readonly, deferred=deferred and not readonly)
         try:
             if readonly:
                 check_readable(conn, path)
@@ -120,6 +127,7 @@ class StateStore(ArchivedJobs, Money, Lineage, JobSync, Summaries, Events):
             conn.close()
             raise
         store = cls(conn, path, readonly)
+        store.deferred = deferred and not readonly
         store.version = schema_version(conn)
         return store
 

@@ -27,19 +27,17 @@ class Summaries(Journal):
 
     def summary(self) -> dict[str, Any]:
         """The object `status --json` prints (CONTRACT §2)."""
-        # the counts and the queued jobs not polled yet in one statement: one snapshot, also
-        # while a run commits
-        counts, not_polled = {}, 0
-        for state, n, unseen in self._conn.execute(
-            "SELECT state, count(*), sum(reason IS ?) FROM jobs GROUP BY state", (NOT_POLLED,)
-        ):
-            counts[state] = n
-            not_polled += unseen if state == S.QUEUED.value else 0
+        # the counts, the queued jobs not polled yet, duplicates, models and the money ahead
+        # from one pass over an index (store/costs.py job_groups)
+        groups = self.job_groups()
+        counts: dict[str, int] = {}
+        not_polled = dups = not_in = 0
+        for g in groups:
+            counts[g.state] = counts.get(g.state, 0) + g.jobs
+            not_polled += g.jobs if g.state == S.QUEUED.value and g.reason == NOT_POLLED else 0
+            dups += g.duplicates * g.jobs
+            not_in += g.jobs if g.in_manifest == 0 else 0
         files, size = self.file_totals()
-        dups = self._conn.execute(
-            "SELECT coalesce(sum(possible_duplicates), 0) FROM jobs"
-        ).fetchone()[0]
-        not_in = self._conn.execute("SELECT count(*) FROM jobs WHERE in_manifest = 0").fetchone()[0]
         failures = [
             {
                 "index": idx,
@@ -58,8 +56,8 @@ class Summaries(Journal):
         out = {
             "jobs": sum(counts.values()),
             "counts": counts,
-            "cost": cost_summary(self),
-            "models": self.model_counts(),
+            "cost": cost_summary(self, groups),
+            "models": self.model_counts(groups),
             "files": files,
             "bytes": size,
             "possible_duplicates": dups,

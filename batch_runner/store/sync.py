@@ -64,7 +64,8 @@ class JobSync(Journal):
                     added += self._insert(rows)
             added += self._insert(rows)
             edited += self._update_meta(metas)
-            self._conn.execute("UPDATE jobs SET in_manifest = 1")
+            # only the rows that change: rewriting every row moves its entry in jobs_totals
+            self._conn.execute("UPDATE jobs SET in_manifest = 1 WHERE in_manifest = 0")
             self._conn.executemany("UPDATE jobs SET inputs = ? WHERE key = ? AND state = ?", moved)
             gone = [
                 (key,)
