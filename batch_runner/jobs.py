@@ -182,12 +182,19 @@ class JobRecord:
     parent_key: str | None = None  # a later stage's job: the job it was made from
     parent_file: str | None = None  # … and that job's file (its file_name)
     archived_from: str | None = None  # the run directory its files were taken from (--archive)
+    archived_request_id: str | None = None  # … and the request that made them there
     mark: str | None = None  # keep/reject, set from `serve` (store/marks.py)
 
     @property
     def request_id(self) -> str | None:
         """The current attempt's id (None while the job waits for a submit)."""
         return current_request_id(self.state, self.request_ids)
+
+    @property
+    def result_id(self) -> str | None:
+        """The request whose /result lists its files: the current attempt's, or (its files
+        taken from an archive) the one that made them in the archived run."""
+        return self.archived_request_id if self.archived_from is not None else self.request_id
 
     def move(self, state: JobState, reason: str | None = None) -> None:
         """Change state, checked against TRANSITIONS (the caller records it in the state file)."""

@@ -73,8 +73,9 @@ def _resolved(images_dir: Path) -> Path:
     return images_dir.resolve()
 
 
-def _final_path(folder: Path, name: str) -> tuple[Path, str]:
-    """Where `name` goes under `folder`, and its relative posix form; refuses escapes."""
+def final_path(folder: Path, name: str) -> tuple[Path, str]:
+    """Where `name` goes under `folder`, and its relative posix form; refuses escapes (a
+    file taken from an archive is placed by it too: run/archived.py)."""
     root = _resolved(folder)
     if "/" not in name and name not in ("", ".", ".."):
         return root / name, name  # the usual plain file name: no further path arithmetic
@@ -185,7 +186,7 @@ async def _stream(resp: aiohttp.ClientResponse, url: str, to: _Target) -> Downlo
     received = len(first)
     ext = _file_type(first, expected, to.expect, url)
     folder = folder_of(ext)
-    final, relative = _final_path(to.run_dir / folder, to.name_for(ext))
+    final, relative = final_path(to.run_dir / folder, to.name_for(ext))
     part = PartFile(final)
     try:
         # what was read so far (the whole of the usual image) is written here, at once: a

@@ -25,13 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from batch_runner.errors import UsageError
+from batch_runner.errors import DownloadError, UsageError
 from batch_runner.jobs import FileRecord, JobRecord, JobState
-from batch_runner.manifest.naming import DEFAULT_TEMPLATE, job_file_name
 from batch_runner.money import archive_text, usd
+from batch_runner.outputs.download import final_path
 from batch_runner.outputs.files import part_path
 from batch_runner.outputs.media import KINDS, folder_of
 from batch_runner.outputs.metadata import MetadataLog, media_type, metadata_line, rebuild_metadata
+from batch_runner.run.children import Children
+from batch_runner.run.file_names import FileNames
 from batch_runner.settings import RunSettings
 from batch_runner.store.archive import Archive, ArchivedFile, Entry
 from batch_runner.store.state import StateStore
@@ -111,36 +113,83 @@ def archive_finished(run: ArchiveRun, store: StateStore, run_dir: Path) -> None:
 def _take(
     store: StateStore, run_dir: Path, settings: RunSettings, archive: Archive, run: ArchiveRun
 ) -> None:
-    template = settings.name_template or DEFAULT_TEMPLATE
+    """Every pending job the archive holds, taken; in a pipeline, the children of the jobs
+    taken are made at once (before anything is planned, so those the archive lacks run in
+    this run) and taken in turn where the archive holds them, stage after stage."""
+    children = Children.of(store)
     metadata = MetadataLog(run_dir)
     try:
         pending = [job for job in store.iter_jobs(with_files=False) if job.state is S.PENDING]
-        for start in range(0, len(pending), 500):
-            batch = pending[start : start + 500]
-            entries = archive.lookup([job.key for job in batch])
-            for job in batch:
-                entry = entries.get(job.key)
-                if entry is None:
-                    continue
-                files = _place(entry, job, run_dir, template)
-                if files is None:
-                    archive.drop(entry)  # not trusted: the job runs, and replaces it when done
-                    run.untrusted += 1
-                    continue
-                job.move(S.DONE)
-                store.record_archived(
-                    job.index, job.state, entry.run_dir, files, (entry.cost_usd, entry.estimate_usd)
+        while pending:
+            taken: list[JobRecord] = []
+            for start in range(0, len(pending), 500):
+                batch = pending[start : start + 500]
+                taken += _take_batch(
+                    store, run_dir, settings, archive, run, metadata, batch, children
                 )
-                job.files, job.archived_from = files, entry.run_dir
-                rid = job.request_ids[-1] if job.request_ids else None  # as a rebuild says
-                for record in files:
-                    metadata.append(metadata_line(job, record, rid))
-                run.count(entry)
+            pending = _children_of(children, store, taken) if children is not None else []
     finally:
         metadata.close()
 
 
-def _place(entry: Entry, job: JobRecord, run_dir: Path, template: str) -> list[FileRecord] | None:
+def _take_batch(
+    store: StateStore,
+    run_dir: Path,
+    settings: RunSettings,
+    archive: Archive,
+    run: ArchiveRun,
+    metadata: MetadataLog,
+    batch: list[JobRecord],
+    children: Children | None,
+) -> list[JobRecord]:
+    """The jobs of `batch` the archive holds with their files whole, done; returns them
+    (`children`: the run's stages, which say where a stage's files go)."""
+    taken: list[JobRecord] = []
+    entries = archive.lookup([job.key for job in batch])
+    for job in batch:
+        entry = entries.get(job.key)
+        if entry is None:
+            continue
+        n = len(entry.files)
+        names = FileNames.of(settings.name_template, job, n, store.job_by_key, children)
+        files = _place(entry, names, run_dir)
+        if files is None:
+            archive.drop(entry)  # not trusted: the job runs, and replaces it when done
+            run.untrusted += 1
+            continue
+        job.move(S.DONE)
+        source = (entry.run_dir, entry.request_id)
+        store.record_archived(
+            job.index, job.state, source, files, (entry.cost_usd, entry.estimate_usd)
+        )
+        job.files, (job.archived_from, job.archived_request_id) = files, source
+        rid = job.request_ids[-1] if job.request_ids else None  # as a rebuild says
+        for record in files:
+            metadata.append(metadata_line(job, record, rid))
+        run.count(entry)
+        taken.append(job)
+    return taken
+
+
+def _children_of(
+    children: Children, store: StateStore, parents: list[JobRecord]
+) -> list[JobRecord]:
+    """The children of parents just taken, made now (once: a child's key derives from its
+    parent's); returns those pending, to be taken from the archive in turn."""
+    keys = [key for parent in parents for key in children.create(parent, parent.files)]
+    store.flush()
+    found: list[int] = []
+    for start in range(0, len(keys), 500):
+        found += [idx for idx, _ in store.pending_keys(keys[start : start + 500])]
+    found.sort()
+    return [
+        job
+        for start in range(0, len(found), 500)
+        for job in store.jobs_at(found[start : start + 500])
+    ]
+
+
+def _place(entry: Entry, names: FileNames, run_dir: Path) -> list[FileRecord] | None:
     """The entry's files linked (or copied) in under this run's names, each checked against
     its sha256 before it takes its final name; None (nothing left behind) when one is
     missing or changed."""
@@ -148,7 +197,7 @@ def _place(entry: Entry, job: JobRecord, run_dir: Path, template: str) -> list[F
     records: list[FileRecord] = []
     try:
         for k, f in enumerate(entry.files, 1):
-            name = _local_name(f, job, k, len(entry.files), template, run_dir)
+            name = _local_name(f, names, k, run_dir)
             if name is None:
                 return None
             final = run_dir / name
@@ -159,7 +208,7 @@ def _place(entry: Entry, job: JobRecord, run_dir: Path, template: str) -> list[F
             sha, size = _digest(part)
             if (sha, size) != (f.sha256, f.bytes):
                 return None
-            records.append(FileRecord(name, k, sha, size))
+            records.append(FileRecord(name, k, sha, size, f.url))
         for part, final in placed:
             os.replace(part, final)
         placed.clear()
@@ -169,20 +218,19 @@ def _place(entry: Entry, job: JobRecord, run_dir: Path, template: str) -> list[F
             _unlink(part)
 
 
-def _local_name(
-    f: ArchivedFile, job: JobRecord, k: int, n: int, template: str, run_dir: Path
-) -> str | None:
-    """Where this run puts the file: its folder by type, its name by this run's template
-    (None for a name outside its folder: never, names are checked when the manifest loads)."""
+def _local_name(f: ArchivedFile, names: FileNames, k: int, run_dir: Path) -> str | None:
+    """Where this run puts the file: where a download of it would go (run/file_names.py,
+    outputs/download.py), by type and this run's name template (None for a name outside
+    its folder: never for first stages, whose names are checked when the manifest loads)."""
     ext = f.file_name.rsplit(".", 1)[-1].lower()
     if ext not in KINDS:
         ext = "png"
-    name = job_file_name(template, job, index=job.index, k=k, n_files=n, ext=ext)
-    relative = f"{folder_of(ext)}/{name}"
-    final = (run_dir / relative).resolve()
-    if not final.is_relative_to((run_dir / folder_of(ext)).resolve()):
+    folder = folder_of(ext)
+    try:
+        _, relative = final_path(names.base(run_dir) / folder, names.name(k, ext))
+    except DownloadError:
         return None
-    return relative
+    return names.recorded(f"{folder}/{relative}")
 
 
 def _link_or_copy(source: Path, final: Path, part: str) -> bool:
@@ -241,7 +289,8 @@ def _on_disk(run_dir: Path, job: JobRecord) -> bool:
 
 def _entry(job: JobRecord, root: str) -> Entry:
     files = tuple(
-        ArchivedFile(f.file_name, f.sha256, f.bytes, media_type(f.file_name)) for f in job.files
+        ArchivedFile(f.file_name, f.sha256, f.bytes, media_type(f.file_name), f.url)
+        for f in job.files
     )
     rid = job.request_ids[-1] if job.request_ids else None
     return Entry(job.key, root, job.model, files, job.cost_usd, job.estimate_usd, rid, time.time())

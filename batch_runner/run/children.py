@@ -6,13 +6,15 @@ only the first with `first: true`), times the files of the stage's other `{from:
 (run/child_files.py). Its key derives from the parent's key, the template's key and the
 files' positions, so however often a parent is seen done (resumes, re-downloads, a
 stage added later) its children are the same rows, created once (`INSERT OR IGNORE`). The
-child is sent the parent's output URL as the API returned it (no download and re-upload).
+child is sent the parent's output URL as the API returned it (no download and re-upload); a
+parent file whose URL was not kept (taken from an archive written before URLs were, or
+downloaded before they were) gives a null, filled before the child's first submit
+(run/parent_urls.py `fill`).
 """
 
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -52,7 +54,6 @@ class Children:
         }
         self.flat = {p["name"] for p in plans if p.get("flat")}  # a plain manifest's {run:}
         self.urls: ParentUrls | None = None  # dead parent URLs replaced (set once the pool runs)
-        self._no_url_warned = False
 
     @classmethod
     def of(cls, store: StateStore) -> Children | None:
@@ -147,10 +148,7 @@ class Children:
         many = {a["field"]: a.get("many") for a in plan.get("also") or ()}
         many[plan["field"]] = plan.get("many")
         for first, more in picks(plan, parent, files, self._with_files):
-            f = first.file
-            if not all(p.file.url for p in (first, *more)):
-                self._warn_no_url(next(p.job for p in (first, *more) if not p.file.url))
-                continue
+            f = first.file  # a file without its URL: null, asked for before the first submit
             for template in plan.get("templates", []):
                 inputs = {k: self._fill(v, parent) for k, v in template["inputs"].items()}
                 inputs |= {p.field: _value(p, many) for p in (first, *more)}
@@ -189,15 +187,6 @@ class Children:
 
         return PARENT_REF.sub(one, value)
 
-    def ancestry(self, job: JobRecord) -> dict[str, dict[str, Any]]:
-        """Each ancestor's values by stage (meta, inputs, vars), for `{STAGE.NAME}` in names."""
-        out: dict[str, dict[str, Any]] = {}
-        parent = self.store.job_by_key(job.parent_key) if job.parent_key else None
-        while parent is not None and parent.stage and parent.stage not in out:
-            out[parent.stage] = {**parent.meta, **parent.inputs, **parent.vars}
-            parent = self.store.job_by_key(parent.parent_key) if parent.parent_key else None
-        return out
-
     def _with_files(self, key: str) -> JobRecord | None:
         return self.store.job_by_key(key, with_files=True)
 
@@ -205,16 +194,6 @@ class Children:
         while job is not None and job.stage != stage:
             job = self.store.job_by_key(job.parent_key) if job.parent_key else None
         return job
-
-    def _warn_no_url(self, parent: JobRecord) -> None:
-        if not self._no_url_warned:
-            self._no_url_warned = True
-            print(
-                f"warning: job {parent.index} was downloaded before its file URLs were kept; "
-                "its children cannot be made yet (refreshing URLs from /result is not built)",
-                file=sys.stderr,
-                flush=True,
-            )
 
 
 def _value(pick: Pick, many: Mapping[str, Any]) -> Any:

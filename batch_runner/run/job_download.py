@@ -11,8 +11,8 @@ from batch_runner.api.policy import Action, classify, retry_delay
 from batch_runner.catalog import bundled_entry, read_cached
 from batch_runner.errors import ApiError, RemoteError
 from batch_runner.jobs import FileRecord, JobRecord
-from batch_runner.manifest.naming import DEFAULT_TEMPLATE, job_file_name
 from batch_runner.outputs.metadata import metadata_line, parameters_text
+from batch_runner.run.file_names import FileNames
 from batch_runner.run.job_base import MAX_CALL_RETRIES, MAX_URL_REFRESHES, S
 from batch_runner.run.job_poll import PollSteps
 
@@ -69,28 +69,19 @@ class DownloadSteps(PollSteps):
         self._finished()
 
     async def _download_one(self, job: JobRecord, urls: list[str], k: int) -> FileRecord:
-        template = self.settings.name_template or DEFAULT_TEMPLATE
         n_files = len(urls)
-
-        ancestors = None  # a pipeline's {STAGE.NAME} in the template
-        if "." in template and job.parent_key and self.children is not None:
-            ancestors = self.children.ancestry(job)
-
-        def name_for(ext: str) -> str:
-            return job_file_name(
-                template, job, index=job.index, k=k, n_files=n_files, ext=ext, ancestors=ancestors
-            )
-
+        names = FileNames.of(
+            self.settings.name_template, job, n_files, self.store.job_by_key, self.children
+        )
         expect = _kinds_made_by(self.settings.api_base, job.model)
-        folder = self.children.folder(job) if self.children is not None else job.stage
 
         refreshes = tries = 0
         while True:
             try:
                 got = await self.fetch(
                     urls[k - 1],
-                    run_dir=self.run_dir / folder if folder else self.run_dir,
-                    name_for=name_for,
+                    run_dir=names.base(self.run_dir),
+                    name_for=functools.partial(names.name, k),
                     parameters=parameters_text(job.model, job.inputs),
                     expect=expect,
                 )
@@ -110,8 +101,7 @@ class DownloadSteps(PollSteps):
                     case _:
                         self._fail(job, f"download failed: {exc.message}")
                 continue
-            name = f"{folder}/{got.name}" if folder else got.name  # RUN_DIR/STAGE/...
-            return FileRecord(name, k, got.sha256, got.bytes, urls[k - 1])
+            return FileRecord(names.recorded(got.name), k, got.sha256, got.bytes, urls[k - 1])
 
 
 def _with_urls(job: JobRecord, got: list[FileRecord], urls: list[str]) -> list[FileRecord]:

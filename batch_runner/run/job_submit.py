@@ -24,6 +24,7 @@ class SubmitSteps(JobSteps):
         """Send the job until the API takes it (True) or it is to wait (False: stopping, or
         uncertain and not to be sent again); a job that cannot be sent ends in Giveup."""
         lost, bound = self._lost_before(job)
+        await self._missing_input(job)
         self._known_dead_input(job)
         body = await self._body(job)
         tries = 0
@@ -97,6 +98,16 @@ class SubmitSteps(JobSteps):
             return await read_inline_body(job.inputs)
         except InputChanged as exc:
             self._fail(job, str(exc), keep=job.state is S.UNCERTAIN)
+
+    async def _missing_input(self, job: JobRecord) -> None:
+        """A child made without its parent's URL (not kept) gets one, or fails saying why."""
+        children = self.children
+        if children is not None and children.urls is not None:
+            for field in children.fields_of(job):
+                try:
+                    await children.urls.fill(job, field, children.source)
+                except DeadInput as dead:
+                    self._fail(job, f"{field}: {dead}")  # raises: the job ends here
 
     def _known_dead_input(self, job: JobRecord) -> None:
         """A child whose parent URL is known dead gets its replacement before it is sent."""

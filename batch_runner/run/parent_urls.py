@@ -10,6 +10,12 @@ first submit. Only when the parent's request itself is gone (404001) is the pare
 downloaded file put in the field as a local file reference (sent inline like any local input,
 within --max-inline-mb, recorded by path and sha256). A refreshed URL refused again, a parent
 file gone or too big, or a /result that cannot be had: the child fails with that reason.
+
+A child made of a parent file whose URL was never kept (taken from an archive written before
+URLs were, or downloaded before they were) has a null there; before its first submit the
+URL is asked from the parent's `/result` (a parent taken from an archive: the request that
+made its files in the archived run) the same way, and without a request id at all its file
+is sent inline.
 """
 
 from __future__ import annotations
@@ -66,6 +72,7 @@ class ParentUrls:
         self.limits = Limits.of(max_inline_mb, None)
         self.replaced: dict[str, Any] = {}  # a dead URL -> its fresh URL or a file reference
         self.tries: dict[tuple[int, str], int] = {}  # refreshes asked by each child's field
+        self.filled: dict[tuple[str, int], Any] = {}  # (parent key, k) -> its URL asked for
 
     def known(self, job: JobRecord, field: str) -> bool:
         """Before a first submit: a URL already known dead is replaced (True when it was)."""
@@ -92,38 +99,62 @@ class ParentUrls:
             raise DeadInput(f"the parent's URL was refused {tries} times, refreshed ({why})")
         other = self.others(job) if self.others is not None else None
         parent, mine = source(job, field) if other is None else _in_run(other, job)
-        if parent is None or parent.request_id is None or mine is None:
+        if parent is None or mine is None:
             raise DeadInput(f"its URL was refused ({why}) and the parent's file is not known")
-        new = await self._fresh(parent, mine, why, other)
+        new = await self._fresh(parent, mine, f"its input URL was refused ({why})", other)
         for u in urls:
             self.replaced[u] = new
         self._set(job, field, _swap(value, self.replaced))
 
+    async def fill(self, job: JobRecord, field: str, source: Source) -> None:
+        """Before a first submit: a field made without its parent's URL (null: the parent's
+        files came from an archive, or were downloaded, before URLs were kept) gets one from
+        the parent's /result, else the parent's file inline; DeadInput when neither works."""
+        value = job.inputs.get(field)
+        if not _unknown(value):
+            return
+        lead = "its parent's file URL was not kept"
+        other = self.others(job) if self.others is not None else None
+        parent, mine = source(job, field) if other is None else _in_run(other, job)
+        if parent is None or mine is None:
+            raise DeadInput(f"{lead} and the parent's file is not known")
+        new = mine.url or self.filled.get((parent.key, mine.k))  # a sibling's, meanwhile
+        if new is None:
+            new = await self._fresh(parent, mine, lead, other)
+            self.filled[parent.key, mine.k] = new
+        self._set(job, field, [new] if isinstance(value, list) else new)
+
     async def _fresh(
-        self, parent: JobRecord, mine: FileRecord, why: str, other: Path | None
+        self, parent: JobRecord, mine: FileRecord, lead: str, other: Path | None
     ) -> Any:
+        """The parent file's URL from the parent's /result, or the file sent inline when that
+        request is gone (or, taken from an archive that kept none, not known). `other`: the
+        run directory a `{run:}` child's parent is in (None: this one)."""
+        run_dir = other or self.run_dir
+        if parent.result_id is None:
+            why = f"{lead}, the parent's request id was not kept either"
+            return self._inline(mine, run_dir, why)
         try:
-            poll = await self.client.result(parent.request_id)
+            poll = await self.client.result(parent.result_id)
         except ApiError as exc:
             if exc.error_code == REQUEST_GONE:
-                return self._inline(mine, other or self.run_dir)
+                return self._inline(mine, run_dir, "the parent's request is gone (404001)")
             raise DeadInput(
-                f"its input URL was refused ({why}) and the parent's result could not be "
-                f"asked again ({exc.message})"
+                f"{lead} and the parent's result could not be asked again ({exc.message})"
             ) from None
         if poll.status != "completed" or len(poll.outputs) < mine.k:
             said = poll.raw_status or poll.status
-            raise DeadInput(f"its input URL was refused ({why}); the parent's result says {said}")
+            raise DeadInput(f"{lead}; the parent's result says {said}")
         fresh = poll.outputs[mine.k - 1]
         if other is None:  # another run's state file is never written
             self.store.set_file_url(parent.index, mine.k, fresh)
         return fresh
 
-    def _inline(self, mine: FileRecord, run_dir: Path) -> dict[str, Any]:
+    def _inline(self, mine: FileRecord, run_dir: Path, why: str) -> dict[str, Any]:
         """The parent's downloaded file as a local file reference (sent inline)."""
         path = run_dir / mine.file_name
         facts = file_facts(path, self.limits)
-        gone = f"the parent's request is gone (404001) and its file {mine.file_name}"
+        gone = f"{why} and its file {mine.file_name}"
         if isinstance(facts, str):
             raise DeadInput(f"{gone} cannot be sent inline: {facts}")
         if facts.sha256 != mine.sha256:
@@ -133,6 +164,11 @@ class ParentUrls:
     def _set(self, job: JobRecord, field: str, value: Any) -> None:
         job.inputs = {**job.inputs, field: value}
         self.store.set_inputs(job.index, job.inputs)
+
+
+def _unknown(value: Any) -> bool:
+    """A field made without its parent's URL: null (a one-item list of null for a list)."""
+    return value is None or (isinstance(value, list) and None in value)
 
 
 def _swap(value: Any, replaced: dict[str, Any]) -> Any:

@@ -44,6 +44,20 @@ class ArchivedFile:
     sha256: str
     bytes: int
     media_type: str
+    # the URL the API gave it (a pipeline's child is sent it); absent in entries written
+    # before URLs were kept, and then left out of the JSON
+    url: str | None = None
+
+    def as_json(self) -> dict[str, object]:
+        data = dict(self.__dict__)
+        if self.url is None:
+            del data["url"]
+        return data
+
+    @classmethod
+    def of_json(cls, data: dict[str, object]) -> ArchivedFile:
+        """A file of an entry's JSON (fields a later release adds are left out)."""
+        return cls(**{k: v for k, v in data.items() if k in _FILE_FIELDS})  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -60,7 +74,7 @@ class Entry:
     finished_at: float = 0.0
 
     def row(self) -> tuple[object, ...]:
-        files = json.dumps([f.__dict__ for f in self.files], separators=(",", ":"))
+        files = json.dumps([f.as_json() for f in self.files], separators=(",", ":"))
         return (
             self.key,
             self.run_dir,
@@ -208,7 +222,7 @@ def _why(path: Path, exc: sqlite3.Error) -> str:
 
 
 def _entry(row: tuple[object, ...]) -> Entry:
-    files = tuple(ArchivedFile(**f) for f in json.loads(str(row[3])))
+    files = tuple(ArchivedFile.of_json(f) for f in json.loads(str(row[3])))
     return Entry(
         str(row[0]),
         str(row[1]),
@@ -219,6 +233,9 @@ def _entry(row: tuple[object, ...]) -> Entry:
         row[6],  # type: ignore[arg-type]
         float(row[7]),  # type: ignore[arg-type]
     )
+
+
+_FILE_FIELDS = frozenset(ArchivedFile.__dataclass_fields__)
 
 
 def _chunks(items: Sequence) -> Iterator[Sequence]:  # type: ignore[type-arg]

@@ -15,6 +15,7 @@ from batch_runner.store.journal import Journal
 from batch_runner.store.migrations import SCHEMA_VERSION
 
 ARCHIVED_VERSION = 6  # the schema version that added the `archived` table
+REQUEST_ID_VERSION = 9  # … and the `archived_requests` table beside it
 
 
 class ArchivedJobs(Journal):
@@ -22,38 +23,57 @@ class ArchivedJobs(Journal):
 
     version: int = SCHEMA_VERSION
 
-    def archived_sources(self, conn: sqlite3.Connection, lo: int, hi: int) -> dict[int, str]:
-        """{job idx: the run directory its files came from} for jobs lo..hi (none in a file
-        from before version 6, opened read-only)."""
+    def archived_sources(
+        self, conn: sqlite3.Connection, lo: int, hi: int
+    ) -> dict[int, tuple[str, str | None]]:
+        """{job idx: (the run directory its files came from, the request that made them
+        there)} for jobs lo..hi (none in a file from before version 6, and no request ids
+        before version 8, opened read-only)."""
         if self.version < ARCHIVED_VERSION:
             return {}
         rows = conn.execute(
             "SELECT job_idx, run_dir FROM archived WHERE job_idx BETWEEN ? AND ?", (lo, hi)
-        )
-        return dict(rows.fetchall())
+        ).fetchall()
+        rids: dict[int, str] = {}
+        if rows and self.version >= REQUEST_ID_VERSION:
+            rids = dict(
+                conn.execute(
+                    "SELECT job_idx, request_id FROM archived_requests "
+                    "WHERE job_idx BETWEEN ? AND ?",
+                    (lo, hi),
+                ).fetchall()
+            )
+        return {idx: (run_dir, rids.get(idx)) for idx, run_dir in rows}
 
     def record_archived(
         self,
         idx: int,
         state: JobState,
-        source: str,
+        source: tuple[str, str | None],
         files: Iterable[FileRecord],
         money: tuple[float | None, float | None],
     ) -> None:
-        """A job's files are in place, copied from `source`: its file records, where they
-        came from, what they cost there (cost, estimate) and its state, in one commit."""
+        """A job's files are in place, copied from `source` (the archived run directory, and
+        the request that made them there): its file records (with the URLs the API gave them,
+        where the archive kept them), where they came from, what they cost there (cost,
+        estimate) and its state, in one commit."""
         with self._tx():
             self._conn.execute("DELETE FROM files WHERE job_idx = ?", (idx,))
             self._conn.executemany(
-                "INSERT INTO files(job_idx, k, file_name, sha256, bytes, url) "
-                "VALUES (?,?,?,?,?,NULL)",
-                [(idx, f.k, f.file_name, f.sha256, f.bytes) for f in files],
+                "INSERT INTO files(job_idx, k, file_name, sha256, bytes, url) VALUES (?,?,?,?,?,?)",
+                [(idx, f.k, f.file_name, f.sha256, f.bytes, f.url) for f in files],
             )
             self._conn.execute(
                 "INSERT OR REPLACE INTO archived(job_idx, run_dir, cost_usd, estimate_usd, "
                 "taken_at) VALUES (?,?,?,?,?)",
-                (idx, source, money[0], money[1], time.time()),
+                (idx, source[0], money[0], money[1], time.time()),
             )
+            self._conn.execute("DELETE FROM archived_requests WHERE job_idx = ?", (idx,))
+            if source[1] is not None:
+                self._conn.execute(
+                    "INSERT INTO archived_requests(job_idx, request_id) VALUES (?,?)",
+                    (idx, source[1]),
+                )
             self._conn.execute(
                 "UPDATE jobs SET state = ?, reason = NULL, outputs = NULL, updated_at = ? "
                 "WHERE idx = ?",
@@ -66,6 +86,7 @@ class ArchivedJobs(Journal):
         with self._tx():
             self._conn.execute("DELETE FROM files WHERE job_idx = ?", (idx,))
             self._conn.execute("DELETE FROM archived WHERE job_idx = ?", (idx,))
+            self._conn.execute("DELETE FROM archived_requests WHERE job_idx = ?", (idx,))
             self._conn.execute(
                 "UPDATE jobs SET state = ?, reason = ?, updated_at = ? WHERE idx = ?",
                 (state.value, reason, time.time(), idx),

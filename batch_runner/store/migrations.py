@@ -151,6 +151,16 @@ DROP INDEX IF EXISTS jobs_state;
 CREATE INDEX jobs_state ON jobs(state, updated_at);
 """,
     ),
+    # a job taken from an --archive: the request that made its files in the archived run, so
+    # a pipeline's child of it gets fresh URLs from that request's /result (never an attempt
+    # of this run: nothing was sent or paid for here). A table beside `archived`, not a
+    # column of it: IF NOT EXISTS, so a file whose version was set back migrates again
+    Migration(
+        9,
+        "request ids of archived jobs",
+        "CREATE TABLE IF NOT EXISTS archived_requests "
+        "(job_idx INTEGER PRIMARY KEY, request_id TEXT NOT NULL);",
+    ),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 # the oldest version the reads understand as it is (a read-only open cannot migrate); every

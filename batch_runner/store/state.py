@@ -233,7 +233,7 @@ class StateStore(ArchivedJobs, Money, Lineage, JobSync, Summaries, Events):
         marks = marks_between(conn, self.version, lo, hi)
         for rec in records:
             rec.model_id = model_ids.get(rec.index)
-            rec.archived_from = sources.get(rec.index)
+            rec.archived_from, rec.archived_request_id = sources.get(rec.index, (None, None))
             rec.mark = marks.get(rec.index)
         self.attach_lineage(records, conn)
         return records
