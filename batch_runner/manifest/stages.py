@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +29,10 @@ from batch_runner.jobs import JobSpec, Location
 from batch_runner.manifest.expand import Expansion
 from batch_runner.manifest.rows import Entry, Manifest
 from batch_runner.manifest.run_axis import is_run, mixed, run_source
+from batch_runner.manifest.stage_refs import ref_problems
 from batch_runner.manifest.stage_sources import Source, also_entry, deepest, off_chain, stand_in
 
 STAGE_KEYS = ("model", "defaults", "model_defaults", "repeat", "jobs", "sweep")
-# {STAGE.NAME}: a dot inside braces, which no other placeholder has
-PARENT_REF = re.compile(r"\{([A-Za-z_][\w-]*)\.([A-Za-z_][\w-]*)\}")
 
 
 @dataclass(frozen=True)
@@ -307,7 +306,8 @@ class _Link:
         kind_of: Callable[[str], str | None],
     ) -> StagePlan | None:
         name = self.stage.name
-        self._check_refs(specs, plans)
+        for line, field, msg in ref_problems(self.parent, plans, specs):
+            self._problem(line, field, msg)
         if self.run is not None:  # its files' kinds are read from the other run later
             kind, many = self._kind(self.run, specs, {None}, schema_of)
             if self.problems:
@@ -371,40 +371,3 @@ class _Link:
     def _at(self, model: str, message: str, source: Source) -> Problem:
         file = str(self.stage.manifest.path)
         return Problem(file, source.line, source.field, message, model, self.stage.name)
-
-    def _check_refs(self, specs: list[JobSpec], plans: Mapping[str, StagePlan]) -> None:
-        """Each `{STAGE.NAME}` names an ancestor stage and one of its inputs, vars or meta."""
-        ancestors: dict[str, set[str]] = {}
-        parent = self.parent
-        while parent is not None and parent in plans:
-            ancestors[parent] = set().union(
-                *({*s.inputs, *s.vars, *s.meta} for s in plans[parent].specs)
-            )
-            parent = plans[parent].parent
-        seen: set[tuple[str, str]] = set()
-        for spec in specs:
-            for field, text in _strings(spec):
-                for stage, name in PARENT_REF.findall(text):
-                    if (stage, name) in seen:
-                        continue
-                    seen.add((stage, name))
-                    line = spec.source.line if spec.source else None
-                    if stage not in ancestors:
-                        known = ", ".join(ancestors) or "none: no {from:} field"
-                        msg = f"{{{stage}.{name}}}: {stage} is not a parent stage ({known})"
-                        self._problem(line, field, msg)
-                    elif name not in ancestors[stage]:
-                        msg = (
-                            f"{{{stage}.{name}}}: stage {stage}'s jobs have no input, var "
-                            f"or meta {name!r}"
-                        )
-                        self._problem(line, field, msg)
-
-
-def _strings(spec: JobSpec) -> Iterable[tuple[str, str]]:
-    for field, value in spec.inputs.items():
-        if isinstance(value, str) and "{" in value:
-            yield field, value
-    for field, value in spec.meta.items():
-        if isinstance(value, str) and "{" in value:
-            yield f"meta.{field}", value

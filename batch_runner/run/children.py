@@ -21,6 +21,7 @@ from typing import Any
 
 from batch_runner.catalog import CatalogEntry
 from batch_runner.jobs import FileRecord, JobRecord
+from batch_runner.manifest.stage_refs import PARENT_REF
 from batch_runner.money import job_price
 from batch_runner.run import run_axis
 from batch_runner.run.child_files import Pick, child_key, picks
@@ -29,8 +30,6 @@ from batch_runner.run.run_axis import run_of
 from batch_runner.settings import RunSettings
 from batch_runner.store.lineage import ChildRow
 from batch_runner.store.state import StateStore
-
-PARENT_REF = re.compile(r"\{([A-Za-z_][\w-]*)\.([A-Za-z_][\w-]*)\}")
 
 Enqueue = Callable[[list[tuple[int, str]]], None]  # (idx, state) of new jobs for the pool
 
