@@ -256,3 +256,30 @@ stages:
         sent = [json.loads(inputs)["image_urls"] for (inputs,) in db.execute(query)]
     assert len(sent) == 2
     assert all(len(urls) == 1 and urls[0].startswith(sim.base_url) for urls in sent)
+
+
+def test_resume_makes_a_done_parents_missing_children(make_sim, tmp_path):
+    """A done parent's children are made in the commit that marks it done; should a state
+    ever lack them (here deleted by hand), `resume` (no manifest) makes them again, by key."""
+    sim = make_sim("--image-scale", "0.02")
+    manifest = write(
+        tmp_path, f"stages:\n  stills:\n    model: {T2I}\n" + '    jobs: ["A fox"]\n' + CLIPS_5S
+    )
+    out = tmp_path / "run"
+    code, summary, err = run_json("run", manifest, "--out", out, env=sim_env(sim))
+    assert code == 0, err
+    query = "SELECT idx, key FROM jobs JOIN lineage ON job_idx = idx WHERE stage = 'clips'"
+    with sqlite3.connect(out / "state.db") as db:
+        [(idx, key)] = db.execute(query).fetchall()
+        for table, column in (
+            ("files", "job_idx"),
+            ("attempts", "job_idx"),
+            ("lineage", "job_idx"),
+        ):
+            db.execute(f"DELETE FROM {table} WHERE {column} = ?", (idx,))
+        db.execute("DELETE FROM jobs WHERE idx = ?", (idx,))
+    code, summary, err = run_json("resume", out, env=sim_env(sim))
+    assert code == 0, err
+    assert summary["stages"]["clips"]["done"] == 1
+    with sqlite3.connect(out / "state.db") as db:
+        assert [k for _, k in db.execute(query)] == [key]  # the same child, by key

@@ -102,6 +102,8 @@ def open_run(inp: RunInput, lock: RunLock) -> StateStore:
             if edited:
                 jobs = plural(edited, "job")
                 _say(f"meta changed for {jobs}: metadata.jsonl updated (nothing sent)")
+        elif (children := Children.of(store)) is not None:
+            children.catch_up()  # resume: a done parent's children, should any be missing
         _recover(store, inp.run_dir, rebuild=edited > 0)
     except BaseException:
         store.close()
