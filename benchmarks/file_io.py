@@ -9,6 +9,7 @@ costs at most 2 % more wall time than the hand-off.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import os
 import resource
@@ -25,9 +26,10 @@ import aiohttp
 from aiohttp import web
 
 from batch_runner.jobs import LOCAL_FILE
+from batch_runner.manifest.media import is_file_ref
 from batch_runner.outputs.download import HostPolicy, download
 from batch_runner.outputs.files import PartFile
-from batch_runner.run.inline import inline_body, read_inline_body
+from batch_runner.run.inline import read_inline_body
 from benchmarks import common as c
 
 CONCURRENCY = 8
@@ -57,8 +59,29 @@ async def _old_awrite(self: PartFile, data: bytes) -> None:
 _NEW_AWRITE = PartFile.awrite
 
 
+def _blocking_inline_body(inputs: dict) -> dict:
+    """The baseline: each file read whole and encoded in one go (what the runner did before
+    aiofiles, in a worker thread)."""
+    out: dict = {}
+    for name, value in inputs.items():
+        if is_file_ref(value):
+            out[name] = _blocking_data_uri(value)
+        elif isinstance(value, list) and any(is_file_ref(v) for v in value):
+            out[name] = [_blocking_data_uri(v) if is_file_ref(v) else v for v in value]
+        else:
+            out[name] = value
+    return out
+
+
+def _blocking_data_uri(ref: dict) -> str:
+    with open(ref[LOCAL_FILE], "rb") as fh:
+        data = fh.read()
+    assert hashlib.sha256(data).hexdigest() == ref["sha256"]
+    return f"data:{ref['media_type']};base64,{base64.b64encode(data).decode('ascii')}"
+
+
 async def _old_inline(inputs: dict) -> dict:
-    return await asyncio.to_thread(inline_body, inputs)  # what lifecycle.py does before
+    return await asyncio.to_thread(_blocking_inline_body, inputs)  # the hand-off, before
 
 
 def _cpu() -> float:
