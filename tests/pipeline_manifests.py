@@ -1,10 +1,17 @@
 """The models and stage text the pipeline tests share (each test file adds its own stages).
 
 T2I makes images, I2V animates one image into a video, V2V extends a video: the chain
-stills → clips → longer that the pipeline tests run on the simulator.
+stills → clips → longer that the pipeline tests run on the simulator; and the wait, for the
+URL-refresh tests, until the simulator has expired a run's file URLs.
 """
 
 from __future__ import annotations
+
+import sqlite3
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
 
 T2I = "bytedance/seedream-5/lite/text-to-image"
 I2V = "blackforestlabs/flux-3/image-to-video/draft"
@@ -37,3 +44,25 @@ LONGER = f"""\
       - video_url: {{from: clips, first: true}}
         prompt: "{{stills.prompt}} and it goes on"
 """
+
+
+def urls_of(state_db: Path) -> list[str]:
+    """Every file URL a run directory's state file keeps."""
+    with sqlite3.connect(state_db) as db:
+        return [url for (url,) in db.execute("SELECT url FROM files")]
+
+
+def wait_until_dead(urls: list[str]) -> None:
+    """Wait (at most 10 s) until the simulator has expired every one of `urls`."""
+    deadline = time.monotonic() + 10
+    while any(_alive(u) for u in urls):
+        assert time.monotonic() < deadline, "the simulator never expired the URLs"
+        time.sleep(0.05)
+
+
+def _alive(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5):
+            return True
+    except urllib.error.HTTPError:
+        return False

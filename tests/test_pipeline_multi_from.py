@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import conftest
 import pytest
 from conftest import read_metadata, run_cli, sim_env, status_json
+from pipeline_manifests import urls_of, wait_until_dead
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -203,12 +201,8 @@ def test_dead_urls_of_both_fields_are_refreshed_from_their_own_jobs(make_sim, tm
     manifest, out = write(tmp_path, STILLS), tmp_path / "run"
     code, _, err = run_json("run", manifest, "--out", out, env=sim_env(sim))
     assert code == 0, err
-    with sqlite3.connect(out / "state.db") as db:
-        urls = [url for (url,) in db.execute("SELECT url FROM files")]
-    deadline = time.monotonic() + 10
-    while any(_alive(u) for u in urls):
-        assert time.monotonic() < deadline, "the simulator never expired the URLs"
-        time.sleep(0.05)
+    urls = urls_of(out / "state.db")
+    wait_until_dead(urls)
     manifest.write_text(STILLS + TALKING, encoding="utf-8")
     before = sim.stats()
     code, summary, err = run_json("run", manifest, "--out", out, env=sim_env(sim))
@@ -223,11 +217,3 @@ def test_dead_urls_of_both_fields_are_refreshed_from_their_own_jobs(make_sim, tm
     for clip in by_stage(out)["talking"]:
         assert clip["audio_url"] == fresh[clip["parent_file"]]
         assert clip["image_url"] == fresh[voice_of[clip["parent_file"]]["parent_file"]]
-
-
-def _alive(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5):
-            return True
-    except urllib.error.HTTPError:
-        return False

@@ -7,15 +7,12 @@ after the parents' URLs have died, so every child starts with a dead URL."""
 from __future__ import annotations
 
 import sqlite3
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import conftest
 import pytest
 from conftest import read_metadata, sim_env
-from pipeline_manifests import I2V, T2I
+from pipeline_manifests import I2V, T2I, wait_until_dead
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -52,20 +49,9 @@ def parents_run_then_their_urls_die(sim, tmp_path: Path) -> tuple[Path, Path]:
     with sqlite3.connect(out / "state.db") as db:
         urls = [url for (url,) in db.execute("SELECT url FROM files")]
     assert len(urls) == 3 and all(u.startswith(sim.base_url) for u in urls)
-    deadline = time.monotonic() + 10
-    while any(_alive(u) for u in urls):
-        assert time.monotonic() < deadline, "the simulator never expired the URLs"
-        time.sleep(0.05)
+    wait_until_dead(urls)
     manifest.write_text(STILLS + CLIPS, encoding="utf-8")
     return manifest, out
-
-
-def _alive(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5):
-            return True
-    except urllib.error.HTTPError:
-        return False
 
 
 def test_dead_parent_urls_are_refreshed_and_never_sent_twice(make_sim, tmp_path):

@@ -9,14 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import conftest
 import pytest
 from conftest import read_metadata, sim_env
+from pipeline_manifests import urls_of, wait_until_dead
 
 from batch_runner.shards import shard_of
 
@@ -114,12 +112,8 @@ def test_a_plain_manifest_animates_another_runs_stills_by_url(make_sim, tmp_path
 def test_a_stage_takes_another_runs_files_and_expired_urls_are_refreshed(make_sim, tmp_path):
     sim = make_sim("--latency", "0.05", "--url-ttl", "1", "--image-scale", "0.02")
     parent = stills(sim, tmp_path)
-    with sqlite3.connect(parent / "state.db") as db:
-        urls = [url for (url,) in db.execute("SELECT url FROM files")]
-    deadline = time.monotonic() + 10
-    while any(_alive(u) for u in urls):
-        assert time.monotonic() < deadline, "the simulator never expired the URLs"
-        time.sleep(0.05)
+    urls = urls_of(parent / "state.db")
+    wait_until_dead(urls)
     before, state = sim.stats(), digest(parent / "state.db")
     manifest, out = write(tmp_path, "p.yaml", STAGED), tmp_path / "run"
     code, summary, err = run_json("run", manifest, "--out", out, env=sim_env(sim))
@@ -133,14 +127,6 @@ def test_a_stage_takes_another_runs_files_and_expired_urls_are_refreshed(make_si
         assert line["stage"] == "clips" and line["file_name"].startswith("clips/videos/")
         assert line["image_url"] not in urls and line["image_url"].startswith(sim.base_url)
     assert digest(parent / "state.db") == state
-
-
-def _alive(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=5):
-            return True
-    except urllib.error.HTTPError:
-        return False
 
 
 def test_a_run_field_that_names_no_run_directory_is_a_problem(tmp_path):

@@ -10,7 +10,6 @@ re-run or a resume makes none twice), and a refused URL is refreshed from the pa
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +32,7 @@ def finished_files(run_dir: Path) -> list[RunFile] | str:
         what = "no such directory" if not run_dir.exists() else f"no {STATE_FILE} in it"
         return f"{{run: {run_dir}}}: not a run directory ({what})"
     try:
-        with _opened(run_dir) as store:
+        with StateStore.open(run_dir, readonly=True) as store:
             return [
                 RunFile(job.key, f.k, f.file_name, media_type(f.file_name))
                 for job in _done(store)
@@ -68,7 +67,7 @@ def catch_up(children: Children) -> int:
             continue
         k, n = plan.get("shard") or (0, 1)  # a shard makes the children of its parents only
         try:
-            with _opened(Path(plan["run"])) as other:
+            with StateStore.open(Path(plan["run"]), readonly=True) as other:
                 for parent in _done(other):
                     if n > 1 and shard_of(parent.key, n) != k:
                         continue
@@ -83,19 +82,10 @@ def catch_up(children: Children) -> int:
 def parent_in_run(run_dir: Path, key: str) -> JobRecord | None:
     """A parent job of another run directory, with its files (None: not there)."""
     try:
-        with _opened(run_dir) as store:
+        with StateStore.open(run_dir, readonly=True) as store:
             return store.job_by_key(key, with_files=True)
     except StateError:
         return None
-
-
-@contextlib.contextmanager
-def _opened(run_dir: Path) -> Iterator[StateStore]:
-    store = StateStore.open(run_dir, readonly=True)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def _done(store: StateStore) -> Iterator[JobRecord]:

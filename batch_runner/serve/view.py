@@ -9,8 +9,6 @@ thread, so the event loop keeps answering.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +62,7 @@ class RunView:
             from batch_runner.report.shard_status import shards_summary
 
             return shards_summary(self.root)
-        with _store(self.root) as store:
+        with StateStore.open(self.root, readonly=True) as store:
             return store.summary()
 
     def outputs(self, limit: int) -> dict[str, Any]:
@@ -72,7 +70,7 @@ class RunView:
         limit = max(1, min(limit, MAX_OUTPUTS))
         found: list[tuple[float, str | None, JobRecord]] = []
         for name, path in self.parts():
-            with _store(path) as store:
+            with StateStore.open(path, readonly=True) as store:
                 found += [(t, name, rec) for t, rec in store.recent_done(limit)]
         found.sort(key=lambda item: (item[0], item[2].index), reverse=True)
         return {"outputs": [_output(t, name, rec) for t, name, rec in found[:limit]]}
@@ -95,15 +93,6 @@ class RunView:
         if not any(part in OUTPUT_DIRS or part == THUMBS_DIR for part in folders):
             return None
         return path
-
-
-@contextlib.contextmanager
-def _store(path: Path) -> Iterator[StateStore]:
-    store = StateStore.open(path, readonly=True)
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 def file_url(name: str) -> str:

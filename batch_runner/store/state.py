@@ -86,7 +86,14 @@ def _unusable(path: Path, exc: sqlite3.DatabaseError) -> str:
 
 
 class StateStore(ArchivedJobs, Money, Lineage, JobSync, Summaries, Events):
-    """Jobs, attempts, files and retry counts of one run directory."""
+    """Jobs, attempts, files and retry counts of one run directory (a context manager:
+    `with StateStore.open(run_dir, readonly=True) as store:` closes it after)."""
+
+    def __enter__(self) -> StateStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ---- opening -------------------------------------------------------------------------
 
