@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from batch_runner.jobs import JobRecord, JobState
+from batch_runner.jobs import FileRecord, JobRecord, JobState
 from batch_runner.money import dollars, usd
 from batch_runner.outputs.files import atomic_text
 from batch_runner.report.assets import CSS, JS
@@ -35,7 +35,7 @@ from batch_runner.report.html import (
     show_value,
 )
 from batch_runner.report.sweep import render_sweep, sweep_label
-from batch_runner.report.thumbs import make_thumbs
+from batch_runner.report.thumbs import MIN_BYTES, make_thumbs, thumbs_of
 from batch_runner.sizes import size_text
 from batch_runner.store.costs import cost_summary
 from batch_runner.store.state import StateStore
@@ -65,8 +65,11 @@ def write_page(run_dir: Path, source: Any, title: str) -> Path:
     """Write RUN_DIR/report.html from a source of jobs (totals, sections, iter_section,
     first_of: see StoreSource) atomically; `merge` gives one over every shard. The images'
     thumbnails are made first (those missing), then the page points at them."""
-    records = (rec for sweep in source.sections() for rec in source.iter_section(sweep))
-    thumbs = THUMBS.set(make_thumbs(run_dir, records, IMAGE_EXTS))
+    if isinstance(source, StoreSource):  # the files' rows only: no pass over the jobs
+        thumbs = THUMBS.set(thumbs_of(run_dir, source.thumb_files(), IMAGE_EXTS))
+    else:
+        records = (rec for sweep in source.sections() for rec in source.iter_section(sweep))
+        thumbs = THUMBS.set(make_thumbs(run_dir, records, IMAGE_EXTS))
     path = run_dir / "report.html"
     try:
         with atomic_text(path) as fh:
@@ -161,6 +164,9 @@ class StoreSource:
 
     def sections(self) -> dict[int | None, int]:
         return {sweep: n for sweep, (n, _, _) in self._spans.items()}
+
+    def thumb_files(self) -> list[FileRecord]:
+        return self._store.files_from(MIN_BYTES)
 
     def iter_section(self, sweep: int | None) -> Iterator[JobRecord]:
         _, first, last = self._spans[sweep]

@@ -38,11 +38,15 @@ def make_thumbs(
     """Make the missing thumbnails of these jobs' image files (`kinds`: the file extensions
     that are images); returns file_name → thumbnail path (relative to RUN_DIR) for every image
     that has one. An image already small, or unreadable, keeps its original."""
+    return thumbs_of(run_dir, (f for rec in records for f in rec.files), kinds)
+
+
+def thumbs_of(run_dir: Path, files: Iterable[FileRecord], kinds: Iterable[str]) -> dict[str, str]:
+    """`make_thumbs` of these files (the report reads only the files' rows: no job records)."""
     exts = {e.lower() for e in kinds}
     todo = [
         (f.file_name, thumb_name(f))
-        for rec in records
-        for f in rec.files
+        for f in files
         if f.sha256 and f.bytes >= MIN_BYTES and f.file_name.rsplit(".", 1)[-1].lower() in exts
     ]
     if not todo:

@@ -45,7 +45,9 @@ async def prepare(
     live = None if settings.offline and not settings.simulate else client  # --offline: cache only
     entries = await _entries(live, base, wanted, resolved, cache=not settings.simulate)
     todo, prices, changed, at_api = Estimate(), [], [], 0
-    for job in store.iter_jobs(with_files=False):
+    # without a pipeline's forecast (it reads whole records), the few columns pricing needs
+    rows = store.price_rows() if forecast is None else store.iter_jobs(with_files=False)
+    for job in rows:
         price = job_price(entries.get(job.model), job.inputs)
         if price != job.estimate_usd:
             changed.append((job.index, price))

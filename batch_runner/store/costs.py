@@ -3,9 +3,10 @@ they add up to for `status`, the summary and the `--max-cost` guard of a resumed
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from batch_runner.jobs import JobState
 from batch_runner.money import usd
@@ -17,6 +18,17 @@ BUDGET_REASON = "budget"  # the reason of a job left pending by --max-cost
 S = JobState
 AT_API = frozenset({S.SUBMITTING.value, S.QUEUED.value, S.RUNNING.value, S.DOWNLOADING.value})
 CLOSED = frozenset({S.FAILED.value, S.CANCELLED.value})
+
+
+class PriceRow(NamedTuple):
+    """A job as pricing sees it (the names of JobRecord's fields)."""
+
+    index: int
+    model: str
+    inputs: dict[str, Any]
+    state: JobState
+    estimate_usd: float | None
+    duplicates: int
 
 
 class Money(Journal):
@@ -56,6 +68,22 @@ class Money(Journal):
             "possible_duplicates FROM jobs ORDER BY idx"
         ):
             yield JobMoney(idx, model, state, reason, est, dups, costs.get(idx, []))
+
+    def price_rows(self, batch: int = 2000) -> Iterator[PriceRow]:
+        """What pricing reads of every job, in index order, `batch` rows at a time: no files,
+        attempts or job records (run/pricing.py; a pipeline's forecast reads whole records)."""
+        last = 0
+        while True:
+            rows = self._conn.execute(
+                f"SELECT idx, model, inputs, state, {self._money('estimate_usd')}, "
+                f"possible_duplicates FROM jobs WHERE idx > ? ORDER BY idx LIMIT {int(batch)}",
+                (last,),
+            ).fetchall()
+            for idx, model, inputs, state, est, dups in rows:
+                yield PriceRow(idx, model, json.loads(inputs), S(state), est, dups or 0)
+            if len(rows) < batch:
+                return
+            last = rows[-1][0]
 
     def model_spent(self) -> dict[str, tuple[int, float]]:
         """{MODEL: (jobs, USD its attempts cost)} for the report."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from batch_runner.jobs import NOT_POLLED, JobState, current_request_id
+from batch_runner.jobs import NOT_POLLED, FileRecord, JobState, current_request_id
 from batch_runner.store.costs import cost_summary
 from batch_runner.store.eta import eta_seconds
 from batch_runner.store.journal import Journal
@@ -98,6 +98,15 @@ class Summaries(Journal):
         return self._conn.execute(
             "SELECT count(*) FROM files WHERE substr(file_name, 1, ?) = ?", (len(folder), folder)
         ).fetchone()[0]
+
+    def files_from(self, min_bytes: int) -> list[FileRecord]:
+        """Every file of at least `min_bytes` (the report's thumbnails), without its job."""
+        rows = self._conn.execute(
+            "SELECT file_name, k, sha256, bytes, url FROM files WHERE bytes >= ? "
+            "ORDER BY job_idx, k",
+            (min_bytes,),
+        )
+        return [FileRecord(*row) for row in rows]
 
     def file_totals(self) -> tuple[int, int]:
         """(files, bytes) over every job."""
